@@ -1,0 +1,153 @@
+"""Run configuration: one TOML file, one section per stage, every option with a default.
+
+`curate init` writes the defaults with their help text; `load_config` rejects unknown keys
+and out-of-range values before any work starts, naming the key and what is allowed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from curate.errors import ConfigError
+
+
+def option(default: Any, help: str, *, choices: tuple | None = None, min: float | None = None,
+           max: float | None = None) -> Any:
+    """A config field with its default, help text and allowed values."""
+    meta = {"help": help, "choices": choices, "min": min, "max": max}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class EngineConfig:
+    """How the parallel work runs (Dask)."""
+
+    workers: int = option(0, "Dask worker processes for a local cluster; 0 = one per CPU core", min=0, max=1024)
+    scheduler: str = option("", "address of an existing Dask scheduler (tcp://host:8786); overrides workers; "
+                                "DASK_SCHEDULER_ADDRESS is used when empty")
+    partition_size: int = option(2000, "files per Dask task (a partition, never one image)", min=1, max=1_000_000)
+
+
+@dataclass
+class ScanConfig:
+    """`curate scan`: list, decode once, fingerprint."""
+
+    labels: str = option("", "CSV or Parquet file with path,label[,split]; empty = labels from folders")
+    decode_size: int = option(32, "JPEGs are decoded at the smallest scale keeping both sides >= this", min=32,
+                              max=4096)
+    max_pixels: int = option(178_956_970, "images with more pixels are flagged decompression_bomb, not decoded",
+                             min=1)
+    background: str = option("white", "background for transparent images", choices=("white", "black"))
+    follow_symlinks: bool = option(False, "follow symbolic links inside the source tree")
+
+
+@dataclass
+class Config:
+    """The whole run configuration."""
+
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    scan: ScanConfig = field(default_factory=ScanConfig)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return dataclasses.asdict(self)
+
+
+def _sections() -> dict[str, type]:
+    return {f.name: f.default_factory for f in dataclasses.fields(Config)}  # type: ignore[misc]
+
+
+_TYPES: dict[str, type] = {"int": int, "str": str, "float": float, "bool": bool, "list": list, "dict": dict}
+
+
+def _check_value(section: str, f: dataclasses.Field, value: Any) -> Any:
+    key = f"{section}.{f.name}"
+    want = _TYPES.get(str(f.type).split("[")[0], object)
+    if want is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if want is not object and (not isinstance(value, want) or (want is int and isinstance(value, bool))):
+        raise ConfigError(f"config key {key} must be {want.__name__}, got {value!r}")
+    meta = f.metadata
+    if meta.get("choices") and value not in meta["choices"]:
+        raise ConfigError(f"config key {key}={value!r} is not allowed; choose one of: {', '.join(map(str, meta['choices']))}")
+    if meta.get("min") is not None and value < meta["min"]:
+        raise ConfigError(f"config key {key}={value!r} is below the minimum {meta['min']}")
+    if meta.get("max") is not None and value > meta["max"]:
+        raise ConfigError(f"config key {key}={value!r} is above the maximum {meta['max']}")
+    return value
+
+
+def from_dict(data: dict[str, Any]) -> Config:
+    """Build a validated `Config` from nested dicts (e.g. parsed TOML); unknown keys fail."""
+    sections = _sections()
+    cfg = Config()
+    for name, values in data.items():
+        if name not in sections:
+            raise ConfigError(f"unknown config section [{name}]; valid sections: {', '.join(sections)}")
+        if not isinstance(values, dict):
+            raise ConfigError(f"config [{name}] must be a table of keys")
+        section = getattr(cfg, name)
+        fields = {f.name: f for f in dataclasses.fields(section)}
+        for key, value in values.items():
+            if key not in fields:
+                raise ConfigError(f"unknown config key {name}.{key}; valid keys: {', '.join(fields)}")
+            setattr(section, key, _check_value(name, fields[key], value))
+    return cfg
+
+
+def override(cfg: Config, section: str, **values: Any) -> Config:
+    """Apply command-line options (None = not given) on top of `cfg`, validated like the file."""
+    given = {k: v for k, v in values.items() if v is not None}
+    merged = cfg.to_dict()
+    merged[section].update(given)
+    return from_dict(merged)
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Read a TOML config (None = embedded defaults)."""
+    if path is None:
+        return Config()
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {p} not found: create one with `curate init {p}`")
+    try:
+        data = tomllib.loads(p.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {p} is not valid TOML: {exc}") from exc
+    return from_dict(data)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    return repr(value)
+
+
+def default_toml() -> str:
+    """The commented default config that `curate init` writes."""
+    lines = ["# curate configuration: every option with its default.", "# Unknown keys are an error.", ""]
+    for name, cls in _sections().items():
+        section = cls()
+        lines.append(f"# {cls.__doc__.strip()}")
+        lines.append(f"[{name}]")
+        for f in dataclasses.fields(section):
+            meta = f.metadata
+            allowed = ""
+            if meta.get("choices"):
+                allowed = f" (one of: {', '.join(map(str, meta['choices']))})"
+            elif meta.get("min") is not None or meta.get("max") is not None:
+                allowed = f" (range: {meta.get('min', '')}..{meta.get('max') if meta.get('max') is not None else ''})"
+            lines.append(f"# {meta['help']}{allowed}")
+            lines.append(f"{f.name} = {_toml_value(getattr(section, f.name))}")
+        lines.append("")
+    return "\n".join(lines)

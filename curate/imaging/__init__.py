@@ -1,0 +1,1 @@
+"""Image facts from bytes: format sniffing, one decode, hashes and quality statistics."""

@@ -1,0 +1,207 @@
+"""One decode of one file's bytes into every fact the later stages need.
+
+`probe(data, ...)` never raises for a bad file: the result carries `status="error"` with an
+`ErrorCode` and a message. It never sets Pillow's process-global truncated-image flag.
+`fingerprint(rows, thumbs)` then adds hashes and quality statistics for a whole partition.
+"""
+from __future__ import annotations
+
+import io
+import warnings
+import zlib
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageCms, UnidentifiedImageError
+
+from curate.imaging import formats
+from curate.imaging.hashes import THUMB, dhash, phash_d8
+from curate.imaging.quality import quality_stats
+from curate.schema import ErrorCode, Status
+
+_ORIENT_OPS = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM", b"II*\x00", b"MM\x00*", b"RIFF")
+_BACKGROUNDS = {"white": (255, 255, 255), "black": (0, 0, 0)}
+_SRGB = ImageCms.createProfile("sRGB")
+
+
+def _error(code: ErrorCode, message: str, **facts: Any) -> dict[str, Any]:
+    return {**facts, "status": Status.ERROR.value, "error_code": code.value, "error_message": message[:500]}
+
+
+def _read_orientation(im: Image.Image) -> tuple[int, str | None]:
+    try:
+        value = im.getexif().get(0x0112, 1)
+    except Exception as exc:  # malformed EXIF must not stop the scan
+        return 1, f"{type(exc).__name__}: {exc}"
+    if not isinstance(value, int) or not 1 <= value <= 8:
+        return 1, f"invalid orientation {value!r}"
+    return value, None
+
+
+def _bit_depth(im: Image.Image, data: bytes) -> int:
+    if im.format == "PNG":
+        return formats.png_bit_depth(data) or 8
+    if im.format == "JPEG":
+        return formats.jpeg_precision(data) or 8
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+        return 16
+    if im.mode in ("I", "F"):
+        return 32
+    return 1 if im.mode == "1" else 8
+
+
+def _to_display(im: Image.Image, bit_depth: int, background: str) -> Image.Image:
+    """An 8-bit 'RGB' or 'L' image: CMYK via its ICC profile, high bit depths scaled, alpha
+    composited over `background`."""
+    mode = im.mode
+    if mode in ("RGB", "L"):
+        return im
+    if mode == "CMYK":
+        icc = im.info.get("icc_profile")
+        if icc:
+            try:
+                return ImageCms.profileToProfile(im, ImageCms.ImageCmsProfile(io.BytesIO(icc)), _SRGB,
+                                                 outputMode="RGB")
+            except (ImageCms.PyCMSError, OSError, ValueError):
+                pass
+        return im.convert("RGB")
+    if mode.startswith("I") or mode == "F":
+        arr = np.asarray(im, dtype=np.float64)
+        if mode == "F":
+            lo, hi = float(arr.min()), float(arr.max())
+            arr = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(arr)
+        else:
+            arr = arr * (255.0 / (2 ** min(bit_depth, 16) - 1))
+        return Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), "L")
+    if mode in ("RGBA", "LA", "PA", "La", "RGBa") or (mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        base = Image.new("RGBA", rgba.size, _BACKGROUNDS[background] + (255,))
+        return Image.alpha_composite(base, rgba).convert("RGB")
+    return im.convert("RGB")
+
+
+def _lenient_jpeg_decodes(data: bytes) -> bool:
+    """Whether a truncated JPEG decodes once an end-of-image marker is appended."""
+    try:
+        with Image.open(io.BytesIO(data + b"\xff\xd9")) as im:
+            im.draft(None, (64, 64))
+            im.load()
+        return True
+    except Exception:
+        return False
+
+
+def _classify_open_failure(data: bytes, exc: Exception) -> dict[str, Any]:
+    codec = formats.sniff_unsupported(data)
+    if codec:
+        return _error(ErrorCode.UNSUPPORTED_CODEC, f"{codec} is not supported by the installed decoders",
+                      format=codec)
+    if isinstance(exc, UnidentifiedImageError) and not data.startswith(_MAGIC):
+        return _error(ErrorCode.NOT_IMAGE, "not an image file (no known image signature)")
+    return _error(ErrorCode.CORRUPT, f"{type(exc).__name__}: {exc}")
+
+
+def probe(data: bytes, *, decode_size: int = 32, max_pixels: int = 178_956_970,
+          background: str = "white") -> tuple[dict[str, Any], bytes | None]:
+    """Facts about one file's bytes: format, oriented size, mode, hashes, quality statistics.
+
+    JPEGs are decoded once at the smallest DCT scale (1/2, 1/4, 1/8) that keeps both sides at
+    least `decode_size`: that still reads every entropy-coded byte, so truncation is caught.
+    Other formats are decoded in full. Returns manifest columns (no path/label/size/mtime, no
+    hashes or statistics yet) and the 64x64 RGB thumbnail that `fingerprint` reads, or None.
+    """
+    if not data:
+        return _error(ErrorCode.ZERO_BYTE, "file is empty (0 bytes)"), None
+    facts: dict[str, Any] = {"bytes_hash": formats.bytes_digest(data)}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            im = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        return _error(ErrorCode.DECOMPRESSION_BOMB, str(exc), **facts), None
+    except Exception as exc:
+        return {**facts, **_classify_open_failure(data, exc)}, None
+
+    with im:
+        orientation, exif_error = _read_orientation(im)
+        w, h = im.size
+        if orientation >= 5:
+            w, h = h, w
+        facts.update(format=im.format, width=w, height=h, mode=im.mode, n_frames=getattr(im, "n_frames", 1),
+                     exif_orientation=orientation, exif_error=exif_error, bit_depth=_bit_depth(im, data),
+                     icc_profile=bool(im.info.get("icc_profile")),
+                     has_alpha="A" in im.mode or (im.mode == "P" and "transparency" in im.info))
+        if w * h > max_pixels:
+            return _error(ErrorCode.DECOMPRESSION_BOMB,
+                          f"{w}x{h} = {w * h} pixels exceeds the limit of {max_pixels}", **facts), None
+        if im.format == "JPEG" and facts["bit_depth"] not in (8,):
+            return _error(ErrorCode.UNSUPPORTED_CODEC, f"{facts['bit_depth']}-bit JPEG is not supported",
+                          **facts), None
+        scale = 1
+        if im.format == "JPEG":
+            full = im.size
+            im.draft(None, (decode_size, decode_size))
+            scale = max(1, round(full[0] / im.size[0]))
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                im.load()
+        except Image.DecompressionBombError as exc:
+            return _error(ErrorCode.DECOMPRESSION_BOMB, str(exc), **facts), None
+        except (OSError, SyntaxError, ValueError, EOFError, zlib.error, IndexError, TypeError,
+                MemoryError) as exc:
+            message = f"{type(exc).__name__}: {exc}"
+            if "truncated" in str(exc).lower() or isinstance(exc, EOFError):
+                recoverable = _lenient_jpeg_decodes(data) if im.format == "JPEG" else None
+                return _error(ErrorCode.TRUNCATED, message, recoverable=recoverable, **facts), None
+            return _error(ErrorCode.CORRUPT, message, **facts), None
+        facts["decode_scale"] = scale
+        try:
+            thumb = _thumbnail(im, orientation, facts["bit_depth"], background)
+            facts["pixel_hash"] = _pixel_hash(im, data, orientation)
+        except Exception as exc:  # a decoder quirk on an odd mode is a bad file, not a crash
+            return _error(ErrorCode.CORRUPT, f"{type(exc).__name__}: {exc}", **facts), None
+        return {**facts, "status": Status.OK.value}, thumb
+
+
+def _thumbnail(im: Image.Image, orientation: int, bit_depth: int, background: str) -> bytes:
+    """The 64x64 thumbnail of frame 0 after EXIF orientation: RGB bytes, then luma bytes."""
+    if orientation in _ORIENT_OPS:
+        im = im.transpose(_ORIENT_OPS[orientation])
+    shown = _to_display(im, bit_depth, background)
+    thumb = shown.resize((THUMB, THUMB), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    if thumb.mode == "L":
+        return thumb.convert("RGB").tobytes() + thumb.tobytes()
+    return thumb.tobytes() + thumb.convert("L").tobytes()
+
+
+def _pixel_hash(im: Image.Image, data: bytes, orientation: int) -> str:
+    """Hash of the decoded, oriented pixels; for JPEG, of what decides them (no decode)."""
+    digest = formats.jpeg_pixel_digest(data, orientation) if im.format == "JPEG" else None
+    if digest is None:
+        oriented = im.transpose(_ORIENT_OPS[orientation]) if orientation in _ORIENT_OPS else im
+        digest = formats.pixels_digest(oriented.mode, oriented.size, oriented.tobytes())
+    return digest
+
+
+def fingerprint(rows: list[dict[str, Any]], thumbs: list[bytes | None]) -> None:
+    """Add perceptual hashes and quality statistics to the rows that have a thumbnail."""
+    idx = [i for i, t in enumerate(thumbs) if t is not None]
+    if not idx:
+        return
+    both = np.frombuffer(b"".join(thumbs[i] for i in idx), dtype=np.uint8).reshape(len(idx), THUMB * THUMB * 4)
+    rgb = both[:, :THUMB * THUMB * 3].reshape(-1, THUMB, THUMB, 3)
+    gray = both[:, THUMB * THUMB * 3:].reshape(-1, THUMB, THUMB)
+    luma = gray.astype(np.float32)
+    d8 = phash_d8(luma)
+    columns = {"phash": d8[:, 0], "dhash": dhash(luma), **quality_stats(rgb, gray)}
+    for k, i in enumerate(idx):
+        row = rows[i]
+        row["phash_d8"] = d8[k].tolist()
+        for name, values in columns.items():
+            row[name] = values[k].item()

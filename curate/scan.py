@@ -1,0 +1,205 @@
+"""Scan: list SRC, decode every file once, write `OUT/manifest/`.
+
+Reads: the source tree (never for writing) and, on a rerun, the previous `OUT/manifest/`.
+Writes: `OUT/manifest/part-NNNNN.parquet`, one row per file found (schema `MANIFEST`).
+Unchanged files (same path, size and mtime) keep their previous row without a decode; files
+that disappeared keep their row with status `removed`. Partitions are fixed runs of the sorted
+path list, so the same tree gives the same manifest whatever the number of workers.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import fsspec
+import pyarrow as pa
+import pyarrow.compute as pc
+import xxhash
+
+from curate.config import Config
+from curate.engine import dask_client, run_tasks
+from curate.imaging.probe import fingerprint, probe
+from curate.schema import MANIFEST, ErrorCode, Status
+from curate.sources import SourceFile, list_source
+from curate.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+STAGING = "manifest.new"
+
+
+@dataclass(frozen=True)
+class ScanTask:
+    """One partition: which files to decode, which to copy from the previous manifest."""
+
+    src: str
+    out: str
+    index: int
+    files: tuple[SourceFile, ...]
+    reuse: frozenset[str]  # paths whose previous row is still valid
+    removed: frozenset[str]  # paths gone from the source, kept as `removed`
+    decode_size: int
+    max_pixels: int
+    background: str
+
+
+@dataclass
+class ScanSummary:
+    files: int = 0
+    ok: int = 0
+    decoded: int = 0
+    reused: int = 0
+    removed: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+    classes: dict[str, int] = field(default_factory=dict)
+    elapsed_s: float = 0.0
+
+    @property
+    def images_per_s(self) -> float:
+        return self.decoded / self.elapsed_s if self.elapsed_s else 0.0
+
+
+def sample_id(path: str, bytes_hash: str | None) -> str:
+    """Stable id from the path and the content."""
+    return xxhash.xxh3_64_hexdigest(f"{path}\0{bytes_hash or ''}".encode())
+
+
+def _read_file(fs: fsspec.AbstractFileSystem, path: str) -> tuple[bytes | None, dict[str, Any] | None]:
+    try:
+        with fs.open(path, "rb") as f:
+            return f.read(), None
+    except FileNotFoundError as exc:
+        return None, {"error_code": ErrorCode.VANISHED.value, "error_message": f"file vanished during the scan: {exc}"}
+    except OSError as exc:
+        return None, {"error_code": ErrorCode.UNREADABLE.value, "error_message": f"{type(exc).__name__}: {exc}"}
+
+
+def _new_row(f: SourceFile, data: bytes | None, facts: dict[str, Any]) -> dict[str, Any]:
+    extension = f.path.rpartition(".")[2].lower() if "." in f.path.rpartition("/")[2] else ""
+    row = {"path": f.path, "label": f.label, "split": f.split, "mtime": f.mtime, "extension": extension,
+           "size_bytes": len(data) if data is not None else f.size, **facts}
+    row["sample_id"] = sample_id(f.path, row.get("bytes_hash"))
+    return row
+
+
+def scan_partition(task: ScanTask) -> dict[str, int]:
+    """Decode one partition's files and write its manifest part. Returns small counts."""
+    fs, root = fsspec.core.url_to_fs(task.src)
+    rows: list[dict[str, Any]] = []
+    thumbs: list[bytes | None] = []
+    old = _previous_rows(task)
+    for f in task.files:
+        if f.path in old:
+            row = dict(old[f.path])
+            if f.path in task.removed:
+                row["status"] = Status.REMOVED.value
+            else:
+                row.update(label=f.label, split=f.split)
+            rows.append(row)
+            thumbs.append(None)
+            continue
+        if f.error:
+            data, facts = None, {"status": Status.ERROR.value, "error_code": ErrorCode.UNREADABLE.value,
+                                 "error_message": f.error}
+            thumb = None
+        else:
+            data, failure = _read_file(fs, f"{root}/{f.path}")
+            if failure:
+                facts, thumb = {"status": Status.ERROR.value, **failure}, None
+            else:
+                facts, thumb = probe(data, decode_size=task.decode_size, max_pixels=task.max_pixels,
+                                     background=task.background)
+        rows.append(_new_row(f, data, facts))
+        thumbs.append(thumb)
+    fingerprint(rows, thumbs)
+    table = pa.Table.from_pylist(rows, schema=MANIFEST)
+    Workspace(task.out).write_table(f"{STAGING}/part-{task.index:05d}.parquet", table, MANIFEST)
+    return {"decoded": sum(1 for f in task.files if f.path not in old), "reused": len(task.reuse)}
+
+
+def _previous_rows(task: ScanTask) -> dict[str, dict[str, Any]]:
+    wanted = task.reuse | task.removed
+    if not wanted:
+        return {}
+    table = Workspace(task.out).read("manifest", MANIFEST, filter=pc.field("path").isin(sorted(wanted)))
+    return {r["path"]: r for r in table.to_pylist()}
+
+
+def _previous_listing(ws: Workspace) -> dict[str, tuple[int, float, str]]:
+    if not ws.exists("manifest"):
+        return {}
+    t = ws.read("manifest", MANIFEST, columns=["path", "size_bytes", "mtime", "status"])
+    return {p: (s, m, st) for p, s, m, st in zip(*(t.column(c).to_pylist() for c in t.column_names))}
+
+
+def plan_tasks(src: str, out: str, cfg: Config, files: list[SourceFile],
+               previous: dict[str, tuple[int, float, str]]) -> list[ScanTask]:
+    """Split the sorted listing (plus removed paths) into fixed-size partitions."""
+    present = {f.path for f in files}
+    reuse = {f.path for f in files if f.path in previous and previous[f.path][:2] == (f.size, f.mtime)
+             and previous[f.path][2] != Status.REMOVED.value and f.error is None}
+    gone = [SourceFile(p, s, m) for p, (s, m, _st) in previous.items() if p not in present]
+    everything = sorted(files + gone, key=lambda f: f.path)
+    removed = {f.path for f in gone}
+    size = cfg.engine.partition_size
+    tasks = []
+    for i in range(0, len(everything), size):
+        chunk = tuple(everything[i:i + size])
+        paths = {f.path for f in chunk}
+        tasks.append(ScanTask(src, out, i // size, chunk, frozenset(paths & reuse), frozenset(paths & removed),
+                              cfg.scan.decode_size, cfg.scan.max_pixels, cfg.scan.background))
+    return tasks
+
+
+def _listing_key(tasks: list[ScanTask]) -> str:
+    h = xxhash.xxh3_128()
+    for t in tasks:
+        for f in t.files:
+            h.update(f"{f.path}\0{f.size}\0{f.mtime}\0{f.label}\0{f.split}\0{f.path in t.reuse}\n".encode())
+    return h.hexdigest()
+
+
+def scan(src: str, out: str, cfg: Config) -> ScanSummary:
+    """Scan SRC into OUT/manifest/ (incrementally when a manifest exists). See module doc."""
+    started = time.perf_counter()
+    files = list_source(src, cfg.scan.labels, cfg.scan.follow_symlinks)
+    ws = Workspace(out)
+    ws.makedirs()
+    previous = _previous_listing(ws)
+    tasks = plan_tasks(src, out, cfg, files, previous)
+    key = _listing_key(tasks)
+    if not (ws.exists(STAGING, "_listing") and ws.fs.cat_file(ws.path(STAGING, "_listing")).decode() == key):
+        ws.remove(STAGING)  # a staging folder from another listing cannot be resumed
+        ws.write_bytes(f"{STAGING}/_listing", key.encode())
+    ws.clean_temporaries(STAGING)
+    todo = [t for t in tasks if not ws.exists(STAGING, f"part-{t.index:05d}.parquet")]
+    if len(todo) < len(tasks):
+        log.info("resuming: %d of %d partitions already written", len(tasks) - len(todo), len(tasks))
+    with dask_client(cfg.engine, len(todo), (src, out)) as client:
+        counts = run_tasks(client, scan_partition, todo, label="scan")
+    ws.fs.rm(ws.path(STAGING, "_listing"))
+    ws.swap_in(STAGING, "manifest")
+    summary = summarize(ws)
+    summary.decoded = sum(c["decoded"] for c in counts)
+    summary.reused = sum(c["reused"] for c in counts)
+    summary.elapsed_s = time.perf_counter() - started
+    return summary
+
+
+def summarize(ws: Workspace) -> ScanSummary:
+    """Counts from OUT/manifest/: files, ok images, errors by code, images per class."""
+    t = ws.read("manifest", MANIFEST, columns=["status", "error_code", "label"])
+    status = t.column("status").to_pylist()
+    codes = t.column("error_code").to_pylist()
+    labels = t.column("label").to_pylist()
+    return ScanSummary(
+        files=sum(s != Status.REMOVED.value for s in status),
+        ok=status.count(Status.OK.value),
+        removed=status.count(Status.REMOVED.value),
+        errors=dict(sorted(Counter(c for s, c in zip(status, codes) if s == Status.ERROR.value).items())),
+        classes=dict(sorted(Counter(lab or "(unlabelled)" for s, lab in zip(status, labels)
+                                    if s == Status.OK.value).items())),
+    )

@@ -1,0 +1,129 @@
+"""The one place that owns every table's columns, Arrow types and enum values.
+
+Writers always pass one of these schemas explicitly; nothing is inferred from a first batch.
+"""
+from __future__ import annotations
+
+import enum
+
+import pyarrow as pa
+
+
+class Status(str, enum.Enum):
+    """What the scan could make of one source file."""
+
+    OK = "ok"
+    ERROR = "error"
+    REMOVED = "removed"  # seen by an earlier scan, gone from the source now
+
+
+class ErrorCode(str, enum.Enum):
+    """Why a file could not be used as an image. Stored in `manifest.error_code`."""
+
+    ZERO_BYTE = "zero_byte"
+    NOT_IMAGE = "not_image"
+    UNSUPPORTED_CODEC = "unsupported_codec"
+    TRUNCATED = "truncated"
+    CORRUPT = "corrupt"
+    DECOMPRESSION_BOMB = "decompression_bomb"
+    UNREADABLE = "unreadable"
+    VANISHED = "vanished"
+
+
+class Severity(str, enum.Enum):
+    """How bad a fired check is: `error` means the image cannot be used."""
+
+    ERROR = "error"
+    WARNING = "warning"
+    INFO = "info"
+
+
+SPLITS = ("train", "val", "test")
+
+MANIFEST = pa.schema(
+    [
+        pa.field("sample_id", pa.string(), nullable=False),
+        pa.field("path", pa.string(), nullable=False),  # relative to SRC, POSIX
+        pa.field("label", pa.string()),
+        pa.field("split", pa.string()),
+        pa.field("size_bytes", pa.int64()),
+        pa.field("mtime", pa.float64()),
+        pa.field("format", pa.string()),  # detected from the bytes
+        pa.field("extension", pa.string()),  # lower-case suffix without the dot
+        pa.field("width", pa.int32()),  # after EXIF orientation
+        pa.field("height", pa.int32()),
+        pa.field("mode", pa.string()),
+        pa.field("bit_depth", pa.int16()),
+        pa.field("n_frames", pa.int32()),
+        pa.field("exif_orientation", pa.int16()),
+        pa.field("exif_error", pa.string()),
+        pa.field("has_alpha", pa.bool_()),
+        pa.field("icc_profile", pa.bool_()),
+        pa.field("decode_scale", pa.int16()),  # 1, 2, 4 or 8: JPEG reduced-scale decode
+        pa.field("bytes_hash", pa.string()),
+        pa.field("pixel_hash", pa.string()),
+        pa.field("phash", pa.int64()),
+        pa.field("dhash", pa.int64()),
+        pa.field("phash_d8", pa.list_(pa.int64(), 8)),  # pHash of the 8 flips/rotations
+        pa.field("brightness_p05", pa.float32()),
+        pa.field("brightness_p50", pa.float32()),
+        pa.field("brightness_p95", pa.float32()),
+        pa.field("contrast", pa.float32()),
+        pa.field("entropy", pa.float32()),
+        pa.field("sharpness", pa.float32()),  # variance of the Laplacian; low = blurry
+        pa.field("channel_spread", pa.float32()),
+        pa.field("recoverable", pa.bool_()),  # truncated, but a lenient decode works
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("error_code", pa.string()),
+        pa.field("error_message", pa.string()),
+    ]
+)
+
+ISSUES = pa.schema(
+    [
+        pa.field("sample_id", pa.string()),  # null for collection-level checks
+        pa.field("path", pa.string()),
+        pa.field("label", pa.string()),
+        pa.field("check", pa.string(), nullable=False),
+        pa.field("severity", pa.string(), nullable=False),
+        pa.field("score", pa.float64()),
+        pa.field("threshold", pa.float64()),
+        pa.field("message", pa.string()),
+    ]
+)
+
+DUPLICATES = pa.schema(
+    [
+        pa.field("sample_id", pa.string(), nullable=False),
+        pa.field("path", pa.string(), nullable=False),
+        pa.field("label", pa.string()),
+        pa.field("split", pa.string()),
+        pa.field("cluster_id", pa.int64(), nullable=False),
+        pa.field("kind", pa.string(), nullable=False),  # bytes / pixels / near
+        pa.field("distance", pa.int16(), nullable=False),  # pHash bits to the representative
+        pa.field("keep", pa.bool_(), nullable=False),
+        pa.field("reason", pa.string(), nullable=False),
+        pa.field("leak", pa.bool_(), nullable=False),  # cluster spans splits
+        pa.field("label_conflict", pa.bool_(), nullable=False),
+    ]
+)
+
+PLAN = pa.schema(
+    [
+        pa.field("sample_id", pa.string(), nullable=False),
+        pa.field("path", pa.string(), nullable=False),
+        pa.field("label", pa.string()),
+        pa.field("split", pa.string()),
+        pa.field("keep", pa.bool_(), nullable=False),
+        pa.field("reason", pa.string()),  # why excluded; null when kept
+        pa.field("copies", pa.int32(), nullable=False),
+        pa.field("augment_copies", pa.int32(), nullable=False),
+        pa.field("weight", pa.float64()),
+        pa.field("cluster_id", pa.int64()),
+    ]
+)
+
+
+def empty(schema: pa.Schema) -> pa.Table:
+    """A zero-row table with `schema`."""
+    return schema.empty_table()

@@ -1,0 +1,156 @@
+"""Finding source files and their labels: folder layout or a labels file.
+
+Reads the source tree (local path or fsspec URL); never opens a source file for writing.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import posixpath
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+import fsspec
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from curate.errors import CurateError
+from curate.schema import SPLITS
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One file found under SRC: path relative to SRC (POSIX), stat facts, label and split."""
+
+    path: str
+    size: int
+    mtime: float
+    label: str | None = None
+    split: str | None = None
+    error: str | None = None  # why it could not even be listed (e.g. permission denied)
+
+
+def open_source(src: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The filesystem and root path of SRC; fails with one line if it is missing or not a folder."""
+    fs, root = fsspec.core.url_to_fs(src)
+    root = root.rstrip("/") or "/"
+    if not fs.exists(root):
+        raise CurateError(f"source {src} does not exist")
+    if not fs.isdir(root):
+        raise CurateError(f"source {src} is not a folder")
+    return fs, root
+
+
+def _is_local(fs: fsspec.AbstractFileSystem) -> bool:
+    protocol = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
+    return "file" in protocol or "local" in protocol
+
+
+def _walk_local(root: str, follow_symlinks: bool) -> list[SourceFile]:
+    """Files under a local root. Symlinks are skipped unless followed, and never outside root
+    or into a loop; a folder or file that cannot be read becomes an entry with an error."""
+    found: list[SourceFile] = []
+    real_root = os.path.realpath(root)
+    seen_dirs: set[str] = set()
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError as exc:
+            rel = os.path.relpath(folder, root).replace(os.sep, "/")
+            found.append(SourceFile(rel, 0, 0.0, error=f"{type(exc).__name__}: {exc.strerror or exc}"))
+            continue
+        for entry in entries:
+            rel = os.path.relpath(entry.path, root).replace(os.sep, "/")
+            try:
+                if entry.is_symlink():
+                    if not follow_symlinks:
+                        continue
+                    target = os.path.realpath(entry.path)
+                    if os.path.commonpath([real_root, target]) != real_root:
+                        log.warning("skipping %s: symlink points outside the source", rel)
+                        continue
+                st = entry.stat(follow_symlinks=True)
+            except OSError as exc:
+                found.append(SourceFile(rel, 0, 0.0, error=f"{type(exc).__name__}: {exc.strerror or exc}"))
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                key = os.path.realpath(entry.path)
+                if key not in seen_dirs:
+                    seen_dirs.add(key)
+                    stack.append(entry.path)
+            elif stat.S_ISREG(st.st_mode):
+                found.append(SourceFile(rel, st.st_size, st.st_mtime))
+    return found
+
+
+def _walk_fsspec(fs: fsspec.AbstractFileSystem, root: str) -> list[SourceFile]:
+    found = []
+    for path, info in fs.find(root, detail=True).items():
+        if info.get("type") != "file":
+            continue
+        rel = posixpath.relpath(path, root)
+        mtime = info.get("mtime") or info.get("created") or 0.0
+        found.append(SourceFile(rel, int(info.get("size") or 0), float(getattr(mtime, "timestamp", lambda: mtime)())))
+    return found
+
+
+def layout_label(rel: str) -> tuple[str | None, str | None]:
+    """(label, split) from `<class>/…` or `<split>/<class>/…`; None where the layout says nothing."""
+    parts = rel.split("/")
+    if parts[0] in SPLITS:
+        return (parts[1] if len(parts) >= 3 else None), parts[0]
+    return (parts[0] if len(parts) >= 2 else None), None
+
+
+def read_labels(path: str) -> dict[str, tuple[str | None, str | None]]:
+    """path -> (label, split) from a CSV or Parquet labels file with columns path,label[,split]."""
+    p = Path(path)
+    if not p.is_file():
+        raise CurateError(f"labels file {path} not found")
+    try:
+        table = pq.read_table(p) if p.suffix.lower() in (".parquet", ".pq") else pacsv.read_csv(
+            p, convert_options=pacsv.ConvertOptions(column_types={"path": pa.string(), "label": pa.string(),
+                                                                  "split": pa.string()}))
+    except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as exc:
+        raise CurateError(f"labels file {path} cannot be read: {str(exc).splitlines()[0]}") from exc
+    columns = set(table.column_names)
+    unknown = columns - {"path", "label", "split"}
+    if unknown or not {"path", "label"} <= columns:
+        raise CurateError(f"labels file {path} must have columns path,label[,split]; "
+                          f"found {','.join(table.column_names)}")
+    rows = table.to_pylist()
+    labels: dict[str, tuple[str | None, str | None]] = {}
+    for row in rows:
+        rel = posixpath.normpath(str(row["path"]).replace("\\", "/"))
+        if rel.startswith("/") or rel == ".." or rel.startswith("../"):
+            raise CurateError(f"labels file {path}: path {row['path']!r} escapes the source folder")
+        split = row.get("split")
+        if split is not None and split not in SPLITS:
+            raise CurateError(f"labels file {path}: split {split!r} for {row['path']!r} is not one of "
+                              f"{', '.join(SPLITS)}")
+        labels[rel] = (row["label"], split)
+    return labels
+
+
+def list_source(src: str, labels_file: str = "", follow_symlinks: bool = False) -> list[SourceFile]:
+    """Every file under SRC, sorted by path, labelled from `labels_file` or the folder layout."""
+    labels = read_labels(labels_file) if labels_file else None
+    fs, root = open_source(src)
+    files = _walk_local(root, follow_symlinks) if _is_local(fs) else _walk_fsspec(fs, root)
+    if not files:
+        raise CurateError(f"source {src} contains no files")
+    labelled = []
+    for f in files:
+        label, split = labels.get(f.path, (None, None)) if labels is not None else layout_label(f.path)
+        labelled.append(SourceFile(f.path, f.size, f.mtime, label, split, f.error))
+    if labels is not None:
+        missing = len(set(labels) - {f.path for f in files})
+        if missing:
+            log.warning("%d paths in %s are not in the source", missing, labels_file)
+    return sorted(labelled, key=lambda f: f.path)

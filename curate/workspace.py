@@ -1,0 +1,155 @@
+"""The output folder (`OUT`): where each stage reads and writes, with atomic writes.
+
+Layout (see DESIGN.md): `manifest/`, `issues/`, `duplicates/`, `plan/`, `shards/<split>/`,
+`index.parquet`, `dataset.json`, `report/`. A file is written under a temporary name and
+renamed into place, so a reader never sees a half-written file and a killed run leaves only
+temporaries that the next run removes.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Any, Iterable
+
+import fsspec
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from curate.errors import CurateError
+
+log = logging.getLogger(__name__)
+
+TMP_MARK = ".tmp-"
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """An output folder given as a local path or an fsspec URL."""
+
+    url: str
+
+    @property
+    def fs(self) -> fsspec.AbstractFileSystem:
+        return fsspec.core.url_to_fs(self.url)[0]
+
+    @property
+    def root(self) -> str:
+        return fsspec.core.url_to_fs(self.url)[1]
+
+    def path(self, *parts: str) -> str:
+        """The filesystem path of `parts` under the workspace root."""
+        return str(PurePosixPath(self.root, *parts))
+
+    def exists(self, *parts: str) -> bool:
+        return self.fs.exists(self.path(*parts))
+
+    def makedirs(self, *parts: str) -> str:
+        p = self.path(*parts)
+        self.fs.makedirs(p, exist_ok=True)
+        return p
+
+    # -- atomic writes -------------------------------------------------------------------
+    def _tmp_name(self, final: str) -> str:
+        head, _, tail = final.rpartition("/")
+        return f"{head}/{TMP_MARK}{uuid.uuid4().hex[:8]}-{tail}"
+
+    def write_bytes(self, rel: str, data: bytes) -> None:
+        """Write `data` to `rel` atomically (temporary name, then rename)."""
+        final = self.path(rel)
+        self.fs.makedirs(final.rpartition("/")[0], exist_ok=True)
+        tmp = self._tmp_name(final)
+        try:
+            with self.fs.open(tmp, "wb") as f:
+                f.write(data)
+            self.fs.mv(tmp, final)
+        except OSError as exc:
+            _cleanup(self.fs, tmp)
+            raise _disk_error(exc, final) from exc
+
+    def write_json(self, rel: str, obj: Any) -> None:
+        self.write_bytes(rel, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
+
+    def read_json(self, rel: str) -> Any:
+        with self.fs.open(self.path(rel), "rb") as f:
+            return json.loads(f.read())
+
+    def write_table(self, rel: str, table: pa.Table, schema: pa.Schema, row_group_size: int | None = None) -> None:
+        """Write `table` as one Parquet file at `rel`, cast to `schema`, atomically."""
+        final = self.path(rel)
+        self.fs.makedirs(final.rpartition("/")[0], exist_ok=True)
+        tmp = self._tmp_name(final)
+        try:
+            with self.fs.open(tmp, "wb") as f:
+                pq.write_table(table.select(schema.names).cast(schema), f, row_group_size=row_group_size,
+                               compression="zstd")
+            self.fs.mv(tmp, final)
+        except OSError as exc:
+            _cleanup(self.fs, tmp)
+            raise _disk_error(exc, final) from exc
+
+    def write_dataset(self, name: str, table: pa.Table, schema: pa.Schema, rows_per_file: int = 1_000_000) -> None:
+        """Replace the Parquet dataset `name/` with `table` (part files written atomically)."""
+        staging = f"{name}.new"
+        self.remove(staging)
+        n = max(1, -(-table.num_rows // rows_per_file))
+        for i in range(n):
+            self.write_table(f"{staging}/part-{i:05d}.parquet", table.slice(i * rows_per_file, rows_per_file), schema)
+        self.swap_in(staging, name)
+
+    def swap_in(self, staging: str, name: str) -> None:
+        """Make the folder `staging` the new `name`, replacing the old one."""
+        old = f"{name}.old"
+        self.remove(old)
+        if self.exists(name):
+            self.fs.mv(self.path(name), self.path(old), recursive=True)
+        self.fs.mv(self.path(staging), self.path(name), recursive=True)
+        self.remove(old)
+
+    def remove(self, rel: str) -> None:
+        if self.exists(rel):
+            self.fs.rm(self.path(rel), recursive=True)
+
+    def clean_temporaries(self, rel: str) -> None:
+        """Delete temporaries a killed run left under `rel`."""
+        if not self.exists(rel):
+            return
+        for p in self.fs.find(self.path(rel)):
+            if p.rpartition("/")[2].startswith(TMP_MARK):
+                _cleanup(self.fs, p)
+
+    # -- reads ---------------------------------------------------------------------------
+    def dataset(self, name: str, schema: pa.Schema) -> ds.Dataset:
+        """The Parquet dataset `name/`, read with its declared `schema`."""
+        if not self.exists(name):
+            raise CurateError(f"{self.path(name)} does not exist: run the stage that writes it first")
+        files = sorted(p for p in self.fs.find(self.path(name)) if p.endswith(".parquet")
+                       and not p.rpartition("/")[2].startswith(TMP_MARK))
+        return ds.dataset(files, schema=schema, format="parquet", filesystem=self.fs)
+
+    def read(self, name: str, schema: pa.Schema, columns: Iterable[str] | None = None,
+             filter: Any = None) -> pa.Table:
+        return self.dataset(name, schema).to_table(columns=list(columns) if columns else None, filter=filter)
+
+
+def _cleanup(fs: fsspec.AbstractFileSystem, path: str) -> None:
+    try:
+        if fs.exists(path):
+            fs.rm(path)
+    except OSError:  # best effort: the next run cleans temporaries too
+        log.debug("could not remove %s", path)
+
+
+def _disk_error(exc: OSError, path: str) -> Exception:
+    if getattr(exc, "errno", None) == 28:  # ENOSPC
+        return CurateError(f"out of disk space while writing {path}: free space and rerun; finished parts are kept")
+    return exc
+
+
+def local_path(url: str) -> str | None:
+    """The local filesystem path of `url`, or None for a remote URL."""
+    fs, p = fsspec.core.url_to_fs(url)
+    return p if "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)) else None
