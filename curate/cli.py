@@ -71,11 +71,58 @@ def init(path: str, force: bool) -> None:
 @engine_options
 def scan(src: str, out: str, labels: str | None, cfg: config_mod.Config) -> None:
     """Scan SRC once: one manifest row per file, with hashes, facts and errors."""
-    from curate.console import show
-    from curate.scan import scan as run_scan
-
     cfg = config_mod.override(cfg, "scan", labels=labels)
-    show("scan", run_scan(src, out, cfg), out)
+    _run_stage("scan", src, out, cfg)
+
+
+def _run_stage(name: str, src: str | None, out: str, cfg: config_mod.Config) -> Any:
+    from curate.console import show
+    from curate.pipeline import preflight, run_stage
+
+    preflight(cfg)
+    summary = run_stage(name, src, out, cfg)
+    show(name, summary, out)
+    return summary
+
+
+@main.command()
+@click.argument("out")
+@click.option("--fail-on", type=click.Choice(["error", "warning"]), default=None,
+              help="exit 1 when issues of this severity (or worse) exist")
+@click.option("--classes", default=None, help="file with the declared class list, one per line")
+@engine_options
+def validate(out: str, fail_on: str | None, classes: str | None, cfg: config_mod.Config) -> None:
+    """Check OUT's manifest: integrity, image quality and labels; writes OUT/issues/."""
+    from curate.validate.stage import fail_level_reached
+
+    cfg = config_mod.override(cfg, "validate", classes=classes)
+    summary = _run_stage("validate", None, out, cfg)
+    if fail_on and fail_level_reached(summary, fail_on):
+        click.echo(f"failing: issues of severity {fail_on} or worse were found", err=True)
+        sys.exit(1)
+
+
+@main.command("checks")
+def list_checks() -> None:
+    """List every validation check with its severity, default threshold and meaning."""
+    from curate.validate.checks import CHECKS
+    from curate.validate.collection import COLLECTION_CHECKS
+
+    for c in [*CHECKS, *COLLECTION_CHECKS]:
+        click.echo(f"{c.name:20s} {c.severity.value:8s} {c.threshold:>8g}  {c.help}")
+
+
+@main.command()
+@click.argument("out")
+@click.option("--to", "to", required=True, help="folder for quarantine.csv (and copies with --copy)")
+@click.option("--copy", is_flag=True, help="also copy (never move) the excluded files there")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None)
+def quarantine(out: str, to: str, copy: bool, config_path: str | None) -> None:
+    """List the files that validation excludes, with reasons; sources stay untouched."""
+    from curate.quarantine import quarantine as run_quarantine
+
+    n = run_quarantine(out, to, config_mod.load_config(config_path), copy=copy)
+    click.echo(f"{n} files listed in {to}/quarantine.csv" + (f", copied under {to}/files/" if copy else ""))
 
 
 @main.command()

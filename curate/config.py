@@ -44,6 +44,20 @@ class ScanConfig:
                              min=1)
     background: str = option("white", "background for transparent images", choices=("white", "black"))
     follow_symlinks: bool = option(False, "follow symbolic links inside the source tree")
+    ignore: list = option([".*", "*.md", "*.txt", "*.py", "*.json", "*.csv", "*.parquet", "*.npz", "*.toml",
+                           "*.yaml", "*.yml"],
+                          "file-name patterns that are not part of the collection (sidecars, docs, hidden files)")
+
+
+@dataclass
+class ValidateConfig:
+    """`curate validate`: checks, thresholds, severities (check names: `curate checks`)."""
+
+    thresholds: dict = option({}, "per-check threshold overrides, e.g. {blurry = 10.0, small_class = 50}")
+    severities: dict = option({}, "per-check severity overrides (error, warning, info), e.g. {grayscale = \"warning\"}")
+    disabled: list = option([], "checks not to run, e.g. [\"odd_size\"]")
+    exclude: list = option(["error"], "severities whose images are left out of the plan and shards")
+    classes: str = option("", "file with the declared class list, one per line (unknown_label check)")
 
 
 @dataclass
@@ -52,6 +66,7 @@ class Config:
 
     engine: EngineConfig = field(default_factory=EngineConfig)
     scan: ScanConfig = field(default_factory=ScanConfig)
+    validate: ValidateConfig = field(default_factory=ValidateConfig)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return dataclasses.asdict(self)

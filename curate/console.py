@@ -28,7 +28,26 @@ def show_scan(summary: Any, out: str) -> None:
     console.print(f"manifest: {out}/manifest/")
 
 
-RENDERERS = {"scan": show_scan}
+def show_validate(summary: Any, out: str) -> None:
+    console.print(f"[bold]validate[/bold]: {summary.count('error')} errors, {summary.count('warning')} warnings, "
+                  f"{summary.count('info')} info; {summary.excluded} images excluded "
+                  f"({summary.elapsed_s:.1f}s)")
+    table = Table(title="issues by check", title_justify="left")
+    for col in ("check", "severity", "count"):
+        table.add_column(col, justify="right" if col == "count" else "left")
+    for (check, severity), n in summary.by_check.items():
+        table.add_row(check, severity, str(n))
+    console.print(table)
+    worst = Table(title="classes with the most flagged images", title_justify="left")
+    for col in ("class", "flagged", "images"):
+        worst.add_column(col, justify="left" if col == "class" else "right")
+    for cls, flagged, n in summary.worst_classes:
+        worst.add_row(cls, str(flagged), str(n))
+    console.print(worst)
+    console.print(f"issues: {out}/issues/")
+
+
+RENDERERS = {"scan": show_scan, "validate": show_validate}
 
 
 def show(stage: str, summary: Any, out: str) -> None:

@@ -1,27 +1,48 @@
-"""The whole pipeline in stage order; `curate run` and the flows call this."""
+"""The pipeline's stages in order; `curate run`, the single-stage commands and the flows call
+`run_stage` so that every stage is checked up front and recorded beside its output."""
 from __future__ import annotations
 
 import logging
 from typing import Any, Callable
 
+from curate import lineage
 from curate.config import Config
 from curate.scan import scan
+from curate.validate.stage import resolve as resolve_validate
+from curate.validate.stage import validate
+from curate.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
-# (stage name, function(src, out, cfg) -> summary), in the order they run.
-STAGES: list[tuple[str, Callable[[str, str, Config], Any]]] = [
-    ("scan", scan),
-]
+# name -> function(src, out, cfg) -> summary, in the order `curate run` runs them.
+STAGES: dict[str, Callable[[str, str, Config], Any]] = {
+    "scan": scan,
+    "validate": validate,
+}
+
+
+def preflight(cfg: Config) -> None:
+    """Reject bad stage settings (unknown check names, …) before any work starts."""
+    resolve_validate(cfg)
+
+
+def run_stage(name: str, src: str | None, out: str, cfg: Config) -> Any:
+    """Run one stage (SRC defaults to the one OUT was scanned from) and record it."""
+    ws = Workspace(out)
+    src = src if src is not None else lineage.source_of(ws)
+    summary = STAGES[name](src, out, cfg)
+    lineage.record(ws, name, src, cfg, summary)
+    return summary
 
 
 def run_pipeline(src: str, out: str, cfg: Config,
                  on_stage: Callable[[str, Any], None] | None = None) -> dict[str, Any]:
     """Run every stage on SRC into OUT; `on_stage(name, summary)` is called after each."""
+    preflight(cfg)
     summaries = {}
-    for name, stage in STAGES:
+    for name in STAGES:
         log.info("stage %s", name)
-        summaries[name] = stage(src, out, cfg)
+        summaries[name] = run_stage(name, src, out, cfg)
         if on_stage:
             on_stage(name, summaries[name])
     return summaries

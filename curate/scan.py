@@ -165,7 +165,7 @@ def _listing_key(tasks: list[ScanTask]) -> str:
 def scan(src: str, out: str, cfg: Config) -> ScanSummary:
     """Scan SRC into OUT/manifest/ (incrementally when a manifest exists). See module doc."""
     started = time.perf_counter()
-    files = list_source(src, cfg.scan.labels, cfg.scan.follow_symlinks)
+    files = list_source(src, cfg.scan.labels, cfg.scan.follow_symlinks, cfg.scan.ignore)
     ws = Workspace(out)
     ws.makedirs()
     previous = _previous_listing(ws)

@@ -4,12 +4,14 @@ Reads the source tree (local path or fsspec URL); never opens a source file for 
 """
 from __future__ import annotations
 
+import fnmatch
 import logging
 import os
 import posixpath
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import fsspec
 import pyarrow as pa
@@ -138,11 +140,14 @@ def read_labels(path: str) -> dict[str, tuple[str | None, str | None]]:
     return labels
 
 
-def list_source(src: str, labels_file: str = "", follow_symlinks: bool = False) -> list[SourceFile]:
-    """Every file under SRC, sorted by path, labelled from `labels_file` or the folder layout."""
+def list_source(src: str, labels_file: str = "", follow_symlinks: bool = False,
+                ignore: Sequence[str] = ()) -> list[SourceFile]:
+    """Every file under SRC whose name matches no `ignore` pattern, sorted by path, labelled
+    from `labels_file` or the folder layout."""
     labels = read_labels(labels_file) if labels_file else None
     fs, root = open_source(src)
-    files = _walk_local(root, follow_symlinks) if _is_local(fs) else _walk_fsspec(fs, root)
+    found = _walk_local(root, follow_symlinks) if _is_local(fs) else _walk_fsspec(fs, root)
+    files = [f for f in found if not any(fnmatch.fnmatchcase(f.path.rpartition("/")[2], p) for p in ignore)]
     if not files:
         raise CurateError(f"source {src} contains no files")
     labelled = []

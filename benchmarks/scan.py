@@ -1,0 +1,586 @@
+"""Scan throughput and memory benchmark: `curate scan` vs imagededup's PHash vs a bare decode loop.
+
+    bash benchmarks/setup_imagededup.sh          # once: benchmarks/.venv-imagededup
+    .venv/bin/python benchmarks/scan.py          # throughput: two photo sets, one run
+    .venv/bin/python benchmarks/scan.py --memory # peak RSS of `curate scan` on 10k and 100k files
+
+Throughput. On the same files and the same number of cores (`--workers`, default 2), in one run,
+each set timed `--repeats` times (interleaved, median reported):
+  * `curate scan DIR -o OUT --workers N`, a subprocess, wall-clock from spawn to exit (interpreter
+    start, imports, listing, Dask LocalCluster start-up, decode, hashes, statistics, Parquet write);
+  * imagededup's `PHash().encode_images(image_dir=DIR, num_enc_workers=N)`: the call itself,
+    timed in a subprocess of benchmarks/.venv-imagededup (its own Pool start-up included, its
+    interpreter start and imports not; they are reported separately as "process wall");
+  * a bare loop: `multiprocessing.Pool(N)` mapping over the files, each one only
+    `Image.open(path); im.draft(None, (32, 32)); im.load()`, the least work that still reads
+    every entropy-coded byte of a JPEG (Pool start-up included).
+The photos are generated from the real photographs scikit-image ships (skimage.data), with a
+fixed seed: random crops, flips and colour shifts, saved as JPEG quality 90 at about 500x375
+("small") and upscaled with LANCZOS plus sensor-like noise to 4000x3000 ("12mp"). The page cache
+is warmed before timing, so every contender reads from memory.
+
+Memory. `--memory` generates 10k and 100k tiny JPEGs (64x48) and runs `curate scan --workers N`
+on each, sampling every 0.2 s the total RSS (and PSS) of the curate process and all its
+descendants; the peaks are reported.
+
+Results are printed as Markdown and written to the `## Scan` section of benchmarks/RESULTS.md
+(`--no-write` to skip). Run it with the project venv's Python: it needs pyarrow and psutil.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import io
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from multiprocessing import Pool
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+DATA = HERE / "data"
+RESULTS = HERE / "RESULTS.md"
+BENCH_VENV = HERE / ".venv-imagededup"
+BENCH_PY = BENCH_VENV / "bin" / "python"
+PROJECT_PY = ROOT / ".venv" / "bin" / "python"
+CURATE = ROOT / ".venv" / "bin" / "curate"
+STAMP = ".params.json"  # hidden: skipped by imagededup's listing and by curate's default ignore list
+
+SETS = {  # name: (width, height, noise sigma)
+    "small": (500, 375, 0.0),
+    "12mp": (4000, 3000, 3.0),
+}
+MEM_SIZE = (64, 48)
+SEED = 20240917
+
+
+# --------------------------------------------------------------------------------------------
+# Data generation (runs in the benchmark venv: needs scikit-image for its bundled photographs)
+# --------------------------------------------------------------------------------------------
+
+_SOURCES: list | None = None
+
+
+def _sources():
+    """The real photographs scikit-image ships, as RGB uint8 arrays (greyscale ones tinted)."""
+    global _SOURCES
+    if _SOURCES is None:
+        import numpy as np
+        import skimage.data as d
+
+        colour = ["astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry",
+                  "retina", "colorwheel"]
+        grey = ["camera", "moon", "coins", "grass", "gravel", "brick", "clock", "cell"]
+        out = []
+        for name in colour + grey:
+            try:
+                a = getattr(d, name)()
+            except Exception:  # a sample that would need a download: skip it
+                continue
+            if a.ndim == 2:
+                a = np.stack([a] * 3, axis=-1)
+            out.append(np.ascontiguousarray(a[..., :3]).astype(np.uint8))
+        try:
+            left, right, _ = d.stereo_motorcycle()
+            out += [left, right]
+        except Exception:
+            pass
+        _SOURCES = out
+    return _SOURCES
+
+
+def _make_photo(args: tuple[str, int, int, int, float, str]) -> int:
+    """One deterministic photo: crop, flip, colour shift, resize, noise; JPEG q90. Returns bytes written."""
+    import numpy as np
+    from PIL import Image
+
+    set_name, index, width, height, noise, path = args
+    rng = np.random.default_rng([SEED, sum(map(ord, set_name)), index])
+    srcs = _sources()
+    src = srcs[int(rng.integers(len(srcs)))]
+    portrait = rng.random() < 0.2
+    w_out, h_out = (height, width) if portrait else (width, height)
+    aspect = w_out / h_out
+    sh, sw = src.shape[:2]
+    frac = rng.uniform(0.55, 1.0)
+    cw = int(min(sw, sh * aspect) * frac)
+    ch = max(8, int(cw / aspect))
+    x0 = int(rng.integers(0, sw - cw + 1))
+    y0 = int(rng.integers(0, sh - ch + 1))
+    crop = src[y0:y0 + ch, x0:x0 + cw].astype(np.float32)
+    if rng.random() < 0.5:
+        crop = crop[:, ::-1]
+    gain = rng.uniform(0.8, 1.2, size=3).astype(np.float32)
+    gamma = np.float32(rng.uniform(0.75, 1.3))
+    crop = 255.0 * (np.clip(crop * gain / 255.0, 0, 1) ** gamma) + np.float32(rng.uniform(-12, 12))
+    im = Image.fromarray(np.clip(crop, 0, 255).astype(np.uint8), "RGB")
+    im = im.resize((w_out, h_out), Image.Resampling.LANCZOS)
+    if noise:
+        arr = np.asarray(im, dtype=np.int16)
+        arr = arr + rng.normal(0.0, noise, size=arr.shape[:2] + (1,)).astype(np.int16)  # luma-like grain
+        arr += rng.normal(0.0, noise / 2, size=arr.shape).astype(np.int16)
+        im = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB")
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=90)
+    Path(path).write_bytes(buf.getvalue())
+    return buf.tell()
+
+
+def _make_tiny(args: tuple[int, str]) -> int:
+    import numpy as np
+    from PIL import Image
+
+    index, path = args
+    rng = np.random.default_rng([SEED, 7, index])
+    srcs = _sources()
+    src = srcs[index % len(srcs)]
+    sh, sw = src.shape[:2]
+    cw, ch = int(rng.integers(64, min(sw, 256))), 0
+    ch = min(sh, cw * 3 // 4)
+    x0, y0 = int(rng.integers(0, sw - cw + 1)), int(rng.integers(0, sh - ch + 1))
+    im = Image.fromarray(src[y0:y0 + ch, x0:x0 + cw]).resize(MEM_SIZE, Image.Resampling.BILINEAR)
+    if rng.random() < 0.5:
+        im = im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=90)
+    Path(path).write_bytes(buf.getvalue())
+    return buf.tell()
+
+
+def generate(kind: str, count: int, folder: Path, workers: int) -> None:
+    """Fill `folder` with `count` images of `kind` ("small", "12mp" or "tiny"), in parallel."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if kind == "tiny":
+        jobs = []
+        for i in range(count):
+            sub = folder / f"d{i // 1000:03d}"
+            if i % 1000 == 0:
+                sub.mkdir(exist_ok=True)
+            jobs.append((i, str(sub / f"t{i:06d}.jpg")))
+        fn = _make_tiny
+    else:
+        w, h, noise = SETS[kind]
+        jobs = [(kind, i, w, h, noise, str(folder / f"{kind}_{i:05d}.jpg")) for i in range(count)]
+        fn = _make_photo
+    with Pool(workers) as pool:
+        total = sum(pool.imap_unordered(fn, jobs, chunksize=16 if kind != "12mp" else 1))
+    print(json.dumps({"files": count, "bytes": total}))
+
+
+def ensure_data(kind: str, count: int, workers: int) -> Path:
+    """The data folder for (kind, count), generated once (a stamp records the parameters)."""
+    name = {"small": "photos-small", "12mp": "photos-12mp", "tiny": "mem"}[kind]
+    folder = DATA / f"{name}-{count}"
+    params = {"kind": kind, "count": count, "seed": SEED, "sets": SETS, "mem_size": MEM_SIZE, "version": 2}
+    stamp = folder / STAMP
+    if stamp.exists() and json.loads(stamp.read_text()) == json.loads(json.dumps(params)):
+        return folder
+    if folder.exists():
+        shutil.rmtree(folder)
+    print(f"generating {count} {kind} images in {folder} ...", file=sys.stderr, flush=True)
+    t0 = time.perf_counter()
+    subprocess.run([str(BENCH_PY), __file__, "_generate", kind, str(count), str(folder), str(workers)], check=True)
+    print(f"  done in {time.perf_counter() - t0:.0f}s", file=sys.stderr, flush=True)
+    stamp.write_text(json.dumps(params))
+    return folder
+
+
+# --------------------------------------------------------------------------------------------
+# Contenders
+# --------------------------------------------------------------------------------------------
+
+def _bare_decode(path: str) -> int:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im.draft(None, (32, 32))
+        im.load()
+        return im.size[0]
+
+
+def bare_loop(folder: str, workers: int) -> None:
+    """Child process: time Pool(workers) decoding every .jpg at reduced scale, nothing else."""
+    files = sorted(str(p) for p in Path(folder).rglob("*.jpg"))
+    t0 = time.perf_counter()
+    with Pool(workers) as pool:
+        n = sum(1 for _ in pool.imap_unordered(_bare_decode, files, chunksize=32))
+    print(json.dumps({"seconds": time.perf_counter() - t0, "images": n}))
+
+
+def imagededup_run(folder: str, workers: int, hashes_json: str) -> None:
+    """Child process (benchmark venv): time PHash().encode_images on the folder."""
+    t_import = time.perf_counter()
+    from imagededup.methods import PHash
+
+    import_s = time.perf_counter() - t_import
+    hasher = PHash(verbose=False)
+    t0 = time.perf_counter()
+    hashes = hasher.encode_images(image_dir=folder, num_enc_workers=workers)
+    seconds = time.perf_counter() - t0
+    Path(hashes_json).write_text(json.dumps(hashes))
+    print(json.dumps({"seconds": seconds, "images": len(hashes), "import_s": import_s}))
+
+
+def _last_json(stdout: str) -> dict:
+    for line in reversed(stdout.strip().splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    raise RuntimeError(f"no result in output:\n{stdout[-2000:]}")
+
+
+def _run(cmd: list[str], **kw) -> tuple[float, subprocess.CompletedProcess]:
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    wall = time.perf_counter() - t0
+    if proc.returncode:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return wall, proc
+
+
+def time_curate(folder: Path, workers: int, tmp: Path, config: Path | None = None) -> dict:
+    out = tmp / "curate-out"
+    if out.exists():
+        shutil.rmtree(out)
+    cmd = [str(CURATE), "scan", str(folder), "-o", str(out), "--workers", str(workers)]
+    if config:
+        cmd += ["--config", str(config)]
+    wall, proc = _run(cmd, env={**os.environ, "COLUMNS": "200"})
+    m = re.search(r"decoded (\d+) \(reused \d+\) in ([\d.]+)s", proc.stdout)
+    return {"seconds": wall, "images": int(m.group(1)) if m else None,
+            "inner_s": float(m.group(2)) if m else None, "manifest": out / "manifest"}
+
+
+def time_imagededup(folder: Path, workers: int, tmp: Path) -> dict:
+    hashes = tmp / "imagededup-hashes.json"
+    wall, proc = _run([str(BENCH_PY), __file__, "_imagededup", str(folder), str(workers), str(hashes)])
+    res = _last_json(proc.stdout)
+    res.update(process_s=wall, hashes=hashes)
+    return res
+
+
+def time_bare(folder: Path, workers: int) -> dict:
+    wall, proc = _run([str(PROJECT_PY), __file__, "_bare", str(folder), str(workers)])
+    res = _last_json(proc.stdout)
+    res["process_s"] = wall
+    return res
+
+
+def warm_cache(folder: Path) -> int:
+    total = 0
+    for p in folder.rglob("*.jpg"):
+        total += len(p.read_bytes())
+    return total
+
+
+def phash_agreement(manifest: Path, hashes_json: Path) -> dict:
+    """Hamming distances between curate's `phash` and imagededup's PHash for the same files."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    t = pq.read_table(manifest, columns=["path", "phash"])
+    ours = {p.rpartition("/")[2]: h for p, h in zip(t.column("path").to_pylist(), t.column("phash").to_pylist())
+            if h is not None}
+    theirs = json.loads(hashes_json.read_text())
+    common = sorted(set(ours) & set(theirs))
+    a = np.array([ours[k] for k in common], dtype=np.int64)
+    b = np.array([int(theirs[k], 16) for k in common], dtype=np.uint64).view(np.int64)
+    d = np.bitwise_count(np.bitwise_xor(a, b)) if len(common) else np.array([])
+    return {"n": len(common), "missing": len(set(theirs) ^ set(ours)),
+            **{f"<={k}": float(np.mean(d <= k)) if len(d) else float("nan") for k in (0, 2, 4, 8)},
+            "mean": float(d.mean()) if len(d) else float("nan"), "max": int(d.max()) if len(d) else 0}
+
+
+# --------------------------------------------------------------------------------------------
+# Memory
+# --------------------------------------------------------------------------------------------
+
+def _tree_memory(proc) -> tuple[int, int, int]:
+    """(rss, pss, processes) summed over `proc` and all its descendants; vanished ones skipped."""
+    import psutil
+
+    rss = pss = n = 0
+    try:
+        procs = [proc] + proc.children(recursive=True)
+    except psutil.Error:
+        return 0, 0, 0
+    for p in procs:
+        try:
+            info = p.memory_full_info()
+            rss += info.rss
+            pss += getattr(info, "pss", info.rss)
+            n += 1
+        except psutil.Error:
+            continue
+    return rss, pss, n
+
+
+def measure_memory(folder: Path, workers: int, tmp: Path, interval: float = 0.2) -> dict:
+    import psutil
+
+    out = tmp / "curate-mem-out"
+    if out.exists():
+        shutil.rmtree(out)
+    cmd = [str(CURATE), "scan", str(folder), "-o", str(out), "--workers", str(workers)]
+    t0 = time.perf_counter()
+    popen = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, "COLUMNS": "200"})
+    proc = psutil.Process(popen.pid)
+    peak_rss = peak_pss = peak_n = samples = 0
+    while popen.poll() is None:
+        rss, pss, n = _tree_memory(proc)
+        peak_rss, peak_pss, peak_n = max(peak_rss, rss), max(peak_pss, pss), max(peak_n, n)
+        samples += 1
+        time.sleep(interval)
+    stdout, stderr = popen.communicate()
+    wall = time.perf_counter() - t0
+    if popen.returncode:
+        raise RuntimeError(f"curate scan failed:\n{stdout[-2000:]}\n{stderr[-2000:]}")
+    m = re.search(r"decoded (\d+) \(reused \d+\) in ([\d.]+)s", stdout)
+    shutil.rmtree(out, ignore_errors=True)
+    return {"files": int(m.group(1)) if m else None, "seconds": wall, "peak_rss": peak_rss, "peak_pss": peak_pss,
+            "processes": peak_n, "samples": samples}
+
+
+# --------------------------------------------------------------------------------------------
+# Reporting
+# --------------------------------------------------------------------------------------------
+
+def machine() -> str:
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    from PIL import Image, features
+
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2 ** 30
+    return (f"{os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), {model}, {mem:.0f} GiB RAM, "
+            f"{platform.system()} {platform.release()}, Python {platform.python_version()}, "
+            f"Pillow {Image.__version__} (libjpeg-turbo {features.version('jpg')})")
+
+
+def write_section(body: str) -> None:
+    """Replace (or append) the `## Scan` section of RESULTS.md with `body`."""
+    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    section = "## Scan\n\n" + body.strip() + "\n"
+    pattern = re.compile(r"^## Scan\n.*?(?=^## |\Z)", re.S | re.M)
+    if pattern.search(text):
+        text = pattern.sub(lambda _m: section + "\n", text, count=1).rstrip() + "\n"
+    else:
+        text = text.rstrip() + "\n\n" + section
+    RESULTS.write_text(text)
+
+
+def read_section() -> str:
+    if not RESULTS.exists():
+        return ""
+    m = re.search(r"^## Scan\n(.*?)(?=^## |\Z)", RESULTS.read_text(), re.S | re.M)
+    return m.group(1) if m else ""
+
+
+def keep_block(old: str, marker: str) -> str:
+    """The block of an earlier run starting at `### marker`, to keep when only the other part reruns."""
+    m = re.search(rf"^### {re.escape(marker)}.*?(?=^### |\Z)", old, re.S | re.M)
+    return m.group(0).strip() if m else ""
+
+
+def throughput(args: argparse.Namespace) -> str:
+    tmp = Path(tempfile.mkdtemp(prefix="curate-bench-"))
+    sets = [("small", args.small), ("12mp", args.large)]
+    folders = {name: ensure_data(name, n, args.gen_workers) for name, n in sets if n}
+    rows, agreement, notes = [], [], []
+    config = None
+    if args.partition_size:
+        config = tmp / "bench.toml"
+        config.write_text(f"[engine]\npartition_size = {args.partition_size}\n")
+    try:
+        for name, n in sets:
+            if not n:
+                continue
+            folder = folders[name]
+            size_mb = warm_cache(folder) / 1e6
+            results: dict[str, list[dict]] = {"curate": [], "imagededup": [], "bare": []}
+            if config:
+                results["curate_ps"] = []
+            for r in range(args.repeats):
+                print(f"[{name}] repeat {r + 1}/{args.repeats}", file=sys.stderr, flush=True)
+                results["bare"].append(time_bare(folder, args.workers))
+                results["imagededup"].append(time_imagededup(folder, args.workers, tmp))
+                results["curate"].append(time_curate(folder, args.workers, tmp))
+                if config:
+                    results["curate_ps"].append(time_curate(folder, args.workers, tmp, config))
+                for k, v in results.items():
+                    print(f"   {k}: {v[-1]['seconds']:.2f}s", file=sys.stderr, flush=True)
+            med = {k: statistics.median(x["seconds"] for x in v) for k, v in results.items()}
+            ips = {k: n / s for k, s in med.items()}
+            all_s = {k: " / ".join(f"{x['seconds']:.2f}" for x in v) for k, v in results.items()}
+            labels = {
+                "curate": f"`curate scan --workers {args.workers}` (end-to-end)",
+                "curate_ps": f"`curate scan --workers {args.workers}`, partition_size={args.partition_size}",
+                "imagededup": f"imagededup `PHash().encode_images(num_enc_workers={args.workers})`",
+                "bare": f"bare loop: Pool({args.workers}), `draft(None, (32, 32))` + `load()`",
+            }
+            for k in ("curate", "curate_ps", "imagededup", "bare"):
+                if k not in med:
+                    continue
+                extra = ""
+                if k.startswith("curate"):
+                    inner = statistics.median(x["inner_s"] for x in results[k] if x["inner_s"] is not None)
+                    extra = f"in-process {inner:.1f}s"
+                elif k == "imagededup":
+                    extra = f"process wall {statistics.median(x['process_s'] for x in results[k]):.2f}s"
+                else:
+                    extra = f"process wall {statistics.median(x['process_s'] for x in results[k]):.2f}s"
+                rows.append(f"| {name} | {n} ({size_mb / n:.2f} MB avg) | {labels[k]} | {med[k]:.2f} ({all_s[k]}) "
+                            f"| {ips[k]:.0f} | {ips[k] / ips['imagededup']:.2f}x | {ips[k] / ips['bare']:.0%} "
+                            f"| {extra} |")
+            ag = phash_agreement(results["curate"][-1]["manifest"], results["imagededup"][-1]["hashes"])
+            agreement.append(f"| {name} | {ag['n']} | {ag['<=0']:.1%} | {ag['<=2']:.1%} | {ag['<=4']:.1%} "
+                             f"| {ag['<=8']:.1%} | {ag['mean']:.2f} | {ag['max']} |")
+            for key in ("imagededup", "bare"):
+                imgs = {x["images"] for x in results[key]}
+                if imgs != {n}:
+                    notes.append(f"- {name}: {key} processed {sorted(imgs)} images, expected {n}")
+            imgs = {x["images"] for x in results["curate"]}
+            if imgs != {n}:
+                notes.append(f"- {name}: curate decoded {sorted(imgs)} images, expected {n}")
+            for k in ("curate", "curate_ps"):
+                if k in ips:
+                    ok1, ok2 = ips[k] / ips["imagededup"] >= 2.5, ips[k] / ips["bare"] >= 0.70
+                    notes.append(f"- {name}, {labels[k]}: {ips[k] / ips['imagededup']:.2f}x imagededup "
+                                 f"(target >= 2.5x: {'met' if ok1 else 'MISSED'}), {ips[k] / ips['bare']:.0%} of "
+                                 f"the bare loop (target >= 70%: {'met' if ok2 else 'MISSED'})")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    cmd = "python benchmarks/scan.py " + " ".join(a for a in sys.argv[1:])
+    lines = [
+        "### Throughput",
+        "",
+        f"Command: `bash benchmarks/setup_imagededup.sh && .venv/bin/{cmd.strip()}`  ",
+        f"Date: {dt.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}  ",
+        f"Machine: {machine()}  ",
+        f"Workers: {args.workers} processes for every contender; median of {args.repeats} interleaved "
+        f"run(s) (all runs in brackets); page cache warm.",
+        "",
+        "| set | images | contender | seconds | images/s | vs imagededup | vs bare loop | notes |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: | --- |",
+        *rows,
+        "",
+        "Targets (`curate scan` >= 2.5x imagededup's images/s and >= 70% of the bare loop's):",
+        "",
+        *notes,
+        "",
+        "curate's seconds are the wall-clock of the whole `curate scan` process: interpreter start, "
+        "imports, listing, Dask LocalCluster start-up (when there is more than one partition), decode, "
+        "content and pixel hashes, pHash (8 dihedral variants) and dHash, quality statistics, Parquet "
+        "write. \"in-process\" is the scan's own elapsed time as it prints it (from listing to the "
+        "manifest swap, cluster start-up included). imagededup's seconds are the `encode_images` call "
+        "(its Pool start-up included); \"process wall\" adds its interpreter start and imports. The bare "
+        "loop's seconds include its Pool start-up.",
+        "",
+        "pHash agreement, curate's `phash` (64x64 thumbnail of a 1/8-scale decode) vs imagededup's "
+        "(full decode, LANCZOS to 32x32; its median excludes the DC term, imagehash's does not):",
+        "",
+        "| set | images | identical | <= 2 bits | <= 4 bits | <= 8 bits | mean bits | max bits |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        *agreement,
+    ]
+    return "\n".join(lines)
+
+
+def memory(args: argparse.Namespace) -> str:
+    tmp = Path(tempfile.mkdtemp(prefix="curate-bench-mem-"))
+    rows = []
+    try:
+        for n in args.mem_sizes:
+            folder = ensure_data("tiny", n, args.gen_workers)
+            warm_cache(folder)
+            print(f"[memory] {n} files", file=sys.stderr, flush=True)
+            r = measure_memory(folder, args.workers, tmp)
+            rows.append(r | {"n": n})
+            print(f"   {r}", file=sys.stderr, flush=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    table = [f"| {r['n']:,} | {r['files']:,} | {r['seconds']:.1f} | {r['n'] / r['seconds']:.0f} "
+             f"| {r['peak_rss'] / 2 ** 20:.0f} | {r['peak_pss'] / 2 ** 20:.0f} | {r['processes']} |" for r in rows]
+    growth = ""
+    if len(rows) >= 2:
+        a, b = rows[0], rows[-1]
+        growth = (f"Peak RSS grows {b['peak_rss'] / a['peak_rss']:.2f}x (PSS {b['peak_pss'] / a['peak_pss']:.2f}x) "
+                  f"for {b['n'] / a['n']:.0f}x the files.")
+    cmd = "python benchmarks/scan.py " + " ".join(sys.argv[1:])
+    return "\n".join([
+        "### Peak memory",
+        "",
+        f"Command: `.venv/bin/{cmd.strip()}`  ",
+        f"Date: {dt.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}  ",
+        f"Machine: {machine()}  ",
+        f"`curate scan --workers {args.workers}` on generated {MEM_SIZE[0]}x{MEM_SIZE[1]} JPEGs (1,000 per "
+        f"folder), default config (partition_size 2000). Memory of the curate process and all its descendants "
+        f"(Dask scheduler, nanny and worker processes), summed, sampled every 0.2 s; RSS counts shared pages "
+        f"once per process, PSS splits them.",
+        "",
+        "| files | decoded | seconds | files/s | peak RSS (MiB) | peak PSS (MiB) | processes |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        *table,
+        "",
+        growth,
+    ])
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1].startswith("_"):  # child modes
+        mode, rest = sys.argv[1], sys.argv[2:]
+        if mode == "_generate":
+            generate(rest[0], int(rest[1]), Path(rest[2]), int(rest[3]))
+        elif mode == "_bare":
+            bare_loop(rest[0], int(rest[1]))
+        elif mode == "_imagededup":
+            imagededup_run(rest[0], int(rest[1]), rest[2])
+        else:
+            sys.exit(f"unknown mode {mode}")
+        return
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--small", type=int, default=2000, help="images in the ~500x375 set (0 = skip)")
+    p.add_argument("--large", type=int, default=150, help="images in the 12 MP set (0 = skip)")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs per contender and set (median reported)")
+    p.add_argument("--workers", type=int, default=2, help="processes for every contender")
+    p.add_argument("--partition-size", type=int, default=0,
+                   help="also time curate with this engine.partition_size (0 = only the default config)")
+    p.add_argument("--gen-workers", type=int, default=os.cpu_count() or 2, help="processes generating data")
+    p.add_argument("--memory", action="store_true", help="run the peak-memory benchmark instead")
+    p.add_argument("--mem-sizes", type=lambda s: [int(x) for x in s.split(",")], default=[10_000, 100_000],
+                   help="file counts for --memory (comma-separated)")
+    p.add_argument("--no-write", action="store_true", help="print only; leave benchmarks/RESULTS.md alone")
+    args = p.parse_args()
+
+    for exe, hint in ((BENCH_PY, "run: bash benchmarks/setup_imagededup.sh"), (CURATE, "run: make install")):
+        if not exe.exists():
+            sys.exit(f"{exe} is missing; {hint}")
+    old = read_section()
+    if args.memory:
+        part, keep = memory(args), keep_block(old, "Throughput")
+        body = "\n\n".join(x for x in (keep, part) if x)
+    else:
+        part, keep = throughput(args), keep_block(old, "Peak memory")
+        body = "\n\n".join(x for x in (part, keep) if x)
+    print(part)
+    if not args.no_write:
+        write_section(body)
+        print(f"\nwrote the Scan section of {RESULTS}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,199 @@
+"""The registered checks. Each one scores rows; a threshold beside it decides what fires.
+
+A per-image check gets the manifest rows of one partition (a pandas DataFrame) and the
+collection context, and returns a score per row (NaN = not applicable). It fires where the
+score is on the wrong side of its threshold (`fires_below` or above). Collection checks
+(labels, balance) return whole rows of their own. Defaults live here, next to each check;
+`[validate]` in the config overrides thresholds and severities.
+
+Default thresholds were chosen on sample_data/ and the tests' generated images (see
+benchmarks/RESULTS.md, "Validate"): every planted case fires, no ordinary photo fires.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from curate.registry import Registry
+from curate.schema import ErrorCode, Severity
+
+
+@dataclass(frozen=True)
+class Context:
+    """Facts about the whole collection that single-row checks need."""
+
+    median_area: float
+    classes: frozenset[str] | None  # declared class list, or None
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    severity: Severity
+    threshold: float
+    fires_below: bool  # True: fires when score < threshold; False: when score > threshold
+    help: str
+    score: Callable[[pd.DataFrame, Context], pd.Series]
+    message: str  # format string with {score} and {threshold}
+
+
+CHECKS: Registry[Check] = Registry("check")
+
+
+def check(name: str, severity: Severity, threshold: float, *, below: bool, help: str, message: str):
+    """Register a scoring function as a check."""
+
+    def wrap(fn: Callable[[pd.DataFrame, Context], pd.Series]) -> Callable:
+        CHECKS.add(name, Check(name, severity, threshold, below, help, fn, message))
+        return fn
+
+    return wrap
+
+
+def _flag(mask: pd.Series) -> pd.Series:
+    """1.0 where `mask` holds, NaN elsewhere (a flag check fires above threshold 0.5)."""
+    return pd.Series(np.where(mask.fillna(False).astype(bool), 1.0, np.nan), index=mask.index)
+
+
+# -- integrity: the scan's error codes ------------------------------------------------------
+_INTEGRITY_HELP = {
+    ErrorCode.ZERO_BYTE: "the file is empty",
+    ErrorCode.NOT_IMAGE: "the bytes are not an image",
+    ErrorCode.UNSUPPORTED_CODEC: "an image codec the installed decoders cannot read (HEIC, AVIF, 12-bit JPEG, …)",
+    ErrorCode.TRUNCATED: "the file ends early (error message says whether a lenient decode recovers it)",
+    ErrorCode.CORRUPT: "the pixel data or header cannot be decoded",
+    ErrorCode.DECOMPRESSION_BOMB: "more pixels than scan.max_pixels",
+    ErrorCode.UNREADABLE: "the file could not be read (permissions, I/O error)",
+    ErrorCode.VANISHED: "the file disappeared during the scan",
+}
+
+
+def _integrity(code: ErrorCode) -> Callable[[pd.DataFrame, Context], pd.Series]:
+    def score(rows: pd.DataFrame, ctx: Context) -> pd.Series:
+        return _flag(rows["error_code"] == code.value)
+
+    return score
+
+
+for _code, _help in _INTEGRITY_HELP.items():
+    CHECKS.add(_code.value, Check(_code.value, Severity.ERROR, 0.5, False, _help, _integrity(_code),
+                                  _code.value.replace("_", " ")))
+
+# -- format facts --------------------------------------------------------------------------
+_EXTENSIONS = {
+    "JPEG": {"jpg", "jpeg", "jpe", "jfif"}, "PNG": {"png"}, "GIF": {"gif"}, "WEBP": {"webp"}, "BMP": {"bmp", "dib"},
+    "TIFF": {"tif", "tiff"}, "MPO": {"jpg", "jpeg", "mpo"}, "ICO": {"ico"}, "PPM": {"ppm", "pgm", "pbm", "pnm"},
+}
+
+
+@check("extension_mismatch", Severity.WARNING, 0.5, below=False, message="extension does not match the bytes",
+       help="the file extension does not match the format detected from the bytes")
+def _extension_mismatch(rows: pd.DataFrame, ctx: Context) -> pd.Series:
+    allowed = rows["format"].map(lambda f: _EXTENSIONS.get(f, {str(f).lower()}) if isinstance(f, str) else None)
+    mismatch = [a is not None and e not in a for a, e in zip(allowed, rows["extension"])]
+    return _flag(pd.Series(mismatch, index=rows.index))
+
+
+@check("animated", Severity.WARNING, 1, below=False, message="{score:.0f} frames; frame 0 is used",
+       help="animated or multi-frame file (score: frame count); only frame 0 is used")
+def _animated(rows: pd.DataFrame, ctx: Context) -> pd.Series:
+    return rows["n_frames"].astype("float64")
+
+
+@check("high_bit_depth", Severity.INFO, 8, below=False, message="{score:.0f} bits per channel, scaled to 8",
+       help="more than 8 bits per channel (score: bits); scaled to 8 bits, not clipped")
+def _high_bit_depth(rows: pd.DataFrame, ctx: Context) -> pd.Series:
+    return rows["bit_depth"].where(rows["status"] == "ok").astype("float64")
+
+
+@check("cmyk", Severity.INFO, 0.5, below=False, message="CMYK, converted to RGB through its ICC profile",
+       help="CMYK colour; converted to RGB (through its ICC profile when it has one)")
+def _cmyk(rows: pd.DataFrame, ctx: Context) -> pd.Series:
+    return _flag(rows["mode"] == "CMYK")
+
+
+@check("palette_alpha", Severity.INFO, 0.5, below=False, message="transparent; composited over the background",
+       help="palette or alpha transparency; composited over scan.background")
+def _palette_alpha(rows: pd.DataFrame, ctx: Context) -> pd.Series:
+    return _flag(rows["has_alpha"] == True)  # noqa: E712 (nullable column)
+
+
+@check("bad_exif", Severity.WARNING, 0.5, below=False, message="EXIF could not be read; orientation assumed 1",
+       help="malformed EXIF (orientation assumed to be 1)")
+def _bad_exif(rows: pd.DataFrame, ctx: Context) -> pd.Series:
+    return _flag(rows["exif_error"].notna())
+
+
+@check("exif_rotated", Severity.INFO, 1, below=False, message="EXIF orientation {score:.0f} applied",
+       help="EXIF orientation other than 1 (applied before hashing and statistics)")
+def _exif_rotated(rows: pd.DataFrame, ctx: Context) -> pd.Series:
+    return rows["exif_orientation"].where(rows["status"] == "ok").astype("float64")
+
+
+# -- image quality (scores from the scan's thumbnail statistics) -----------------------------
+@check("dark", Severity.WARNING, 40, below=True, message="95th luma percentile {score:.0f} < {threshold:.0f}",
+       help="too dark: 95th percentile of luma (0-255)")
+def _dark(rows: pd.DataFrame, ctx: Context) -> pd.Series:
+    return rows["brightness_p95"].astype("float64")
+
+
+@check("light", Severity.WARNING, 225, below=False, message="5th luma percentile {score:.0f} > {threshold:.0f}",
+       help="too light / washed out: 5th percentile of luma (0-255)")
+def _light(rows: pd.DataFrame, ctx: Context) -> pd.Series:
+    return rows["brightness_p05"].astype("float64")
+
+
+@check("blurry", Severity.WARNING, 5, below=True, message="sharpness {score:.1f} < {threshold:.1f}",
+       help="blurry: variance of the Laplacian of the 64x64 luma thumbnail")
+def _blurry(rows: pd.DataFrame, ctx: Context) -> pd.Series:
+    return rows["sharpness"].astype("float64")
+
+
+@check("low_information", Severity.WARNING, 3.0, below=True, message="entropy {score:.2f} bits < {threshold:.2f}",
+       help="little information: entropy of the luma histogram (bits, 0-8)")
+def _low_information(rows: pd.DataFrame, ctx: Context) -> pd.Series:
+    return rows["entropy"].astype("float64")
+
+
+@check("odd_aspect_ratio", Severity.WARNING, 3.0, below=False, message="aspect ratio {score:.1f}:1",
+       help="long side / short side")
+def _odd_aspect_ratio(rows: pd.DataFrame, ctx: Context) -> pd.Series:
+    w, h = rows["width"].astype("float64"), rows["height"].astype("float64")
+    return (np.maximum(w, h) / np.minimum(w, h)).where(rows["status"] == "ok")
+
+
+@check("odd_size", Severity.INFO, 4.0, below=False, message="area is 2^{score:.1f} times off the collection median",
+       help="pixel area far from the collection's median: |log2(area / median area)|")
+def _odd_size(rows: pd.DataFrame, ctx: Context) -> pd.Series:
+    area = rows["width"].astype("float64") * rows["height"].astype("float64")
+    return np.abs(np.log2(area / ctx.median_area)).where(rows["status"] == "ok")
+
+
+@check("too_small", Severity.WARNING, 32, below=True, message="shorter side {score:.0f} px < {threshold:.0f}",
+       help="shorter side in pixels, after EXIF orientation")
+def _too_small(rows: pd.DataFrame, ctx: Context) -> pd.Series:
+    return np.minimum(rows["width"], rows["height"]).astype("float64").where(rows["status"] == "ok")
+
+
+@check("grayscale", Severity.INFO, 0.02, below=True, message="channel spread {score:.3f}: grayscale",
+       help="grayscale, including RGB whose channels are equal: mean max-min channel spread (0-1)")
+def _grayscale(rows: pd.DataFrame, ctx: Context) -> pd.Series:
+    return rows["channel_spread"].astype("float64")
+
+
+# -- labels (per image) -------------------------------------------------------------------
+@check("unlabelled", Severity.WARNING, 0.5, below=False, message="no label",
+       help="image without a label (neither folder nor labels file gives one)")
+def _unlabelled(rows: pd.DataFrame, ctx: Context) -> pd.Series:
+    return _flag((rows["status"] == "ok") & rows["label"].isna())
+
+
+@check("unknown_label", Severity.ERROR, 0.5, below=False, message="label not in the declared class list",
+       help="label outside the class list given with --classes / validate.classes")
+def _unknown_label(rows: pd.DataFrame, ctx: Context) -> pd.Series:
+    if ctx.classes is None:
+        return pd.Series(np.nan, index=rows.index)
+    return _flag(rows["label"].notna() & ~rows["label"].isin(ctx.classes))

@@ -1,0 +1,174 @@
+"""Validate: read `OUT/manifest/`, write `OUT/issues/` (one row per (sample, check) that fired).
+
+No image is decoded again: every score comes from the scan's manifest columns.
+"""
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from curate.config import Config
+from curate.engine import dask_client, run_tasks
+from curate.errors import ConfigError, CurateError
+from curate.schema import ISSUES, MANIFEST, Severity, Status
+from curate.validate.checks import CHECKS, Check, Context
+from curate.validate.collection import COLLECTION_CHECKS
+from curate.workspace import Workspace
+
+STAGING = "issues.new"
+_ROW_COLUMNS = [n for n in MANIFEST.names if n not in ("phash_d8",)]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved thresholds and severities, checked against the registries before any work."""
+
+    thresholds: dict[str, float]
+    severities: dict[str, str]
+    disabled: frozenset[str]
+    classes: frozenset[str] | None
+
+    def threshold(self, name: str, default: float) -> float:
+        return float(self.thresholds.get(name, default))
+
+    def severity(self, name: str, default: Severity) -> str:
+        return self.severities.get(name, default.value)
+
+
+def resolve(cfg: Config) -> Settings:
+    """Check the [validate] config against the registered checks; fail with the valid names."""
+    v = cfg.validate
+    known = set(CHECKS.names()) | set(COLLECTION_CHECKS.names())
+    for key, names in (("validate.thresholds", v.thresholds), ("validate.severities", v.severities),
+                       ("validate.disabled", v.disabled)):
+        unknown = sorted(set(names) - known)
+        if unknown:
+            raise ConfigError(f"{key}: unknown check {unknown[0]!r}; valid checks: {', '.join(sorted(known))}")
+    for name, sev in v.severities.items():
+        if sev not in {s.value for s in Severity}:
+            raise ConfigError(f"validate.severities.{name}={sev!r}; choose one of: error, warning, info")
+    bad = sorted(set(v.exclude) - {s.value for s in Severity})
+    if bad:
+        raise ConfigError(f"validate.exclude: {bad[0]!r} is not a severity; choose from: error, warning, info")
+    for name, value in v.thresholds.items():
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise ConfigError(f"validate.thresholds.{name} must be a number, got {value!r}")
+    classes = None
+    if v.classes:
+        p = Path(v.classes)
+        if not p.is_file():
+            raise CurateError(f"class list {v.classes} not found")
+        classes = frozenset(line.strip() for line in p.read_text().splitlines() if line.strip())
+    return Settings(dict(v.thresholds), dict(v.severities), frozenset(v.disabled), classes)
+
+
+@dataclass(frozen=True)
+class ValidateTask:
+    out: str
+    part: str  # manifest part file name
+    index: int
+    settings: Settings
+    context: Context
+
+
+def _issues_for(rows: pd.DataFrame, chk: Check, settings: Settings, ctx: Context) -> pd.DataFrame:
+    score = chk.score(rows, ctx)
+    threshold = settings.threshold(chk.name, chk.threshold)
+    fired = (score < threshold) if chk.fires_below else (score > threshold)
+    fired &= score.notna()
+    hit = rows.loc[fired.to_numpy(), ["sample_id", "path", "label"]].copy()
+    scores = score[fired.to_numpy()]
+    hit["check"] = chk.name
+    hit["severity"] = settings.severity(chk.name, chk.severity)
+    hit["score"] = scores.to_numpy(dtype="float64")
+    hit["threshold"] = threshold
+    hit["message"] = [chk.message.format(score=s, threshold=threshold) for s in scores]
+    return hit
+
+
+def validate_partition(task: ValidateTask) -> int:
+    """Run every enabled per-image check on one manifest part; write its issues part."""
+    ws = Workspace(task.out)
+    rows = _read_part(ws, task.part)
+    rows = rows[rows["status"] != Status.REMOVED.value].reset_index(drop=True)
+    frames = [_issues_for(rows, chk, task.settings, task.context) for chk in CHECKS if chk.name not in
+              task.settings.disabled]
+    found = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=ISSUES.names)
+    ws.write_table(f"{STAGING}/part-{task.index:05d}.parquet",
+                   pa.Table.from_pandas(found, schema=ISSUES, preserve_index=False), ISSUES)
+    return len(found)
+
+
+def _read_part(ws: Workspace, part: str) -> pd.DataFrame:
+    with ws.fs.open(ws.path("manifest", part), "rb") as f:
+        return pq.read_table(f, columns=_ROW_COLUMNS, schema=MANIFEST).to_pandas()
+
+
+@dataclass
+class ValidateSummary:
+    by_check: dict[tuple[str, str], int] = field(default_factory=dict)  # (check, severity) -> count
+    worst_classes: list[tuple[str, int, int]] = field(default_factory=list)  # (class, images with issues, images)
+    excluded: int = 0
+    elapsed_s: float = 0.0
+
+    def count(self, severity: str) -> int:
+        return sum(n for (_c, s), n in self.by_check.items() if s == severity)
+
+
+def validate(src: str | None, out: str, cfg: Config) -> ValidateSummary:
+    """Validate OUT's manifest (src is unused: validation reads only the manifest)."""
+    started = time.perf_counter()
+    settings = resolve(cfg)
+    ws = Workspace(out)
+    facts = ws.read("manifest", MANIFEST, columns=["status", "width", "height", "label", "split"],
+                    filter=pc.field("status") == Status.OK.value).to_pandas()
+    area = (facts["width"].astype("float64") * facts["height"]).to_numpy()
+    ctx = Context(median_area=float(np.median(area)) if len(area) else 1.0, classes=settings.classes)
+    parts = sorted(p.rpartition("/")[2] for p in ws.fs.glob(ws.path("manifest", "part-*.parquet")))
+    ws.remove(STAGING)
+    tasks = [ValidateTask(out, p, i, settings, ctx) for i, p in enumerate(parts)]
+    with dask_client(cfg.engine, len(tasks), (out,)) as client:
+        run_tasks(client, validate_partition, tasks, label="validate")
+    counts = facts[facts["label"].notna()].groupby(["label", "split"], dropna=False).size().rename("n").reset_index()
+    collection = [dict(r, severity=settings.severity(c.name, c.severity)) for c in COLLECTION_CHECKS
+                  if c.name not in settings.disabled for r in c.run(counts, settings.threshold(c.name, c.threshold))]
+    ws.write_table(f"{STAGING}/part-collection.parquet", pa.Table.from_pylist(collection, schema=ISSUES), ISSUES)
+    ws.swap_in(STAGING, "issues")
+    summary = summarize(ws, cfg)
+    summary.elapsed_s = time.perf_counter() - started
+    return summary
+
+
+def excluded_ids(ws: Workspace, cfg: Config) -> set[str]:
+    """sample_ids whose issues have a severity listed in validate.exclude."""
+    issues = ws.read("issues", ISSUES, columns=["sample_id", "severity"])
+    mask = pc.and_(pc.is_in(issues["severity"], pa.array(cfg.validate.exclude, pa.string())),
+                   pc.is_valid(issues["sample_id"]))
+    return set(issues.filter(mask)["sample_id"].to_pylist())
+
+
+def summarize(ws: Workspace, cfg: Config) -> ValidateSummary:
+    issues = ws.read("issues", ISSUES, columns=["sample_id", "label", "check", "severity"]).to_pandas()
+    by_check = Counter(zip(issues["check"], issues["severity"]))
+    manifest = ws.read("manifest", MANIFEST, columns=["label", "status"]).to_pandas()
+    per_class = manifest[manifest["status"] != Status.REMOVED.value].groupby("label").size()
+    flagged = issues[issues["sample_id"].notna()].drop_duplicates("sample_id").groupby("label").size()
+    worst = sorted(((str(c), int(flagged.get(c, 0)), int(n)) for c, n in per_class.items()),
+                   key=lambda t: (-t[1] / max(t[2], 1), t[0]))[:5]
+    return ValidateSummary(by_check=dict(sorted(by_check.items())), worst_classes=worst,
+                           excluded=len(excluded_ids(ws, cfg)))
+
+
+def fail_level_reached(summary: ValidateSummary, fail_on: str) -> bool:
+    """True when issues at `fail_on` severity (or worse) exist."""
+    levels = {"error": ["error"], "warning": ["error", "warning"]}[fail_on]
+    return any(summary.count(s) for s in levels)
