@@ -56,7 +56,7 @@ STAMP = ".params.json"  # hidden: skipped by imagededup's listing and by curate'
 
 SETS = {  # name: (width, height, noise sigma)
     "small": (500, 375, 0.0),
-    "12mp": (4000, 3000, 3.0),
+    "12mp": (4000, 3000, 5.0),
 }
 MEM_SIZE = (64, 48)
 SEED = 20240917

@@ -102,6 +102,20 @@ def validate(out: str, fail_on: str | None, classes: str | None, cfg: config_mod
         sys.exit(1)
 
 
+@main.command()
+@click.argument("out")
+@click.option("--threshold", type=int, default=None, help="near-duplicate pHash distance in bits (default 8)")
+@click.option("--dihedral/--no-dihedral", default=None, help="also match flipped and rotated copies")
+@click.option("--conflicts", type=click.Choice(["drop", "keep-majority", "keep"]), default=None,
+              help="what to keep of clusters whose members carry different labels")
+@engine_options
+def dedup(out: str, threshold: int | None, dihedral: bool | None, conflicts: str | None,
+          cfg: config_mod.Config) -> None:
+    """Find exact and near-duplicate clusters, leaks and label conflicts; writes OUT/duplicates/."""
+    cfg = config_mod.override(cfg, "dedup", threshold=threshold, dihedral=dihedral, conflicts=conflicts)
+    _run_stage("dedup", None, out, cfg)
+
+
 @main.command("checks")
 def list_checks() -> None:
     """List every validation check with its severity, default threshold and meaning."""

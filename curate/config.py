@@ -61,12 +61,25 @@ class ValidateConfig:
 
 
 @dataclass
+class DedupConfig:
+    """`curate dedup`: exact and near-duplicate clusters and what to keep."""
+
+    threshold: int = option(8, "near-duplicate pHash Hamming distance (bits, of 64)", min=0, max=32)
+    dihedral: bool = option(False, "also match flipped and 90-degree-rotated copies")
+    conflicts: str = option("drop", "clusters whose members carry different labels",
+                            choices=("drop", "keep-majority", "keep"))
+    keep_policy: list = option(["split", "resolution", "file_size", "format", "path"],
+                               "ordered criteria for the member kept in each cluster")
+
+
+@dataclass
 class Config:
     """The whole run configuration."""
 
     engine: EngineConfig = field(default_factory=EngineConfig)
     scan: ScanConfig = field(default_factory=ScanConfig)
     validate: ValidateConfig = field(default_factory=ValidateConfig)
+    dedup: DedupConfig = field(default_factory=DedupConfig)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return dataclasses.asdict(self)

@@ -47,7 +47,25 @@ def show_validate(summary: Any, out: str) -> None:
     console.print(f"issues: {out}/issues/")
 
 
-RENDERERS = {"scan": show_scan, "validate": show_validate}
+def show_dedup(summary: Any, out: str) -> None:
+    total = sum(summary.clusters.values())
+    console.print(f"[bold]dedup[/bold]: {total} clusters, {sum(summary.images.values())} images in them, "
+                  f"{summary.dropped} would be dropped; {summary.label_conflicts} label conflicts; "
+                  f"largest cluster diameter {summary.max_diameter} bits ({summary.elapsed_s:.1f}s)")
+    table = Table(title="clusters by kind", title_justify="left")
+    for col in ("kind", "clusters", "images"):
+        table.add_column(col, justify="left" if col == "kind" else "right")
+    for kind, n in summary.clusters.items():
+        table.add_row(kind, str(n), str(summary.images[kind]))
+    console.print(table)
+    for pair, n in summary.leaks.items():
+        console.print(f"leak: {n} clusters span {pair}")
+    for example in summary.examples:
+        console.print("example: " + "  ==  ".join(example))
+    console.print(f"duplicates: {out}/duplicates/")
+
+
+RENDERERS = {"scan": show_scan, "validate": show_validate, "dedup": show_dedup}
 
 
 def show(stage: str, summary: Any, out: str) -> None:

@@ -7,6 +7,8 @@ from typing import Any, Callable
 
 from curate import lineage
 from curate.config import Config
+from curate.dedup.stage import dedup
+from curate.dedup.stage import resolve as resolve_dedup
 from curate.scan import scan
 from curate.validate.stage import resolve as resolve_validate
 from curate.validate.stage import validate
@@ -18,12 +20,14 @@ log = logging.getLogger(__name__)
 STAGES: dict[str, Callable[[str, str, Config], Any]] = {
     "scan": scan,
     "validate": validate,
+    "dedup": dedup,
 }
 
 
 def preflight(cfg: Config) -> None:
     """Reject bad stage settings (unknown check names, …) before any work starts."""
     resolve_validate(cfg)
+    resolve_dedup(cfg)
 
 
 def run_stage(name: str, src: str | None, out: str, cfg: Config) -> Any:

@@ -1,0 +1,1 @@
+"""Deduplicate: exact (bytes, pixels, pHash) and near-duplicate clusters with a keep policy."""

@@ -1,0 +1,120 @@
+"""Dedup: the planted duplicates in sample_data/, transform families, chaining, keep policy."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image, ImageEnhance, ImageFilter, ImageOps
+
+from curate.config import from_dict
+from curate.dedup.stage import _clusters
+from curate.pipeline import run_stage
+from curate.schema import DUPLICATES
+from curate.workspace import Workspace
+
+from conftest import SAMPLE, encode, photo_like, write
+
+ACCEPT = {"bytes": {"bytes"}, "pixels": {"pixels"}, "near": {"near", "phash"}}
+
+
+def run(src, out, **dedup):
+    cfg = from_dict({"dedup": dedup})
+    run_stage("scan", str(src), str(out), cfg)
+    run_stage("dedup", str(src), str(out), cfg)
+    return pd.DataFrame(Workspace(str(out)).read("duplicates", DUPLICATES).to_pylist())
+
+
+@pytest.mark.parametrize("dihedral", [True, False])
+def test_sample_data_duplicates(tmp_path, expected, dihedral):
+    dups = run(SAMPLE, tmp_path / "out", dihedral=dihedral)
+    by_path = dups.set_index("path")
+    wanted = [d for d in expected["duplicates"] if dihedral or not d.get("needs_dihedral")]
+    for d in wanted:
+        a, b = d["paths"]
+        assert a in by_path.index and b in by_path.index, d
+        assert by_path.at[a, "cluster_id"] == by_path.at[b, "cluster_id"], d
+        dropped = by_path.loc[[a, b]].query("not keep")
+        assert {k for k in dropped["kind"]} <= ACCEPT[d["kind"]] | ({"near", "phash"} if d["kind"] == "near" else set())
+        assert bool(by_path.at[a, "leak"]) == d["leak"] and bool(by_path.at[a, "label_conflict"]) == d["label_conflict"]
+    # nothing else is clustered: each cluster is exactly one planted pair
+    assert len(dups) == 2 * len(wanted)
+    leak = next(d for d in wanted if d["leak"])
+    test_copy = next(p for p in leak["paths"] if p.startswith("test/"))
+    assert by_path.at[test_copy, "keep"] and not by_path.at[next(p for p in leak["paths"] if p != test_copy), "keep"]
+    conflict = next(d for d in wanted if d["label_conflict"])
+    assert not by_path.loc[conflict["paths"], "keep"].any()  # default: label conflicts are dropped entirely
+    assert (dups.groupby("cluster_id")["keep"].sum() <= 1).all()
+
+
+TRANSFORMS = {
+    "resize_0.5": lambda im: im.resize((im.width // 2, im.height // 2), Image.Resampling.LANCZOS),
+    "jpeg_q30": lambda im: Image.open(io.BytesIO(encode(im, "JPEG", quality=30))),
+    "jpeg_q70": lambda im: Image.open(io.BytesIO(encode(im, "JPEG", quality=70))),
+    "crop_3pct": lambda im: im.crop((im.width * 3 // 100, im.height * 3 // 100, im.width, im.height)),
+    "brightness_1.2": lambda im: ImageEnhance.Brightness(im).enhance(1.2),
+    "blur_1": lambda im: im.filter(ImageFilter.GaussianBlur(1)),
+    "grayscale": lambda im: ImageOps.grayscale(im).convert("RGB"),
+    "flip": ImageOps.mirror,
+    "rotate_90": lambda im: im.transpose(Image.Transpose.ROTATE_90),
+}
+
+
+def test_transform_families_recall_and_no_false_positives(tmp_path):
+    originals = sorted(p for p in (SAMPLE / "train").rglob("*.jpg") if "planted" not in p.name)[:12]
+    src = tmp_path / "src"
+    for k, p in enumerate(originals):
+        im = Image.open(p).convert("RGB")
+        write(src / f"o{k}" / "original.png", encode(im, "PNG"))
+        for name, fn in TRANSFORMS.items():
+            write(src / f"o{k}" / f"{name}.png", encode(fn(im).convert("RGB"), "PNG"))
+    dups = run(src, tmp_path / "out", dihedral=True)
+    family = dups["path"].str.split("/").str[0]
+    assert (dups.groupby("cluster_id").apply(lambda g: family[g.index].nunique()) == 1).all()  # no false positives
+    found = set(dups["path"])
+    for name in TRANSFORMS:
+        recall = sum(f"o{k}/{name}.png" in found for k in range(len(originals))) / len(originals)
+        assert recall >= (0.75 if name == "crop_3pct" else 1.0), (name, recall)
+
+
+def test_chaining_guard_splits_members_far_from_the_representative():
+    a = 0
+    b = (1 << 8) - 1  # 8 bits from a
+    c = b | (((1 << 8) - 1) << 8)  # 8 bits from b, 16 from a
+    rows = pd.DataFrame({"sample_id": list("abc"), "path": ["a.png", "b.png", "c.png"], "label": "x",
+                         "split": "train", "bytes_hash": list("123"), "pixel_hash": list("456"),
+                         "phash": [a, b, c], "phash_d8": [[v] * 8 for v in (a, b, c)], "width": [100, 90, 80],
+                         "height": 100, "size_bytes": 1, "format": "PNG", "extension": "png"})
+    clusters = _clusters(rows, from_dict({"dedup": {"threshold": 8}}))
+    assert [list(c) for c in clusters] == [[0, 1]]  # c reached only through b is split off
+
+
+def test_keep_policy_and_conflict_modes(tmp_path):
+    base = photo_like(5, (128, 96))
+    write(tmp_path / "src" / "train" / "cat" / "big.png", encode(base, "PNG"))
+    write(tmp_path / "src" / "train" / "cat" / "small.png", encode(base.resize((64, 48)), "PNG"))
+    write(tmp_path / "src" / "val" / "cat" / "copy.png", encode(base.resize((96, 72)), "PNG"))
+    dups = run(tmp_path / "src", tmp_path / "out").set_index("path")
+    assert dups.at["val/cat/copy.png", "keep"] and dups["keep"].sum() == 1  # held-out split first
+    assert "held-out" in dups.at["val/cat/copy.png", "reason"]
+    dups = run(tmp_path / "src", tmp_path / "out2", keep_policy=["resolution"]).set_index("path")
+    assert dups.at["train/cat/big.png", "keep"] and "highest resolution" in dups.at["train/cat/big.png", "reason"]
+
+    write(tmp_path / "src" / "train" / "dog" / "x.png", encode(base, "PNG"))
+    for mode, kept in [("drop", set()), ("keep-majority", {"val/cat/copy.png"}), ("keep", {"val/cat/copy.png"})]:
+        dups = run(tmp_path / "src", tmp_path / f"out-{mode}", conflicts=mode)
+        assert set(dups.loc[dups["keep"], "path"]) == kept, mode
+        assert dups["label_conflict"].all()
+
+
+def test_cli_dedup(tmp_path, runner):
+    from curate.cli import main
+
+    out = tmp_path / "out"
+    assert runner.invoke(main, ["scan", str(SAMPLE), "-o", str(out)]).exit_code == 0
+    r = runner.invoke(main, ["dedup", str(out), "--dihedral"])
+    assert r.exit_code == 0, r.output
+    assert "leak: 1 clusters span test+train" in r.output and "1 label conflicts" in r.output
+    bad = runner.invoke(main, ["dedup", str(out), "--threshold", "99"])
+    assert bad.exit_code == 2 and "dedup.threshold" in bad.output
