@@ -116,6 +116,23 @@ def dedup(out: str, threshold: int | None, dihedral: bool | None, conflicts: str
     _run_stage("dedup", None, out, cfg)
 
 
+@main.command()
+@click.argument("out")
+@click.option("--strategy", default=None, help="none | cap | floor | target")
+@click.option("--cap", type=int, default=None, help="cap: at most N images per class")
+@click.option("--floor", type=int, default=None, help="floor: at least N samples per class")
+@click.option("--target", default=None, help="target: uniform | sqrt | power:ALPHA | CSV of class,count")
+@click.option("--oversample", type=click.Choice(["repeat", "augment"]), default=None)
+@click.option("--split", default=None, help="re-split as train,val,test fractions, e.g. 0.8,0.1,0.1")
+@click.option("--keep-test/--no-keep-test", default=None, help="with --split: test images stay in test")
+@click.option("--seed", type=int, default=None)
+@engine_options
+def rebalance(out: str, cfg: config_mod.Config, **options: Any) -> None:
+    """Plan the final membership: splits, class balance, copies and class weights; writes OUT/plan/."""
+    cfg = config_mod.override(cfg, "rebalance", **options)
+    _run_stage("rebalance", None, out, cfg)
+
+
 @main.command("checks")
 def list_checks() -> None:
     """List every validation check with its severity, default threshold and meaning."""

@@ -73,6 +73,28 @@ class DedupConfig:
 
 
 @dataclass
+class RebalanceConfig:
+    """`curate rebalance`: class balance, splits and class weights."""
+
+    strategy: str = option("none", "none | cap | floor | target (see curate/rebalance/strategies.py)")
+    cap: int = option(0, "cap: at most this many images per class", min=0)
+    floor: int = option(0, "floor: at least this many samples per class", min=0)
+    target: str = option("uniform", "target: uniform | sqrt | power:ALPHA | CSV file of class,count")
+    oversample: str = option("repeat", "how to add samples: repeat images or ask augment for variants",
+                             choices=("repeat", "augment"))
+    apply_to: list = option(["train"], "splits the strategy rebalances (val/test keep their natural counts)")
+    min_class_size: int = option(0, "classes with fewer usable images are reported (and dropped if asked)", min=0)
+    small_classes: str = option("keep", "what to do with classes below min_class_size", choices=("keep", "drop"))
+    split: str = option("", "re-split as train,val,test fractions, e.g. \"0.8,0.1,0.1\"; empty = keep the "
+                            "splits the data came with (no split = train)")
+    keep_test: bool = option(False, "with split: images already in test stay in test")
+    seed: int = option(0, "seed for every random choice")
+    weights: str = option("effective", "class weight written to the plan's weight column",
+                          choices=("inverse", "effective", "median"))
+    beta: float = option(0.999, "beta of the effective-number weights (Cui et al. 2019)", min=0.0, max=1.0)
+
+
+@dataclass
 class Config:
     """The whole run configuration."""
 
@@ -80,6 +102,7 @@ class Config:
     scan: ScanConfig = field(default_factory=ScanConfig)
     validate: ValidateConfig = field(default_factory=ValidateConfig)
     dedup: DedupConfig = field(default_factory=DedupConfig)
+    rebalance: RebalanceConfig = field(default_factory=RebalanceConfig)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return dataclasses.asdict(self)

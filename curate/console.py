@@ -65,7 +65,29 @@ def show_dedup(summary: Any, out: str) -> None:
     console.print(f"duplicates: {out}/duplicates/")
 
 
-RENDERERS = {"scan": show_scan, "validate": show_validate, "dedup": show_dedup}
+def show_rebalance(summary: Any, out: str) -> None:
+    console.print(f"[bold]rebalance[/bold]: excluded {sum(summary.excluded.values())} "
+                  f"({', '.join(f'{k} {v}' for k, v in summary.excluded.items()) or 'none'}) "
+                  f"({summary.elapsed_s:.1f}s)")
+    if summary.small_classes:
+        console.print(f"classes below the minimum size: {', '.join(summary.small_classes)}")
+    table = Table(title="samples per class: before -> after", title_justify="left")
+    table.add_column("class")
+    splits = list(summary.after) or list(summary.before)
+    for split in splits:
+        table.add_column(split, justify="right")
+    for scheme in summary.weights:
+        table.add_column(f"w:{scheme}", justify="right")
+    classes = sorted({c for counts in [*summary.before.values(), *summary.after.values()] for c in counts})
+    for c in classes:
+        cells = [f"{summary.before.get(s, {}).get(c, 0)} -> {summary.after.get(s, {}).get(c, 0)}" for s in splits]
+        weights = [f"{summary.weights[k].get(c, 0):.3f}" for k in summary.weights]
+        table.add_row(c, *cells, *weights)
+    console.print(table)
+    console.print(f"plan: {out}/plan/")
+
+
+RENDERERS = {"scan": show_scan, "validate": show_validate, "dedup": show_dedup, "rebalance": show_rebalance}
 
 
 def show(stage: str, summary: Any, out: str) -> None:

@@ -9,6 +9,8 @@ from curate import lineage
 from curate.config import Config
 from curate.dedup.stage import dedup
 from curate.dedup.stage import resolve as resolve_dedup
+from curate.rebalance.stage import rebalance
+from curate.rebalance.stage import resolve as resolve_rebalance
 from curate.scan import scan
 from curate.validate.stage import resolve as resolve_validate
 from curate.validate.stage import validate
@@ -21,6 +23,7 @@ STAGES: dict[str, Callable[[str, str, Config], Any]] = {
     "scan": scan,
     "validate": validate,
     "dedup": dedup,
+    "rebalance": rebalance,
 }
 
 
@@ -28,6 +31,7 @@ def preflight(cfg: Config) -> None:
     """Reject bad stage settings (unknown check names, …) before any work starts."""
     resolve_validate(cfg)
     resolve_dedup(cfg)
+    resolve_rebalance(cfg)
 
 
 def run_stage(name: str, src: str | None, out: str, cfg: Config) -> Any:

@@ -286,7 +286,32 @@ def build_expected() -> dict:
     return dict(
         description="Ground truth for curate's sample data; written by make_planted.py, checked by "
                     "check_expected.py. Paths are relative to sample_data/.",
-        classes=classes, counts=counts, files=files, duplicates=dups)
+        classes=classes, counts=counts, files=files, duplicates=dups,
+        plan_counts_default=plan_counts(files, dups),
+        plan_counts_default_note="curate run with embedded defaults (dedup.dihedral off): usable images per "
+                                 "split and class after dropping scan errors, duplicates (one per pair; both "
+                                 "members of a label conflict; the train side of a leak)")
+
+
+def plan_counts(files: list[dict], dups: list[dict]) -> dict:
+    """Usable images per split and class once errors and duplicates are dropped (no dihedral)."""
+    dropped = set()
+    for d in dups:
+        if d.get("needs_dihedral"):
+            continue
+        a, b = d["paths"]
+        if d["label_conflict"]:
+            dropped |= {a, b}
+        elif d["leak"]:
+            dropped.add(a if a.startswith("train/") else b)
+        else:
+            dropped.add(b)  # both members share a class
+    counts: dict = {}
+    for f in files:
+        if not f["error_code"] and f["path"] not in dropped:
+            by_label = counts.setdefault(f["split"], {})
+            by_label[f["label"]] = by_label.get(f["label"], 0) + 1
+    return counts
 
 
 def write_json(path: Path, obj: dict) -> None:

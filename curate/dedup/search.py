@@ -164,3 +164,30 @@ def query_pairs(index: np.ndarray, queries: np.ndarray, threshold: int) -> tuple
     found = [probe_band(index, queries, ids, threshold, bands, b, False, ref) for b in range(len(bands.widths))]
     _table.cache_clear()
     return unique_pairs(*(np.concatenate(x) for x in zip(*found)), max(len(index), 1))
+
+
+def _probe_chunk(hashes: np.ndarray, threshold: int, bands: Bands, band: int, lo: int, hi: int
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    ids = np.arange(lo, hi, dtype=np.int64)
+    return probe_band(hashes, hashes[lo:hi], ids, threshold, bands, band, True, HashesRef(hashes))
+
+
+def radius_pairs_on(client: object, hashes: np.ndarray, threshold: int, chunks_per_band: int = 4
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`radius_pairs` as (band, chunk of queries) tasks on a Dask cluster.
+
+    The hash column is broadcast once; each worker builds a band's table once and reuses it
+    for every chunk of that band it runs.
+    """
+    hashes = np.ascontiguousarray(hashes, dtype=np.int64)
+    n = len(hashes)
+    bands = choose_bands(n, threshold)
+    [shared] = client.scatter([hashes], broadcast=True)  # type: ignore[attr-defined]
+    step = max(1, -(-n // chunks_per_band))
+    futures = [client.submit(_probe_chunk, shared, threshold, bands, b, lo, min(n, lo + step), pure=False)  # type: ignore[attr-defined]
+               for b in range(len(bands.widths)) for lo in range(0, n, step)]
+    found = client.gather(futures)  # type: ignore[attr-defined]
+    if not found:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, np.zeros(0, dtype=np.int16)
+    return unique_pairs(*(np.concatenate(x) for x in zip(*found)), n)

@@ -1,0 +1,171 @@
+"""Rebalance: strategies, splits, weights, edge cases and a property test over random collections."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from curate.config import from_dict
+from curate.errors import ConfigError
+from curate.pipeline import run_stage
+from curate.rebalance.stage import rebalance
+from curate.rebalance.weights import class_weights
+from curate.schema import DUPLICATES, MANIFEST, PLAN
+from curate.workspace import Workspace
+
+from conftest import SAMPLE
+
+
+def workspace(out: Path, rows: list[tuple[str, str | None]], clusters: list[list[int]] = ()) -> Workspace:
+    """A workspace whose manifest has one ok image per (label, split) row, plus duplicate clusters
+    (each cluster: row indices; the first is kept)."""
+    ws = Workspace(str(out))
+    manifest = [{"sample_id": f"s{i:05d}", "path": f"{split}/{label}/{i:05d}.jpg", "label": label, "split": split,
+                 "status": "ok"} for i, (label, split) in enumerate(rows)]
+    ws.write_dataset("manifest", pa.Table.from_pylist(manifest, schema=MANIFEST), MANIFEST)
+    dups = []
+    for members in clusters:
+        for k, i in enumerate(members):
+            dups.append({"sample_id": f"s{i:05d}", "path": manifest[i]["path"], "label": rows[i][0],
+                         "split": rows[i][1], "cluster_id": members[0], "kind": "near", "distance": 1,
+                         "keep": k == 0, "reason": "test", "leak": False, "label_conflict": False})
+    ws.write_dataset("duplicates", pa.Table.from_pylist(dups, schema=DUPLICATES), DUPLICATES)
+    return ws
+
+
+def plan(ws: Workspace, **options) -> pd.DataFrame:
+    rebalance(None, ws.url, from_dict({"rebalance": options}))
+    return ws.read("plan", PLAN).to_pandas()
+
+
+def counts(p: pd.DataFrame, split: str = "train") -> dict[str, int]:
+    kept = p[p["keep"] & (p["split"] == split)]
+    return (kept["copies"] + kept["augment_copies"]).groupby(kept["label"]).sum().to_dict()
+
+
+def imbalanced(tmp_path) -> Workspace:
+    rows = [("big", "train")] * 40 + [("mid", "train")] * 12 + [("tiny", "train")] * 3 + [("big", "test")] * 5
+    return workspace(tmp_path / "out", rows, clusters=[[0, 1, 2]])
+
+
+def test_none_cap_floor_target(tmp_path):
+    ws = imbalanced(tmp_path)
+    assert counts(plan(ws)) == {"big": 38, "mid": 12, "tiny": 3}  # two cluster members dropped
+    p = plan(ws, strategy="cap", cap=10)
+    assert counts(p) == {"big": 10, "mid": 10, "tiny": 3}
+    assert counts(p, "test") == {"big": 5}  # val/test keep natural counts
+    dropped_big = p[(p["label"] == "big") & (p["split"] == "train") & p["reason"].str.startswith("cap", na=False)]
+    assert "s00000" in set(dropped_big["sample_id"])  # a duplicate-cluster member is dropped first
+    p = plan(ws, strategy="floor", floor=20)
+    assert counts(p) == {"big": 38, "mid": 20, "tiny": 20}
+    tiny = p[(p["label"] == "tiny") & p["keep"]]
+    assert sorted(tiny["copies"]) == [6, 7, 7] and (tiny["augment_copies"] == 0).all()
+    p = plan(ws, strategy="floor", floor=20, oversample="augment")
+    tiny = p[(p["label"] == "tiny") & p["keep"]]
+    assert (tiny["copies"] == 1).all() and tiny["augment_copies"].sum() == 17
+    p = plan(ws, strategy="target", target="uniform")
+    assert counts(p) == {"big": 18, "mid": 18, "tiny": 17}
+    p = plan(ws, strategy="target", target="sqrt")
+    c = counts(p)
+    assert sum(c.values()) == 53 and c["big"] > c["mid"] > c["tiny"] > 3
+    targets = tmp_path / "targets.csv"
+    targets.write_text("class,count\nbig,7\ntiny,9\n")
+    assert counts(plan(ws, strategy="target", target=str(targets))) == {"big": 7, "mid": 12, "tiny": 9}
+
+
+def test_edge_cases(tmp_path):
+    one = workspace(tmp_path / "one", [("only", "train")] * 5)
+    assert counts(plan(one, strategy="target", target="uniform")) == {"only": 5}
+    above = imbalanced(tmp_path)
+    assert counts(plan(above, strategy="cap", cap=1000)) == {"big": 38, "mid": 12, "tiny": 3}
+    # a class emptied by dedup: every member of its only cluster but one dropped -> 1 left
+    emptied = workspace(tmp_path / "emptied", [("a", "train")] * 4 + [("b", "train")] * 2, clusters=[[4, 5]])
+    assert counts(plan(emptied, strategy="floor", floor=4)) == {"a": 4, "b": 4}
+    # a class smaller than the requested split can hold stays whole and in one piece
+    small = workspace(tmp_path / "small", [("a", "train")] * 20 + [("b", "train")] * 2)
+    p = plan(small, split="0.8,0.1,0.1")
+    assert p[p["label"] == "b"]["keep"].sum() == 2
+    assert set(p["split"]) <= {"train", "val", "test"}
+    p = plan(small, min_class_size=3, small_classes="drop")
+    assert not p[p["label"] == "b"]["keep"].any() and "below minimum" in p[p["label"] == "b"]["reason"].iloc[0]
+    with pytest.raises(ConfigError, match="valid: cap, floor, none, target"):
+        plan(small, strategy="oversample")
+
+
+def test_keep_test_and_group_aware_split(tmp_path):
+    rows = [("a", "train")] * 30 + [("a", "test")] * 4 + [("b", "train")] * 30
+    ws = workspace(tmp_path / "out", rows, clusters=[[0, 1, 2, 3], [31, 5]])
+    p = plan(ws, split="0.7,0.15,0.15", keep_test=True, seed=3)
+    assert (p.loc[p["sample_id"].isin([f"s{i:05d}" for i in range(30, 34)]), "split"] == "test").all()
+    assert p.loc[p["sample_id"] == "s00005", "split"].item() == "test"  # clustered with a test image
+    assert p.dropna(subset=["cluster_id"]).groupby("cluster_id")["split"].nunique().max() == 1
+
+
+def test_class_weights():
+    w = class_weights({"a": 100, "b": 10}, beta=0.99)
+    assert w["inverse"] == pytest.approx({"a": 110 / 200, "b": 110 / 20})
+    assert w["median"]["b"] / w["median"]["a"] == pytest.approx(10)
+    assert sum(w["effective"].values()) == pytest.approx(2) and w["effective"]["b"] > w["effective"]["a"]
+    eff_a = (1 - 0.99) / (1 - 0.99**100)
+    eff_b = (1 - 0.99) / (1 - 0.99**10)
+    assert w["effective"]["b"] / w["effective"]["a"] == pytest.approx(eff_b / eff_a)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_property_plans(tmp_path_factory, data):
+    n_classes = data.draw(st.integers(1, 4))
+    rows = []
+    for c in range(n_classes):
+        for _ in range(data.draw(st.integers(1, 25))):
+            rows.append((f"c{c}", data.draw(st.sampled_from(["train", "train", "val", "test", None]))))
+    n = len(rows)
+    clusters, used = [], set()
+    for _ in range(data.draw(st.integers(0, 4))):
+        members = sorted(set(data.draw(st.lists(st.integers(0, n - 1), min_size=2, max_size=4))) - used)
+        if len(members) >= 2:
+            clusters.append(members)
+            used |= set(members)
+    ws = workspace(tmp_path_factory.mktemp("prop"), rows, clusters)
+    strategy = data.draw(st.sampled_from(["none", "cap", "floor", "target"]))
+    options = {"strategy": strategy, "cap": 5, "floor": 8, "target": "uniform", "seed": data.draw(st.integers(0, 9)),
+               "split": data.draw(st.sampled_from(["", "0.6,0.2,0.2"]))}
+    p1 = plan(ws, **options)
+    assert (p1.dropna(subset=["cluster_id"]).groupby("cluster_id")["split"].nunique() == 1).all()
+    usable = p1[p1["keep"] | p1["reason"].str.startswith(strategy, na=False)]
+    before = usable[usable["split"] == "train"].groupby("label").size().to_dict()
+    after = counts(p1)
+    if strategy == "none":
+        assert after == before
+    elif strategy == "cap":
+        assert after == {c: min(v, 5) for c, v in before.items()}
+    elif strategy == "floor":
+        assert after == {c: max(v, 8) for c, v in before.items()}
+    else:
+        assert sum(after.values()) == sum(before.values())
+        assert max(after.values()) - min(after.values()) <= 1
+    p2 = plan(ws, **options)
+    assert p1.equals(p2)
+
+
+def test_sample_data_plan_counts(tmp_path, expected):
+    cfg = from_dict({})
+    for stage in ("scan", "validate", "dedup", "rebalance"):
+        summary = run_stage(stage, str(SAMPLE), str(tmp_path / "out"), cfg)
+    assert summary.after == expected["plan_counts_default"]
+
+
+def test_cli_rebalance(tmp_path, runner):
+    from curate.cli import main
+
+    ws = imbalanced(tmp_path)
+    ws.write_json("runs/scan.json", {"source": str(tmp_path)})
+    r = runner.invoke(main, ["rebalance", ws.url, "--strategy", "cap", "--cap", "10"])
+    assert r.exit_code == 0, r.output
+    assert "38 -> 10" in r.output and "12 -> 10" in r.output
+    bad = runner.invoke(main, ["rebalance", ws.url, "--split", "0.9,0.9,0.1"])
+    assert bad.exit_code == 2 and "sum to 1" in bad.output
