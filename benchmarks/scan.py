@@ -211,7 +211,8 @@ def bare_loop(folder: str, workers: int) -> None:
     files = sorted(str(p) for p in Path(folder).rglob("*.jpg"))
     t0 = time.perf_counter()
     with Pool(workers) as pool:
-        n = sum(1 for _ in pool.imap_unordered(_bare_decode, files, chunksize=32))
+        chunk = max(1, min(32, len(files) // (workers * 16)))  # small chunks: big files balance across workers
+        n = sum(1 for _ in pool.imap_unordered(_bare_decode, files, chunksize=chunk))
     print(json.dumps({"seconds": time.perf_counter() - t0, "images": n}))
 
 
@@ -236,13 +237,49 @@ def _last_json(stdout: str) -> dict:
     raise RuntimeError(f"no result in output:\n{stdout[-2000:]}")
 
 
-def _run(cmd: list[str], **kw) -> tuple[float, subprocess.CompletedProcess]:
+def _busy_cpu_s() -> float:
+    """System-wide CPU seconds spent not idle (all cores), from /proc/stat via psutil."""
+    import psutil
+
+    t = psutil.cpu_times()
+    return sum(t) - t.idle - getattr(t, "iowait", 0.0) - getattr(t, "steal", 0.0) - getattr(t, "guest", 0.0) \
+        - getattr(t, "guest_nice", 0.0)
+
+
+def _own_cpu_s() -> float:
+    """CPU seconds of this process and of every descendant it (transitively) waited for."""
+    import resource
+
+    a, b = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
+
+
+def wait_idle(max_wait: float, threshold: float = 0.15) -> float:
+    """Wait (up to `max_wait` s) until other processes use < `threshold` of the machine's CPUs
+    over a 3 s window. Returns the last measured foreign load (fraction of all cores)."""
+    deadline, load, said = time.monotonic() + max_wait, 1.0, False
+    while True:
+        b0, o0 = _busy_cpu_s(), _own_cpu_s()
+        time.sleep(3)
+        load = max(0.0, (_busy_cpu_s() - b0) - (_own_cpu_s() - o0)) / (3 * (os.cpu_count() or 1))
+        if load < threshold or time.monotonic() > deadline:
+            return load
+        if not said:
+            print(f"   waiting for the machine to go idle (other processes use {load:.0%} of the CPUs)",
+                  file=sys.stderr, flush=True)
+            said = True
+
+
+def _run(cmd: list[str], **kw) -> tuple[float, subprocess.CompletedProcess, float]:
+    """Run `cmd`; returns wall seconds, the process, and the CPU share other processes took meanwhile."""
+    b0, o0 = _busy_cpu_s(), _own_cpu_s()
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, **kw)
     wall = time.perf_counter() - t0
+    foreign = max(0.0, (_busy_cpu_s() - b0) - (_own_cpu_s() - o0)) / (wall * (os.cpu_count() or 1))
     if proc.returncode:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return wall, proc
+    return wall, proc, foreign
 
 
 def time_curate(folder: Path, workers: int, tmp: Path, config: Path | None = None) -> dict:
@@ -252,24 +289,24 @@ def time_curate(folder: Path, workers: int, tmp: Path, config: Path | None = Non
     cmd = [str(CURATE), "scan", str(folder), "-o", str(out), "--workers", str(workers)]
     if config:
         cmd += ["--config", str(config)]
-    wall, proc = _run(cmd, env={**os.environ, "COLUMNS": "200"})
+    wall, proc, foreign = _run(cmd, env={**os.environ, "COLUMNS": "200"})
     m = re.search(r"decoded (\d+) \(reused \d+\) in ([\d.]+)s", proc.stdout)
-    return {"seconds": wall, "images": int(m.group(1)) if m else None,
+    return {"seconds": wall, "images": int(m.group(1)) if m else None, "foreign": foreign,
             "inner_s": float(m.group(2)) if m else None, "manifest": out / "manifest"}
 
 
 def time_imagededup(folder: Path, workers: int, tmp: Path) -> dict:
     hashes = tmp / "imagededup-hashes.json"
-    wall, proc = _run([str(BENCH_PY), __file__, "_imagededup", str(folder), str(workers), str(hashes)])
+    wall, proc, foreign = _run([str(BENCH_PY), __file__, "_imagededup", str(folder), str(workers), str(hashes)])
     res = _last_json(proc.stdout)
-    res.update(process_s=wall, hashes=hashes)
+    res.update(process_s=wall, hashes=hashes, foreign=foreign)
     return res
 
 
 def time_bare(folder: Path, workers: int) -> dict:
-    wall, proc = _run([str(PROJECT_PY), __file__, "_bare", str(folder), str(workers)])
+    wall, proc, foreign = _run([str(PROJECT_PY), __file__, "_bare", str(folder), str(workers)])
     res = _last_json(proc.stdout)
-    res["process_s"] = wall
+    res.update(process_s=wall, foreign=foreign)
     return res
 
 
@@ -280,18 +317,39 @@ def warm_cache(folder: Path) -> int:
     return total
 
 
-def phash_agreement(manifest: Path, hashes_json: Path) -> dict:
-    """Hamming distances between curate's `phash` and imagededup's PHash for the same files."""
-    import numpy as np
+def _imagehash_phash(path: str) -> tuple[str, str]:
+    import imagehash
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return Path(path).name, str(imagehash.phash(im))
+
+
+def reference_phashes(folder: Path, workers: int) -> dict[str, str]:
+    """imagehash.phash of every file, full decode (untimed): the definition curate's pHash follows."""
+    files = sorted(str(p) for p in folder.glob("*.jpg"))
+    with Pool(workers) as pool:
+        return dict(pool.imap_unordered(_imagehash_phash, files, chunksize=8))
+
+
+def curate_phashes(manifest: Path) -> dict[str, int]:
     import pyarrow.parquet as pq
 
     t = pq.read_table(manifest, columns=["path", "phash"])
-    ours = {p.rpartition("/")[2]: h for p, h in zip(t.column("path").to_pylist(), t.column("phash").to_pylist())
+    return {p.rpartition("/")[2]: h for p, h in zip(t.column("path").to_pylist(), t.column("phash").to_pylist())
             if h is not None}
-    theirs = json.loads(hashes_json.read_text())
+
+
+def phash_agreement(ours: dict[str, int | str], theirs: dict[str, str]) -> dict:
+    """Hamming distances between two sets of 64-bit pHashes (int64 or 16-digit hex) for the same files."""
+    import numpy as np
+
+    def as_int64(values):
+        return np.array([int(v, 16) if isinstance(v, str) else v & 0xFFFFFFFFFFFFFFFF for v in values],
+                        dtype=np.uint64).view(np.int64)
+
     common = sorted(set(ours) & set(theirs))
-    a = np.array([ours[k] for k in common], dtype=np.int64)
-    b = np.array([int(theirs[k], 16) for k in common], dtype=np.uint64).view(np.int64)
+    a, b = as_int64([ours[k] for k in common]), as_int64([theirs[k] for k in common])
     d = np.bitwise_count(np.bitwise_xor(a, b)) if len(common) else np.array([])
     return {"n": len(common), "missing": len(set(theirs) ^ set(ours)),
             **{f"<={k}": float(np.mean(d <= k)) if len(d) else float("nan") for k in (0, 2, 4, 8)},
@@ -400,34 +458,39 @@ def throughput(args: argparse.Namespace) -> str:
     sets = [("small", args.small), ("12mp", args.large)]
     folders = {name: ensure_data(name, n, args.gen_workers) for name, n in sets if n}
     rows, agreement, notes = [], [], []
-    config = None
-    if args.partition_size:
-        config = tmp / "bench.toml"
-        config.write_text(f"[engine]\npartition_size = {args.partition_size}\n")
+    foreign_max = 0.0
     try:
         for name, n in sets:
             if not n:
                 continue
             folder = folders[name]
+            config, psize = None, 0
+            if args.partition_size:
+                psize = -(-n // (2 * args.workers)) if args.partition_size == "auto" else int(args.partition_size)
+                config = tmp / f"bench-{name}.toml"
+                config.write_text(f"[engine]\npartition_size = {psize}\n")
             size_mb = warm_cache(folder) / 1e6
             results: dict[str, list[dict]] = {"curate": [], "imagededup": [], "bare": []}
             if config:
                 results["curate_ps"] = []
             for r in range(args.repeats):
                 print(f"[{name}] repeat {r + 1}/{args.repeats}", file=sys.stderr, flush=True)
-                results["bare"].append(time_bare(folder, args.workers))
-                results["imagededup"].append(time_imagededup(folder, args.workers, tmp))
-                results["curate"].append(time_curate(folder, args.workers, tmp))
+                runs = [("bare", lambda: time_bare(folder, args.workers)),
+                        ("imagededup", lambda: time_imagededup(folder, args.workers, tmp)),
+                        ("curate", lambda: time_curate(folder, args.workers, tmp))]
                 if config:
-                    results["curate_ps"].append(time_curate(folder, args.workers, tmp, config))
-                for k, v in results.items():
-                    print(f"   {k}: {v[-1]['seconds']:.2f}s", file=sys.stderr, flush=True)
+                    runs.append(("curate_ps", lambda: time_curate(folder, args.workers, tmp, config)))
+                for k, fn in runs:
+                    wait_idle(args.wait_idle)
+                    results[k].append(fn())
+                    print(f"   {k}: {results[k][-1]['seconds']:.2f}s (other processes: "
+                          f"{results[k][-1]['foreign']:.0%} of the CPUs)", file=sys.stderr, flush=True)
             med = {k: statistics.median(x["seconds"] for x in v) for k, v in results.items()}
             ips = {k: n / s for k, s in med.items()}
             all_s = {k: " / ".join(f"{x['seconds']:.2f}" for x in v) for k, v in results.items()}
             labels = {
                 "curate": f"`curate scan --workers {args.workers}` (end-to-end)",
-                "curate_ps": f"`curate scan --workers {args.workers}`, partition_size={args.partition_size}",
+                "curate_ps": f"`curate scan --workers {args.workers}` with `engine.partition_size = {psize}`",
                 "imagededup": f"imagededup `PHash().encode_images(num_enc_workers={args.workers})`",
                 "bare": f"bare loop: Pool({args.workers}), `draft(None, (32, 32))` + `load()`",
             }
@@ -442,12 +505,21 @@ def throughput(args: argparse.Namespace) -> str:
                     extra = f"process wall {statistics.median(x['process_s'] for x in results[k]):.2f}s"
                 else:
                     extra = f"process wall {statistics.median(x['process_s'] for x in results[k]):.2f}s"
+                worst = max(x["foreign"] for x in results[k])
+                foreign_max = max(foreign_max, worst)
                 rows.append(f"| {name} | {n} ({size_mb / n:.2f} MB avg) | {labels[k]} | {med[k]:.2f} ({all_s[k]}) "
                             f"| {ips[k]:.0f} | {ips[k] / ips['imagededup']:.2f}x | {ips[k] / ips['bare']:.0%} "
-                            f"| {extra} |")
-            ag = phash_agreement(results["curate"][-1]["manifest"], results["imagededup"][-1]["hashes"])
-            agreement.append(f"| {name} | {ag['n']} | {ag['<=0']:.1%} | {ag['<=2']:.1%} | {ag['<=4']:.1%} "
-                             f"| {ag['<=8']:.1%} | {ag['mean']:.2f} | {ag['max']} |")
+                            f"| {extra}; other load <= {worst:.0%} |")
+            ours = curate_phashes(results["curate"][-1]["manifest"])
+            dedup = json.loads(results["imagededup"][-1]["hashes"].read_text())
+            print(f"[{name}] imagehash reference hashes (untimed)", file=sys.stderr, flush=True)
+            ref = reference_phashes(folder, args.workers)
+            for a_name, b_name, a, b in (("curate", "imagededup", ours, dedup),
+                                         ("curate", "imagehash, full decode", ours, ref),
+                                         ("imagededup", "imagehash, full decode", dedup, ref)):
+                ag = phash_agreement(a, b)
+                agreement.append(f"| {name} | {a_name} vs {b_name} | {ag['n']} | {ag['<=0']:.1%} | {ag['<=2']:.1%} "
+                                 f"| {ag['<=4']:.1%} | {ag['<=8']:.1%} | {ag['mean']:.2f} | {ag['max']} |")
             for key in ("imagededup", "bare"):
                 imgs = {x["images"] for x in results[key]}
                 if imgs != {n}:
@@ -471,7 +543,11 @@ def throughput(args: argparse.Namespace) -> str:
         f"Date: {dt.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}  ",
         f"Machine: {machine()}  ",
         f"Workers: {args.workers} processes for every contender; median of {args.repeats} interleaved "
-        f"run(s) (all runs in brackets); page cache warm.",
+        f"run(s) (all runs in brackets); page cache warm. \"other load\" is the largest share of the "
+        f"machine's CPU time that processes outside the benchmark used during any run of that row "
+        f"(each run waits, up to {args.wait_idle:.0f} s, for the machine to go idle first)"
+        + (f"; **up to {foreign_max:.0%}: other work was running on this machine, so these timings are "
+           f"pessimistic**." if foreign_max > 0.1 else "."),
         "",
         "| set | images | contender | seconds | images/s | vs imagededup | vs bare loop | notes |",
         "| --- | ---: | --- | ---: | ---: | ---: | ---: | --- |",
@@ -489,11 +565,16 @@ def throughput(args: argparse.Namespace) -> str:
         "(its Pool start-up included); \"process wall\" adds its interpreter start and imports. The bare "
         "loop's seconds include its Pool start-up.",
         "",
-        "pHash agreement, curate's `phash` (64x64 thumbnail of a 1/8-scale decode) vs imagededup's "
-        "(full decode, LANCZOS to 32x32; its median excludes the DC term, imagehash's does not):",
+        "pHash agreement (Hamming distance between the 64-bit hashes of the same file). curate's `phash` "
+        "follows imagehash's definition on a 64x64 thumbnail of a reduced-scale (1/8 for these photos) "
+        "decode. imagededup decodes in full and resizes RGB to 32x32 with LANCZOS before the grey "
+        "conversion, and thresholds with `>=` against the median of the 63 non-DC coefficients, so its "
+        "hash always sets the median coefficient's bit where imagehash's (`>` the median of all 64) "
+        "does not: it differs from imagehash in at least one bit by definition. imagehash "
+        "(`imagehash.phash`, full decode, untimed) is therefore shown as the reference too:",
         "",
-        "| set | images | identical | <= 2 bits | <= 4 bits | <= 8 bits | mean bits | max bits |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| set | pair | images | identical | <= 2 bits | <= 4 bits | <= 8 bits | mean bits | max bits |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         *agreement,
     ]
     return "\n".join(lines)
@@ -507,13 +588,17 @@ def memory(args: argparse.Namespace) -> str:
             folder = ensure_data("tiny", n, args.gen_workers)
             warm_cache(folder)
             print(f"[memory] {n} files", file=sys.stderr, flush=True)
+            wait_idle(args.wait_idle)
+            b0, o0 = _busy_cpu_s(), _own_cpu_s()
             r = measure_memory(folder, args.workers, tmp)
+            r["foreign"] = max(0.0, (_busy_cpu_s() - b0) - (_own_cpu_s() - o0)) / (r["seconds"] * (os.cpu_count() or 1))
             rows.append(r | {"n": n})
             print(f"   {r}", file=sys.stderr, flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     table = [f"| {r['n']:,} | {r['files']:,} | {r['seconds']:.1f} | {r['n'] / r['seconds']:.0f} "
-             f"| {r['peak_rss'] / 2 ** 20:.0f} | {r['peak_pss'] / 2 ** 20:.0f} | {r['processes']} |" for r in rows]
+             f"| {r['peak_rss'] / 2 ** 20:.0f} | {r['peak_pss'] / 2 ** 20:.0f} | {r['processes']} | {r['foreign']:.0%} |"
+             for r in rows]
     growth = ""
     if len(rows) >= 2:
         a, b = rows[0], rows[-1]
@@ -531,8 +616,8 @@ def memory(args: argparse.Namespace) -> str:
         f"(Dask scheduler, nanny and worker processes), summed, sampled every 0.2 s; RSS counts shared pages "
         f"once per process, PSS splits them.",
         "",
-        "| files | decoded | seconds | files/s | peak RSS (MiB) | peak PSS (MiB) | processes |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| files | decoded | seconds | files/s | peak RSS (MiB) | peak PSS (MiB) | processes | other load |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         *table,
         "",
         growth,
@@ -557,14 +642,21 @@ def main() -> None:
     p.add_argument("--large", type=int, default=150, help="images in the 12 MP set (0 = skip)")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per contender and set (median reported)")
     p.add_argument("--workers", type=int, default=2, help="processes for every contender")
-    p.add_argument("--partition-size", type=int, default=0,
-                   help="also time curate with this engine.partition_size (0 = only the default config)")
+    p.add_argument("--partition-size", default="auto",
+                   help="also time curate with this engine.partition_size; 'auto' = 2 tasks per worker, "
+                        "0 = only the default config")
+    p.add_argument("--wait-idle", type=float, default=300.0,
+                   help="before each timed run, wait up to this many seconds for other processes to go quiet")
     p.add_argument("--gen-workers", type=int, default=os.cpu_count() or 2, help="processes generating data")
     p.add_argument("--memory", action="store_true", help="run the peak-memory benchmark instead")
     p.add_argument("--mem-sizes", type=lambda s: [int(x) for x in s.split(",")], default=[10_000, 100_000],
                    help="file counts for --memory (comma-separated)")
     p.add_argument("--no-write", action="store_true", help="print only; leave benchmarks/RESULTS.md alone")
     args = p.parse_args()
+    if args.partition_size in ("0", "", "none"):
+        args.partition_size = None
+    elif args.partition_size != "auto":
+        args.partition_size = int(args.partition_size)
 
     for exe, hint in ((BENCH_PY, "run: bash benchmarks/setup_imagededup.sh"), (CURATE, "run: make install")):
         if not exe.exists():

@@ -48,8 +48,10 @@ def engine_options(fn: Callable) -> Callable:
 @click.version_option(package_name="curate")
 def main(verbose: int) -> None:
     """Curate image collections for training: scan, validate, deduplicate, rebalance, shard."""
-    level = logging.WARNING - 10 * verbose
-    logging.basicConfig(level=max(level, logging.DEBUG), format="%(levelname)s %(name)s: %(message)s")
+    level = max(logging.WARNING - 10 * verbose, logging.DEBUG)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("distributed", "prefect", "fiftyone"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING) if verbose < 2 else level)
 
 
 @main.command()
@@ -131,6 +133,34 @@ def rebalance(out: str, cfg: config_mod.Config, **options: Any) -> None:
     """Plan the final membership: splits, class balance, copies and class weights; writes OUT/plan/."""
     cfg = config_mod.override(cfg, "rebalance", **options)
     _run_stage("rebalance", None, out, cfg)
+
+
+@main.command()
+@click.argument("out")
+@click.option("--shard-size", default=None, help="target shard size, e.g. 256MB")
+@click.option("--min-shards", type=int, default=None, help="shard count is a multiple of this (nodes x workers)")
+@click.option("--normalize/--no-normalize", default=None, help="re-encode images as RGB JPEG/PNG")
+@click.option("--max-side", type=int, default=None, help="with --normalize: longest side at most this")
+@engine_options
+def shard(out: str, cfg: config_mod.Config, **options: Any) -> None:
+    """Write the plan into Parquet shards, OUT/index.parquet and OUT/dataset.json."""
+    cfg = config_mod.override(cfg, "shard", **options)
+    _run_stage("shard", None, out, cfg)
+
+
+@main.command()
+@click.argument("out")
+def verify(out: str) -> None:
+    """Check every shard: checksum, every image decodes, counts and histograms match the index."""
+    from curate.shards.verify import verify as run_verify
+
+    report = run_verify(out)
+    for shard_path, problem in report.failures.items():
+        click.echo(f"FAILED {shard_path}: {problem}", err=True)
+    if not report.ok:
+        click.echo(f"verify: {len(report.failures)} of {report.shards} shards failed", err=True)
+        sys.exit(1)
+    click.echo(f"verify: {report.shards} shards, {report.samples} samples: all ok")
 
 
 @main.command("checks")

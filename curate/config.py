@@ -95,6 +95,18 @@ class RebalanceConfig:
 
 
 @dataclass
+class ShardConfig:
+    """`curate shard`: Parquet training shards."""
+
+    shard_size: str = option("256MB", "target size of one shard, e.g. 256MB")
+    min_shards: int = option(1, "shard count per split is a multiple of this (nodes x loader workers)", min=1)
+    normalize: bool = option(False, "re-encode every image as RGB (format, max_side); off = bytes copied as they are")
+    format: str = option("jpeg", "normalised image format", choices=("jpeg", "png"))
+    quality: int = option(95, "JPEG quality when normalising", min=1, max=100)
+    max_side: int = option(0, "when normalising, resize so the longest side is at most this (0 = keep)", min=0)
+
+
+@dataclass
 class Config:
     """The whole run configuration."""
 
@@ -103,6 +115,7 @@ class Config:
     validate: ValidateConfig = field(default_factory=ValidateConfig)
     dedup: DedupConfig = field(default_factory=DedupConfig)
     rebalance: RebalanceConfig = field(default_factory=RebalanceConfig)
+    shard: ShardConfig = field(default_factory=ShardConfig)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return dataclasses.asdict(self)

@@ -87,7 +87,16 @@ def show_rebalance(summary: Any, out: str) -> None:
     console.print(f"plan: {out}/plan/")
 
 
-RENDERERS = {"scan": show_scan, "validate": show_validate, "dedup": show_dedup, "rebalance": show_rebalance}
+def show_shard(summary: Any, out: str) -> None:
+    parts = ", ".join(f"{split}: {summary.samples[split]} samples in {n} shards" for split, n in summary.shards.items())
+    console.print(f"[bold]shard[/bold]: {parts or 'nothing to write'}; {summary.bytes / 2**20:.1f} MiB, "
+                  f"{summary.written} shards written this run; largest class-share deviation of a shard "
+                  f"{summary.max_class_deviation:.3f} ({summary.elapsed_s:.1f}s)")
+    console.print(f"shards: {out}/shards/  index: {out}/index.parquet  dataset: {out}/dataset.json")
+
+
+RENDERERS = {"scan": show_scan, "validate": show_validate, "dedup": show_dedup, "rebalance": show_rebalance,
+             "shard": show_shard}
 
 
 def show(stage: str, summary: Any, out: str) -> None:

@@ -44,8 +44,8 @@ def dask_client(cfg: EngineConfig, n_tasks: int, urls: Sequence[str] = ()) -> It
             client.close()
         return
     workers = min(cfg.workers or os.cpu_count() or 1, max(n_tasks, 1))
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                      silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None, silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
         yield client
 
 

@@ -12,6 +12,8 @@ from curate.dedup.stage import resolve as resolve_dedup
 from curate.rebalance.stage import rebalance
 from curate.rebalance.stage import resolve as resolve_rebalance
 from curate.scan import scan
+from curate.shards.stage import resolve as resolve_shard
+from curate.shards.stage import shard
 from curate.validate.stage import resolve as resolve_validate
 from curate.validate.stage import validate
 from curate.workspace import Workspace
@@ -24,6 +26,7 @@ STAGES: dict[str, Callable[[str, str, Config], Any]] = {
     "validate": validate,
     "dedup": dedup,
     "rebalance": rebalance,
+    "shard": shard,
 }
 
 
@@ -32,6 +35,7 @@ def preflight(cfg: Config) -> None:
     resolve_validate(cfg)
     resolve_dedup(cfg)
     resolve_rebalance(cfg)
+    resolve_shard(cfg)
 
 
 def run_stage(name: str, src: str | None, out: str, cfg: Config) -> Any:

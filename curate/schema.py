@@ -124,6 +124,31 @@ PLAN = pa.schema(
 )
 
 
-def empty(schema: pa.Schema) -> pa.Table:
-    """A zero-row table with `schema`."""
-    return schema.empty_table()
+# A shard row. `image` is the struct Hugging Face `datasets` reads as an Image feature.
+SHARD = pa.schema(
+    [
+        pa.field("image", pa.struct([pa.field("bytes", pa.binary()), pa.field("path", pa.string())])),
+        pa.field("label", pa.int32()),
+        pa.field("label_name", pa.string()),
+        pa.field("sample_id", pa.string()),
+        pa.field("source_path", pa.string()),
+        pa.field("width", pa.int32()),
+        pa.field("height", pa.int32()),
+        pa.field("copy_index", pa.int32()),  # 0..copies-1 for repeated samples
+        pa.field("source_sample_id", pa.string()),  # augmented variants: the image they come from
+        pa.field("augment_ops", pa.string()),  # augmented variants: JSON list of ops with sampled parameters
+        pa.field("augment_seed", pa.int64()),
+    ]
+)
+
+INDEX = pa.schema(
+    [
+        pa.field("sample_id", pa.string(), nullable=False),
+        pa.field("split", pa.string(), nullable=False),
+        pa.field("label", pa.int32()),
+        pa.field("copy_index", pa.int32()),
+        pa.field("shard", pa.string(), nullable=False),  # path relative to OUT
+        pa.field("row_group", pa.int32(), nullable=False),
+        pa.field("row", pa.int32(), nullable=False),  # row within the row group
+    ]
+)

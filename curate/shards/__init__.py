@@ -1,0 +1,1 @@
+"""Shards: Parquet training shards, their index and dataset.json; verification."""

@@ -1,0 +1,97 @@
+"""The index of every shard (training and augmented) and dataset.json.
+
+Reads: the shard files and their stats sidecars (`_stats/`) under `OUT/shards/` and `OUT/augmented/`, the plan,
+the stage records. Writes: `OUT/index.parquet` (sample -> shard, row group, row; per-shard
+count, bytes, sha256 and class histogram in its metadata under b"shards") and `OUT/dataset.json`.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from curate import lineage
+from curate.config import Config
+from curate.schema import INDEX
+from curate.shards.writer import sidecar
+from curate.workspace import TMP_MARK, Workspace
+
+SHARD_ROOTS = ("shards", "augmented")
+
+
+def shard_files(ws: Workspace) -> list[str]:
+    """Every complete shard (its sidecar exists), relative to OUT, sorted."""
+    found = []
+    for top in SHARD_ROOTS:
+        if not ws.exists(top):
+            continue
+        for p in ws.fs.glob(ws.path(top, "*", "shard-*.parquet")):
+            rel = p[len(ws.root.rstrip("/")) + 1:]
+            if not rel.rpartition("/")[2].startswith(TMP_MARK) and ws.exists(sidecar(rel)):
+                found.append(rel)
+    return sorted(found)
+
+
+def shard_stats(ws: Workspace, rel: str) -> dict[str, Any]:
+    return ws.read_json(sidecar(rel))
+
+
+def build_index(ws: Workspace) -> list[dict[str, Any]]:
+    """Write OUT/index.parquet from the shard files; return the per-shard stats."""
+    parts, stats = [], []
+    for rel in shard_files(ws):
+        split = rel.split("/")[1]
+        with ws.fs.open(ws.path(rel), "rb") as f:
+            pf = pq.ParquetFile(f)
+            for rg in range(pf.num_row_groups):
+                t = pf.read_row_group(rg, columns=["sample_id", "label", "copy_index"])
+                n = t.num_rows
+                parts.append(pa.table({
+                    "sample_id": t["sample_id"], "split": pa.array([split] * n, pa.string()), "label": t["label"],
+                    "copy_index": t["copy_index"], "shard": pa.array([rel] * n, pa.string()),
+                    "row_group": pa.array([rg] * n, pa.int32()), "row": pa.array(range(n), pa.int32())},
+                    schema=INDEX))
+        stats.append(shard_stats(ws, rel))
+    table = pa.concat_tables(parts) if parts else INDEX.empty_table()
+    schema = INDEX.with_metadata({b"shards": json.dumps(stats, sort_keys=True).encode()})
+    ws.write_table("index.parquet", table.cast(schema), schema)
+    return stats
+
+
+def read_shard_stats(ws: Workspace) -> list[dict[str, Any]]:
+    """The per-shard stats stored in OUT/index.parquet's metadata."""
+    with ws.fs.open(ws.path("index.parquet"), "rb") as f:
+        return json.loads(pq.read_schema(f).metadata[b"shards"])
+
+
+def write_dataset_json(ws: Workspace, cfg: Config, classes: list[str], extra: dict[str, Any]) -> dict[str, Any]:
+    """OUT/dataset.json: classes, counts before/after, weights, shards, config, versions, source."""
+    rebalance = ws.read_json("runs/rebalance.json")["summary"] if ws.exists("runs/rebalance.json") else {}
+    stats = read_shard_stats(ws)
+    doc = {
+        "classes": [{"id": i, "name": name} for i, name in enumerate(classes)],
+        "counts": {"before": rebalance.get("before", {}), "after": rebalance.get("after", {})},
+        "shard_counts": _counts_in_shards(stats),
+        "class_weights": rebalance.get("weights", {}),
+        "class_weight_column": cfg.rebalance.weights,
+        "shards": [{k: s[k] for k in ("shard", "count", "bytes", "sha256")} for s in stats],
+        "source": lineage.source_of(ws),
+        "config": cfg.to_dict(),
+        "versions": lineage.versions(),
+        **extra,
+    }
+    ws.write_json("dataset.json", doc)
+    return doc
+
+
+def _counts_in_shards(stats: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, int]]]:
+    """root (shards/augmented) -> split -> class -> rows."""
+    out: dict[str, dict[str, dict[str, int]]] = {}
+    for s in stats:
+        root, split = s["shard"].split("/")[:2]
+        by_class = out.setdefault(root, {}).setdefault(split, {})
+        for name, n in s["histogram"].items():
+            by_class[name] = by_class.get(name, 0) + n
+    return out

@@ -1,0 +1,55 @@
+"""Which sample goes into which shard, and in what order (pure planning, no I/O).
+
+Samples of a split are interleaved across classes: each sample's position is its seeded rank
+within its class divided by the class size (plus seeded jitter), so every contiguous run of the
+order, and so every shard, has close to the split's class histogram. The shard count covers the
+target size and is a multiple of `min_shards`.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from curate.rebalance.splits import seeded_key
+
+
+def interleave(samples: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """`samples` (columns sample_id, copy_index, label, ...) in class-interleaved order."""
+    if samples.empty:
+        return samples
+    key = np.array([seeded_key(seed, f"{s}/{c}") for s, c in zip(samples["sample_id"], samples["copy_index"])],
+                   dtype=np.uint64)
+    jitter = (key >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+    frame = samples.assign(_key=key, _jitter=jitter).sort_values(["label", "_key"], kind="stable")
+    rank = frame.groupby("label").cumcount()
+    size = frame.groupby("label")["label"].transform("size")
+    frame["_pos"] = (rank + frame["_jitter"]) / size
+    return frame.sort_values(["_pos", "_key"], kind="stable").drop(columns=["_key", "_jitter", "_pos"])
+
+
+def shard_count(total_bytes: int, n_samples: int, shard_bytes: int, min_shards: int) -> int:
+    """Shards needed for `total_bytes` at `shard_bytes` each, rounded up to a multiple of min_shards,
+    never more than there are samples (unless min_shards asks for more)."""
+    if n_samples == 0:
+        return 0
+    n = max(1, math.ceil(total_bytes / shard_bytes))
+    n = min(n, n_samples)
+    return max(min_shards, math.ceil(n / min_shards) * min_shards)
+
+
+def split_even(n_samples: int, n_shards: int) -> list[tuple[int, int]]:
+    """(start, stop) of each shard: counts differ by at most one."""
+    base, extra = divmod(n_samples, n_shards)
+    bounds, start = [], 0
+    for i in range(n_shards):
+        stop = start + base + (1 if i < extra else 0)
+        bounds.append((start, stop))
+        start = stop
+    return bounds
+
+
+def row_group_size(avg_bytes: float, target_bytes: int = 32 * 2**20) -> int:
+    """Rows per row group so that a row group is about `target_bytes` (at least 16 rows)."""
+    return max(16, int(target_bytes / max(avg_bytes, 1.0)))

@@ -1,0 +1,38 @@
+"""Optional normalisation of shard images: odd modes and formats to RGB JPEG/PNG, resized.
+
+Off by default (image bytes are copied as they are). When on, the choice is recorded in
+dataset.json.
+"""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+from PIL import Image, ImageOps
+
+
+@dataclass(frozen=True)
+class Normalize:
+    max_side: int  # 0 = keep the size
+    format: str  # "jpeg" or "png"
+    quality: int
+
+
+def normalize(data: bytes, settings: Normalize) -> tuple[bytes, int, int]:
+    """Re-encode `data` (frame 0, EXIF orientation applied) as RGB in the configured format."""
+    from curate.imaging.probe import _to_display
+    from curate.imaging.formats import png_bit_depth
+
+    with Image.open(io.BytesIO(data)) as im:
+        im.seek(0)
+        oriented = ImageOps.exif_transpose(im)
+        shown = _to_display(oriented, png_bit_depth(data) or 8, "white")
+        rgb = shown.convert("RGB")
+    if settings.max_side and max(rgb.size) > settings.max_side:
+        rgb.thumbnail((settings.max_side, settings.max_side), Image.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    if settings.format == "png":
+        rgb.save(buf, "PNG")
+    else:
+        rgb.save(buf, "JPEG", quality=settings.quality)
+    return buf.getvalue(), rgb.width, rgb.height

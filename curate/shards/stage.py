@@ -1,0 +1,157 @@
+"""Shard: read the plan (kept rows, with copies) and write `OUT/shards/<split>/shard-NNNNN.parquet`,
+then `OUT/index.parquet` and `OUT/dataset.json`.
+
+Image bytes are copied unchanged unless normalisation is configured. A shard is complete when
+its stats sidecar (`<split>/_stats/shard-N.json`) exists; a rerun after a kill writes only the missing shards. A split's
+layout (which sample goes where) is fingerprinted; a different layout rewrites that split.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+import pyarrow.compute as pc
+import xxhash
+
+from curate.config import Config
+from curate.engine import dask_client, run_tasks
+from curate.errors import ConfigError
+from curate.schema import MANIFEST, PLAN, SPLITS
+from curate.shards.index import build_index, write_dataset_json
+from curate.shards.layout import interleave, row_group_size, shard_count, split_even
+from curate.shards.normalize import Normalize
+from curate.shards.writer import ShardTask, sidecar, write_shard
+from curate.workspace import Workspace
+
+_UNITS = {"KB": 2**10, "MB": 2**20, "GB": 2**30, "B": 1}
+
+
+def parse_size(text: str) -> int:
+    """'256MB' -> bytes."""
+    t = text.strip().upper()
+    for unit, scale in _UNITS.items():
+        if t.endswith(unit):
+            try:
+                return int(float(t[: -len(unit)]) * scale)
+            except ValueError:
+                break
+    raise ConfigError(f"shard.shard_size {text!r}: use a size like 256MB or 1GB")
+
+
+@dataclass
+class ShardSummary:
+    shards: dict[str, int] = field(default_factory=dict)  # split -> shards
+    samples: dict[str, int] = field(default_factory=dict)  # split -> rows
+    bytes: int = 0
+    written: int = 0
+    max_class_deviation: float = 0.0  # largest |shard class share - split class share|
+    elapsed_s: float = 0.0
+
+
+def resolve(cfg: Config) -> None:
+    parse_size(cfg.shard.shard_size)
+
+
+def hf_metadata(classes: list[str]) -> dict[bytes, bytes]:
+    """Schema metadata that makes Hugging Face `datasets` read `image` as Image, `label` as ClassLabel."""
+    features = {"image": {"_type": "Image"}, "label": {"_type": "ClassLabel", "names": classes},
+                "label_name": {"dtype": "string", "_type": "Value"}, "sample_id": {"dtype": "string", "_type": "Value"},
+                "source_path": {"dtype": "string", "_type": "Value"}, "width": {"dtype": "int32", "_type": "Value"},
+                "height": {"dtype": "int32", "_type": "Value"}, "copy_index": {"dtype": "int32", "_type": "Value"},
+                "source_sample_id": {"dtype": "string", "_type": "Value"},
+                "augment_ops": {"dtype": "string", "_type": "Value"},
+                "augment_seed": {"dtype": "int64", "_type": "Value"}}
+    return {b"huggingface": json.dumps({"info": {"features": features}}).encode()}
+
+
+def kept_samples(ws: Workspace) -> tuple[pd.DataFrame, list[str]]:
+    """Kept plan rows joined with their manifest facts, one row per copy; and the class names."""
+    plan = ws.read("plan", PLAN, filter=pc.field("keep")).to_pandas()
+    facts = ws.read("manifest", MANIFEST, columns=["sample_id", "width", "height", "size_bytes"]).to_pandas()
+    rows = plan.merge(facts, on="sample_id", how="left").sort_values("path", kind="stable")
+    classes = sorted(rows["label"].dropna().unique().tolist())
+    rows = rows.loc[rows.index.repeat(rows["copies"])].copy()
+    rows["copy_index"] = rows.groupby("sample_id").cumcount().astype("int32")
+    rows["label_name"] = rows["label"]
+    rows["label"] = rows["label_name"].map({c: i for i, c in enumerate(classes)}).astype("int32")
+    return rows.reset_index(drop=True), classes
+
+
+def _layout_key(order: pd.DataFrame, n_shards: int, rg: int, norm: Normalize | None) -> str:
+    h = xxhash.xxh3_128()
+    h.update(f"{n_shards}/{rg}/{norm}\n".encode())
+    for s, c in zip(order["sample_id"], order["copy_index"]):
+        h.update(f"{s}/{c}\n".encode())
+    return h.hexdigest()
+
+
+def plan_split_tasks(ws: Workspace, src: str, split: str, samples: pd.DataFrame, cfg: Config, classes: list[str],
+                     root: str = "shards") -> list[ShardTask]:
+    """Tasks for one split's shards; clears the split's folder if its layout changed."""
+    s = cfg.shard
+    norm = Normalize(s.max_side, s.format, s.quality) if s.normalize else None
+    order = interleave(samples, cfg.rebalance.seed)
+    n = shard_count(int(order["size_bytes"].fillna(0).sum()), len(order), parse_size(s.shard_size), s.min_shards)
+    rg = row_group_size(float(order["size_bytes"].fillna(0).mean()) if len(order) else 1.0)
+    key = _layout_key(order, n, rg, norm)
+    folder = f"{root}/{split}"
+    if not (ws.exists(folder, "_layout") and ws.fs.cat_file(ws.path(folder, "_layout")).decode() == key):
+        ws.remove(folder)
+        ws.write_bytes(f"{folder}/_layout", key.encode())
+    ws.clean_temporaries(folder)
+    records = order[["sample_id", "path", "label", "label_name", "width", "height", "copy_index"]].to_dict("records")
+    meta = tuple(hf_metadata(classes).items())
+    return [ShardTask(src, ws.url, f"{folder}/shard-{i:05d}.parquet", tuple(records[a:b]), rg, norm, meta)
+            for i, (a, b) in enumerate(split_even(len(records), n))]
+
+
+def max_class_deviation(ws: Workspace, stats: list[dict[str, Any]]) -> float:
+    """Largest difference between a shard's class share and its split's (0-1)."""
+    worst = 0.0
+    by_split: dict[str, list[dict[str, Any]]] = {}
+    for st in stats:
+        by_split.setdefault(st["shard"].split("/")[1], []).append(st)
+    for shards in by_split.values():
+        total: dict[str, int] = {}
+        for st in shards:
+            for c, n in st["histogram"].items():
+                total[c] = total.get(c, 0) + n
+        n_all = sum(total.values())
+        for st in shards:
+            for c in total:
+                worst = max(worst, abs(st["histogram"].get(c, 0) / st["count"] - total[c] / n_all))
+    return worst
+
+
+def shard(src: str, out: str, cfg: Config) -> ShardSummary:
+    """Write the plan's images into Parquet shards, the index and dataset.json. See module doc."""
+    started = time.perf_counter()
+    resolve(cfg)
+    ws = Workspace(out)
+    samples, classes = kept_samples(ws)
+    tasks: list[ShardTask] = []
+    for split in SPLITS:
+        part = samples[samples["split"] == split]
+        if len(part):
+            tasks.extend(plan_split_tasks(ws, src, split, part, cfg, classes))
+        else:
+            ws.remove(f"shards/{split}")
+    todo = [t for t in tasks if not ws.exists(sidecar(t.rel))]
+    with dask_client(cfg.engine, len(todo), (src, out)) as client:
+        run_tasks(client, write_shard, todo, label="shard")
+    stats = build_index(ws)
+    norm = {"normalize": cfg.shard.normalize, "max_side": cfg.shard.max_side, "format": cfg.shard.format,
+            "quality": cfg.shard.quality} if cfg.shard.normalize else {"normalize": False}
+    write_dataset_json(ws, cfg, classes, {"image_encoding": norm})
+    summary = ShardSummary(written=len(todo), elapsed_s=time.perf_counter() - started)
+    for st in stats:
+        root, split = st["shard"].split("/")[:2]
+        if root == "shards":
+            summary.shards[split] = summary.shards.get(split, 0) + 1
+            summary.samples[split] = summary.samples.get(split, 0) + st["count"]
+            summary.bytes += st["bytes"]
+    summary.max_class_deviation = max_class_deviation(ws, [s for s in stats if s["shard"].startswith("shards/")])
+    return summary

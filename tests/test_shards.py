@@ -1,0 +1,140 @@
+"""Shards: round trip on sample_data/, readers (pyarrow, DuckDB, PyTorch), verify, resume after a kill."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from curate.config import from_dict
+from curate.data import ShardDataset, ShardIterableDataset
+from curate.pipeline import run_stage
+from curate.schema import PLAN
+from curate.shards.index import read_shard_stats
+from curate.workspace import TMP_MARK, Workspace
+
+from conftest import SAMPLE
+
+CFG = {"rebalance": {"strategy": "floor", "floor": 6}, "shard": {"shard_size": "40KB", "min_shards": 2}}
+
+
+@pytest.fixture(scope="module")
+def sharded(tmp_path_factory) -> Workspace:
+    out = tmp_path_factory.mktemp("sharded")
+    cfg = from_dict(CFG)
+    for stage in ("scan", "validate", "dedup", "rebalance", "shard"):
+        run_stage(stage, str(SAMPLE), str(out), cfg)
+    return Workspace(str(out))
+
+
+def all_rows(ws: Workspace) -> list[dict]:
+    return ds.dataset(ws.path("shards"), format="parquet").to_table().to_pylist()
+
+
+def test_round_trip_bytes_labels_splits_and_copies(sharded):
+    plan = sharded.read("plan", PLAN).to_pandas()
+    rows = all_rows(sharded)
+    seen = Counter(r["sample_id"] for r in rows)
+    kept = plan[plan["keep"]]
+    assert seen == Counter({s: c for s, c in zip(kept["sample_id"], kept["copies"])})
+    assert not set(plan.loc[~plan["keep"], "sample_id"]) & set(seen)  # removed ones never appear
+    by_id = kept.set_index("sample_id")
+    names = [c["name"] for c in sharded.read_json("dataset.json")["classes"]]
+    for r in rows:
+        assert r["image"]["bytes"] == (SAMPLE / r["source_path"]).read_bytes()
+        assert r["label_name"] == by_id.at[r["sample_id"], "label"] == names[r["label"]]
+    for path in sharded.fs.glob(sharded.path("shards", "*", "*.parquet")):
+        split = path.split("/")[-2]
+        ids = pq.read_table(path, columns=["sample_id"])["sample_id"].to_pylist()
+        assert all(by_id.at[i, "split"] == split for i in ids)
+
+
+def test_shard_count_multiple_and_dataset_json(sharded):
+    doc = sharded.read_json("dataset.json")
+    per_split = Counter(s["shard"].split("/")[1] for s in doc["shards"])
+    assert all(n % 2 == 0 for n in per_split.values())
+    assert doc["counts"]["after"]["train"]["cat"] == 6
+    assert doc["class_weights"]["effective"] and doc["source"] == str(SAMPLE) and doc["versions"]["pyarrow"]
+    assert doc["shard_counts"]["shards"]["train"] == doc["counts"]["after"]["train"]
+
+
+def test_other_readers(sharded):
+    import duckdb
+
+    n = len(all_rows(sharded))
+    glob = sharded.path("shards", "*", "*.parquet")
+    assert duckdb.connect().execute(f"select count(*) from read_parquet('{glob}')").fetchall() == [(n,)]
+    meta = pq.read_schema(sharded.fs.glob(glob)[0]).metadata
+    assert b'"_type": "Image"' in meta[b"huggingface"]
+
+
+def test_torch_datasets(sharded):
+    train = ShardDataset(sharded.url, "train")
+    image, label = train[0]
+    assert image.dtype == torch.uint8 and image.shape[0] == 3 and isinstance(label, int)
+    stream = ShardIterableDataset(sharded.url, "train", shuffle_buffer=8, seed=1)
+    loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=2)
+    labels = [lab for _img, lab in loader]
+    assert len(labels) == len(train) == stream.length
+    assert Counter(labels) == Counter(train[i][1] for i in range(len(train)))
+
+    def order(epoch: int) -> list[int]:
+        stream.set_epoch(epoch)
+        return [int(img.float().mean()) * 100 + lab for img, lab in stream]
+
+    assert order(0) == order(0) and order(0) != order(1)
+
+
+def test_verify_passes_then_catches_corruption(sharded, tmp_path, runner):
+    from curate.cli import main
+
+    ok = runner.invoke(main, ["verify", sharded.url])
+    assert ok.exit_code == 0 and "all ok" in ok.output
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(sharded.root, copy)
+    victim = read_shard_stats(Workspace(str(copy)))[0]["shard"]
+    data = bytearray((copy / victim).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (copy / victim).write_bytes(bytes(data))
+    bad = runner.invoke(main, ["verify", str(copy)])
+    assert bad.exit_code == 1 and victim in bad.output and "sha256" in bad.output
+
+
+@pytest.mark.slow
+def test_killed_shard_run_leaves_no_partial_shard_and_resumes(tmp_path):
+    out = tmp_path / "out"
+    cfg = dict(CFG, shard={"shard_size": "1KB", "min_shards": 1}, engine={"workers": 1})
+    for stage in ("scan", "validate", "dedup", "rebalance"):
+        run_stage(stage, str(SAMPLE), str(out), from_dict(cfg))
+    config = tmp_path / "c.toml"
+    config.write_text('[shard]\nshard_size = "1KB"\n[engine]\nworkers = 1\n')
+    cmd = [str(Path(sys.executable).parent / "curate"), "shard", str(out), "--config", str(config)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list((out / "shards").glob("*/_stats/*.json"))) < 3:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = len(list((out / "shards").glob("*/_stats/*.json")))
+    assert done >= 3
+    for p in (out / "shards").glob("*/*.parquet"):
+        if not p.name.startswith(TMP_MARK):
+            pq.read_metadata(p)  # every visible shard is a complete Parquet file
+    summary = run_stage("shard", None, str(out), from_dict(cfg))
+    total = sum(summary.shards.values())
+    assert summary.written == total - done and not list((out / "shards").glob(f"*/{TMP_MARK}*"))
+    reference = tmp_path / "ref"
+    for stage in ("scan", "validate", "dedup", "rebalance", "shard"):
+        run_stage(stage, str(SAMPLE), str(reference), from_dict(cfg))
+    for p in sorted((reference / "shards").glob("*/*.parquet")):
+        assert (out / p.relative_to(reference)).read_bytes() == p.read_bytes()
