@@ -10,6 +10,7 @@ from typing import Any, Callable
 import click
 
 from curate import config as config_mod
+from curate.engine import PartitionFailed
 from curate.errors import CurateError
 
 
@@ -22,6 +23,9 @@ class CurateGroup(click.Group):
         except CurateError as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except PartitionFailed as exc:
+            click.echo(f"failed: {exc}", err=True)
+            ctx.exit(1)
         except KeyboardInterrupt:
             click.echo("interrupted: rerun the same command to resume", err=True)
             ctx.exit(130)
@@ -50,8 +54,9 @@ def main(verbose: int) -> None:
     """Curate image collections for training: scan, validate, deduplicate, rebalance, shard."""
     level = max(logging.WARNING - 10 * verbose, logging.DEBUG)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("distributed", "prefect", "fiftyone"):
-        logging.getLogger(noisy).setLevel(max(level, logging.WARNING) if verbose < 2 else level)
+    if verbose < 2:
+        for noisy in ("prefect", "fiftyone"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 @main.command()
@@ -189,13 +194,50 @@ def quarantine(out: str, to: str, copy: bool, config_path: str | None) -> None:
 @main.command()
 @click.argument("src")
 @click.option("-o", "--out", required=True, help="output folder (local path or fsspec URL)")
-@engine_options
-def run(src: str, out: str, cfg: config_mod.Config) -> None:
+@click.option("--flow", is_flag=True, help="run as a Prefect flow run (no server needed; PREFECT_API_URL is used if set)")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="TOML config (see `curate init`); embedded defaults when omitted")
+@click.option("--workers", type=int, default=None, help="local Dask worker processes (0 = one per core)")
+@click.option("--scheduler", default=None, help="address of an existing Dask scheduler, tcp://host:8786")
+def run(src: str, out: str, flow: bool, config_path: str | None, workers: int | None, scheduler: str | None) -> None:
     """Run every stage on SRC into OUT, with the config's settings."""
+    cfg = config_mod.override(config_mod.load_config(config_path), "engine", workers=workers, scheduler=scheduler)
+    if flow:
+        from flows.curate_pipeline import curate_pipeline
+
+        curate_pipeline(src, out, config_path, cfg.engine.scheduler or None)
+        click.echo(f"flow run finished: outputs in {out}")
+        return
     from curate.console import show
     from curate.pipeline import run_pipeline
 
     run_pipeline(src, out, cfg, on_stage=lambda name, summary: show(name, summary, out))
+
+
+@main.command()
+@click.argument("config_path", metavar="CONFIG", type=click.Path(dir_okay=False, exists=True))
+@click.option("--cron", required=True, help='cron schedule, e.g. "0 2 * * *" (every day at 02:00)')
+@click.option("--name", default="curate-incremental-refresh", help="deployment name")
+def schedule(config_path: str, cron: str, name: str) -> None:
+    """Serve the incremental refresh of CONFIG's [run] src/out on a cron schedule (needs a Prefect server)."""
+    import os
+
+    cfg = config_mod.load_config(config_path)
+    if not cfg.run.src or not cfg.run.out:
+        raise CurateError(f"{config_path}: set [run] src and out to schedule a refresh")
+    if not os.environ.get("PREFECT_API_URL"):
+        raise CurateError("schedules live in a Prefect server: run `prefect server start`, then "
+                          "export PREFECT_API_URL=http://127.0.0.1:4200/api and retry")
+    from prefect.client.schemas.schedules import CronSchedule
+
+    try:
+        CronSchedule(cron=cron)
+    except ValueError as exc:
+        raise CurateError(f"--cron {cron!r} is not a valid cron expression") from exc
+    from flows.incremental_refresh import incremental_refresh
+
+    click.echo(f"serving {name} ({cron}) for {cfg.run.src} -> {cfg.run.out}; Ctrl-C stops")
+    incremental_refresh.serve(name=name, cron=cron, parameters={"config": str(Path(config_path).resolve())})
 
 
 if __name__ == "__main__":  # pragma: no cover

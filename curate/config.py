@@ -31,6 +31,7 @@ class EngineConfig:
     scheduler: str = option("", "address of an existing Dask scheduler (tcp://host:8786); overrides workers; "
                                 "DASK_SCHEDULER_ADDRESS is used when empty")
     partition_size: int = option(2000, "files per Dask task (a partition, never one image)", min=1, max=1_000_000)
+    retries: int = option(2, "times a failed partition is retried before the run fails, naming it", min=0, max=20)
 
 
 @dataclass
@@ -70,6 +71,7 @@ class DedupConfig:
                             choices=("drop", "keep-majority", "keep"))
     keep_policy: list = option(["split", "resolution", "file_size", "format", "path"],
                                "ordered criteria for the member kept in each cluster")
+    incremental: bool = option(True, "search only new hashes against the previous run's (same result, less work)")
 
 
 @dataclass
@@ -107,6 +109,44 @@ class ShardConfig:
 
 
 @dataclass
+class AugmentConfig:
+    """`curate augment`: offline Kornia augmentation into OUT/augmented/<split>/."""
+
+    ops: list = option([{"name": "horizontal_flip", "p": 0.5}, {"name": "rotation", "degrees": 15.0},
+                        {"name": "resized_crop", "scale": [0.8, 1.0]},
+                        {"name": "color_jitter", "brightness": 0.2, "contrast": 0.2, "saturation": 0.2, "hue": 0.02},
+                        {"name": "gaussian_blur", "kernel_size": 3, "sigma": [0.1, 1.0], "p": 0.3},
+                        {"name": "perspective", "distortion_scale": 0.2, "p": 0.3}],
+                       "the pipeline: Kornia augmentations by name with their parameters, applied in order")
+    size: int = option(224, "output images are size x size", min=8, max=8192)
+    batch_size: int = option(32, "images per batch on the device", min=1, max=4096)
+    device: str = option("auto", "auto (cuda when present), cpu, cuda or cuda:N")
+    copies: int = option(0, "variants per image of `classes` (0 = take augment_copies from the plan)", min=0)
+    classes: list = option([], "with copies: the classes to augment (empty = all)")
+    seed: int = option(0, "seed of every sampled parameter", min=0)
+    format: str = option("jpeg", "encoding of the variants", choices=("jpeg", "png"))
+    quality: int = option(95, "JPEG quality of the variants", min=1, max=100)
+
+
+@dataclass
+class PublishConfig:
+    """`curate publish` / `curate app` / `curate report`: FiftyOne dataset, app and HTML report."""
+
+    name: str = option("", "FiftyOne dataset name (empty = derived from OUT)")
+    address: str = option("127.0.0.1", "address the FiftyOne app binds to")
+    port: int = option(5151, "port of the FiftyOne app", min=1, max=65535)
+    batch_size: int = option(1000, "samples added to FiftyOne per batch", min=1)
+
+
+@dataclass
+class RunConfig:
+    """Where `curate schedule` and the flows read and write when not told on the command line."""
+
+    src: str = option("", "source folder or fsspec URL")
+    out: str = option("", "output folder or fsspec URL")
+
+
+@dataclass
 class Config:
     """The whole run configuration."""
 
@@ -116,6 +156,9 @@ class Config:
     dedup: DedupConfig = field(default_factory=DedupConfig)
     rebalance: RebalanceConfig = field(default_factory=RebalanceConfig)
     shard: ShardConfig = field(default_factory=ShardConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    publish: PublishConfig = field(default_factory=PublishConfig)
+    run: RunConfig = field(default_factory=RunConfig)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return dataclasses.asdict(self)

@@ -35,8 +35,9 @@ def show_validate(summary: Any, out: str) -> None:
     table = Table(title="issues by check", title_justify="left")
     for col in ("check", "severity", "count"):
         table.add_column(col, justify="right" if col == "count" else "left")
-    for (check, severity), n in summary.by_check.items():
-        table.add_row(check, severity, str(n))
+    for severity, checks in summary.by_check.items():
+        for check, n in checks.items():
+            table.add_row(check, severity, str(n))
     console.print(table)
     worst = Table(title="classes with the most flagged images", title_justify="left")
     for col in ("class", "flagged", "images"):

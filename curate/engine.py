@@ -8,6 +8,7 @@ driver's memory.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import sys
@@ -31,8 +32,9 @@ def dask_client(cfg: EngineConfig, n_tasks: int, urls: Sequence[str] = ()) -> It
     if in_memory or (n_tasks <= 1 and not address):
         yield None
         return
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
+    quiet_distributed()
     if address:
         try:
             client = Client(address, timeout="10s")
@@ -44,16 +46,65 @@ def dask_client(cfg: EngineConfig, n_tasks: int, urls: Sequence[str] = ()) -> It
             client.close()
         return
     workers = min(cfg.workers or os.cpu_count() or 1, max(n_tasks, 1))
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None, silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+    with shared_cluster(dataclasses.replace(cfg, workers=workers)) as local, Client(local.scheduler) as client:
         yield client
 
 
-def run_tasks(client: Any, fn: Callable[..., Any], items: Sequence[Any], *, label: str, **kwargs: Any) -> list[Any]:
+@contextlib.contextmanager
+def shared_cluster(cfg: EngineConfig) -> Iterator[EngineConfig]:
+    """One Dask cluster for a whole multi-stage run: an `EngineConfig` whose `scheduler` points
+    at it. An existing scheduler (config or DASK_SCHEDULER_ADDRESS) is used as it is; otherwise a
+    local cluster of worker processes is started here and closed on exit."""
+    address = cfg.scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS", "")
+    if address:
+        yield dataclasses.replace(cfg, scheduler=address)
+        return
+    from distributed import LocalCluster
+
+    quiet_distributed()
+    with LocalCluster(n_workers=cfg.workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
+                      host="127.0.0.1", dashboard_address=None, silence_logs=logging.ERROR) as cluster:
+        yield dataclasses.replace(cfg, scheduler=cluster.scheduler_address)
+
+
+def quiet_distributed() -> None:
+    """Distributed logs at INFO by default, in this process and in every worker process; keep
+    it to warnings unless the user asked for debug output."""
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        logging.getLogger("distributed").setLevel(logging.WARNING)
+        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")  # read by worker processes
+
+
+class PartitionFailed(RuntimeError):
+    """A partition kept failing after its retries."""
+
+
+def describe(item: Any) -> str:
+    """A partition's name for messages: its output file, or its index."""
+    for attr in ("rel", "part"):
+        if hasattr(item, attr):
+            return str(getattr(item, attr))
+    return f"partition {getattr(item, 'index', '?')}"
+
+
+def _call_with_retries(fn: Callable[..., Any], item: Any, retries: int, **kwargs: Any) -> Any:
+    for attempt in range(retries + 1):
+        try:
+            return fn(item, **kwargs)
+        except Exception as exc:  # retried, then reported with the partition's name
+            if attempt == retries:
+                raise PartitionFailed(f"{describe(item)} failed after {retries + 1} attempts: "
+                                      f"{type(exc).__name__}: {exc}") from exc
+            log.warning("%s failed (%s), retrying", describe(item), exc)
+
+
+def run_tasks(client: Any, fn: Callable[..., Any], items: Sequence[Any], *, label: str, retries: int = 2,
+              **kwargs: Any) -> list[Any]:
     """Call `fn(item, **kwargs)` for every item, on `client` or in-process; results in order.
 
-    Shows a progress bar on a terminal. A task that raises fails the whole job, naming the
-    task; `fn` itself turns bad input into rows, so this only happens for real failures.
+    Shows a progress bar on a terminal. A partition that raises is retried `retries` times (a
+    transient failure); one that keeps failing fails the job with `PartitionFailed`, naming
+    the partition. `fn` itself turns bad input into rows, so this is for real failures.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -64,12 +115,12 @@ def run_tasks(client: Any, fn: Callable[..., Any], items: Sequence[Any], *, labe
         bar = progress.add_task(label, total=len(items))
         if client is None:
             for i, item in enumerate(items):
-                results[i] = fn(item, **kwargs)
+                results[i] = _call_with_retries(fn, item, retries, **kwargs)
                 progress.advance(bar)
             return results
         from distributed import as_completed
 
-        futures = client.map(fn, items, pure=False, **kwargs)
+        futures = client.map(fn, items, pure=False, retries=retries, **kwargs)
         index = {f.key: i for i, f in enumerate(futures)}
         for future in as_completed(futures):
             i = index[future.key]
@@ -78,6 +129,7 @@ def run_tasks(client: Any, fn: Callable[..., Any], items: Sequence[Any], *, labe
             except Exception as exc:
                 for f in futures:
                     f.cancel()
-                raise RuntimeError(f"{label}: task {i} failed: {type(exc).__name__}: {exc}") from exc
+                raise PartitionFailed(f"{label}: {describe(items[i])} failed after {retries + 1} attempts: "
+                                      f"{type(exc).__name__}: {exc}") from exc
             progress.advance(bar)
     return results

@@ -29,13 +29,13 @@ def versions() -> dict[str, str]:
     return found
 
 
-def _plain(summary: Any) -> Any:
+def plain(summary: Any) -> Any:
     if dataclasses.is_dataclass(summary):
-        return {k: _plain(v) for k, v in dataclasses.asdict(summary).items()}
+        return {k: plain(v) for k, v in dataclasses.asdict(summary).items()}
     if isinstance(summary, dict):
-        return {str(k): _plain(v) for k, v in summary.items()}
+        return {str(k): plain(v) for k, v in summary.items()}
     if isinstance(summary, (list, tuple)):
-        return [_plain(v) for v in summary]
+        return [plain(v) for v in summary]
     return summary
 
 
@@ -43,7 +43,7 @@ def record(ws: Workspace, stage: str, src: str | None, cfg: Config, summary: Any
     """Write OUT/runs/<stage>.json."""
     ws.write_json(f"runs/{stage}.json", {
         "stage": stage, "source": src, "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "config": cfg.to_dict(), "versions": versions(), "summary": _plain(summary)})
+        "config": cfg.to_dict(), "versions": versions(), "summary": plain(summary)})
 
 
 def source_of(ws: Workspace) -> str:

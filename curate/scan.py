@@ -53,9 +53,15 @@ class ScanSummary:
     decoded: int = 0
     reused: int = 0
     removed: int = 0
+    newly_removed: int = 0  # removed since the previous scan
     errors: dict[str, int] = field(default_factory=dict)
     classes: dict[str, int] = field(default_factory=dict)
     elapsed_s: float = 0.0
+
+    @property
+    def changed(self) -> int:
+        """Files decoded (new or changed) plus files removed since the previous scan."""
+        return self.decoded + self.newly_removed
 
     @property
     def images_per_s(self) -> float:
@@ -179,12 +185,15 @@ def scan(src: str, out: str, cfg: Config) -> ScanSummary:
     if len(todo) < len(tasks):
         log.info("resuming: %d of %d partitions already written", len(tasks) - len(todo), len(tasks))
     with dask_client(cfg.engine, len(todo), (src, out)) as client:
-        counts = run_tasks(client, scan_partition, todo, label="scan")
+        counts = run_tasks(client, scan_partition, todo, label="scan", retries=cfg.engine.retries)
     ws.fs.rm(ws.path(STAGING, "_listing"))
     ws.swap_in(STAGING, "manifest")
     summary = summarize(ws)
     summary.decoded = sum(c["decoded"] for c in counts)
     summary.reused = sum(c["reused"] for c in counts)
+    present = {f.path for f in files}
+    summary.newly_removed = sum(1 for p, (_s, _m, st) in previous.items()
+                                if p not in present and st != Status.REMOVED.value)
     summary.elapsed_s = time.perf_counter() - started
     return summary
 

@@ -86,7 +86,7 @@ def test_chaining_guard_splits_members_far_from_the_representative():
                          "split": "train", "bytes_hash": list("123"), "pixel_hash": list("456"),
                          "phash": [a, b, c], "phash_d8": [[v] * 8 for v in (a, b, c)], "width": [100, 90, 80],
                          "height": 100, "size_bytes": 1, "format": "PNG", "extension": "png"})
-    clusters = _clusters(rows, from_dict({"dedup": {"threshold": 8}}))
+    clusters, _pairs = _clusters(rows, from_dict({"dedup": {"threshold": 8}}))
     assert [list(c) for c in clusters] == [[0, 1]]  # c reached only through b is split off
 
 
@@ -118,3 +118,18 @@ def test_cli_dedup(tmp_path, runner):
     assert "leak: 1 clusters span test+train" in r.output and "1 label conflicts" in r.output
     bad = runner.invoke(main, ["dedup", str(out), "--threshold", "99"])
     assert bad.exit_code == 2 and "dedup.threshold" in bad.output
+
+
+@pytest.mark.parametrize("dihedral", [False, True])
+def test_incremental_pairs_equal_a_full_search(dihedral):
+    from curate.dedup.cluster import key_pairs
+
+    rng = np.random.default_rng(4)
+    keys = rng.integers(-(2**62), 2**62, (400, 8 if dihedral else 1), dtype=np.int64)
+    keys[1::2, 0] = keys[::2, 0] ^ 0b111  # near pairs
+    keys = np.unique(keys, axis=0)
+    old, new = keys[:300], keys[250:]  # 50 removed, 100 added, 50 kept... overlapping rows
+    from curate.dedup.cluster import KeyPairs
+
+    previous = KeyPairs(old, key_pairs(old, 6))
+    assert np.array_equal(key_pairs(new, 6, previous), key_pairs(new, 6))

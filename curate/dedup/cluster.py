@@ -14,7 +14,7 @@ import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from curate.dedup.search import query_pairs, radius_pairs
+from curate.dedup.search import query_pairs
 
 
 @dataclass
@@ -41,25 +41,70 @@ def equal_value_edges(values: pd.Series) -> Edges:
     return Edges(a[keep], b[keep])
 
 
-def near_edges(phash: np.ndarray, d8: np.ndarray | None, threshold: int) -> Edges:
-    """Edges between rows whose pHash (or, with d8, any flip/rotation of it) is within threshold.
+def _hash_pairs(index_keys: np.ndarray, query_keys: np.ndarray, threshold: int) -> tuple[np.ndarray, np.ndarray]:
+    """(query row, index row) where any hash of the query row is within threshold of the index
+    row's identity hash (column 0). Keys are (n, 1) plain pHash or (n, 8) with flips/rotations."""
+    k = query_keys.shape[1]
+    qi, j, _d = query_pairs(index_keys[:, 0], query_keys.reshape(-1), threshold)
+    return qi // k, j
 
-    Identical hashes are collapsed first, so a large group of equal hashes costs one search
+
+def key_pairs(keys: np.ndarray, threshold: int, previous: "KeyPairs | None" = None) -> np.ndarray:
+    """Pairs (a, b) of rows of the unique hash keys `keys` that are near duplicates.
+
+    With `previous` (the keys and pairs of an earlier run with the same settings), pairs among
+    keys seen before are reused and only pairs that involve a new key are searched: the new
+    keys against all, and (for flips/rotations) all against the new keys. The result equals a
+    full search.
+    """
+    if previous is None:
+        a, b = _hash_pairs(keys, keys, threshold)
+    else:
+        old = previous.lookup(keys)  # row in previous.keys, or -1
+        new_rows = np.flatnonzero(old < 0)
+        was = np.full(len(previous.keys), -1, dtype=np.int64)
+        was[old[old >= 0]] = np.flatnonzero(old >= 0)
+        kept = previous.pairs[(was[previous.pairs[:, 0]] >= 0) & (was[previous.pairs[:, 1]] >= 0)]
+        qa, qb = _hash_pairs(keys, keys[new_rows], threshold)
+        ra, rb = _hash_pairs(keys[new_rows], keys, threshold)
+        a = np.concatenate([was[kept[:, 0]], new_rows[qa], ra])
+        b = np.concatenate([was[kept[:, 1]], qb, new_rows[rb]])
+    keep = a != b
+    lo, hi = np.minimum(a[keep], b[keep]), np.maximum(a[keep], b[keep])
+    return np.unique(np.stack([lo, hi], axis=1), axis=0) if len(lo) else np.zeros((0, 2), dtype=np.int64)
+
+
+@dataclass
+class KeyPairs:
+    """The unique hash keys of a dedup run and their near pairs (rows into `keys`)."""
+
+    keys: np.ndarray  # (n, 1) or (n, 8) int64
+    pairs: np.ndarray  # (m, 2) int64
+
+    def lookup(self, keys: np.ndarray) -> np.ndarray:
+        """Row of each of `keys` in self.keys, or -1."""
+        if len(self.keys) == 0 or self.keys.shape[1] != keys.shape[1]:
+            return np.full(len(keys), -1, dtype=np.int64)
+        cols = [f"k{i}" for i in range(keys.shape[1])]
+        known = pd.DataFrame(self.keys, columns=cols).assign(_row=np.arange(len(self.keys)))
+        found = pd.DataFrame(keys, columns=cols).merge(known, on=cols, how="left")["_row"]
+        return found.fillna(-1).to_numpy(dtype=np.int64)
+
+
+def near_edges(keys: np.ndarray, threshold: int, previous: KeyPairs | None = None) -> tuple[Edges, KeyPairs]:
+    """Edges between rows whose hash keys (row = plain pHash, or its 8 flips/rotations) are
+    within threshold; plus the unique keys and their pairs, for the next incremental run.
+
+    Identical keys are collapsed first, so a large group of equal hashes costs one search
     entry, not a quadratic number of pairs.
     """
-    uniq, inverse = np.unique(phash, return_inverse=True)
-    edges = equal_value_edges(pd.Series(phash))
-    i, j, _d = radius_pairs(uniq, threshold)
-    if d8 is not None:
-        variants = d8[:, 1:].reshape(-1)
-        qi, qj, _ = query_pairs(uniq, variants, threshold)
-        qi = qi // 7  # row of the query variant
-        i, j = np.concatenate([i, inverse[qi]]), np.concatenate([j, qj])
-    rep_of_unique = np.zeros(len(uniq), dtype=np.int64)
-    rep_of_unique[inverse[::-1]] = np.arange(len(phash))[::-1]  # first row holding each unique hash
-    pairs = Edges(rep_of_unique[i], rep_of_unique[j])
-    keep = pairs.a != pairs.b
-    return edges + Edges(pairs.a[keep], pairs.b[keep])
+    uniq, inverse = np.unique(keys, axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    pairs = key_pairs(uniq, threshold, previous)
+    first_row = np.zeros(len(uniq), dtype=np.int64)
+    first_row[inverse[::-1]] = np.arange(len(keys))[::-1]  # first row holding each unique key
+    edges = equal_value_edges(pd.Series(inverse)) + Edges(first_row[pairs[:, 0]], first_row[pairs[:, 1]])
+    return edges, KeyPairs(uniq, pairs)
 
 
 def components(n: int, edges: Edges) -> np.ndarray:

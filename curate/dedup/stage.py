@@ -1,4 +1,6 @@
-"""Dedup: read `OUT/manifest/`, write `OUT/duplicates/` (one row per member of a cluster of 2+).
+"""Dedup: read `OUT/manifest/`, write `OUT/duplicates/` (one row per member of a cluster of 2+)
+and `OUT/dedup_pairs/` (the unique hash keys and their near pairs, so that a later run with the
+same settings searches only the keys it has not seen).
 
 Columns: sample_id, path, label, split, cluster_id, kind (bytes / pixels / phash / near: how
 the member relates to the cluster's representative; the representative carries the cluster's
@@ -7,6 +9,7 @@ spans splits), label_conflict (its members carry different labels).
 """
 from __future__ import annotations
 
+import io
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -18,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curate.config import Config
-from curate.dedup.cluster import Edges, components, distance_to, equal_value_edges, near_edges
+from curate.dedup.cluster import Edges, KeyPairs, components, distance_to, equal_value_edges, near_edges
 from curate.dedup.policy import CRITERIA, rank
 from curate.schema import DUPLICATES, MANIFEST, Status
 from curate.workspace import Workspace
@@ -53,12 +56,15 @@ def _relation(rows: pd.DataFrame, i: int, rep: int, dist: int) -> str:
     return "phash" if dist == 0 else "near"
 
 
-def _clusters(rows: pd.DataFrame, cfg: Config) -> list[np.ndarray]:
-    """Member row indices of every cluster of 2+, after the chaining guard."""
+def _clusters(rows: pd.DataFrame, cfg: Config, previous: KeyPairs | None = None
+              ) -> tuple[list[np.ndarray], KeyPairs]:
+    """Member row indices of every cluster of 2+, after the chaining guard; and the key pairs
+    for the next incremental run."""
     t = cfg.dedup.threshold
     phash = rows["phash"].to_numpy(dtype=np.int64)
     d8 = np.stack(rows["phash_d8"].to_numpy()).astype(np.int64) if cfg.dedup.dihedral and len(rows) else None
-    edges = equal_value_edges(rows["bytes_hash"]) + equal_value_edges(rows["pixel_hash"]) + near_edges(phash, d8, t)
+    near, key_pairs = near_edges(d8 if d8 is not None else phash[:, None], t, previous)
+    edges = equal_value_edges(rows["bytes_hash"]) + equal_value_edges(rows["pixel_hash"]) + near
     labels = components(len(rows), edges)
     order = np.argsort(labels, kind="stable")
     bounds = np.flatnonzero(np.diff(labels[order])) + 1
@@ -83,7 +89,30 @@ def _clusters(rows: pd.DataFrame, cfg: Config) -> list[np.ndarray]:
             members = members[~far]
         if len(members) > 1:
             done.append(np.sort(members))
-    return sorted(done, key=lambda m: m[0])
+    return sorted(done, key=lambda m: m[0]), key_pairs
+
+
+PAIRS = "dedup_pairs"
+
+
+def _settings_key(cfg: Config) -> str:
+    return f"threshold={cfg.dedup.threshold};dihedral={cfg.dedup.dihedral}"
+
+
+def load_pairs(ws: Workspace, cfg: Config) -> KeyPairs | None:
+    """The key pairs of the previous dedup run, if it used the same threshold and dihedral."""
+    if not ws.exists(PAIRS, "settings") or ws.fs.cat_file(ws.path(PAIRS, "settings")).decode() != _settings_key(cfg):
+        return None
+    return KeyPairs(*(np.load(io.BytesIO(ws.fs.cat_file(ws.path(PAIRS, f"{n}.npy")))) for n in ("keys", "pairs")))
+
+
+def save_pairs(ws: Workspace, cfg: Config, pairs: KeyPairs) -> None:
+    ws.remove(f"{PAIRS}/settings")
+    for name, array in (("keys", pairs.keys), ("pairs", pairs.pairs)):
+        buf = io.BytesIO()
+        np.save(buf, array)
+        ws.write_bytes(f"{PAIRS}/{name}.npy", buf.getvalue())
+    ws.write_bytes(f"{PAIRS}/settings", _settings_key(cfg).encode())
 
 
 def _decide(rows: pd.DataFrame, members: np.ndarray, cfg: Config, phash: np.ndarray,
@@ -136,7 +165,9 @@ def dedup(src: str | None, out: str, cfg: Config) -> DedupSummary:
     d8 = np.stack(rows["phash_d8"].to_numpy()).astype(np.int64) if cfg.dedup.dihedral and len(rows) else None
     result: list[dict[str, Any]] = []
     diameters = []
-    for members in _clusters(rows, cfg):
+    clusters, key_pairs = _clusters(rows, cfg, load_pairs(ws, cfg) if cfg.dedup.incremental else None)
+    save_pairs(ws, cfg, key_pairs)
+    for members in clusters:
         result.extend(_decide(rows, members, cfg, phash, d8))
         if len(members) <= 500:  # all pairs; larger clusters report twice their radius instead
             diameters.append(max(int(distance_to(i, members, phash, d8).max()) for i in members))

@@ -1,9 +1,11 @@
 """Which sample goes into which shard, and in what order (pure planning, no I/O).
 
-Samples of a split are interleaved across classes: each sample's position is its seeded rank
-within its class divided by the class size (plus seeded jitter), so every contiguous run of the
-order, and so every shard, has close to the split's class histogram. The shard count covers the
-target size and is a multiple of `min_shards`.
+A sample's shard is a seeded hash of (sample_id, copy) modulo the shard count, so adding or
+removing a few images changes only the shards they fall into (an incremental refresh rewrites
+just those) and every shard's class histogram is a random draw from the split's. Within a
+shard, samples are interleaved across classes: each sample's position is its seeded rank within
+its class divided by the class size (plus seeded jitter), so any run of rows read in order is
+mixed too. The shard count covers the target size and is a multiple of `min_shards`.
 """
 from __future__ import annotations
 
@@ -29,6 +31,12 @@ def interleave(samples: pd.DataFrame, seed: int) -> pd.DataFrame:
     return frame.sort_values(["_pos", "_key"], kind="stable").drop(columns=["_key", "_jitter", "_pos"])
 
 
+def assign(samples: pd.DataFrame, n_shards: int, seed: int) -> np.ndarray:
+    """The shard number of every sample (columns sample_id, copy_index)."""
+    keys = [seeded_key(seed + 1, f"{s}/{c}") for s, c in zip(samples["sample_id"], samples["copy_index"])]
+    return np.array(keys, dtype=np.uint64) % np.uint64(max(n_shards, 1))
+
+
 def shard_count(total_bytes: int, n_samples: int, shard_bytes: int, min_shards: int) -> int:
     """Shards needed for `total_bytes` at `shard_bytes` each, rounded up to a multiple of min_shards,
     never more than there are samples (unless min_shards asks for more)."""
@@ -37,17 +45,6 @@ def shard_count(total_bytes: int, n_samples: int, shard_bytes: int, min_shards: 
     n = max(1, math.ceil(total_bytes / shard_bytes))
     n = min(n, n_samples)
     return max(min_shards, math.ceil(n / min_shards) * min_shards)
-
-
-def split_even(n_samples: int, n_shards: int) -> list[tuple[int, int]]:
-    """(start, stop) of each shard: counts differ by at most one."""
-    base, extra = divmod(n_samples, n_shards)
-    bounds, start = [], 0
-    for i in range(n_shards):
-        stop = start + base + (1 if i < extra else 0)
-        bounds.append((start, stop))
-        start = stop
-    return bounds
 
 
 def row_group_size(avg_bytes: float, target_bytes: int = 32 * 2**20) -> int:

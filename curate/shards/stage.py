@@ -1,9 +1,10 @@
 """Shard: read the plan (kept rows, with copies) and write `OUT/shards/<split>/shard-NNNNN.parquet`,
 then `OUT/index.parquet` and `OUT/dataset.json`.
 
-Image bytes are copied unchanged unless normalisation is configured. A shard is complete when
-its stats sidecar (`<split>/_stats/shard-N.json`) exists; a rerun after a kill writes only the missing shards. A split's
-layout (which sample goes where) is fingerprinted; a different layout rewrites that split.
+Image bytes are copied unchanged unless normalisation is configured. Each shard's contents are
+fingerprinted in its stats sidecar (`<split>/_stats/shard-N.json`, written last): a rerun, after
+a kill or after the plan changed, writes only the shards that are missing or whose contents
+changed, and removes shards beyond the new count.
 """
 from __future__ import annotations
 
@@ -21,9 +22,9 @@ from curate.engine import dask_client, run_tasks
 from curate.errors import ConfigError
 from curate.schema import MANIFEST, PLAN, SPLITS
 from curate.shards.index import build_index, write_dataset_json
-from curate.shards.layout import interleave, row_group_size, shard_count, split_even
+from curate.shards.layout import assign, interleave, row_group_size, shard_count
 from curate.shards.normalize import Normalize
-from curate.shards.writer import ShardTask, sidecar, write_shard
+from curate.shards.writer import ShardTask, is_complete, sidecar, write_shard
 from curate.workspace import Workspace
 
 _UNITS = {"KB": 2**10, "MB": 2**20, "GB": 2**30, "B": 1}
@@ -80,32 +81,44 @@ def kept_samples(ws: Workspace) -> tuple[pd.DataFrame, list[str]]:
     return rows.reset_index(drop=True), classes
 
 
-def _layout_key(order: pd.DataFrame, n_shards: int, rg: int, norm: Normalize | None) -> str:
+def _layout_key(records: list[dict[str, Any]], rg: int, norm: Normalize | None, classes: list[str]) -> str:
     h = xxhash.xxh3_128()
-    h.update(f"{n_shards}/{rg}/{norm}\n".encode())
-    for s, c in zip(order["sample_id"], order["copy_index"]):
-        h.update(f"{s}/{c}\n".encode())
+    h.update(f"{rg}/{norm}/{classes}\n".encode())
+    for r in records:
+        h.update(f"{r['sample_id']}/{r['copy_index']}/{r['path']}\n".encode())
     return h.hexdigest()
 
 
-def plan_split_tasks(ws: Workspace, src: str, split: str, samples: pd.DataFrame, cfg: Config, classes: list[str],
-                     root: str = "shards") -> list[ShardTask]:
-    """Tasks for one split's shards; clears the split's folder if its layout changed."""
+def remove_shards_from(ws: Workspace, folder: str, first: int) -> None:
+    """Delete shards numbered `first` and above (and their sidecars) from `folder`."""
+    for p in ws.fs.glob(ws.path(folder, "shard-*.parquet")):
+        name = p.rpartition("/")[2]
+        if int(name[6:11]) >= first:
+            rel = f"{folder}/{name}"
+            ws.remove(sidecar(rel))
+            ws.remove(rel)
+
+
+def plan_split_tasks(ws: Workspace, src: str, split: str, samples: pd.DataFrame, cfg: Config,
+                     classes: list[str]) -> list[ShardTask]:
+    """Every shard of one split, with the fingerprint of what it must hold."""
     s = cfg.shard
     norm = Normalize(s.max_side, s.format, s.quality) if s.normalize else None
     order = interleave(samples, cfg.rebalance.seed)
     n = shard_count(int(order["size_bytes"].fillna(0).sum()), len(order), parse_size(s.shard_size), s.min_shards)
-    rg = row_group_size(float(order["size_bytes"].fillna(0).mean()) if len(order) else 1.0)
-    key = _layout_key(order, n, rg, norm)
-    folder = f"{root}/{split}"
-    if not (ws.exists(folder, "_layout") and ws.fs.cat_file(ws.path(folder, "_layout")).decode() == key):
-        ws.remove(folder)
-        ws.write_bytes(f"{folder}/_layout", key.encode())
+    order = order.assign(_shard=assign(order, n, cfg.rebalance.seed))
+    folder = f"shards/{split}"
     ws.clean_temporaries(folder)
-    records = order[["sample_id", "path", "label", "label_name", "width", "height", "copy_index"]].to_dict("records")
+    remove_shards_from(ws, folder, n)
     meta = tuple(hf_metadata(classes).items())
-    return [ShardTask(src, ws.url, f"{folder}/shard-{i:05d}.parquet", tuple(records[a:b]), rg, norm, meta)
-            for i, (a, b) in enumerate(split_even(len(records), n))]
+    tasks = []
+    for i in range(n):
+        part = order[order["_shard"] == i]
+        records = part[["sample_id", "path", "label", "label_name", "width", "height", "copy_index"]].to_dict("records")
+        rg = row_group_size(float(part["size_bytes"].fillna(0).mean()) if len(part) else 1.0)
+        tasks.append(ShardTask(src, ws.url, f"{folder}/shard-{i:05d}.parquet", tuple(records), rg, norm, meta,
+                               _layout_key(records, rg, norm, classes)))
+    return tasks
 
 
 def max_class_deviation(ws: Workspace, stats: list[dict[str, Any]]) -> float:
@@ -120,7 +133,7 @@ def max_class_deviation(ws: Workspace, stats: list[dict[str, Any]]) -> float:
             for c, n in st["histogram"].items():
                 total[c] = total.get(c, 0) + n
         n_all = sum(total.values())
-        for st in shards:
+        for st in (x for x in shards if x["count"]):
             for c in total:
                 worst = max(worst, abs(st["histogram"].get(c, 0) / st["count"] - total[c] / n_all))
     return worst
@@ -139,9 +152,9 @@ def shard(src: str, out: str, cfg: Config) -> ShardSummary:
             tasks.extend(plan_split_tasks(ws, src, split, part, cfg, classes))
         else:
             ws.remove(f"shards/{split}")
-    todo = [t for t in tasks if not ws.exists(sidecar(t.rel))]
+    todo = [t for t in tasks if not is_complete(ws, t.rel, t.layout)]
     with dask_client(cfg.engine, len(todo), (src, out)) as client:
-        run_tasks(client, write_shard, todo, label="shard")
+        run_tasks(client, write_shard, todo, label="shard", retries=cfg.engine.retries)
     stats = build_index(ws)
     norm = {"normalize": cfg.shard.normalize, "max_side": cfg.shard.max_side, "format": cfg.shard.format,
             "quality": cfg.shard.quality} if cfg.shard.normalize else {"normalize": False}

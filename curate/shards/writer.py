@@ -25,6 +25,7 @@ class ShardTask:
     row_group_size: int
     normalize: Normalize | None
     schema_metadata: tuple[tuple[bytes, bytes], ...]
+    layout: str  # fingerprint of what this shard holds; a rerun rewrites it only when it changes
 
 
 def sidecar(rel: str) -> str:
@@ -33,8 +34,25 @@ def sidecar(rel: str) -> str:
     return f"{head}/_stats/{name.rsplit('.', 1)[0]}.json"
 
 
+def write_rows(out: str, rel: str, columns: dict[str, list], row_group_size: int,
+               schema_metadata: dict[bytes, bytes], layout: str = "") -> dict[str, Any]:
+    """Write `columns` (the SHARD schema's columns) as the shard `rel` under OUT, atomically,
+    then its stats sidecar (count, bytes, sha256, class histogram, layout fingerprint), which
+    marks it complete."""
+    schema = SHARD.with_metadata(schema_metadata)
+    table = pa.table(columns, schema=schema)
+    ws = Workspace(out)
+    ws.write_table(rel, table, schema, row_group_size=row_group_size)
+    with ws.fs.open(ws.path(rel), "rb") as f:
+        digest = hashlib.file_digest(f, "sha256").hexdigest()
+    stats = {"shard": rel, "count": table.num_rows, "bytes": ws.fs.size(ws.path(rel)), "sha256": digest,
+             "histogram": dict(sorted(Counter(columns["label_name"]).items())), "layout": layout}
+    ws.write_bytes(sidecar(rel), json.dumps(stats, sort_keys=True).encode())
+    return stats
+
+
 def write_shard(task: ShardTask) -> dict[str, Any]:
-    """Write task.rel and its sidecar; return the sidecar's stats."""
+    """Read the task's samples from SRC and write them as one shard; return its stats."""
     fs, root = fsspec.core.url_to_fs(task.src)
     columns: dict[str, list] = {name: [] for name in SHARD.names}
     for s in task.samples:
@@ -53,13 +71,9 @@ def write_shard(task: ShardTask) -> dict[str, Any]:
         columns["copy_index"].append(s["copy_index"])
         for name in ("source_sample_id", "augment_ops", "augment_seed"):
             columns[name].append(s.get(name))
-    schema = SHARD.with_metadata(dict(task.schema_metadata))
-    table = pa.table(columns, schema=schema)
-    ws = Workspace(task.out)
-    ws.write_table(task.rel, table, schema, row_group_size=task.row_group_size)
-    with ws.fs.open(ws.path(task.rel), "rb") as f:
-        digest = hashlib.file_digest(f, "sha256").hexdigest()
-    stats = {"shard": task.rel, "count": table.num_rows, "bytes": ws.fs.size(ws.path(task.rel)), "sha256": digest,
-             "histogram": dict(sorted(Counter(columns["label_name"]).items()))}
-    ws.write_bytes(sidecar(task.rel), json.dumps(stats, sort_keys=True).encode())
-    return stats
+    return write_rows(task.out, task.rel, columns, task.row_group_size, dict(task.schema_metadata), task.layout)
+
+
+def is_complete(ws: Workspace, rel: str, layout: str) -> bool:
+    """Whether `rel` was written with this layout (its sidecar exists and matches)."""
+    return ws.exists(sidecar(rel)) and ws.read_json(sidecar(rel)).get("layout") == layout

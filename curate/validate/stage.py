@@ -115,13 +115,13 @@ def _read_part(ws: Workspace, part: str) -> pd.DataFrame:
 
 @dataclass
 class ValidateSummary:
-    by_check: dict[tuple[str, str], int] = field(default_factory=dict)  # (check, severity) -> count
+    by_check: dict[str, dict[str, int]] = field(default_factory=dict)  # severity -> check -> count
     worst_classes: list[tuple[str, int, int]] = field(default_factory=list)  # (class, images with issues, images)
     excluded: int = 0
     elapsed_s: float = 0.0
 
     def count(self, severity: str) -> int:
-        return sum(n for (_c, s), n in self.by_check.items() if s == severity)
+        return sum(self.by_check.get(severity, {}).values())
 
 
 def validate(src: str | None, out: str, cfg: Config) -> ValidateSummary:
@@ -137,7 +137,7 @@ def validate(src: str | None, out: str, cfg: Config) -> ValidateSummary:
     ws.remove(STAGING)
     tasks = [ValidateTask(out, p, i, settings, ctx) for i, p in enumerate(parts)]
     with dask_client(cfg.engine, len(tasks), (out,)) as client:
-        run_tasks(client, validate_partition, tasks, label="validate")
+        run_tasks(client, validate_partition, tasks, label="validate", retries=cfg.engine.retries)
     counts = facts[facts["label"].notna()].groupby(["label", "split"], dropna=False).size().rename("n").reset_index()
     collection = [dict(r, severity=settings.severity(c.name, c.severity)) for c in COLLECTION_CHECKS
                   if c.name not in settings.disabled for r in c.run(counts, settings.threshold(c.name, c.threshold))]
@@ -158,13 +158,15 @@ def excluded_ids(ws: Workspace, cfg: Config) -> set[str]:
 
 def summarize(ws: Workspace, cfg: Config) -> ValidateSummary:
     issues = ws.read("issues", ISSUES, columns=["sample_id", "label", "check", "severity"]).to_pandas()
-    by_check = Counter(zip(issues["check"], issues["severity"]))
+    by_check: dict[str, dict[str, int]] = {}
+    for (check, severity), n in sorted(Counter(zip(issues["check"], issues["severity"])).items()):
+        by_check.setdefault(severity, {})[check] = n
     manifest = ws.read("manifest", MANIFEST, columns=["label", "status"]).to_pandas()
     per_class = manifest[manifest["status"] != Status.REMOVED.value].groupby("label").size()
     flagged = issues[issues["sample_id"].notna()].drop_duplicates("sample_id").groupby("label").size()
     worst = sorted(((str(c), int(flagged.get(c, 0)), int(n)) for c, n in per_class.items()),
                    key=lambda t: (-t[1] / max(t[2], 1), t[0]))[:5]
-    return ValidateSummary(by_check=dict(sorted(by_check.items())), worst_classes=worst,
+    return ValidateSummary(by_check=by_check, worst_classes=worst,
                            excluded=len(excluded_ids(ws, cfg)))
 
 

@@ -1,0 +1,1 @@
+"""Offline augmentation with Kornia: `curate augment OUT` (see `curate.augment.stage`)."""

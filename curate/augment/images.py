@@ -1,0 +1,43 @@
+"""Source bytes -> size x size RGB pixels, and augmented pixels -> image bytes (Pillow, deterministic).
+
+Sources are brought to the output size before batching, so every batch is full whatever the
+source sizes: EXIF orientation applied, frame 0, converted to 8-bit RGB the way the scan sees
+the image (CMYK through its ICC profile, 16-bit scaled, alpha over the scan's background), the
+shorter side resized to `size` and the centre cropped to a square. JPEGs are decoded at the
+smallest DCT scale that keeps both sides at least `size` (`Image.draft`).
+"""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from curate.imaging.formats import png_bit_depth
+from curate.imaging.probe import _to_display
+
+
+def load(data: bytes, size: int, background: str) -> np.ndarray:
+    """Image bytes -> uint8 array (size, size, 3)."""
+    with Image.open(io.BytesIO(data)) as im:
+        im.seek(0)
+        if im.format == "JPEG":
+            im.draft(None, (size, size))
+        oriented = ImageOps.exif_transpose(im)
+        rgb = _to_display(oriented, png_bit_depth(data) or 8, background).convert("RGB")
+    fitted = ImageOps.fit(rgb, (size, size), Image.Resampling.BICUBIC)
+    return np.asarray(fitted, dtype=np.uint8)
+
+
+EXTENSIONS = {"jpeg": "jpg", "png": "png"}
+
+
+def encode(pixels: np.ndarray, fmt: str, quality: int) -> bytes:
+    """uint8 array (H, W, 3) -> JPEG (at `quality`) or PNG bytes."""
+    buf = io.BytesIO()
+    image = Image.fromarray(pixels, "RGB")
+    if fmt == "png":
+        image.save(buf, "PNG")
+    else:
+        image.save(buf, "JPEG", quality=quality)
+    return buf.getvalue()

@@ -1,0 +1,76 @@
+"""Augmented variants as image files the FiftyOne app can show, and their rows for the table.
+
+Reads the complete shards under `OUT/augmented/<split>/` (written by `curate augment`), one row
+group at a time, and writes each variant's bytes to
+`OUT/publish/augmented/<split>/<variant id>.<ext>` (a file already there with the same size is
+kept; files no variant refers to any more are removed). A variant's id is its shard `sample_id`, or `<sample_id>~<copy_index>` when the shard
+reuses its source's id.
+"""
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+from curate.publish.table import COLUMNS, media_path
+from curate.shards.index import shard_files
+from curate.workspace import Workspace
+
+FOLDER = "publish/augmented"
+_SUFFIXES = ((b"\xff\xd8\xff", "jpg"), (b"\x89PNG\r\n\x1a\n", "png"), (b"RIFF", "webp"), (b"GIF8", "gif"))
+_READ = ["image", "label_name", "sample_id", "source_sample_id", "augment_ops", "width", "height", "copy_index"]
+
+
+def suffix(data: bytes) -> str:
+    """The file suffix of encoded image bytes (`img` when not recognised)."""
+    return next((s for magic, s in _SUFFIXES if data.startswith(magic)), "img")
+
+
+def variant_id(sample_id: str | None, source_sample_id: str | None, copy_index: int | None) -> str:
+    if sample_id and sample_id != source_sample_id:
+        return sample_id
+    return f"{sample_id or source_sample_id}~{copy_index or 0}"
+
+
+def variants(ws: Workspace, originals: pd.DataFrame) -> pd.DataFrame:
+    """One row per augmented variant (COLUMNS), its image extracted under OUT/publish/augmented/.
+    `originals` (the table of source images) gives each variant its source's weight and split facts."""
+    weight = originals.set_index("sample_id")["weight"].to_dict()
+    rows, written = [], set()
+    for rel in shard_files(ws):
+        root, split = rel.split("/")[:2]
+        if root != "augmented":
+            continue
+        with ws.fs.open(ws.path(rel), "rb") as f:
+            pf = pq.ParquetFile(f)
+            for rg in range(pf.num_row_groups):
+                for row, r in enumerate(pf.read_row_group(rg, columns=_READ).to_pylist()):
+                    vid = variant_id(r["sample_id"], r["source_sample_id"], r["copy_index"])
+                    data = (r["image"] or {}).get("bytes") or b""
+                    name = f"{FOLDER}/{split}/{_safe(vid)}.{suffix(data)}"
+                    if not (ws.exists(name) and ws.fs.size(ws.path(name)) == len(data)):
+                        ws.write_bytes(name, data)
+                    written.add(ws.path(name))
+                    rows.append({
+                        "filepath": media_path(ws.url, name), "sample_id": vid, "ground_truth": r["label_name"],
+                        "split": split, "status": "ok", "keep": True, "copies": 1, "augment_copies": 0,
+                        "weight": weight.get(r["source_sample_id"]), "width": r["width"], "height": r["height"],
+                        "format": suffix(data).upper().replace("JPG", "JPEG"), "size_bytes": len(data),
+                        "shard": rel, "shard_row_group": rg, "shard_row": row, "augmented": True,
+                        "source_sample_id": r["source_sample_id"], "augment_ops": r["augment_ops"],
+                        "issues": [], "severities": []})
+    _remove_stale(ws, written)
+    return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def _remove_stale(ws: Workspace, written: set[str]) -> None:
+    if ws.exists(FOLDER):
+        for p in ws.fs.find(ws.path(FOLDER)):
+            if p not in written:
+                ws.fs.rm(p)
+
+
+def _safe(name: str) -> str:
+    """`name` usable as a file name."""
+    return re.sub(r"[^A-Za-z0-9._~-]", "_", name)

@@ -1,0 +1,95 @@
+"""The FiftyOne dataset curate owns for one OUT: open or create it, declare its fields, describe it.
+
+A dataset records the OUT it mirrors in `info["curate"]["out"]`; publishing another OUT (or
+into a dataset curate did not create) under the same name is refused, so a name clash never
+overwrites someone else's samples.
+"""
+from __future__ import annotations
+
+import re
+from types import ModuleType
+from typing import Any
+
+from curate.errors import CurateError
+from curate.publish.fields import FIELDS
+from curate.workspace import local_path
+
+INFO_KEY = "curate"
+
+
+def default_name(out: str) -> str:
+    """"curate-" and OUT's last folder name, with characters FiftyOne drops from names replaced."""
+    base = out.rstrip("/").rpartition("/")[2] or "out"
+    return "curate-" + (re.sub(r"[^A-Za-z0-9_-]+", "-", base).strip("-") or "out")
+
+
+def out_id(out: str) -> str:
+    """OUT as recorded in the dataset: an absolute path, or the URL."""
+    import os.path
+
+    local = local_path(out)
+    return os.path.abspath(local) if local is not None else out
+
+
+def open_dataset(fo: ModuleType, name: str, out: str) -> Any:
+    """The persistent dataset `name` for OUT, created when missing, with curate's fields declared."""
+    if fo.dataset_exists(name):
+        ds = fo.load_dataset(name)
+        owner = (ds.info or {}).get(INFO_KEY, {}).get("out")
+        if owner != out_id(out):
+            holder = f"holds {owner}" if owner else "was not published by curate"
+            raise CurateError(f"FiftyOne dataset {name!r} {holder}: publish {out} under another name with "
+                              f"--name, or delete that dataset first")
+    else:
+        ds = fo.Dataset(name, persistent=True)
+        ds.info = {INFO_KEY: {"out": out_id(out)}}
+        ds.save()
+    declare_fields(fo, ds)
+    ds.create_index("sample_id", unique=True)
+    return ds
+
+
+def declare_fields(fo: ModuleType, ds: Any) -> None:
+    """Add curate's fields with explicit types and descriptions (a no-op for those already there)."""
+    simple = {"str": fo.StringField, "int": fo.IntField, "float": fo.FloatField, "bool": fo.BooleanField}
+    for f in FIELDS:
+        try:
+            if f.kind == "label":
+                ds.add_sample_field(f.name, fo.EmbeddedDocumentField, embedded_doc_type=fo.Classification,
+                                    description=f.help)
+            elif f.kind == "strings":
+                ds.add_sample_field(f.name, fo.ListField, subfield=fo.StringField, description=f.help)
+            else:
+                ds.add_sample_field(f.name, simple[f.kind], description=f.help)
+        except ValueError as exc:
+            raise CurateError(f"FiftyOne dataset {ds.name!r} has a field {f.name!r} of another type ({exc}); "
+                              f"delete the dataset or publish under another --name") from exc
+
+
+def describe(fo: ModuleType, ds: Any, out: str, src: str, classes: list[str], info: dict[str, Any]) -> None:
+    """Dataset-level facts: description, class list, `info["curate"]` and the app's sidebar groups."""
+    ds.description = f"Curated by curate from {src}; decisions in {out_id(out)}. Saved views: " + \
+        ", ".join(info.get("views", {}))
+    ds.default_classes = classes
+    merged = dict(ds.info or {})
+    merged[INFO_KEY] = {"out": out_id(out), "source": src, **info}
+    ds.info = merged
+    ds.app_config.sidebar_groups = sidebar_groups(fo, ds)
+    ds.save()
+
+
+def sidebar_groups(fo: ModuleType, ds: Any) -> list[Any]:
+    """FiftyOne's default groups with the plain fields regrouped by what they are about."""
+    ours: dict[str, list[str]] = {}
+    for f in FIELDS:
+        if f.kind != "label":
+            ours.setdefault(f.group, []).append(f.name)
+    groups = []
+    for group in fo.DatasetAppConfig.default_sidebar_groups(ds):
+        if group.name == "primitives":
+            taken = {p for paths in ours.values() for p in paths}
+            groups.extend(fo.SidebarGroupDocument(name=name, paths=paths, expanded=name != "internal")
+                          for name, paths in ours.items())
+            group.paths = [p for p in group.paths if p not in taken]
+        groups.append(group)
+    return groups

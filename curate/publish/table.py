@@ -1,0 +1,120 @@
+"""The table curate publishes: one row per image, with every decision about it.
+
+Reads `OUT/manifest/` (every image that is not `removed`), and where they exist `OUT/issues/`,
+`OUT/duplicates/`, `OUT/plan/` and `OUT/index.parquet`; a stage that has not run leaves its
+fields null. Columns: `filepath` (where the app reads the image) and the fields in
+`curate.publish.fields`. Pure data: nothing here talks to FiftyOne.
+"""
+from __future__ import annotations
+
+import json
+import os.path
+from typing import Any, Iterator
+
+import numpy as np
+import pandas as pd
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import xxhash
+
+from curate.publish.fields import NAMES
+from curate.schema import DUPLICATES, ISSUES, MANIFEST, PLAN, Severity, Status
+from curate.workspace import Workspace, local_path
+
+COLUMNS: tuple[str, ...] = ("filepath", *NAMES)
+
+_MANIFEST_COLUMNS = ["sample_id", "path", "label", "split", "status", "error_code", "error_message", "width", "height",
+                     "format", "size_bytes", "brightness_p05", "brightness_p50", "brightness_p95", "contrast",
+                     "entropy", "sharpness", "channel_spread"]
+_SEVERITY_ORDER = {s.value: i for i, s in enumerate(Severity)}
+
+
+def media_path(root: str, rel: str) -> str:
+    """The path FiftyOne records for `rel` under `root` (absolute when local, else the URL)."""
+    local = local_path(root)
+    if local is not None:
+        return os.path.abspath(os.path.join(local, rel))
+    return f"{root.rstrip('/')}/{rel}"
+
+
+def originals(ws: Workspace, src: str) -> pd.DataFrame:
+    """One row per manifest image (removed files left out), every stage's decision joined in."""
+    frame = ws.read("manifest", MANIFEST, columns=_MANIFEST_COLUMNS,
+                    filter=pc.field("status") != Status.REMOVED.value).to_pandas()
+    frame = frame.sort_values("path", kind="stable").reset_index(drop=True)
+    frame = frame.rename(columns={"label": "ground_truth", "split": "source_split"})
+    frame["filepath"] = [media_path(src, p) for p in frame["path"]]
+    frame = frame.merge(_issues(ws), on="sample_id", how="left")
+    frame = frame.merge(_duplicates(ws), on="sample_id", how="left")
+    frame = frame.merge(_plan(ws), on="sample_id", how="left")
+    frame = frame.merge(_shard_rows(ws), on="sample_id", how="left")
+    frame["split"] = frame["split"].where(frame["split"].notna(), frame["source_split"])
+    frame["augmented"] = False
+    for name in ("source_sample_id", "augment_ops"):
+        frame[name] = None
+    for name in ("issues", "severities"):
+        frame[name] = [v if isinstance(v, list) else [] for v in frame[name]]
+    frame["curate_hash"] = None
+    return frame[list(COLUMNS)]
+
+
+def _issues(ws: Workspace) -> pd.DataFrame:
+    """sample_id -> the checks that fired on it and their severities (worst first)."""
+    if not ws.exists("issues"):
+        return pd.DataFrame({"sample_id": pd.Series(dtype=str), "issues": [], "severities": []})
+    table = ws.read("issues", ISSUES, columns=["sample_id", "check", "severity"],
+                    filter=pc.is_valid(pc.field("sample_id"))).to_pandas()
+    table = table.sort_values(["sample_id", "check"], kind="stable")
+    checks = table.drop_duplicates(["sample_id", "check"]).groupby("sample_id")["check"].agg(list)
+    table["_rank"] = table["severity"].map(_SEVERITY_ORDER)
+    worst_first = table.drop_duplicates(["sample_id", "severity"]).sort_values(["sample_id", "_rank"], kind="stable")
+    severities = worst_first.groupby("sample_id")["severity"].agg(list)
+    return pd.DataFrame({"issues": checks, "severities": severities}).rename_axis("sample_id").reset_index()
+
+
+def _duplicates(ws: Workspace) -> pd.DataFrame:
+    columns = ["sample_id", "cluster_id", "kind", "distance", "keep", "reason", "leak", "label_conflict"]
+    renamed = {"kind": "dup_kind", "distance": "dup_distance", "keep": "dup_keep", "reason": "dup_reason"}
+    if not ws.exists("duplicates"):
+        return pd.DataFrame(columns=columns).rename(columns=renamed)
+    return ws.read("duplicates", DUPLICATES, columns=columns).to_pandas().rename(columns=renamed)
+
+
+def _plan(ws: Workspace) -> pd.DataFrame:
+    columns = ["sample_id", "split", "keep", "reason", "copies", "augment_copies", "weight"]
+    if not ws.exists("plan"):
+        return pd.DataFrame(columns=columns)
+    return ws.read("plan", PLAN, columns=columns).to_pandas()
+
+
+def _shard_rows(ws: Workspace) -> pd.DataFrame:
+    """sample_id -> shard, row group and row of its first copy in OUT/shards/."""
+    columns = ["sample_id", "shard", "shard_row_group", "shard_row"]
+    if not ws.exists("index.parquet"):
+        return pd.DataFrame(columns=columns)
+    with ws.fs.open(ws.path("index.parquet"), "rb") as f:
+        index = pq.read_table(f, columns=["sample_id", "copy_index", "shard", "row_group", "row"]).to_pandas()
+    index = index[index["shard"].str.startswith("shards/")].sort_values(["sample_id", "copy_index"], kind="stable")
+    index = index.drop_duplicates("sample_id").rename(columns={"row_group": "shard_row_group", "row": "shard_row"})
+    return index[columns]
+
+
+def records(frame: pd.DataFrame, batch_size: int) -> Iterator[list[dict[str, Any]]]:
+    """The rows of `frame` as plain dicts (missing values None), `batch_size` at a time, each with
+    its `curate_hash`."""
+    for start in range(0, len(frame), batch_size):
+        part = frame.iloc[start:start + batch_size]
+        part = part.astype(object).where(part.notna(), None)
+        batch = part.to_dict("records")
+        for row in batch:
+            for key, value in row.items():
+                if isinstance(value, np.generic):
+                    row[key] = value.item()
+            row["curate_hash"] = fingerprint(row)
+        yield batch
+
+
+def fingerprint(row: dict[str, Any]) -> str:
+    """A hash of everything published about one row (but its hash)."""
+    values = [row[name] for name in COLUMNS if name != "curate_hash"]
+    return xxhash.xxh3_64_hexdigest(json.dumps(values, default=str))

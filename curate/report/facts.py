@@ -1,0 +1,155 @@
+"""The numbers behind the report (and the FiftyOne dataset's info): a JSON-able summary of OUT.
+
+Reads `OUT/manifest/` and, where they exist, `OUT/issues/`, `OUT/duplicates/`, `OUT/plan/` and
+`OUT/runs/rebalance.json`. Counts are split -> class -> samples:
+
+- before: every scanned image that is not `removed`, by the split it came with (none = train,
+  as the plan reads it); unlabelled images are counted apart.
+- after: the plan's kept samples by curated split, with repeats and the augmented variants the
+  plan asks for (the same numbers as `rebalance` and `dataset.json`).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import pyarrow.compute as pc
+
+from curate.config import Config
+from curate.schema import DUPLICATES, ISSUES, MANIFEST, PLAN, SPLITS, Severity, Status
+from curate.workspace import Workspace
+
+Counts = dict[str, dict[str, int]]  # split -> class -> n
+
+EXAMPLES_PER_KIND = 2
+MEMBERS_PER_EXAMPLE = 4
+LISTED_LEAKS = 20
+
+
+def _nested(series: pd.Series) -> Counts:
+    """A (split, class) -> n series as split -> class -> n, splits in train/val/test order."""
+    out: Counts = {}
+    for (split, label), n in sorted(series.items()):
+        if n:
+            out.setdefault(split, {})[label] = int(n)
+    return {s: out[s] for s in [*SPLITS, *sorted(set(out) - set(SPLITS))] if s in out}
+
+
+def manifest_rows(ws: Workspace) -> pd.DataFrame:
+    return ws.read("manifest", MANIFEST, columns=["sample_id", "path", "label", "split"],
+                   filter=pc.field("status") != Status.REMOVED.value).to_pandas()
+
+
+def plan_rows(ws: Workspace) -> pd.DataFrame | None:
+    return ws.read("plan", PLAN).to_pandas() if ws.exists("plan") else None
+
+
+def class_counts(manifest: pd.DataFrame, plan: pd.DataFrame | None) -> dict[str, Counts]:
+    """{"before": counts, "after": counts} (see module doc); "after" is empty without a plan."""
+    labelled = manifest[manifest["label"].notna()]
+    before = _nested(labelled.groupby([labelled["split"].fillna("train"), labelled["label"]]).size())
+    after: Counts = {}
+    if plan is not None:
+        kept = plan[plan["keep"]]
+        after = _nested((kept["copies"] + kept["augment_copies"]).groupby([kept["split"], kept["label"]]).sum())
+    return {"before": before, "after": after}
+
+
+def imbalance(counts: Counts) -> dict[str, float]:
+    """Largest over smallest class per split and over all splits ("all"); classes with none left out."""
+    out: dict[str, float] = {}
+    total: dict[str, int] = {}
+    for split, by_class in counts.items():
+        out[split] = round(max(by_class.values()) / min(by_class.values()), 3)
+        for c, n in by_class.items():
+            total[c] = total.get(c, 0) + n
+    if total:
+        out["all"] = round(max(total.values()) / min(total.values()), 3)
+    return out
+
+
+def issues_by_check(ws: Workspace) -> list[dict[str, Any]]:
+    """Per (check, severity): how many findings, and whether they are per image or per collection."""
+    if not ws.exists("issues"):
+        return []
+    table = ws.read("issues", ISSUES, columns=["sample_id", "check", "severity"]).to_pandas()
+    table["level"] = table["sample_id"].notna().map({True: "image", False: "collection"})
+    rank = {s.value: i for i, s in enumerate(Severity)}
+    grouped = table.groupby(["check", "severity", "level"]).size().reset_index(name="count")
+    grouped["_rank"] = grouped["severity"].map(rank)
+    grouped = grouped.sort_values(["_rank", "count", "check"], ascending=[True, False, True])
+    return grouped.drop(columns="_rank").to_dict("records")
+
+
+def excluded(plan: pd.DataFrame | None) -> dict[str, int]:
+    """Images the plan leaves out, by kind of reason (error, issue, duplicate, cap, ...)."""
+    if plan is None:
+        return {}
+    reasons = plan.loc[~plan["keep"], "reason"].fillna("").str.split(":").str[0]
+    return {k: int(v) for k, v in reasons.value_counts().sort_index().items()}
+
+
+def duplicates(ws: Workspace) -> dict[str, Any]:
+    """Clusters by kind, label conflicts, a few example clusters per kind, and the leaks."""
+    if not ws.exists("duplicates"):
+        return {"by_kind": {}, "label_conflicts": 0, "examples": [], "leaks": {"clusters": 0, "by_splits": {},
+                                                                                "listed": []}}
+    table = ws.read("duplicates", DUPLICATES).to_pandas().sort_values(["cluster_id", "distance", "path"])
+    by_kind = {kind: {"clusters": int(g["cluster_id"].nunique()), "images": len(g), "dropped": int((~g["keep"]).sum())}
+               for kind, g in table.groupby("kind")}
+    examples = []
+    for _kind, g in table.groupby("kind"):
+        for cid in sorted(g["cluster_id"].unique())[:EXAMPLES_PER_KIND]:
+            examples.append(_cluster(table[table["cluster_id"] == cid]))
+    leaked = table[table["leak"]]
+    clusters = [_cluster(g) for _, g in leaked.groupby("cluster_id")]
+    by_splits: dict[str, int] = {}
+    for c in clusters:
+        key = "/".join(c["splits"])
+        by_splits[key] = by_splits.get(key, 0) + 1
+    return {"by_kind": by_kind, "label_conflicts": int(table.loc[table["label_conflict"], "cluster_id"].nunique()),
+            "examples": examples,
+            "leaks": {"clusters": len(clusters), "by_splits": dict(sorted(by_splits.items())),
+                      "listed": clusters[:LISTED_LEAKS]}}
+
+
+def _cluster(members: pd.DataFrame) -> dict[str, Any]:
+    return {"cluster_id": int(members["cluster_id"].iloc[0]), "kind": str(members["kind"].iloc[0]),
+            "splits": sorted(members["split"].fillna("train").unique().tolist()),
+            "members": [{"path": r.path, "label": r.label, "split": r.split, "keep": bool(r.keep),
+                         "distance": int(r.distance)} for r in members.head(MEMBERS_PER_EXAMPLE).itertuples()]}
+
+
+def class_weights(ws: Workspace, plan: pd.DataFrame | None, cfg: Config) -> tuple[dict[str, dict[str, float]], str]:
+    """(scheme -> class -> weight, the scheme in the plan's weight column): every scheme rebalance
+    computed, else the plan's weight column under the configured scheme."""
+    if ws.exists("runs/rebalance.json"):
+        run = ws.read_json("runs/rebalance.json")
+        return run["summary"].get("weights", {}), run["config"]["rebalance"]["weights"]
+    if plan is None:
+        return {}, cfg.rebalance.weights
+    kept = plan[plan["keep"] & plan["weight"].notna()]
+    by_class = {str(k): float(v) for k, v in kept.groupby("label")["weight"].first().items()}
+    return {cfg.rebalance.weights: by_class}, cfg.rebalance.weights
+
+
+def collect(ws: Workspace, cfg: Config) -> dict[str, Any]:
+    """Everything the report shows, as plain JSON-able data."""
+    manifest = manifest_rows(ws)
+    plan = plan_rows(ws)
+    counts = class_counts(manifest, plan)
+    classes = sorted({c for stage in counts.values() for by_class in stage.values() for c in by_class})
+    weights, weight_column = class_weights(ws, plan, cfg)
+    return {
+        "classes": classes,
+        "images": len(manifest),
+        "unlabelled": int(manifest["label"].isna().sum()),
+        "counts": counts,
+        "imbalance": {stage: imbalance(c) for stage, c in counts.items()},
+        "issues": issues_by_check(ws),
+        "excluded": excluded(plan),
+        "duplicates": duplicates(ws),
+        "class_weights": weights,
+        "weight_column": weight_column,
+        "missing": [name for name in ("issues", "duplicates", "plan") if not ws.exists(name)],
+    }

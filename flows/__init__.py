@@ -1,0 +1,14 @@
+"""Prefect flows over the curate library: the full pipeline and an incremental refresh.
+
+Each stage is a Prefect task that passes URIs and small summaries; the partitions of a stage run
+on one Dask cluster shared by the whole flow run (local worker processes, or an existing
+scheduler). Prefect tasks themselves run in the flow's process, so Dask workers never need the
+Prefect API: the flows run with no Prefect server configured (Prefect starts a temporary one
+for the flow's own process) and against a real server when PREFECT_API_URL is set.
+"""
+
+import os
+
+# Prefect's temporary server sends a telemetry heartbeat that races other local servers for the
+# SQLite file ("database is locked"); curate's flows keep it off unless the user set it.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")

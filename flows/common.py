@@ -1,0 +1,75 @@
+"""What both flows share: the stage task, the run summary artifact and the command line."""
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact
+
+from curate import lineage
+from curate.config import Config, from_dict, load_config, override
+from curate.errors import CurateError
+
+
+@task(name="curate-stage", task_run_name="{name}")
+def stage_task(name: str, src: str | None, out: str, config: dict[str, Any]) -> dict[str, Any]:
+    """Run one curate stage (partitions retried on the flow's Dask cluster); return its summary."""
+    from curate.pipeline import run_stage
+
+    return lineage.plain(run_stage(name, src, out, from_dict(config)))
+
+
+def resolve_run(src: str | None, out: str | None, config: str | None, scheduler: str | None) -> tuple[str, str, Config]:
+    """SRC, OUT and the validated config of a flow run (SRC/OUT default to the config's [run])."""
+    cfg = override(load_config(config), "engine", scheduler=scheduler)
+    src, out = src or cfg.run.src, out or cfg.run.out
+    if not src or not out:
+        raise CurateError("give SRC and OUT, or set [run] src and out in the config")
+    return src, out, cfg
+
+
+def _table(counts: dict[str, dict[str, int]], title: str) -> list[str]:
+    classes = sorted({c for per in counts.values() for c in per})
+    lines = [f"**{title}**", "", "| class | " + " | ".join(counts) + " |", "|---" * (len(counts) + 1) + "|"]
+    lines += [f"| {c} | " + " | ".join(str(counts[s].get(c, 0)) for s in counts) + " |" for c in classes]
+    return lines + [""]
+
+
+def summary_markdown(out: str, summaries: dict[str, dict[str, Any]]) -> str:
+    """The flow run's artifact: class counts before/after, issues, duplicates, report link."""
+    lines = [f"# curate run: `{out}`", ""]
+    scan = summaries.get("scan", {})
+    if scan:
+        lines += [f"Scan: {scan['files']} files, {scan['ok']} images ok, {sum(scan['errors'].values())} errors, "
+                  f"{scan['decoded']} decoded this run.", ""]
+    rebalance = summaries.get("rebalance", {})
+    if rebalance:
+        lines += _table(rebalance["before"], "Usable images before rebalancing")
+        lines += _table(rebalance["after"], "Samples after rebalancing")
+    validate = summaries.get("validate", {})
+    if validate:
+        lines += ["**Issues**", "", "| check | severity | count |", "|---|---|---|"]
+        lines += [f"| {check} | {severity} | {n} |" for severity, checks in validate["by_check"].items()
+                  for check, n in checks.items()] + [""]
+    dedup = summaries.get("dedup", {})
+    if dedup:
+        lines += [f"**Duplicates**: clusters by kind {dedup['clusters']}, leaks {dedup['leaks']}, "
+                  f"label conflicts {dedup['label_conflicts']}, dropped {dedup['dropped']}.", ""]
+    report = os.path.join(out, "report", "index.html")
+    lines += [f"Report: [{report}](file://{os.path.abspath(report)})"]
+    return "\n".join(lines)
+
+
+def publish_artifact(out: str, summaries: dict[str, dict[str, Any]], key: str) -> None:
+    create_markdown_artifact(key=key, markdown=summary_markdown(out, summaries), description="curate run summary")
+
+
+def parse_args(description: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("src", nargs="?", help="source folder or fsspec URL (default: [run] src of the config)")
+    parser.add_argument("-o", "--out", help="output folder (default: [run] out of the config)")
+    parser.add_argument("--config", help="TOML config (curate init)")
+    parser.add_argument("--scheduler", help="address of an existing Dask scheduler")
+    return parser.parse_args()

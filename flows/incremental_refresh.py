@@ -1,0 +1,56 @@
+"""Incremental refresh, meant for a schedule: rescan, and when files were added, changed or
+removed, update issues, duplicates (new hashes against the existing index), the plan, the
+shards that changed, and everything after; otherwise do nothing and say so.
+
+    python -m flows.incremental_refresh SRC -o OUT [--config FILE]
+"""
+from __future__ import annotations
+
+import dataclasses
+import sys
+from typing import Any
+
+from prefect import flow, get_run_logger
+
+from curate.engine import shared_cluster
+from curate.errors import CurateError
+from curate.pipeline import STAGES, preflight
+from flows.common import parse_args, publish_artifact, resolve_run, stage_task
+
+
+@flow(name="curate-incremental-refresh")
+def incremental_refresh(src: str | None = None, out: str | None = None, config: str | None = None,
+                        scheduler: str | None = None) -> dict[str, Any]:
+    """Rescan SRC into OUT; rerun the later stages only if something changed."""
+    src, out, cfg = resolve_run(src, out, config, scheduler)
+    preflight(cfg)
+    logger = get_run_logger()
+    summaries: dict[str, Any] = {}
+    with shared_cluster(cfg.engine) as engine:
+        cfg = dataclasses.replace(cfg, engine=engine)
+        summaries["scan"] = scan = stage_task("scan", src, out, cfg.to_dict())
+        changed = scan["decoded"] + scan["newly_removed"]
+        if changed == 0:
+            logger.info("nothing changed in %s since the last scan: nothing to do", src)
+            summaries["changed"] = 0
+            return summaries
+        logger.info("%d new or changed files, %d removed: updating", scan["decoded"], scan["newly_removed"])
+        for name in list(STAGES)[1:]:
+            summaries[name] = stage_task(name, src, out, cfg.to_dict())
+    summaries["changed"] = changed
+    publish_artifact(out, summaries, key="curate-incremental-refresh-summary")
+    return summaries
+
+
+def main() -> int:
+    args = parse_args(__doc__.splitlines()[0])
+    try:
+        incremental_refresh(args.src, args.out, args.config, args.scheduler)
+    except CurateError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,157 @@
+"""Prefect flows: no server, a real `prefect server`, incremental refresh, a separate Dask cluster."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+# Prefect reads its settings when imported: give this test process its own home and no server.
+os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="curate-prefect-")
+os.environ.pop("PREFECT_API_URL", None)
+
+import httpx  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
+
+from curate.schema import DUPLICATES, MANIFEST, PLAN  # noqa: E402
+from curate.workspace import Workspace  # noqa: E402
+
+from conftest import SAMPLE, encode, photo_like  # noqa: E402
+
+BIN = Path(sys.executable).parent
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def server_processes() -> set[int]:
+    """PIDs of Prefect API servers and Dask processes running now."""
+    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout.splitlines()[1:]
+    marks = ("prefect.server.api.server", "distributed.cli", "dask scheduler", "dask worker", "multiprocessing.spawn")
+    return {int(line.split(None, 1)[0]) for line in line_iter(out) if any(m in line for m in marks)}
+
+
+def line_iter(lines: list[str]) -> list[str]:
+    return [ln.strip() for ln in lines if ln.strip()]
+
+
+def outputs(out: Path) -> dict:
+    """Everything a run decides, without timestamps: manifest (minus removed rows), duplicates,
+    plan, index rows and shard bytes."""
+    ws = Workspace(str(out))
+    manifest = [r for r in ws.read("manifest", MANIFEST).to_pylist() if r["status"] != "removed"]
+    for r in manifest:
+        r.pop("mtime")
+    shards = {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.glob("shards/*/*.parquet"))}
+    return {"manifest": sorted(manifest, key=lambda r: r["path"]),
+            "duplicates": ws.read("duplicates", DUPLICATES).sort_by("path").to_pylist(),
+            "plan": ws.read("plan", PLAN).sort_by("path").to_pylist(),
+            "index": pq.read_table(out / "index.parquet").sort_by("sample_id").to_pylist(), "shards": shards}
+
+
+def test_flow_without_server_with_process_workers(tmp_path):
+    before = server_processes()
+    config = tmp_path / "c.toml"
+    config.write_text("[engine]\nworkers = 2\n")
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env["PREFECT_HOME"] = str(tmp_path / "prefect")
+    run = subprocess.run([str(BIN / "python"), "-m", "flows.curate_pipeline", str(SAMPLE), "-o", str(tmp_path / "flow"),
+                          "--config", str(config)], env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "Finished in state Completed" in run.stdout + run.stderr
+    plain = subprocess.run([str(BIN / "curate"), "run", str(SAMPLE), "-o", str(tmp_path / "plain")],
+                           capture_output=True, text=True, timeout=600)
+    assert plain.returncode == 0, plain.stderr[-3000:]
+    assert outputs(tmp_path / "flow") == outputs(tmp_path / "plain")
+    time.sleep(1)
+    assert server_processes() - before == set()  # no temporary server or worker left behind
+
+
+@pytest.fixture
+def prefect_server(tmp_path):
+    port = free_port()
+    env = dict(os.environ, PREFECT_HOME=str(tmp_path / "server-home"), PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    env.pop("PREFECT_API_URL", None)
+    proc = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{port}/api"
+    try:
+        deadline = time.time() + 180
+        while time.time() < deadline:
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("prefect server did not start within 180 s")
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+def test_flow_against_a_real_prefect_server(tmp_path, prefect_server):
+    env = dict(os.environ, PREFECT_API_URL=prefect_server)
+    run = subprocess.run([str(BIN / "curate"), "run", str(SAMPLE), "-o", str(tmp_path / "out"), "--flow"],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "Starting temporary server" not in run.stdout + run.stderr
+    flow_runs = httpx.post(f"{prefect_server}/flow_runs/filter", json={}).json()
+    assert [r["state_type"] for r in flow_runs] == ["COMPLETED"]
+    artifacts = httpx.post(f"{prefect_server}/artifacts/filter", json={}).json()
+    summary = next(a for a in artifacts if a["key"] == "curate-pipeline-summary")
+    assert summary["flow_run_id"] == flow_runs[0]["id"] and "Samples after rebalancing" in summary["data"]
+
+
+def test_incremental_refresh_matches_a_full_run(tmp_path):
+    from flows.curate_pipeline import curate_pipeline
+    from flows.incremental_refresh import incremental_refresh
+
+    src = tmp_path / "src"
+    shutil.copytree(SAMPLE, src)
+    config = tmp_path / "c.toml"
+    config.write_text("[engine]\nworkers = 1\n")
+    out = tmp_path / "incremental"
+    first = incremental_refresh(str(src), str(out), str(config))
+    assert first["changed"] > 0
+    assert incremental_refresh(str(src), str(out), str(config))["changed"] == 0  # nothing to do
+
+    (src / "train" / "coffee" / "coffee_02.jpg").unlink()  # deleted
+    (src / "train" / "temple" / "temple_03.jpg").write_bytes(encode(photo_like(7, (180, 140))))  # changed
+    (src / "test" / "cat" / "new_cat.jpg").write_bytes(encode(photo_like(8, (200, 150))))  # added
+    again = incremental_refresh(str(src), str(out), str(config))
+    assert again["scan"]["decoded"] == 2 and again["scan"]["newly_removed"] == 1
+    full = tmp_path / "full"
+    curate_pipeline(str(src), str(full), str(config))
+    assert outputs(out) == outputs(full)
+
+
+def test_flow_on_a_separate_dask_scheduler_and_two_workers(tmp_path):
+    from flows.curate_pipeline import curate_pipeline
+
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    procs = [subprocess.Popen([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                               "--no-dashboard"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    procs += [subprocess.Popen([str(BIN / "dask"), "worker", address, "--nthreads", "1", "--no-dashboard",
+                                "--host", "127.0.0.1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+              for _ in range(2)]
+    try:
+        summaries = curate_pipeline(str(SAMPLE), str(tmp_path / "out"), None, address)
+        assert summaries["scan"]["ok"] == 66 and (tmp_path / "out" / "index.parquet").exists()
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+            p.wait(timeout=30)
