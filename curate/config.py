@@ -44,7 +44,7 @@ class ScanConfig:
     max_pixels: int = option(178_956_970, "images with more pixels are flagged decompression_bomb, not decoded",
                              min=1)
     background: str = option("white", "background for transparent images", choices=("white", "black"))
-    follow_symlinks: bool = option(False, "follow symbolic links inside the source tree")
+    follow_symlinks: bool = option(False, "follow symbolic links (each folder is entered once, so loops end)")
     ignore: list = option([".*", "*.md", "*.txt", "*.py", "*.json", "*.csv", "*.parquet", "*.npz", "*.toml",
                            "*.yaml", "*.yml"],
                           "file-name patterns that are not part of the collection (sidecars, docs, hidden files)")

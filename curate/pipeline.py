@@ -7,6 +7,7 @@ from typing import Any, Callable
 
 from curate import lineage
 from curate.config import Config
+from curate.lock import workspace_lock
 from curate.dedup.stage import dedup
 from curate.dedup.stage import resolve as resolve_dedup
 from curate.rebalance.stage import rebalance
@@ -39,11 +40,13 @@ def preflight(cfg: Config) -> None:
 
 
 def run_stage(name: str, src: str | None, out: str, cfg: Config) -> Any:
-    """Run one stage (SRC defaults to the one OUT was scanned from) and record it."""
+    """Run one stage (SRC defaults to the one OUT was scanned from) under OUT's lock, and
+    record it."""
     ws = Workspace(out)
-    src = src if src is not None else lineage.source_of(ws)
-    summary = STAGES[name](src, out, cfg)
-    lineage.record(ws, name, src, cfg, summary)
+    with workspace_lock(out):
+        src = src if src is not None else lineage.source_of(ws)
+        summary = STAGES[name](src, out, cfg)
+        lineage.record(ws, name, src, cfg, summary)
     return summary
 
 
@@ -52,9 +55,10 @@ def run_pipeline(src: str, out: str, cfg: Config,
     """Run every stage on SRC into OUT; `on_stage(name, summary)` is called after each."""
     preflight(cfg)
     summaries = {}
-    for name in STAGES:
-        log.info("stage %s", name)
-        summaries[name] = run_stage(name, src, out, cfg)
-        if on_stage:
-            on_stage(name, summaries[name])
+    with workspace_lock(out):
+        for name in STAGES:
+            log.info("stage %s", name)
+            summaries[name] = run_stage(name, src, out, cfg)
+            if on_stage:
+                on_stage(name, summaries[name])
     return summaries

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from curate.errors import CurateError
 from curate.schema import SPLITS
+from curate.workspace import is_local
 
 log = logging.getLogger(__name__)
 
@@ -47,17 +48,13 @@ def open_source(src: str) -> tuple[fsspec.AbstractFileSystem, str]:
     return fs, root
 
 
-def _is_local(fs: fsspec.AbstractFileSystem) -> bool:
-    protocol = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
-    return "file" in protocol or "local" in protocol
-
-
 def _walk_local(root: str, follow_symlinks: bool) -> list[SourceFile]:
-    """Files under a local root. Symlinks are skipped unless followed, and never outside root
-    or into a loop; a folder or file that cannot be read becomes an entry with an error."""
+    """Files under a local root. Symbolic links (to files or folders, inside or outside the
+    tree) are skipped unless `follow_symlinks`; a folder is entered once however many links
+    reach it, so link loops end; a folder or file that cannot be read becomes an entry with an
+    error."""
     found: list[SourceFile] = []
-    real_root = os.path.realpath(root)
-    seen_dirs: set[str] = set()
+    seen_dirs: set[str] = {os.path.realpath(root)}
     stack = [root]
     while stack:
         folder = stack.pop()
@@ -70,13 +67,8 @@ def _walk_local(root: str, follow_symlinks: bool) -> list[SourceFile]:
         for entry in entries:
             rel = os.path.relpath(entry.path, root).replace(os.sep, "/")
             try:
-                if entry.is_symlink():
-                    if not follow_symlinks:
-                        continue
-                    target = os.path.realpath(entry.path)
-                    if os.path.commonpath([real_root, target]) != real_root:
-                        log.warning("skipping %s: symlink points outside the source", rel)
-                        continue
+                if entry.is_symlink() and not follow_symlinks:
+                    continue
                 st = entry.stat(follow_symlinks=True)
             except OSError as exc:
                 found.append(SourceFile(rel, 0, 0.0, error=f"{type(exc).__name__}: {exc.strerror or exc}"))
@@ -146,7 +138,7 @@ def list_source(src: str, labels_file: str = "", follow_symlinks: bool = False,
     from `labels_file` or the folder layout."""
     labels = read_labels(labels_file) if labels_file else None
     fs, root = open_source(src)
-    found = _walk_local(root, follow_symlinks) if _is_local(fs) else _walk_fsspec(fs, root)
+    found = _walk_local(root, follow_symlinks) if is_local(fs) else _walk_fsspec(fs, root)
     files = [f for f in found if not any(fnmatch.fnmatchcase(f.path.rpartition("/")[2], p) for p in ignore)]
     if not files:
         raise CurateError(f"source {src} contains no files")

@@ -149,7 +149,12 @@ def _disk_error(exc: OSError, path: str) -> Exception:
     return exc
 
 
+def is_local(fs: fsspec.AbstractFileSystem) -> bool:
+    """Whether `fs` is the local filesystem."""
+    return "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,))
+
+
 def local_path(url: str) -> str | None:
     """The local filesystem path of `url`, or None for a remote URL."""
     fs, p = fsspec.core.url_to_fs(url)
-    return p if "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)) else None
+    return p if is_local(fs) else None

@@ -64,3 +64,18 @@ def expected() -> dict:
 @pytest.fixture
 def runner() -> CliRunner:
     return CliRunner()
+
+
+def _tree_digest(root: Path) -> dict[str, tuple[str, int]]:
+    import hashlib
+
+    return {p.relative_to(root).as_posix(): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+            for p in sorted(root.rglob("*")) if p.is_file() and "__pycache__" not in p.parts}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def sample_data_is_never_modified():
+    """Every test reads sample_data/; none may modify, move or delete a file in it."""
+    before = _tree_digest(SAMPLE)
+    yield
+    assert _tree_digest(SAMPLE) == before, "a test run modified sample_data/"

@@ -6,6 +6,7 @@ overwrites someone else's samples.
 """
 from __future__ import annotations
 
+import os.path
 import re
 from types import ModuleType
 from typing import Any
@@ -25,8 +26,6 @@ def default_name(out: str) -> str:
 
 def out_id(out: str) -> str:
     """OUT as recorded in the dataset: an absolute path, or the URL."""
-    import os.path
-
     local = local_path(out)
     return os.path.abspath(local) if local is not None else out
 
@@ -42,6 +41,7 @@ def open_dataset(fo: ModuleType, name: str, out: str) -> Any:
                               f"--name, or delete that dataset first")
     else:
         ds = fo.Dataset(name, persistent=True)
+        ds.media_type = "image"
         ds.info = {INFO_KEY: {"out": out_id(out)}}
         ds.save()
     declare_fields(fo, ds)
@@ -84,12 +84,13 @@ def sidebar_groups(fo: ModuleType, ds: Any) -> list[Any]:
     for f in FIELDS:
         if f.kind != "label":
             ours.setdefault(f.group, []).append(f.name)
+    taken = {p for paths in ours.values() for p in paths}
     groups = []
     for group in fo.DatasetAppConfig.default_sidebar_groups(ds):
         if group.name == "primitives":
-            taken = {p for paths in ours.values() for p in paths}
-            groups.extend(fo.SidebarGroupDocument(name=name, paths=paths, expanded=name != "internal")
+            groups.extend(fo.SidebarGroupDocument(name=name, paths=paths, expanded=False if name == "internal" else None)
                           for name, paths in ours.items())
-            group.paths = [p for p in group.paths if p not in taken]
-        groups.append(group)
+        group.paths = [p for p in group.paths if p not in taken]
+        if group.paths or group.name == "tags":
+            groups.append(group)
     return groups

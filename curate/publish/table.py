@@ -117,4 +117,4 @@ def records(frame: pd.DataFrame, batch_size: int) -> Iterator[list[dict[str, Any
 def fingerprint(row: dict[str, Any]) -> str:
     """A hash of everything published about one row (but its hash)."""
     values = [row[name] for name in COLUMNS if name != "curate_hash"]
-    return xxhash.xxh3_64_hexdigest(json.dumps(values, default=str))
+    return xxhash.xxh3_64_hexdigest(json.dumps(values, default=str).encode())

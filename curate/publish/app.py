@@ -1,0 +1,73 @@
+"""`curate app`: serve the FiftyOne app for a published dataset, print its URL and wait.
+
+The app binds to `publish.address` (127.0.0.1 unless told otherwise) and `publish.port`. A port
+held by another program fails before anything starts; one held by a FiftyOne app is reused
+(FiftyOne connects to the running server).
+"""
+from __future__ import annotations
+
+import json
+import socket
+import urllib.request
+from typing import Any
+
+from curate.errors import CurateError
+from curate.publish import backend
+
+ANY_ADDRESS = ("0.0.0.0", "::", "")
+
+
+def app_url(address: str, port: int) -> str:
+    host = "127.0.0.1" if address in ANY_ADDRESS else address
+    host = f"[{host}]" if ":" in host else host
+    return f"http://{host}:{port}/"
+
+
+def _fiftyone_answers(address: str, port: int) -> bool:
+    try:
+        with urllib.request.urlopen(app_url(address, port) + "fiftyone", timeout=2) as reply:
+            return "version" in json.loads(reply.read())
+    except (OSError, ValueError):
+        return False
+
+
+def check_port(address: str, port: int) -> None:
+    """Fail when `port` on `address` is held by something other than a FiftyOne app."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((address, port))
+            return
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+    if not _fiftyone_answers(address, port):
+        raise CurateError(f"cannot serve the app on {address}:{port} ({reason}): choose another --port or --address")
+
+
+def open_app(name: str, address: str, port: int) -> Any:
+    """Start (or join) the app server for dataset `name`; returns the FiftyOne session."""
+    fo = backend.connected()
+    if not fo.dataset_exists(name):
+        known = ", ".join(fo.list_datasets()) or "none"
+        raise CurateError(f"no FiftyOne dataset {name!r} (datasets: {known}): run `curate publish OUT` first")
+    check_port(address, port)
+    return fo.launch_app(fo.load_dataset(name), address=address, port=port, remote=True, auto=False)
+
+
+def launch_app(name: str, address: str, port: int, wait: bool = True) -> Any:
+    """Serve the app for dataset `name`, print its URL, and (with `wait`) serve until Ctrl-C."""
+    from curate.console import console
+
+    session = open_app(name, address, port)
+    console.print(f"FiftyOne app for dataset {name!r}: {app_url(address, port)}"
+                  + (" (listening on every interface)" if address in ANY_ADDRESS else ""))
+    if wait:
+        console.print("serving; press Ctrl-C to stop")
+        try:
+            session.wait(-1)
+        except KeyboardInterrupt:
+            console.print("app stopped")
+        finally:
+            session.close()
+    return session

@@ -1,0 +1,107 @@
+"""Publish: put OUT's curated collection into a FiftyOne dataset with saved views.
+
+Reads the manifest and, where they exist, issues, duplicates, plan, index.parquet and the
+augmented shards (see `curate.publish.table` and `curate.publish.augmented`). Writes the
+persistent FiftyOne dataset `publish.name` (default "curate-" + OUT's folder name): one sample
+per image that is not `removed` (originals by their source path; augmented variants as files
+under `OUT/publish/augmented/`), the saved views of `curate.publish.views`, and the class
+distribution before and after curation in the dataset's info. Re-publishing the same OUT
+updates the dataset in place (`curate.publish.sync`).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from curate import lineage
+from curate.config import Config
+from curate.errors import ConfigError, CurateError
+from curate.publish import backend
+from curate.publish.augmented import variants
+from curate.publish.dataset import INFO_KEY, default_name, describe, open_dataset
+from curate.publish.sync import sync
+from curate.publish.table import originals, records
+from curate.publish.views import save_views
+from curate.report.facts import class_counts, manifest_rows, plan_rows
+from curate.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PublishSummary:
+    dataset: str
+    samples: int = 0
+    augmented: int = 0
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    views: dict[str, int] = field(default_factory=dict)  # saved view -> samples
+    missing: list[str] = field(default_factory=list)  # stages whose output OUT lacks
+    elapsed_s: float = 0.0
+
+
+def dataset_name(out: str, cfg: Config) -> str:
+    return cfg.publish.name.strip() or default_name(out)
+
+
+def resolve(cfg: Config) -> None:
+    """Fail before any work when FiftyOne or its database is missing, or the name is unusable."""
+    if cfg.publish.name and not any(ch.isalnum() for ch in cfg.publish.name):
+        raise ConfigError(f"publish.name {cfg.publish.name!r} needs at least one letter or digit")
+    backend.check_installed()
+
+
+def publish(src: str | None, out: str, cfg: Config) -> PublishSummary:
+    """Publish OUT (images under SRC; default: the source OUT was scanned from) to FiftyOne.
+    See module doc."""
+    started = time.perf_counter()
+    resolve(cfg)
+    ws = Workspace(out)
+    if not ws.exists("manifest"):
+        raise CurateError(f"{ws.url} has no manifest: run `curate scan SRC -o {out}` first")
+    src = src if src is not None else lineage.source_of(ws)
+    name = dataset_name(out, cfg)
+    table = originals(ws, src)
+    extra = variants(ws, table)
+    table = pd.concat([table, extra], ignore_index=True) if len(extra) else table
+    fo = backend.connected()
+    ds = open_dataset(fo, name, out)
+    changes = sync(fo, ds, records(table, cfg.publish.batch_size))
+    summary = PublishSummary(dataset=name, samples=len(table), augmented=len(extra), added=changes.added,
+                             updated=changes.updated, unchanged=changes.unchanged, removed=changes.removed,
+                             missing=[s for s in ("issues", "duplicates", "plan", "index.parquet") if not ws.exists(s)])
+    codes = sorted(table["error_code"].dropna().unique().tolist())
+    previous = list((ds.info or {}).get(INFO_KEY, {}).get("views", {}))
+    summary.views = save_views(fo, ds, codes, previous)
+    counts = class_counts(manifest_rows(ws), plan_rows(ws))
+    classes = sorted({c for stage in counts.values() for by_class in stage.values() for c in by_class})
+    describe(fo, ds, out, src, classes, {"class_counts": counts, "views": summary.views, "missing": summary.missing})
+    summary.elapsed_s = time.perf_counter() - started
+    return summary
+
+
+def render(summary: PublishSummary, out: str) -> None:
+    """Print what was published (the CLI's output)."""
+    from rich.table import Table
+
+    from curate.console import console
+
+    rate = summary.samples / summary.elapsed_s if summary.elapsed_s else 0.0
+    console.print(f"[bold]publish[/bold]: FiftyOne dataset {summary.dataset!r}: {summary.samples} samples "
+                  f"({summary.augmented} augmented); {summary.added} added, {summary.updated} updated, "
+                  f"{summary.unchanged} unchanged, {summary.removed} removed ({summary.elapsed_s:.1f}s, "
+                  f"{rate:.0f} samples/s)")
+    if summary.missing:
+        console.print(f"not in {out} yet (their fields are empty): {', '.join(summary.missing)}")
+    table = Table(title="saved views", title_justify="left")
+    table.add_column("view")
+    table.add_column("samples", justify="right")
+    for name, n in summary.views.items():
+        table.add_row(name, str(n))
+    console.print(table)
+    console.print(f"open it: curate app --name {summary.dataset}")

@@ -1,0 +1,133 @@
+"""Reliability: locks, determinism, hostile trees, unreadable and vanishing files, read-only
+sources, a full disk."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from curate.config import from_dict
+from curate.pipeline import run_pipeline
+from curate.scan import ScanTask, scan, scan_partition
+from curate.schema import MANIFEST
+from curate.sources import list_source
+from curate.workspace import Workspace
+
+from conftest import SAMPLE, encode, photo_like, write
+
+BIN = Path(sys.executable).parent
+
+
+def rows(out: Path) -> dict[str, dict]:
+    return {r["path"]: r for r in Workspace(str(out)).read("manifest", MANIFEST).to_pylist()}
+
+
+def test_second_run_is_refused_and_a_killed_runs_lock_goes_stale(tmp_path, runner):
+    from curate.cli import main
+
+    out = tmp_path / "out"
+    holder = subprocess.Popen([str(BIN / "python"), "-c",
+                               "import sys, time; from curate.lock import workspace_lock\n"
+                               f"with workspace_lock({str(out)!r}):\n    print('held', flush=True); time.sleep(600)"],
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    refused = runner.invoke(main, ["scan", str(SAMPLE), "-o", str(out)])
+    assert refused.exit_code == 3 and f"pid {holder.pid}" in refused.output and "in use" in refused.output
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    assert (out / ".lock").exists()  # the killed run left its lock ...
+    assert runner.invoke(main, ["scan", str(SAMPLE), "-o", str(out)]).exit_code == 0  # ... which is stale
+    assert not (out / ".lock").exists()
+
+
+@pytest.mark.slow
+def test_same_outputs_whatever_the_workers_and_partitions(tmp_path):
+    from test_flows import outputs
+
+    run_pipeline(str(SAMPLE), str(tmp_path / "a"), from_dict({"engine": {"workers": 1, "partition_size": 1000}}))
+    run_pipeline(str(SAMPLE), str(tmp_path / "b"), from_dict({"engine": {"workers": 2, "partition_size": 7}}))
+    assert outputs(tmp_path / "a") == outputs(tmp_path / "b")
+
+
+def test_hostile_tree(tmp_path, cfg):
+    src = tmp_path / "src"
+    write(src / "ünïcødé class" / "a photo with spaces ☃.jpg", encode(photo_like(1)))
+    write(src / "long" / ("x" * 200 + ".jpg"), encode(photo_like(2)))
+    deep = src.joinpath(*[f"d{i}" for i in range(40)])
+    write(deep / "deep.jpg", encode(photo_like(3)))
+    (src / "long" / "loop").symlink_to(src, target_is_directory=True)  # a symlink loop
+    outside = write(tmp_path / "outside" / "secret.jpg", encode(photo_like(4)))
+    (src / "long" / "escape.jpg").symlink_to(outside)
+    summary = scan(str(src), str(tmp_path / "out"), cfg)
+    got = rows(tmp_path / "out")
+    assert summary.ok == 3 and set(got) == {"ünïcødé class/a photo with spaces ☃.jpg", f"long/{'x' * 200}.jpg",
+                                            "/".join(f"d{i}" for i in range(40)) + "/deep.jpg"}
+    followed = {f.path for f in list_source(str(src), follow_symlinks=True)}
+    assert "long/escape.jpg" in followed  # followed only when asked; the loop still ends
+    assert not any(p.startswith("long/loop/long/loop") for p in followed)
+
+
+@pytest.mark.skipif(shutil.which("capsh") is None, reason="needs capsh to drop root's permission override")
+def test_unreadable_files_and_folders_become_rows(tmp_path):
+    src, out = tmp_path / "src", tmp_path / "out"
+    write(src / "a" / "fine.jpg", encode(photo_like(1)))
+    locked = write(src / "a" / "locked.jpg", encode(photo_like(2)))
+    write(src / "b" / "hidden.jpg", encode(photo_like(3)))
+    locked.chmod(0)
+    (src / "b").chmod(0)
+    try:  # root reads everything: drop that capability for the scan
+        run = subprocess.run(["capsh", "--drop=cap_dac_override,cap_dac_read_search", "--",
+                              "-c", f"'{BIN / 'curate'}' scan '{src}' -o '{out}'"], capture_output=True, text=True)
+    finally:
+        locked.chmod(0o644)
+        (src / "b").chmod(0o755)
+    assert run.returncode == 0, run.stderr
+    got = rows(out)
+    assert got["a/fine.jpg"]["status"] == "ok"
+    assert got["a/locked.jpg"]["error_code"] == "unreadable" and "Permission" in got["a/locked.jpg"]["error_message"]
+    assert got["b"]["error_code"] == "unreadable"
+
+
+def test_file_that_vanishes_during_the_scan(tmp_path, cfg):
+    src = tmp_path / "src"
+    write(src / "a" / "stays.jpg", encode(photo_like(1)))
+    gone = write(src / "a" / "gone.jpg", encode(photo_like(2)))
+    files = list_source(str(src))
+    gone.unlink()  # between listing and reading
+    task = ScanTask(str(src), str(tmp_path / "out"), 0, tuple(files), frozenset(), frozenset(), 32, 10**8, "white")
+    scan_partition(task)
+    table = Workspace(str(tmp_path / "out")).read("manifest.new", MANIFEST).to_pylist()
+    by_path = {r["path"]: r for r in table}
+    assert by_path["a/gone.jpg"]["error_code"] == "vanished" and by_path["a/stays.jpg"]["status"] == "ok"
+
+
+def _unshare(script: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["unshare", "--mount", "--map-root-user", "sh", "-c", script], capture_output=True,
+                          text=True, timeout=600)
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare for a private mount")
+def test_read_only_source_and_full_disk(tmp_path):
+    src, ro, out = tmp_path / "src", tmp_path / "ro", tmp_path / "out"
+    shutil.copytree(SAMPLE / "train" / "coffee", src / "coffee")
+    ro.mkdir()
+    out.mkdir()
+    curate = BIN / "curate"
+    probe = _unshare("true")
+    if probe.returncode != 0:
+        pytest.skip(f"unshare not permitted here: {probe.stderr.strip()}")
+    script = (f"mount --bind -o ro '{src}' '{ro}' && mount -t tmpfs -o size=64k tmpfs '{out}' && "
+              f"'{curate}' run '{ro}' -o '{out}'; echo rc=$?; "
+              f"mount -o remount,size=8m '{out}' && '{curate}' run '{ro}' -o '{out}'; echo rc=$?; "
+              f"'{curate}' verify '{out}'")
+    run = _unshare(script)
+    codes = [line for line in run.stdout.splitlines() if line.startswith("rc=")]
+    assert codes[0] != "rc=0" and codes[1] == "rc=0", run.stdout + run.stderr
+    assert "out of disk space" in run.stderr and "Traceback" not in run.stderr
+    assert "all ok" in run.stdout
