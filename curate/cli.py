@@ -86,7 +86,7 @@ def _run_stage(name: str, src: str | None, out: str, cfg: config_mod.Config) -> 
     from curate.console import show
     from curate.pipeline import preflight, run_stage
 
-    preflight(cfg)
+    preflight(cfg, src)
     summary = run_stage(name, src, out, cfg)
     show(name, summary, out)
     return summary

@@ -44,6 +44,9 @@ class ScanConfig:
     max_pixels: int = option(178_956_970, "images with more pixels are flagged decompression_bomb, not decoded",
                              min=1)
     background: str = option("white", "background for transparent images", choices=("white", "black"))
+    isolate: bool = option(True, "decode in a child process with the time and memory limits below")
+    timeout_s: float = option(30.0, "per-image decode time limit (isolate)", min=0.1, max=3600.0)
+    max_memory_mb: int = option(4096, "decoder process memory limit (isolate)", min=256)
     follow_symlinks: bool = option(False, "follow symbolic links (each folder is entered once, so loops end)")
     ignore: list = option([".*", "*.md", "*.txt", "*.py", "*.json", "*.csv", "*.parquet", "*.npz", "*.toml",
                            "*.yaml", "*.yml"],
@@ -144,6 +147,7 @@ class RunConfig:
 
     src: str = option("", "source folder or fsspec URL")
     out: str = option("", "output folder or fsspec URL")
+    stages: list = option([], "stages `curate run` and the flows run, in pipeline order (empty = all)")
 
 
 @dataclass

@@ -7,6 +7,7 @@ from typing import Any, Callable
 
 from curate import lineage
 from curate.config import Config
+from curate.errors import ConfigError
 from curate.lock import workspace_lock
 from curate.dedup.stage import dedup
 from curate.dedup.stage import resolve as resolve_dedup
@@ -15,6 +16,7 @@ from curate.rebalance.stage import resolve as resolve_rebalance
 from curate.scan import scan
 from curate.shards.stage import resolve as resolve_shard
 from curate.shards.stage import shard
+from curate.sources import open_source, read_labels
 from curate.validate.stage import resolve as resolve_validate
 from curate.validate.stage import validate
 from curate.workspace import Workspace
@@ -31,8 +33,22 @@ STAGES: dict[str, Callable[[str, str, Config], Any]] = {
 }
 
 
-def preflight(cfg: Config) -> None:
-    """Reject bad stage settings (unknown check names, …) before any work starts."""
+def selected_stages(cfg: Config) -> list[str]:
+    """The stages to run, in pipeline order: `[run] stages`, or all of them."""
+    unknown = sorted(set(cfg.run.stages) - set(STAGES))
+    if unknown:
+        raise ConfigError(f"run.stages: unknown stage {unknown[0]!r}; valid stages: {', '.join(STAGES)}")
+    return [name for name in STAGES if not cfg.run.stages or name in cfg.run.stages]
+
+
+def preflight(cfg: Config, src: str | None = None) -> None:
+    """Reject a bad source, labels file or stage setting (unknown check names, …) before any
+    work starts, so that a mistake leaves nothing behind."""
+    selected_stages(cfg)
+    if src is not None:
+        open_source(src)
+        if cfg.scan.labels:
+            read_labels(cfg.scan.labels)
     resolve_validate(cfg)
     resolve_dedup(cfg)
     resolve_rebalance(cfg)
@@ -53,10 +69,10 @@ def run_stage(name: str, src: str | None, out: str, cfg: Config) -> Any:
 def run_pipeline(src: str, out: str, cfg: Config,
                  on_stage: Callable[[str, Any], None] | None = None) -> dict[str, Any]:
     """Run every stage on SRC into OUT; `on_stage(name, summary)` is called after each."""
-    preflight(cfg)
+    preflight(cfg, src)
     summaries = {}
     with workspace_lock(out):
-        for name in STAGES:
+        for name in selected_stages(cfg):
             log.info("stage %s", name)
             summaries[name] = run_stage(name, src, out, cfg)
             if on_stage:

@@ -12,16 +12,16 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
-import fsspec
 import pyarrow as pa
 import pyarrow.compute as pc
 import xxhash
 
 from curate.config import Config
 from curate.engine import dask_client, run_tasks
-from curate.imaging.probe import fingerprint, probe
+from curate.imaging.probe import fingerprint
+from curate.imaging.sandbox import DecodeJob, decode_file, opener, sandboxed
 from curate.schema import MANIFEST, ErrorCode, Status
 from curate.sources import SourceFile, list_source
 from curate.workspace import Workspace
@@ -44,6 +44,9 @@ class ScanTask:
     decode_size: int
     max_pixels: int
     background: str
+    isolate: bool = True
+    timeout_s: float = 30.0
+    max_memory_mb: int = 4096
 
 
 @dataclass
@@ -73,30 +76,32 @@ def sample_id(path: str, bytes_hash: str | None) -> str:
     return xxhash.xxh3_64_hexdigest(f"{path}\0{bytes_hash or ''}".encode())
 
 
-def _read_file(fs: fsspec.AbstractFileSystem, path: str) -> tuple[bytes | None, dict[str, Any] | None]:
-    try:
-        with fs.open(path, "rb") as f:
-            return f.read(), None
-    except FileNotFoundError as exc:
-        return None, {"error_code": ErrorCode.VANISHED.value, "error_message": f"file vanished during the scan: {exc}"}
-    except OSError as exc:
-        return None, {"error_code": ErrorCode.UNREADABLE.value, "error_message": f"{type(exc).__name__}: {exc}"}
-
-
-def _new_row(f: SourceFile, data: bytes | None, facts: dict[str, Any]) -> dict[str, Any]:
+def _new_row(f: SourceFile, size: int | None, facts: dict[str, Any]) -> dict[str, Any]:
     extension = f.path.rpartition(".")[2].lower() if "." in f.path.rpartition("/")[2] else ""
     row = {"path": f.path, "label": f.label, "split": f.split, "mtime": f.mtime, "extension": extension,
-           "size_bytes": len(data) if data is not None else f.size, **facts}
+           "size_bytes": size if size is not None else f.size, **facts}
     row["sample_id"] = sample_id(f.path, row.get("bytes_hash"))
     return row
 
 
+def _decode_all(task: ScanTask, paths: list[str]) -> Iterator[tuple[dict[str, Any], bytes | None, int | None]]:
+    """(facts, thumbnail, size) per path: in a sandboxed child process, or in this one."""
+    job = DecodeJob(task.src, tuple(paths), task.decode_size, task.max_pixels, task.background, task.max_memory_mb)
+    if task.isolate:
+        yield from sandboxed(job, task.timeout_s)
+        return
+    open_file, root = opener(task.src)
+    for path in paths:
+        yield decode_file(open_file, root, path, job)
+
+
 def scan_partition(task: ScanTask) -> dict[str, int]:
     """Decode one partition's files and write its manifest part. Returns small counts."""
-    fs, root = fsspec.core.url_to_fs(task.src)
+    old = _previous_rows(task)
+    to_decode = [f.path for f in task.files if f.path not in old and not f.error]
+    decoded = dict(zip(to_decode, _decode_all(task, to_decode)))
     rows: list[dict[str, Any]] = []
     thumbs: list[bytes | None] = []
-    old = _previous_rows(task)
     for f in task.files:
         if f.path in old:
             row = dict(old[f.path])
@@ -108,22 +113,16 @@ def scan_partition(task: ScanTask) -> dict[str, int]:
             thumbs.append(None)
             continue
         if f.error:
-            data, facts = None, {"status": Status.ERROR.value, "error_code": ErrorCode.UNREADABLE.value,
-                                 "error_message": f.error}
-            thumb = None
+            facts, thumb, size = {"status": Status.ERROR.value, "error_code": ErrorCode.UNREADABLE.value,
+                                  "error_message": f.error}, None, None
         else:
-            data, failure = _read_file(fs, f"{root}/{f.path}")
-            if failure:
-                facts, thumb = {"status": Status.ERROR.value, **failure}, None
-            else:
-                facts, thumb = probe(data, decode_size=task.decode_size, max_pixels=task.max_pixels,
-                                     background=task.background)
-        rows.append(_new_row(f, data, facts))
+            facts, thumb, size = decoded[f.path]
+        rows.append(_new_row(f, size, facts))
         thumbs.append(thumb)
     fingerprint(rows, thumbs)
     table = pa.Table.from_pylist(rows, schema=MANIFEST)
     Workspace(task.out).write_table(f"{STAGING}/part-{task.index:05d}.parquet", table, MANIFEST)
-    return {"decoded": sum(1 for f in task.files if f.path not in old), "reused": len(task.reuse)}
+    return {"decoded": len(to_decode), "reused": len(task.reuse)}
 
 
 def _previous_rows(task: ScanTask) -> dict[str, dict[str, Any]]:
@@ -151,12 +150,14 @@ def plan_tasks(src: str, out: str, cfg: Config, files: list[SourceFile],
     everything = sorted(files + gone, key=lambda f: f.path)
     removed = {f.path for f in gone}
     size = cfg.engine.partition_size
+    isolate = cfg.scan.isolate and not src.startswith("memory://")  # a child cannot see this process's memory
     tasks = []
     for i in range(0, len(everything), size):
         chunk = tuple(everything[i:i + size])
         paths = {f.path for f in chunk}
         tasks.append(ScanTask(src, out, i // size, chunk, frozenset(paths & reuse), frozenset(paths & removed),
-                              cfg.scan.decode_size, cfg.scan.max_pixels, cfg.scan.background))
+                              cfg.scan.decode_size, cfg.scan.max_pixels, cfg.scan.background, isolate,
+                              cfg.scan.timeout_s, cfg.scan.max_memory_mb))
     return tasks
 
 

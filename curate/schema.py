@@ -4,38 +4,11 @@ Writers always pass one of these schemas explicitly; nothing is inferred from a 
 """
 from __future__ import annotations
 
-import enum
-
 import pyarrow as pa
 
+from curate.codes import ErrorCode, Severity, Status
 
-class Status(str, enum.Enum):
-    """What the scan could make of one source file."""
-
-    OK = "ok"
-    ERROR = "error"
-    REMOVED = "removed"  # seen by an earlier scan, gone from the source now
-
-
-class ErrorCode(str, enum.Enum):
-    """Why a file could not be used as an image. Stored in `manifest.error_code`."""
-
-    ZERO_BYTE = "zero_byte"
-    NOT_IMAGE = "not_image"
-    UNSUPPORTED_CODEC = "unsupported_codec"
-    TRUNCATED = "truncated"
-    CORRUPT = "corrupt"
-    DECOMPRESSION_BOMB = "decompression_bomb"
-    UNREADABLE = "unreadable"
-    VANISHED = "vanished"
-
-
-class Severity(str, enum.Enum):
-    """How bad a fired check is: `error` means the image cannot be used."""
-
-    ERROR = "error"
-    WARNING = "warning"
-    INFO = "info"
+__all__ = ["ErrorCode", "Severity", "Status", "SPLITS", "MANIFEST", "ISSUES", "DUPLICATES", "PLAN", "SHARD", "INDEX"]
 
 
 SPLITS = ("train", "val", "test")

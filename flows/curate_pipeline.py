@@ -12,7 +12,7 @@ from prefect import flow
 
 from curate.engine import shared_cluster
 from curate.errors import CurateError
-from curate.pipeline import STAGES, preflight
+from curate.pipeline import preflight, selected_stages
 from flows.common import parse_args, publish_artifact, resolve_run, stage_task
 
 
@@ -21,11 +21,11 @@ def curate_pipeline(src: str | None = None, out: str | None = None, config: str 
                     scheduler: str | None = None) -> dict[str, Any]:
     """Every stage in order on one shared Dask cluster; publishes a markdown summary artifact."""
     src, out, cfg = resolve_run(src, out, config, scheduler)
-    preflight(cfg)
+    preflight(cfg, src)
     summaries: dict[str, Any] = {}
     with shared_cluster(cfg.engine) as engine:
         cfg = dataclasses.replace(cfg, engine=engine)
-        for name in STAGES:
+        for name in selected_stages(cfg):
             summaries[name] = stage_task(name, src, out, cfg.to_dict())
     publish_artifact(out, summaries, key="curate-pipeline-summary")
     return summaries

@@ -14,7 +14,7 @@ from prefect import flow, get_run_logger
 
 from curate.engine import shared_cluster
 from curate.errors import CurateError
-from curate.pipeline import STAGES, preflight
+from curate.pipeline import preflight, selected_stages
 from flows.common import parse_args, publish_artifact, resolve_run, stage_task
 
 
@@ -23,7 +23,7 @@ def incremental_refresh(src: str | None = None, out: str | None = None, config: 
                         scheduler: str | None = None) -> dict[str, Any]:
     """Rescan SRC into OUT; rerun the later stages only if something changed."""
     src, out, cfg = resolve_run(src, out, config, scheduler)
-    preflight(cfg)
+    preflight(cfg, src)
     logger = get_run_logger()
     summaries: dict[str, Any] = {}
     with shared_cluster(cfg.engine) as engine:
@@ -35,7 +35,9 @@ def incremental_refresh(src: str | None = None, out: str | None = None, config: 
             summaries["changed"] = 0
             return summaries
         logger.info("%d new or changed files, %d removed: updating", scan["decoded"], scan["newly_removed"])
-        for name in list(STAGES)[1:]:
+        for name in selected_stages(cfg):
+            if name == "scan":
+                continue
             summaries[name] = stage_task(name, src, out, cfg.to_dict())
     summaries["changed"] = changed
     publish_artifact(out, summaries, key="curate-incremental-refresh-summary")

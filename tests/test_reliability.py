@@ -20,6 +20,7 @@ from curate.sources import list_source
 from curate.workspace import Workspace
 
 from conftest import SAMPLE, encode, photo_like, write
+from test_validate import bomb_png
 
 BIN = Path(sys.executable).parent
 
@@ -122,12 +123,33 @@ def test_read_only_source_and_full_disk(tmp_path):
     probe = _unshare("true")
     if probe.returncode != 0:
         pytest.skip(f"unshare not permitted here: {probe.stderr.strip()}")
+    config = tmp_path / "c.toml"
+    config.write_text('[run]\nstages = ["scan", "validate", "dedup", "rebalance", "shard"]\n')
+    run_cmd = f"'{curate}' run '{ro}' -o '{out}' --config '{config}'"
     script = (f"mount --bind -o ro '{src}' '{ro}' && mount -t tmpfs -o size=64k tmpfs '{out}' && "
-              f"'{curate}' run '{ro}' -o '{out}'; echo rc=$?; "
-              f"mount -o remount,size=8m '{out}' && '{curate}' run '{ro}' -o '{out}'; echo rc=$?; "
+              f"{run_cmd}; echo rc=$?; mount -o remount,size=8m '{out}' && {run_cmd}; echo rc=$?; "
               f"'{curate}' verify '{out}'")
     run = _unshare(script)
     codes = [line for line in run.stdout.splitlines() if line.startswith("rc=")]
     assert codes[0] != "rc=0" and codes[1] == "rc=0", run.stdout + run.stderr
     assert "out of disk space" in run.stderr and "Traceback" not in run.stderr
     assert "all ok" in run.stdout
+
+
+def test_decoder_time_and_memory_limits_contain_hostile_images(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    src = tmp_path / "src"
+    write(src / "a" / "0_first.png", encode(photo_like(1), "PNG"))
+    noise = np.random.default_rng(0).integers(0, 255, (3000, 3000, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(src / "a" / "1_slow.png", compress_level=1)  # ~0.3 s to decode
+    write(src / "a" / "1_huge.png", bomb_png(12_000, 12_000, color_type=2))  # 432 MB of RGB, 100 bytes of file
+    write(src / "a" / "2_after.png", encode(photo_like(2), "PNG"))
+    for limits, victim, code in [({"timeout_s": 0.1}, "a/1_slow.png", "timeout"),
+                                 ({"max_memory_mb": 384}, "a/1_huge.png", "memory_limit")]:
+        out = tmp_path / code
+        scan(str(src), str(out), from_dict({"scan": limits}))
+        got = rows(out)
+        assert got[victim]["error_code"] == code, got[victim]["error_message"]
+        assert got["a/0_first.png"]["status"] == got["a/2_after.png"]["status"] == "ok"  # the scan went on

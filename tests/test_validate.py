@@ -28,9 +28,9 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
-def bomb_png(width: int, height: int) -> bytes:
-    """A tiny PNG whose header claims width x height pixels."""
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+def bomb_png(width: int, height: int, color_type: int = 0) -> bytes:
+    """A tiny PNG whose header claims width x height pixels (color type 0 gray, 2 RGB)."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, color_type, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", zlib.compress(b"\0" * 64)) + \
         _png_chunk(b"IEND", b"")
 

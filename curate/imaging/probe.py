@@ -17,7 +17,7 @@ from PIL import Image, ImageCms, UnidentifiedImageError
 from curate.imaging import formats
 from curate.imaging.hashes import THUMB, dhash, phash_d8
 from curate.imaging.quality import quality_stats
-from curate.schema import ErrorCode, Status
+from curate.codes import ErrorCode, Status
 
 _ORIENT_OPS = {
     2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
@@ -153,8 +153,9 @@ def probe(data: bytes, *, decode_size: int = 32, max_pixels: int = 178_956_970,
                 im.load()
         except Image.DecompressionBombError as exc:
             return _error(ErrorCode.DECOMPRESSION_BOMB, str(exc), **facts), None
-        except (OSError, SyntaxError, ValueError, EOFError, zlib.error, IndexError, TypeError,
-                MemoryError) as exc:
+        except MemoryError:
+            return _error(ErrorCode.MEMORY_LIMIT, f"not enough memory to decode {w}x{h} pixels", **facts), None
+        except (OSError, SyntaxError, ValueError, EOFError, zlib.error, IndexError, TypeError) as exc:
             message = f"{type(exc).__name__}: {exc}"
             if "truncated" in str(exc).lower() or isinstance(exc, EOFError):
                 recoverable = _lenient_jpeg_decodes(data) if im.format == "JPEG" else None

@@ -68,6 +68,9 @@ _INTEGRITY_HELP = {
     ErrorCode.DECOMPRESSION_BOMB: "more pixels than scan.max_pixels",
     ErrorCode.UNREADABLE: "the file could not be read (permissions, I/O error)",
     ErrorCode.VANISHED: "the file disappeared during the scan",
+    ErrorCode.TIMEOUT: "decoding took longer than scan.timeout_s (a decoder loop)",
+    ErrorCode.MEMORY_LIMIT: "decoding needed more memory than scan.max_memory_mb",
+    ErrorCode.DECODER_CRASHED: "the decoder process died on this file",
 }
 
 
