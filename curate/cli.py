@@ -203,9 +203,14 @@ def run(src: str, out: str, flow: bool, config_path: str | None, workers: int | 
     """Run every stage on SRC into OUT, with the config's settings."""
     cfg = config_mod.override(config_mod.load_config(config_path), "engine", workers=workers, scheduler=scheduler)
     if flow:
+        from flows.common import prefect_api
         from flows.curate_pipeline import curate_pipeline
 
-        curate_pipeline(src, out, config_path, cfg.engine.scheduler or None)
+        try:
+            with prefect_api():
+                curate_pipeline(src, out, config_path, cfg.engine.scheduler or None)
+        except RuntimeError as exc:  # e.g. Prefect's temporary server did not come up
+            raise CurateError(f"the flow run failed: {str(exc).splitlines()[0]}") from exc
         click.echo(f"flow run finished: outputs in {out}")
         return
     from curate.console import show

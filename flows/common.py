@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
-from typing import Any
+from typing import Any, Iterator
 
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
@@ -64,6 +65,27 @@ def summary_markdown(out: str, summaries: dict[str, dict[str, Any]]) -> str:
 
 def publish_artifact(out: str, summaries: dict[str, dict[str, Any]], key: str) -> None:
     create_markdown_artifact(key=key, markdown=summary_markdown(out, summaries), description="curate run summary")
+
+
+@contextlib.contextmanager
+def prefect_api(startup_timeout_s: int = 300) -> Iterator[None]:
+    """A Prefect API for the flow runs in this block: PREFECT_API_URL's server when set, else
+    Prefect's temporary server, started here with a start-up allowance that a busy machine with
+    a fresh database needs, and stopped on exit (no process left behind)."""
+    if os.environ.get("PREFECT_API_URL"):
+        yield
+        return
+    from prefect.server.api.server import SubprocessASGIServer
+
+    server = SubprocessASGIServer()  # the instance Prefect's own client will find and reuse
+    server.start(timeout=startup_timeout_s)
+    try:
+        yield
+    finally:
+        from prefect.logging.handlers import APILogHandler
+
+        APILogHandler.flush()  # send the run's last logs while the server is still up
+        server.stop()
 
 
 def parse_args(description: str) -> argparse.Namespace:

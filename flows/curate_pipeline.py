@@ -13,7 +13,7 @@ from prefect import flow
 from curate.engine import shared_cluster
 from curate.errors import CurateError
 from curate.pipeline import preflight, selected_stages
-from flows.common import parse_args, publish_artifact, resolve_run, stage_task
+from flows.common import parse_args, prefect_api, publish_artifact, resolve_run, stage_task
 
 
 @flow(name="curate-pipeline")
@@ -34,7 +34,8 @@ def curate_pipeline(src: str | None = None, out: str | None = None, config: str 
 def main() -> int:
     args = parse_args(__doc__.splitlines()[0])
     try:
-        curate_pipeline(args.src, args.out, args.config, args.scheduler)
+        with prefect_api():
+            curate_pipeline(args.src, args.out, args.config, args.scheduler)
     except CurateError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code

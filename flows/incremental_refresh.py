@@ -15,7 +15,7 @@ from prefect import flow, get_run_logger
 from curate.engine import shared_cluster
 from curate.errors import CurateError
 from curate.pipeline import preflight, selected_stages
-from flows.common import parse_args, publish_artifact, resolve_run, stage_task
+from flows.common import parse_args, prefect_api, publish_artifact, resolve_run, stage_task
 
 
 @flow(name="curate-incremental-refresh")
@@ -47,7 +47,8 @@ def incremental_refresh(src: str | None = None, out: str | None = None, config: 
 def main() -> int:
     args = parse_args(__doc__.splitlines()[0])
     try:
-        incremental_refresh(args.src, args.out, args.config, args.scheduler)
+        with prefect_api():
+            incremental_refresh(args.src, args.out, args.config, args.scheduler)
     except CurateError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
