@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-from typing import Any, Iterator
+import sys
+from typing import Any, Callable, Iterator
 
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
@@ -88,10 +89,18 @@ def prefect_api(startup_timeout_s: int = 300) -> Iterator[None]:
         server.stop()
 
 
-def parse_args(description: str) -> argparse.Namespace:
+def main(flow_fn: Callable[..., Any], description: str) -> int:
+    """`python -m flows.<flow> [SRC] [-o OUT] [--config FILE] [--scheduler ADDRESS]`."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("src", nargs="?", help="source folder or fsspec URL (default: [run] src of the config)")
     parser.add_argument("-o", "--out", help="output folder (default: [run] out of the config)")
     parser.add_argument("--config", help="TOML config (curate init)")
     parser.add_argument("--scheduler", help="address of an existing Dask scheduler")
-    return parser.parse_args()
+    args = parser.parse_args()
+    try:
+        with prefect_api():
+            flow_fn(args.src, args.out, args.config, args.scheduler)
+    except CurateError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    return 0

@@ -13,9 +13,8 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from curate.engine import shared_cluster
-from curate.errors import CurateError
 from curate.pipeline import preflight, selected_stages
-from flows.common import parse_args, prefect_api, publish_artifact, resolve_run, stage_task
+from flows.common import main, publish_artifact, resolve_run, stage_task
 
 
 @flow(name="curate-incremental-refresh")
@@ -44,16 +43,5 @@ def incremental_refresh(src: str | None = None, out: str | None = None, config: 
     return summaries
 
 
-def main() -> int:
-    args = parse_args(__doc__.splitlines()[0])
-    try:
-        with prefect_api():
-            incremental_refresh(args.src, args.out, args.config, args.scheduler)
-    except CurateError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(incremental_refresh, __doc__.splitlines()[0]))

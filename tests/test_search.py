@@ -6,6 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from curate.dedup.search import choose_bands, query_pairs, radius_pairs
+from curate.imaging.hashes import hamming
 
 
 def planted(n: int, t: int, seed: int) -> np.ndarray:
@@ -18,7 +19,7 @@ def planted(n: int, t: int, seed: int) -> np.ndarray:
 
 
 def brute(h: np.ndarray, t: int) -> set[tuple[int, int]]:
-    d = np.bitwise_count(np.bitwise_xor(h[:, None], h[None, :]))
+    d = hamming(h[:, None], h[None, :])
     i, j = np.nonzero(np.triu(d <= t, k=1))
     return set(zip(i.tolist(), j.tolist()))
 
@@ -29,15 +30,19 @@ def test_radius_pairs_equals_brute_force(n, t, seed):
     h = planted(n, t, seed)
     i, j, d = radius_pairs(h, t)
     assert set(zip(i.tolist(), j.tolist())) == brute(h, t)
-    assert (d == np.bitwise_count(np.bitwise_xor(h[i], h[j]))).all()
+    assert (d == hamming(h[i], h[j])).all()
 
 
 def test_query_pairs_equals_brute_force():
     index, queries = planted(500, 6, 1), planted(200, 6, 2)
     queries[:50] = index[:50] ^ 0b1011  # 3 bits away
     i, j, _ = query_pairs(index, queries, 6)
-    d = np.bitwise_count(np.bitwise_xor(queries[:, None], index[None, :]))
+    d = hamming(queries[:, None], index[None, :])
     assert set(zip(i.tolist(), j.tolist())) == set(zip(*(x.tolist() for x in np.nonzero(d <= 6))))
+
+
+def test_hamming_counts_the_sign_bit():
+    assert hamming(-1, 0) == 64 and hamming(np.int64(-(2**63)), 0) == 1 and hamming(5, 6) == 2
 
 
 def test_band_choice_keeps_the_pigeonhole_guarantee():

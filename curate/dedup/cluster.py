@@ -15,6 +15,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from curate.dedup.search import query_pairs
+from curate.imaging.hashes import hamming
 
 
 @dataclass
@@ -116,5 +117,5 @@ def components(n: int, edges: Edges) -> np.ndarray:
 def distance_to(rep: int, members: np.ndarray, phash: np.ndarray, d8: np.ndarray | None) -> np.ndarray:
     """pHash bits from each member to the representative (least over flips/rotations with d8)."""
     if d8 is None:
-        return np.bitwise_count(np.bitwise_xor(phash[members], phash[rep])).astype(np.int16)
-    return np.bitwise_count(np.bitwise_xor(d8[members], phash[rep])).min(axis=1).astype(np.int16)
+        return hamming(phash[members], phash[rep]).astype(np.int16)
+    return hamming(d8[members], phash[rep]).min(axis=1).astype(np.int16)

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from curate.imaging.hashes import hamming
+
 MAX_BAND_BITS = 24
 CANDIDATES_PER_CHUNK = 8_000_000
 
@@ -120,7 +122,7 @@ def probe_band(index: np.ndarray, queries: np.ndarray, query_ids: np.ndarray, th
         qsel = qid[src]
         keep = (qsel < cand) if self_join else np.ones(total, dtype=bool)
         src, cand, qsel = src[keep], cand[keep], qsel[keep]
-        dist = np.bitwise_count(np.bitwise_xor(qh[src], index[cand]))
+        dist = hamming(qh[src], index[cand])
         ok = dist <= threshold
         out_q.append(qsel[ok])
         out_j.append(cand[ok])
@@ -143,27 +145,26 @@ def unique_pairs(q: np.ndarray, j: np.ndarray, d: np.ndarray, n: int) -> tuple[n
     return code[first] // n, code[first] % n, d[first]
 
 
+def _search(index: np.ndarray, queries: np.ndarray, threshold: int, self_join: bool
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    index = np.ascontiguousarray(index, dtype=np.int64)
+    queries = index if self_join else np.ascontiguousarray(queries, dtype=np.int64)
+    bands = choose_bands(len(index), threshold)
+    ref = HashesRef(index)
+    ids = np.arange(len(queries), dtype=np.int64)
+    found = [probe_band(index, queries, ids, threshold, bands, b, self_join, ref) for b in range(len(bands.widths))]
+    _table.cache_clear()
+    return unique_pairs(*(np.concatenate(x) for x in zip(*found)), max(len(index), 1))
+
+
 def radius_pairs(hashes: np.ndarray, threshold: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """All pairs i < j with Hamming(hashes[i], hashes[j]) <= threshold, exactly (in-process)."""
-    hashes = np.ascontiguousarray(hashes, dtype=np.int64)
-    bands = choose_bands(len(hashes), threshold)
-    ref = HashesRef(hashes)
-    ids = np.arange(len(hashes), dtype=np.int64)
-    found = [probe_band(hashes, hashes, ids, threshold, bands, b, True, ref) for b in range(len(bands.widths))]
-    _table.cache_clear()
-    return unique_pairs(*(np.concatenate(x) for x in zip(*found)), len(hashes))
+    return _search(hashes, hashes, threshold, self_join=True)
 
 
 def query_pairs(index: np.ndarray, queries: np.ndarray, threshold: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """All (query i, index j) with Hamming(queries[i], index[j]) <= threshold, exactly."""
-    index = np.ascontiguousarray(index, dtype=np.int64)
-    queries = np.ascontiguousarray(queries, dtype=np.int64)
-    bands = choose_bands(len(index), threshold)
-    ref = HashesRef(index)
-    ids = np.arange(len(queries), dtype=np.int64)
-    found = [probe_band(index, queries, ids, threshold, bands, b, False, ref) for b in range(len(bands.widths))]
-    _table.cache_clear()
-    return unique_pairs(*(np.concatenate(x) for x in zip(*found)), max(len(index), 1))
+    return _search(index, queries, threshold, self_join=False)
 
 
 def _probe_chunk(hashes: np.ndarray, threshold: int, bands: Bands, band: int, lo: int, hi: int

@@ -49,7 +49,9 @@ def pack_int64(bits: np.ndarray) -> np.ndarray:
 
 def hamming(a: np.ndarray | int, b: np.ndarray | int) -> np.ndarray:
     """Bitwise Hamming distance between int64 hashes (broadcasting)."""
-    return np.bitwise_count(np.bitwise_xor(np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)))
+    # viewed as uint64: on signed integers np.bitwise_count counts the bits of |x|
+    xor = np.bitwise_xor(np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64))
+    return np.bitwise_count(xor.view(np.uint64))
 
 
 def int64_to_hex(value: int) -> str:
