@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 OUT ?= out/sample_data
 
-.PHONY: install demo test test-fast fast-pillow clean
+.PHONY: install system-deps demo test test-fast clean
 
 install: $(STAMP)
 
@@ -19,7 +19,11 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/curate run sample_data -o $(OUT)
 
-test: $(STAMP)
+# Debian packages the tests use (headless Chromium for the report screenshot).
+system-deps:
+	bash .ci/setup-system.sh
+
+test: system-deps $(STAMP)
 	$(VENV)/bin/pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; exit $$rc
 
 test-fast: $(STAMP)

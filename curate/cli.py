@@ -245,5 +245,13 @@ def schedule(config_path: str, cron: str, name: str) -> None:
     incremental_refresh.serve(name=name, cron=cron, parameters={"config": str(Path(config_path).resolve())})
 
 
+def _register_plugins() -> None:
+    from curate.augment.cli import augment
+
+    main.add_command(augment)
+
+
+_register_plugins()
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -96,8 +96,14 @@ def show_shard(summary: Any, out: str) -> None:
     console.print(f"shards: {out}/shards/  index: {out}/index.parquet  dataset: {out}/dataset.json")
 
 
+def show_augment(summary: Any, out: str) -> None:
+    from curate.augment.summary import render
+
+    render(summary, out)
+
+
 RENDERERS = {"scan": show_scan, "validate": show_validate, "dedup": show_dedup, "rebalance": show_rebalance,
-             "shard": show_shard}
+             "shard": show_shard, "augment": show_augment}
 
 
 def show(stage: str, summary: Any, out: str) -> None:

@@ -6,6 +6,7 @@ import logging
 from typing import Any, Callable
 
 from curate import lineage
+from curate.augment.settings import resolve as resolve_augment
 from curate.config import Config
 from curate.errors import ConfigError
 from curate.lock import workspace_lock
@@ -23,6 +24,13 @@ from curate.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
+def augment(src: str, out: str, cfg: Config) -> Any:
+    """The augment stage (torch and Kornia are imported only when it runs)."""
+    from curate.augment.stage import augment as run_augment
+
+    return run_augment(src, out, cfg)
+
+
 # name -> function(src, out, cfg) -> summary, in the order `curate run` runs them.
 STAGES: dict[str, Callable[[str, str, Config], Any]] = {
     "scan": scan,
@@ -30,6 +38,7 @@ STAGES: dict[str, Callable[[str, str, Config], Any]] = {
     "dedup": dedup,
     "rebalance": rebalance,
     "shard": shard,
+    "augment": augment,
 }
 
 
@@ -53,6 +62,7 @@ def preflight(cfg: Config, src: str | None = None) -> None:
     resolve_dedup(cfg)
     resolve_rebalance(cfg)
     resolve_shard(cfg)
+    resolve_augment(cfg)
 
 
 def run_stage(name: str, src: str | None, out: str, cfg: Config) -> Any:

@@ -16,10 +16,10 @@ from PIL import Image
 
 from curate.augment.cli import augment as augment_command
 from curate.augment.ops import OPS, resolve_ops
-from curate.augment.pipeline import Pipeline
+from curate.augment.pipeline import Pipeline, Sampler
 from curate.augment.stage import augment, resolve
 from curate.augment.variants import variant_seed
-from curate.config import from_dict, load_config
+from curate.config import default_toml, from_dict, load_config
 from curate.errors import ConfigError
 from curate.pipeline import run_stage
 from curate.schema import PLAN
@@ -110,10 +110,10 @@ def test_recorded_parameters_replay_from_the_seed_alone(augmented):
     out, _ = augmented
     rows = variants(out)
     cfg = from_dict(config())
-    pipeline = Pipeline(resolve_ops(cfg.augment.ops, SIZE), SIZE, torch.device("cpu"))
+    sampler = Sampler(resolve_ops(cfg.augment.ops, SIZE), SIZE)
     seeds = [r["augment_seed"] for r in rows]
-    one_by_one = [pipeline.describe(pipeline.sample([s])[0]) for s in seeds]
-    batched = [pipeline.describe(d) for d in pipeline.sample(list(reversed(seeds)))][::-1]
+    one_by_one = [sampler.describe(sampler.sample([s])[0]) for s in seeds]
+    batched = [sampler.describe(d) for d in sampler.sample(list(reversed(seeds)))][::-1]
     assert one_by_one == batched == [json.loads(r["augment_ops"]) for r in rows]
     assert len({r["augment_ops"] for r in rows}) == len(rows)
 
@@ -230,9 +230,20 @@ def test_unknown_class_lists_the_plan_classes(planned, tmp_path):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown where there is no GPU")
-def test_cuda_without_a_gpu_fails_cleanly():
-    with pytest.raises(ConfigError, match="sees no CUDA device: use --device cpu"):
-        resolve(from_dict({"augment": {"device": "cuda"}}))
+def test_cuda_without_a_gpu_fails_before_any_work(planned, tmp_path):
+    resolve(from_dict({"augment": {"device": "cuda:1"}}))  # a valid name: presence is checked when the stage starts
+    out = fresh(planned, tmp_path)
+    with pytest.raises(ConfigError, match="augment.device='cuda', but torch .* sees no CUDA device: use --device cpu"):
+        augment(str(SAMPLE), str(out), from_dict(config(device="cuda")))
+    assert not (out / "augmented").exists()
+
+
+def test_the_default_config_file_resolves(tmp_path):
+    path = tmp_path / "curate.toml"
+    path.write_text(default_toml())
+    cfg = load_config(path)
+    resolve(cfg)
+    assert [op.config()["name"] for op in resolve_ops(cfg.augment.ops, cfg.augment.size)] == DEFAULT_OPS
 
 
 def test_ops_from_a_toml_file(tmp_path):
@@ -246,7 +257,7 @@ def test_ops_from_a_toml_file(tmp_path):
                                            {"name": "gaussian_blur", "kernel_size": 5, "sigma": [0.5, 2.0], "p": 0.5}]
     x = torch.arange(32, dtype=torch.uint8).repeat(2, 32, 1).unsqueeze(-1).expand(2, 32, 32, 3).contiguous()
     pipeline = Pipeline(ops[:1], 32, torch.device("cpu"))
-    flipped = pipeline.apply(x.transpose(1, 2).contiguous(), pipeline.collate(pipeline.sample([1, 2])))
+    flipped = pipeline.apply(x.transpose(1, 2).contiguous(), pipeline.sampler.collate(pipeline.sampler.sample([1, 2])))
     assert torch.equal(flipped, x.transpose(1, 2).flip(1))  # p = 1: every variant is flipped upside down
 
 
@@ -261,11 +272,33 @@ def test_cli_runs_records_and_reports(planned, tmp_path, runner):
     assert record["summary"]["variants"] == {k: v for k, v in Counter(r["label_name"] for r in variants(out)).items()}
 
 
-def test_cli_mistake_is_one_line(planned, tmp_path, runner):
+def test_cli_lists_the_ops_with_their_parameters(runner):
+    result = runner.invoke(augment_command, ["--list-ops"])
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    assert [ln.split(":")[0] for ln in lines if not ln.startswith(" ")] == OPS.names()
+    assert "    degrees = 15  (a number within 0..180) angle drawn from [-degrees, degrees]" in lines
+    assert "    scale = [0.8, 1]  (two numbers [low, high], low <= high, within (0, 1]) crop area / image area" in lines
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--device", "gpu"], "error: augment.device='gpu' is not allowed; use auto, cpu, cuda or cuda:N"),
+    (["--batch-size", "0"], "error: config key augment.batch_size=0 is below the minimum 1"),
+    (["--classes", "cat"], "error: augment.classes needs augment.copies: give --copies N with --classes cat"),
+])
+def test_cli_mistake_is_one_line(planned, tmp_path, runner, args, message):
     from curate.cli import CurateGroup
 
     group = CurateGroup("curate", commands={"augment": augment_command})
     out = fresh(planned, tmp_path)
-    result = runner.invoke(group, ["augment", str(out), "--device", "gpu"])
-    assert result.exit_code == 2
-    assert result.output.strip() == ("error: augment.device='gpu' is not allowed; use auto, cpu, cuda or cuda:N")
+    result = runner.invoke(group, ["augment", str(out), *args])
+    assert result.exit_code == 2 and result.output.strip() == message
+    assert not (out / "augmented").exists()
+
+
+def test_cli_on_a_folder_that_was_never_scanned(tmp_path, runner):
+    from curate.cli import CurateGroup
+
+    result = runner.invoke(CurateGroup("curate", commands={"augment": augment_command}), ["augment", str(tmp_path)])
+    assert result.exit_code == 2 and result.output.startswith("error: ") and "curate scan" in result.output
+    assert len(result.output.strip().splitlines()) == 1

@@ -1,15 +1,23 @@
-"""`curate augment OUT`: parse, run the augment stage, record it, report."""
+"""`curate augment OUT`: parse, run the augment stage (under OUT's lock, recorded), report."""
 from __future__ import annotations
 
 import click
 
-from curate import lineage
+from curate.augment.summary import render
 from curate.config import load_config, override
-from curate.workspace import Workspace
 
 
 def _class_list(text: str | None) -> list[str] | None:
     return None if text is None else [c.strip() for c in text.split(",") if c.strip()]
+
+
+def _list_ops(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    from curate.augment.ops import describe_ops
+
+    click.echo("\n".join(describe_ops()))
+    ctx.exit()
 
 
 @click.command()
@@ -22,17 +30,14 @@ def _class_list(text: str | None) -> list[str] | None:
 @click.option("--batch-size", type=int, default=None, help="images per batch on the device")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
               help="TOML config (see `curate init`); embedded defaults when omitted")
+@click.option("--list-ops", is_flag=True, is_eager=True, expose_value=False, callback=_list_ops,
+              help="list the ops [augment] ops can name, with their parameters, and exit")
 def augment(out: str, copies: int | None, classes: str | None, seed: int | None, device: str | None,
             batch_size: int | None, config_path: str | None) -> None:
     """Write augmented variants (Kornia) of the plan's images into OUT/augmented/<split>/ and the index."""
-    from curate.augment.stage import augment as run_augment
-    from curate.augment.stage import render, resolve
+    from curate.pipeline import preflight, run_stage
 
     cfg = override(load_config(config_path), "augment", copies=copies, classes=_class_list(classes), seed=seed,
                    device=device, batch_size=batch_size)
-    resolve(cfg)
-    ws = Workspace(out)
-    src = lineage.source_of(ws)
-    summary = run_augment(src, out, cfg)
-    lineage.record(ws, "augment", src, cfg, summary)
-    render(summary, out)
+    preflight(cfg)
+    render(run_stage("augment", None, out, cfg), out)

@@ -26,7 +26,7 @@ def load(data: bytes, size: int, background: str) -> np.ndarray:
         oriented = ImageOps.exif_transpose(im)
         rgb = _to_display(oriented, png_bit_depth(data) or 8, background).convert("RGB")
     fitted = ImageOps.fit(rgb, (size, size), Image.Resampling.BICUBIC)
-    return np.asarray(fitted, dtype=np.uint8)
+    return np.array(fitted, dtype=np.uint8)
 
 
 EXTENSIONS = {"jpeg": "jpg", "png": "png"}

@@ -1,7 +1,7 @@
 """Which variant goes into which shard of `OUT/augmented/<split>/`, and which shards a rerun keeps.
 
 A source's shard is a seeded hash of its sample_id modulo the shard count, and all its variants
-go there (so it is decoded once, and adding or removing a few sources changes only their
+go there (it is decoded once per batch, and adding or removing a few sources changes only their
 shards). Within a shard, sources are interleaved across classes and each is followed by its
 variants. Each shard carries a fingerprint of everything that decides its bytes (its variants,
 the class list, ops, size, format, quality, seed, batch size, device kind, row group size) in
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import pandas as pd
 import xxhash
 
+from curate.augment.ops import resolve_ops
 from curate.augment.variants import expand
 from curate.config import Config
 from curate.shards.layout import assign, row_group_size, shard_count
@@ -36,10 +37,12 @@ class ShardJob:
 
 
 def fingerprint(cfg: Config, device_kind: str, classes: list[str], variants: pd.DataFrame, rg: int) -> str:
+    """A digest of everything that decides a shard's bytes."""
     a = cfg.augment
     h = xxhash.xxh3_128()
-    settings = {"ops": a.ops, "size": a.size, "format": a.format, "quality": a.quality, "seed": a.seed,
-                "batch_size": a.batch_size, "device": device_kind, "row_group": rg, "classes": classes}
+    settings = {"ops": [op.config() for op in resolve_ops(a.ops, a.size)], "size": a.size, "format": a.format,
+                "quality": a.quality, "seed": a.seed, "batch_size": a.batch_size, "device": device_kind,
+                "row_group": rg, "classes": classes}
     h.update(json.dumps(settings, sort_keys=True).encode() + b"\n")
     for s, p in zip(variants["sample_id"], variants["path"]):
         h.update(f"{s}/{p}\n".encode())

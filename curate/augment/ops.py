@@ -9,12 +9,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable
-
-import kornia.augmentation as K
+from typing import TYPE_CHECKING, Any, Callable
 
 from curate.errors import ConfigError
 from curate.registry import Registry
+
+if TYPE_CHECKING:
+    import kornia.augmentation as K
+
+
+def _kornia() -> Any:
+    """kornia.augmentation, imported when an op is built (validating a config needs no torch)."""
+    import kornia.augmentation
+
+    return kornia.augmentation
 
 
 @dataclass(frozen=True)
@@ -92,20 +100,20 @@ def op(name: str, *params: Param, records: tuple[str, ...] = ()) -> Callable[[Ca
 @op("horizontal_flip", probability(0.5))
 def _horizontal_flip(size: int, p: float) -> K.AugmentationBase2D:
     """Mirror left-right."""
-    return K.RandomHorizontalFlip(p=p)
+    return _kornia().RandomHorizontalFlip(p=p)
 
 
 @op("vertical_flip", probability(0.5))
 def _vertical_flip(size: int, p: float) -> K.AugmentationBase2D:
     """Mirror top-bottom."""
-    return K.RandomVerticalFlip(p=p)
+    return _kornia().RandomVerticalFlip(p=p)
 
 
 @op("rotation", Param("degrees", 15.0, 0.0, 180.0, help="angle drawn from [-degrees, degrees]"), probability(0.5),
     records=("degrees",))
 def _rotation(size: int, degrees: float, p: float) -> K.AugmentationBase2D:
     """Rotate about the centre by an angle drawn from [-degrees, degrees]; corners outside are black."""
-    return K.RandomRotation(degrees=degrees, p=p)
+    return _kornia().RandomRotation(degrees=degrees, p=p)
 
 
 @op("resized_crop", Param("scale", (0.8, 1.0), 0.0, 1.0, "interval", open_lo=True, help="crop area / image area"),
@@ -114,7 +122,7 @@ def _rotation(size: int, degrees: float, p: float) -> K.AugmentationBase2D:
 def _resized_crop(size: int, scale: tuple[float, float], ratio: tuple[float, float], p: float) -> K.AugmentationBase2D:
     """Crop a random area (`scale` of the image, aspect `ratio`) and resize it back to size x size.
     Records the crop's corners (`src`, x,y pixel coordinates)."""
-    return K.RandomResizedCrop((size, size), scale=scale, ratio=ratio, p=p)
+    return _kornia().RandomResizedCrop((size, size), scale=scale, ratio=ratio, p=p)
 
 
 @op("color_jitter", Param("brightness", 0.2, 0.0, 1.0, help="factor drawn from [1-b, 1+b]"),
@@ -125,8 +133,10 @@ def _resized_crop(size: int, scale: tuple[float, float], ratio: tuple[float, flo
 def _color_jitter(size: int, brightness: float, contrast: float, saturation: float, hue: float,
                   p: float) -> K.AugmentationBase2D:
     """Jitter brightness, contrast, saturation and hue, always in that order (a fixed order lets every
-    variant of a batch share one pass; each variant still draws its own factors)."""
-    return K.ColorJitter(brightness, contrast, saturation, hue, p=p, order=(0, 1, 2, 3))
+    variant of a batch share one pass; each variant still draws its own factors). A factor of 0 skips
+    its step (the hue step is most of the op's time on a CPU)."""
+    steps = tuple(i for i, v in enumerate((brightness, contrast, saturation, hue)) if v) or (0,)
+    return _kornia().ColorJitter(brightness, contrast, saturation, hue, p=p, order=steps)
 
 
 @op("gaussian_blur", Param("kernel_size", 3, 3, 31, "odd_int", help="kernel side in pixels"),
@@ -134,7 +144,7 @@ def _color_jitter(size: int, brightness: float, contrast: float, saturation: flo
     probability(0.5), records=("sigma",))
 def _gaussian_blur(size: int, kernel_size: int, sigma: tuple[float, float], p: float) -> K.AugmentationBase2D:
     """Blur with a Gaussian kernel of side `kernel_size` and a standard deviation drawn from `sigma`."""
-    return K.RandomGaussianBlur((kernel_size, kernel_size), sigma, p=p)
+    return _kornia().RandomGaussianBlur((kernel_size, kernel_size), sigma, p=p)
 
 
 @op("perspective", Param("distortion_scale", 0.2, 0.0, 1.0, help="how far corners move (fraction of the side)"),
@@ -142,13 +152,29 @@ def _gaussian_blur(size: int, kernel_size: int, sigma: tuple[float, float], p: f
 def _perspective(size: int, distortion_scale: float, p: float) -> K.AugmentationBase2D:
     """Warp by moving each corner by up to `distortion_scale` of the side; records where the corners
     went (`end_points`, x,y pixel coordinates)."""
-    return K.RandomPerspective(distortion_scale=distortion_scale, p=p)
+    return _kornia().RandomPerspective(distortion_scale=distortion_scale, p=p)
 
 
 @op("grayscale", probability(0.1))
 def _grayscale(size: int, p: float) -> K.AugmentationBase2D:
     """Replace the colours by their luminance (kept as three channels)."""
-    return K.RandomGrayscale(p=p)
+    return _kornia().RandomGrayscale(p=p)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_show(v) for v in value) + "]"
+    return f"{value:g}" if isinstance(value, float) else repr(value)
+
+
+def describe_ops() -> list[str]:
+    """Every op with what it does and its parameters (default, allowed values, meaning)."""
+    lines = []
+    for spec in OPS:
+        lines.append(f"{spec.name}: {' '.join(spec.doc.split())}")
+        for p in spec.params:
+            lines.append(f"    {p.name} = {_show(p.default)}  ({p.allowed()}) {p.help}".rstrip())
+    return lines
 
 
 @dataclass(frozen=True)

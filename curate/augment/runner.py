@@ -1,10 +1,11 @@
 """The batch loop, with decoding and encoding overlapped with the transform.
 
-Three kinds of work run at once: a thread pool reads and decodes sources and encodes results
-(Pillow and fsspec release the GIL), one thread prepares the next batches (draws each variant's
-parameters, stacks the pixels), and the calling thread runs the transform on the device. At most
-`depth` batches are prepared ahead and `depth` batches wait to be encoded, which bounds memory.
-A source used by several consecutive variants is decoded once.
+Worker processes (a torch DataLoader) prepare batches ahead: read and decode each source of a
+batch once, draw every variant's parameters, stack the pixels (pinned for a GPU). The calling
+process runs the transform on the device, and a thread pool encodes the results (Pillow
+releases the GIL) while the next batch is transformed. At most `depth` batches per worker are
+prepared ahead and `depth` batches wait to be encoded, which bounds memory. With no workers
+(a `memory://` source, which worker processes cannot see) batches are prepared in-process.
 """
 from __future__ import annotations
 
@@ -12,13 +13,14 @@ import json
 import logging
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader, Dataset
 
-from curate.augment.pipeline import Params, Pipeline
+from curate.augment.pipeline import Params, Pipeline, Sampler
 
 log = logging.getLogger(__name__)
 
@@ -42,74 +44,73 @@ class Output:
 Loaded = tuple[np.ndarray | None, str | None]  # pixels, or None and why the source could not be used
 
 
-@dataclass
-class _Prepared:
+@dataclass(frozen=True)
+class Prepared:
+    """A batch ready for the device: the jobs whose source loaded, their pixels and parameters."""
+
     ok: list[int]  # positions in the batch whose source loaded
     errors: dict[str, str]  # source -> why it could not be used
-    images: torch.Tensor | None
+    images: torch.Tensor | None  # uint8 (len(ok), size, size, 3)
     params: list[Params]
-    ops: list[str]
+    ops: list[str]  # per ok job: its ops with the drawn parameters, JSON
+
+    def pin_memory(self) -> Prepared:  # called by the DataLoader when the device is a GPU
+        return self if self.images is None else replace(self, images=self.images.pin_memory())
 
 
-def _prepare(pipeline: Pipeline, batch: Sequence[Job], loaded: list[Future]) -> _Prepared:
-    pixels = [f.result() for f in loaded]
-    ok = [i for i, (p, _) in enumerate(pixels) if p is not None]
-    errors = {batch[i].source: err for i, (p, err) in enumerate(pixels) if p is None and err}
-    if not ok:
-        return _Prepared(ok, errors, None, [], [])
-    drawn = pipeline.sample([batch[i].seed for i in ok])
-    images = torch.from_numpy(np.stack([pixels[i][0] for i in ok]))
-    if pipeline.device.type == "cuda":
-        images = images.pin_memory()
-    ops = [json.dumps(pipeline.describe(d)) for d in drawn]
-    return _Prepared(ok, errors, images, pipeline.collate(drawn), ops)
+class BatchSource(Dataset):
+    """Item i = batch i prepared: sources decoded once, every variant's parameters drawn."""
+
+    def __init__(self, batches: Sequence[Sequence[Job]], load: Callable[[str], Loaded], sampler: Sampler) -> None:
+        self.batches, self.load, self.sampler = batches, load, sampler
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, i: int) -> Prepared:
+        batch = self.batches[i]
+        loaded: dict[str, Loaded] = {}
+        for job in batch:
+            if job.source not in loaded:
+                loaded[job.source] = self.load(job.source)
+        ok = [k for k, job in enumerate(batch) if loaded[job.source][0] is not None]
+        errors = {s: err for s, (pixels, err) in loaded.items() if pixels is None and err}
+        if not ok:
+            return Prepared(ok, errors, None, [], [])
+        drawn = self.sampler.sample([batch[k].seed for k in ok])
+        images = torch.from_numpy(np.stack([loaded[batch[k].source][0] for k in ok]))
+        ops = [json.dumps(self.sampler.describe(d)) for d in drawn]
+        return Prepared(ok, errors, images, self.sampler.collate(drawn), ops)
 
 
 def run_batches(batches: Sequence[Sequence[Job]], pipeline: Pipeline, load: Callable[[str], Loaded],
-                encode: Callable[[np.ndarray], bytes], threads: int, depth: int = 2,
+                encode: Callable[[np.ndarray], bytes], workers: int, threads: int, depth: int = 2,
                 ) -> Iterator[tuple[list[Output | None], dict[str, str]]]:
     """For each batch, in order: one Output per job (None where its source could not be used) and
     the sources that failed, with why."""
-    last_use = {job.source: i for i, batch in enumerate(batches) for job in batch}
-    io_pool, prep_pool = ThreadPoolExecutor(threads, "augment-io"), ThreadPoolExecutor(1, "augment-prep")
-    decoding: dict[str, Future] = {}
-    prepared: deque[Future] = deque()
-    encoding: deque[tuple[int, _Prepared, list[Future]]] = deque()
+    if not batches:
+        return
+    loader = DataLoader(BatchSource(batches, load, pipeline.sampler), batch_size=None, num_workers=workers,
+                        pin_memory=pipeline.device.type == "cuda", prefetch_factor=depth if workers else None)
+    pool = ThreadPoolExecutor(threads, "augment-encode")
+    encoding: deque[tuple[int, Prepared, list[Future]]] = deque()
 
-    def submit_prepare(i: int) -> None:
-        loaded = []
-        for job in batches[i]:
-            if job.source not in decoding:
-                decoding[job.source] = io_pool.submit(load, job.source)
-            loaded.append(decoding[job.source])
-        for job in batches[i]:
-            if last_use[job.source] == i:
-                decoding.pop(job.source, None)
-        prepared.append(prep_pool.submit(_prepare, pipeline, batches[i], loaded))
-
-    def finish(n_jobs: int, prep: _Prepared, futures: list[Future]) -> tuple[list[Output | None], dict[str, str]]:
+    def finish(n_jobs: int, prep: Prepared, futures: list[Future]) -> tuple[list[Output | None], dict[str, str]]:
         outputs: list[Output | None] = [None] * n_jobs
-        for i, f, ops in zip(prep.ok, futures, prep.ops):
-            outputs[i] = Output(f.result(), ops)
+        for k, f, ops in zip(prep.ok, futures, prep.ops):
+            outputs[k] = Output(f.result(), ops)
         return outputs, prep.errors
 
     try:
-        ahead = 0
-        for i, batch in enumerate(batches):
-            while ahead < len(batches) and ahead <= i + depth:
-                submit_prepare(ahead)
-                ahead += 1
-            prep = prepared.popleft().result()
+        for batch, prep in zip(batches, loader):
             futures = []
             if prep.images is not None:
                 augmented = pipeline.apply(prep.images, prep.params).numpy()
-                futures = [io_pool.submit(encode, augmented[j]) for j in range(len(prep.ok))]
+                futures = [pool.submit(encode, augmented[k]) for k in range(len(prep.ok))]
             encoding.append((len(batch), prep, futures))
             while len(encoding) > depth:
                 yield finish(*encoding.popleft())
         while encoding:
             yield finish(*encoding.popleft())
-    finally:  # on an error or an early close: drop queued work, then wait for what is running
-        io_pool.shutdown(wait=False, cancel_futures=True)
-        prep_pool.shutdown(wait=True, cancel_futures=True)
-        io_pool.shutdown(wait=True)
+    finally:  # on an error or an early close: drop queued encodes, wait for running ones
+        pool.shutdown(wait=True, cancel_futures=True)

@@ -8,23 +8,28 @@ shard's fingerprint, see `curate.augment.layout`), then rebuilds `OUT/index.parq
 
 A variant is written in its source's split, so it stays with its source's duplicate cluster
 (rebalance puts a whole cluster in one split; `source_sample_id` leads to the cluster in the
-plan) and can never leak across splits. Runs on `cuda` when a GPU is present, else on the CPU.
-The same plan, config and seed give the same bytes on the same machine and device: parameters
-are drawn per variant from its seed alone, on the CPU, so they are the same everywhere; pixels
-can differ by one level between devices or CPU vector units, since float rounding in the
-kernels depends on them and on the batch's shape. A shard's batches never span shards, so a
-resumed run batches exactly as a fresh one. A source that no longer decodes is reported, not raised.
+plan) and can never leak across splits. A source that no longer decodes is reported, not raised.
+
+Work: worker processes (`engine.workers`, else one per core but one) decode sources and draw
+parameters, the device (`cuda` when a GPU is present, else the CPU) transforms batches of
+`augment.batch_size`, threads encode (`curate.augment.runner`).
+
+Determinism: each variant's parameters are drawn from its own seed alone, on the CPU, so they
+are the same on every machine and device. Pixels come from the device's float32 kernels: the
+same plan, config and seed give byte-identical shards on the same machine and device, while a
+CPU and a GPU differ by a few levels in some pixels. The batch size and device kind are part of
+each shard's fingerprint, and a batch never spans two shards, so a resumed run batches exactly
+as a fresh one.
 """
 from __future__ import annotations
 
 import contextlib
 import logging
 import os
-import re
 import sys
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -37,69 +42,61 @@ from curate.augment.layout import ShardJob, plan_split
 from curate.augment.ops import resolve_ops
 from curate.augment.pipeline import Pipeline
 from curate.augment.runner import Job, Loaded, Output, run_batches
-from curate.augment.variants import check_classes, select
+from curate.augment.settings import device_index, resolve
+from curate.augment.summary import AugmentSummary, render
+from curate.augment.variants import select
 from curate.config import Config
 from curate.errors import ConfigError
 from curate.schema import SHARD, SPLITS
-from curate.shards.index import build_index
-from curate.shards.stage import hf_metadata, kept_samples, parse_size
+from curate.shards.index import build_index, write_dataset_json
+from curate.shards.stage import hf_metadata, kept_samples
 from curate.shards.writer import is_complete, write_rows
 from curate.workspace import Workspace
+
+__all__ = ["AugmentSummary", "augment", "render", "resolve", "resolve_device"]
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class AugmentSummary:
-    variants: dict[str, int] = field(default_factory=dict)  # class -> variants in OUT/augmented/
-    per_split: dict[str, int] = field(default_factory=dict)  # split -> variants in OUT/augmented/
-    shards: int = 0
-    made: int = 0  # variants made this run; complete shards of an earlier run are kept
-    failed: dict[str, str] = field(default_factory=dict)  # source path -> why it could not be used
-    device: str = "cpu"
-    batch_size: int = 0
-    images_per_s: float = 0.0  # variants made per second of the batch loop
-    elapsed_s: float = 0.0
-
-
 def resolve_device(name: str) -> torch.device:
     """`auto` (cuda when present), `cpu`, `cuda` or `cuda:N`; ConfigError if that device is not there."""
+    index = device_index(name)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cpu":
+    if index is None:
         return torch.device("cpu")
-    match = re.fullmatch(r"cuda(?::(\d+))?", name)
-    if not match:
-        raise ConfigError(f"augment.device={name!r} is not allowed; use auto, cpu, cuda or cuda:N")
     if not torch.cuda.is_available():
         raise ConfigError(f"augment.device={name!r}, but torch {torch.__version__} sees no CUDA device: "
                           "use --device cpu (or auto)")
-    if int(match.group(1) or 0) >= torch.cuda.device_count():
+    if index >= torch.cuda.device_count():
         raise ConfigError(f"augment.device={name!r}: there are only {torch.cuda.device_count()} CUDA devices "
                           f"(cuda:0..cuda:{torch.cuda.device_count() - 1})")
     return torch.device(name)
 
 
-def resolve(cfg: Config) -> None:
-    """Fail before any work on a bad op, parameter, device, class choice or shard size."""
-    resolve_ops(cfg.augment.ops, cfg.augment.size)
-    resolve_device(cfg.augment.device)
-    check_classes(cfg)
-    parse_size(cfg.shard.shard_size)
+@dataclass(frozen=True)
+class SourceReader:
+    """Reads a source image from SRC and brings it to size x size (picklable, for worker processes)."""
 
+    src: str
+    size: int
+    background: str
 
-def _loader(src: str, size: int, background: str) -> Any:
-    fs, root = fsspec.core.url_to_fs(src)
-
-    def load(path: str) -> Loaded:
+    def __call__(self, path: str) -> Loaded:
+        fs, root = fsspec.core.url_to_fs(self.src)
         try:
             with fs.open(f"{root.rstrip('/')}/{path}", "rb") as f:
-                return images.load(f.read(), size, background), None
+                return images.load(f.read(), self.size, self.background), None
         except Exception as exc:  # a source changed or gone since the scan is reported, never raised
             log.warning("augment: cannot use %s: %s: %s", path, type(exc).__name__, exc)
             return None, f"{type(exc).__name__}: {exc}"
 
-    return load
+
+def _workers(cfg: Config, src: str) -> int:
+    """Worker processes that prepare batches: engine.workers, else one per core but one; none for memory://."""
+    if src.startswith("memory://"):
+        return 0
+    return cfg.engine.workers or max(1, (os.cpu_count() or 2) - 1)
 
 
 def _columns(variants: pd.DataFrame, outputs: list[Output | None], size: int, ext: str) -> dict[str, list]:
@@ -123,22 +120,29 @@ def _columns(variants: pd.DataFrame, outputs: list[Output | None], size: int, ex
     return columns
 
 
+def _batches(todo: list[ShardJob], size: int) -> tuple[list[list[Job]], list[tuple[int, int]]]:
+    """The batches of every shard in `todo`, and for each its (shard, first row). A batch never spans
+    two shards, so a shard's bytes do not depend on which other shards a run makes."""
+    batches, owner = [], []
+    for s, job in enumerate(todo):
+        for lo in range(0, len(job.variants), size):
+            part = job.variants.iloc[lo:lo + size]
+            batches.append([Job(p, seed) for p, seed in zip(part["path"], part["augment_seed"])])
+            owner.append((s, lo))
+    return batches, owner
+
+
 def _make(out: str, src: str, todo: list[ShardJob], pipeline: Pipeline, cfg: Config,
           metadata: dict[bytes, bytes]) -> tuple[int, dict[str, str]]:
     """Make and write the variants of the shards in `todo`; return (variants made, failed sources)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     a = cfg.augment
-    batches, owner = [], []  # batches never span two shards
-    for s, job in enumerate(todo):
-        for lo in range(0, len(job.variants), a.batch_size):
-            part = job.variants.iloc[lo:lo + a.batch_size]
-            batches.append([Job(p, seed) for p, seed in zip(part["path"], part["augment_seed"])])
-            owner.append((s, lo))
+    batches, owner = _batches(todo, a.batch_size)
     outputs: list[list[Output | None]] = [[None] * len(job.variants) for job in todo]
-    remaining = [len(range(0, len(job.variants), a.batch_size)) for job in todo]
+    remaining = [sum(o[0] == s for o in owner) for s in range(len(todo))]  # batches still to come, per shard
     made, failed = 0, {}
-    load = _loader(src, a.size, cfg.scan.background)
+    load = SourceReader(src, a.size, cfg.scan.background)
 
     def encode(pixels: Any) -> bytes:
         return images.encode(pixels, a.format, a.quality)
@@ -158,8 +162,8 @@ def _make(out: str, src: str, todo: list[ShardJob], pipeline: Pipeline, cfg: Con
         for s in range(len(todo)):
             if not remaining[s]:  # a shard with no variants (more shards than variants)
                 write(s)
-        threads = os.cpu_count() or 1
-        for (s, lo), (results, errors) in zip(owner, run_batches(batches, pipeline, load, encode, threads)):
+        stream = run_batches(batches, pipeline, load, encode, _workers(cfg, src), os.cpu_count() or 1)
+        for (s, lo), (results, errors) in zip(owner, stream):
             outputs[s][lo:lo + len(results)] = results
             made += sum(r is not None for r in results)
             failed.update(errors)
@@ -206,6 +210,7 @@ def augment(src: str, out: str, cfg: Config) -> AugmentSummary:
             for name, n in st["histogram"].items():
                 summary.variants[name] = summary.variants.get(name, 0) + n
     summary.variants = dict(sorted(summary.variants.items()))
+    write_dataset_json(ws, cfg, classes)
     summary.elapsed_s = time.perf_counter() - started
     return summary
 
@@ -219,29 +224,3 @@ def _deterministic(device: torch.device) -> contextlib.AbstractContextManager:
     if device.type != "cuda":
         return contextlib.nullcontext()
     return torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=True, allow_tf32=False)
-
-
-def render(summary: AugmentSummary, out: str) -> None:
-    """Print the summary: variants per class and split, device, images/s."""
-    from rich.table import Table
-
-    from curate.console import console
-
-    total = sum(summary.per_split.values())
-    if not total:
-        console.print("[bold]augment[/bold]: nothing to augment: the plan asks for no variants "
-                      "(`rebalance --oversample augment`) and --copies is 0")
-        return
-    console.print(f"[bold]augment[/bold]: {total} variants in {summary.shards} shards; made {summary.made} this run "
-                  f"on {summary.device}, batch {summary.batch_size}, {summary.images_per_s:.1f} images/s "
-                  f"({summary.elapsed_s:.1f}s)")
-    table = Table(title="variants per class", title_justify="left")
-    table.add_column("class")
-    table.add_column("variants", justify="right")
-    for name, n in summary.variants.items():
-        table.add_row(name, str(n))
-    console.print(table)
-    console.print("per split: " + ", ".join(f"{split} {n}" for split, n in summary.per_split.items()))
-    for path, why in summary.failed.items():
-        console.print(f"[yellow]skipped[/yellow] {path}: {why}")
-    console.print(f"augmented: {out}/augmented/  index: {out}/index.parquet")

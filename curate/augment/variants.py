@@ -46,7 +46,7 @@ def variant_seed(seed: int, sample_id: str) -> int:
 
 def expand(sources: pd.DataFrame, seed: int) -> pd.DataFrame:
     """One split's sources -> one row per variant, class-interleaved (every run of the order has about
-    the split's class mix), a source's variants next to each other so it is decoded once.
+    the split's class mix), a source's variants next to each other (decoded once per batch).
 
     Adds source_sample_id, sample_id (`<source>-aug<k>`), copy_index (k) and augment_seed.
     """

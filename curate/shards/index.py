@@ -66,8 +66,12 @@ def read_shard_stats(ws: Workspace) -> list[dict[str, Any]]:
         return json.loads(pq.read_schema(f).metadata[b"shards"])
 
 
-def write_dataset_json(ws: Workspace, cfg: Config, classes: list[str], extra: dict[str, Any]) -> dict[str, Any]:
-    """OUT/dataset.json: classes, counts before/after, weights, shards, config, versions, source."""
+def write_dataset_json(ws: Workspace, cfg: Config, classes: list[str]) -> dict[str, Any]:
+    """OUT/dataset.json: classes, counts before/after, weights, shards (training and augmented),
+    image encoding, config, versions, source. Written by `shard` and again by `augment`."""
+    s = cfg.shard
+    encoding = ({"normalize": True, "max_side": s.max_side, "format": s.format, "quality": s.quality}
+                if s.normalize else {"normalize": False})
     rebalance = ws.read_json("runs/rebalance.json")["summary"] if ws.exists("runs/rebalance.json") else {}
     stats = read_shard_stats(ws)
     doc = {
@@ -78,9 +82,9 @@ def write_dataset_json(ws: Workspace, cfg: Config, classes: list[str], extra: di
         "class_weight_column": cfg.rebalance.weights,
         "shards": [{k: s[k] for k in ("shard", "count", "bytes", "sha256")} for s in stats],
         "source": lineage.source_of(ws),
+        "image_encoding": encoding,
         "config": cfg.to_dict(),
         "versions": lineage.versions(),
-        **extra,
     }
     ws.write_json("dataset.json", doc)
     return doc

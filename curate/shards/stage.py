@@ -156,9 +156,7 @@ def shard(src: str, out: str, cfg: Config) -> ShardSummary:
     with dask_client(cfg.engine, len(todo), (src, out)) as client:
         run_tasks(client, write_shard, todo, label="shard", retries=cfg.engine.retries)
     stats = build_index(ws)
-    norm = {"normalize": cfg.shard.normalize, "max_side": cfg.shard.max_side, "format": cfg.shard.format,
-            "quality": cfg.shard.quality} if cfg.shard.normalize else {"normalize": False}
-    write_dataset_json(ws, cfg, classes, {"image_encoding": norm})
+    write_dataset_json(ws, cfg, classes)
     summary = ShardSummary(written=len(todo), elapsed_s=time.perf_counter() - started)
     for st in stats:
         root, split = st["shard"].split("/")[:2]
