@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import sys
 from pathlib import Path
@@ -42,6 +43,8 @@ def engine_options(fn: Callable) -> Callable:
     def wrapper(config_path: str | None, workers: int | None, scheduler: str | None, **kwargs: Any) -> Any:
         cfg = config_mod.override(config_mod.load_config(config_path), "engine", workers=workers,
                                   scheduler=scheduler)
+        if "config_path" in inspect.signature(fn).parameters:
+            kwargs["config_path"] = config_path
         return fn(cfg=cfg, **kwargs)
 
     return wrapper
@@ -195,13 +198,9 @@ def quarantine(out: str, to: str, copy: bool, config_path: str | None) -> None:
 @click.argument("src")
 @click.option("-o", "--out", required=True, help="output folder (local path or fsspec URL)")
 @click.option("--flow", is_flag=True, help="run as a Prefect flow run (no server needed; PREFECT_API_URL is used if set)")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
-              help="TOML config (see `curate init`); embedded defaults when omitted")
-@click.option("--workers", type=int, default=None, help="local Dask worker processes (0 = one per core)")
-@click.option("--scheduler", default=None, help="address of an existing Dask scheduler, tcp://host:8786")
-def run(src: str, out: str, flow: bool, config_path: str | None, workers: int | None, scheduler: str | None) -> None:
+@engine_options
+def run(src: str, out: str, flow: bool, cfg: config_mod.Config, config_path: str | None) -> None:
     """Run every stage on SRC into OUT, with the config's settings."""
-    cfg = config_mod.override(config_mod.load_config(config_path), "engine", workers=workers, scheduler=scheduler)
     if flow:
         from flows.common import prefect_api
         from flows.curate_pipeline import curate_pipeline
