@@ -153,3 +153,29 @@ def test_decoder_time_and_memory_limits_contain_hostile_images(tmp_path):
         got = rows(out)
         assert got[victim]["error_code"] == code, got[victim]["error_message"]
         assert got["a/0_first.png"]["status"] == got["a/2_after.png"]["status"] == "ok"  # the scan went on
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("delay_s", [1.0, 3.0, 6.0])
+def test_killed_run_resumes_to_the_same_outputs(tmp_path, delay_s):
+    """SIGKILL `curate run` at several points (scan, dedup, shard, augment), rerun, compare."""
+    from test_flows import outputs
+
+    config = tmp_path / "c.toml"
+    config.write_text('[rebalance]\nstrategy = "floor"\nfloor = 8\noversample = "augment"\n'
+                      '[augment]\nsize = 64\n[shard]\nshard_size = "20KB"\n'
+                      '[run]\nstages = ["scan", "validate", "dedup", "rebalance", "shard", "augment"]\n')
+    cmd = [str(BIN / "curate"), "run", str(SAMPLE), "--config", str(config), "-o"]
+    killed = subprocess.Popen(cmd + [str(tmp_path / "killed")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    time.sleep(delay_s)
+    os.killpg(killed.pid, signal.SIGKILL)
+    killed.wait()
+    resumed = subprocess.run(cmd + [str(tmp_path / "killed")], capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    clean = subprocess.run(cmd + [str(tmp_path / "clean")], capture_output=True, text=True, timeout=600)
+    assert clean.returncode == 0, clean.stderr[-2000:]
+    assert outputs(tmp_path / "killed") == outputs(tmp_path / "clean")
+    augmented = sorted((tmp_path / "clean").glob("augmented/*/*.parquet"))
+    assert augmented and all((tmp_path / "killed" / p.relative_to(tmp_path / "clean")).read_bytes() == p.read_bytes()
+                             for p in augmented)
