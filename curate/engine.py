@@ -21,15 +21,17 @@ log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
-def dask_client(cfg: EngineConfig, n_tasks: int, urls: Sequence[str] = ()) -> Iterator[Any]:
+def dask_client(cfg: EngineConfig, n_tasks: int, urls: Sequence[str] = (), worth_a_cluster: bool = True
+                ) -> Iterator[Any]:
     """A `distributed.Client` for `n_tasks` tasks, or None to run them in-process.
 
     Uses `cfg.scheduler` (or DASK_SCHEDULER_ADDRESS) when set, else a local cluster of
-    `cfg.workers` processes (0 = one per core). The local cluster is closed on exit.
+    `cfg.workers` processes (0 = one per core), closed on exit; with no scheduler, a single task
+    or work too small to repay a cluster's start-up (`worth_a_cluster`) runs in-process.
     """
     address = cfg.scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS", "")
     in_memory = any(str(u).startswith("memory://") for u in urls)
-    if in_memory or (n_tasks <= 1 and not address):
+    if in_memory or (not address and (n_tasks <= 1 or not worth_a_cluster)):
         yield None
         return
     from distributed import Client

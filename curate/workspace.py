@@ -7,6 +7,8 @@ temporaries that the next run removes.
 """
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import logging
 import uuid
@@ -77,16 +79,24 @@ class Workspace:
         with self.fs.open(self.path(rel), "rb") as f:
             return json.loads(f.read())
 
-    def write_table(self, rel: str, table: pa.Table, schema: pa.Schema, row_group_size: int | None = None) -> None:
-        """Write `table` as one Parquet file at `rel`, cast to `schema`, atomically."""
+    def write_table(self, rel: str, table: pa.Table, schema: pa.Schema, row_group_size: int | None = None,
+                    uncompressed: Iterable[str] = ()) -> str:
+        """Write `table` as one Parquet file at `rel`, cast to `schema`, atomically; zstd for every
+        column but `uncompressed` (e.g. already-compressed image bytes). Returns the file's sha256,
+        computed while writing."""
         final = self.path(rel)
         self.fs.makedirs(final.rpartition("/")[0], exist_ok=True)
         tmp = self._tmp_name(final)
+        codecs: Any = "zstd"
+        if uncompressed:
+            codecs = {name: "zstd" for name in _leaf_paths(schema)} | {name: "none" for name in uncompressed}
         try:
             with self.fs.open(tmp, "wb") as f:
-                pq.write_table(table.select(schema.names).cast(schema), f, row_group_size=row_group_size,
-                               compression="zstd")
+                hashing = _HashingWriter(f)
+                pq.write_table(table.select(schema.names).cast(schema), hashing, row_group_size=row_group_size,
+                               compression=codecs)
             self.fs.mv(tmp, final)
+            return hashing.hexdigest()
         except OSError as exc:
             _cleanup(self.fs, tmp)
             raise _disk_error(exc, final) from exc
@@ -133,6 +143,51 @@ class Workspace:
     def read(self, name: str, schema: pa.Schema, columns: Iterable[str] | None = None,
              filter: Any = None) -> pa.Table:
         return self.dataset(name, schema).to_table(columns=list(columns) if columns else None, filter=filter)
+
+
+class _HashingWriter(io.RawIOBase):
+    """A write-only file that hashes (sha256) what passes through it."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner, self._sha, self._pos = inner, hashlib.sha256(), 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        self._sha.update(view)
+        self._inner.write(view)
+        self._pos += len(view)
+        return len(view)
+
+    def tell(self) -> int:
+        return self._pos
+
+    def flush(self) -> None:
+        self._inner.flush()
+
+    def hexdigest(self) -> str:
+        return self._sha.hexdigest()
+
+
+def _leaf_paths(schema: pa.Schema) -> list[str]:
+    """Dotted paths of every leaf column (Parquet's names for per-column settings)."""
+    out: list[str] = []
+
+    def walk(field: pa.Field, prefix: str) -> None:
+        name = f"{prefix}{field.name}"
+        if pa.types.is_struct(field.type):
+            for child in field.type:
+                walk(child, name + ".")
+        elif pa.types.is_list(field.type) or pa.types.is_fixed_size_list(field.type):
+            walk(field.type.value_field, name + ".list.")
+        else:
+            out.append(name)
+
+    for f in schema:
+        walk(f, "")
+    return out
 
 
 def _cleanup(fs: fsspec.AbstractFileSystem, path: str) -> None:

@@ -28,6 +28,7 @@ from curate.shards.writer import ShardTask, is_complete, sidecar, write_shard
 from curate.workspace import Workspace
 
 _UNITS = {"KB": 2**10, "MB": 2**20, "GB": 2**30, "B": 1}
+CLUSTER_MIN_BYTES = 256 * 2**20  # below this, writing in-process beats starting a local cluster
 
 
 def parse_size(text: str) -> int:
@@ -153,7 +154,9 @@ def shard(src: str, out: str, cfg: Config) -> ShardSummary:
         else:
             ws.remove(f"shards/{split}")
     todo = [t for t in tasks if not is_complete(ws, t.rel, t.layout)]
-    with dask_client(cfg.engine, len(todo), (src, out)) as client:
+    todo_bytes = int(samples.loc[samples["sample_id"].isin({s["sample_id"] for t in todo for s in t.samples}),
+                                 "size_bytes"].fillna(0).sum())
+    with dask_client(cfg.engine, len(todo), (src, out), worth_a_cluster=todo_bytes > CLUSTER_MIN_BYTES) as client:
         run_tasks(client, write_shard, todo, label="shard", retries=cfg.engine.retries)
     stats = build_index(ws)
     write_dataset_json(ws, cfg, classes)

@@ -2,7 +2,6 @@
 with its stats (count, bytes, sha256, class histogram). The sidecar marks the shard complete."""
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import Counter
 from dataclasses import dataclass
@@ -42,9 +41,7 @@ def write_rows(out: str, rel: str, columns: dict[str, list], row_group_size: int
     schema = SHARD.with_metadata(schema_metadata)
     table = pa.table(columns, schema=schema)
     ws = Workspace(out)
-    ws.write_table(rel, table, schema, row_group_size=row_group_size)
-    with ws.fs.open(ws.path(rel), "rb") as f:
-        digest = hashlib.file_digest(f, "sha256").hexdigest()
+    digest = ws.write_table(rel, table, schema, row_group_size=row_group_size, uncompressed=["image.bytes"])
     stats = {"shard": rel, "count": table.num_rows, "bytes": ws.fs.size(ws.path(rel)), "sha256": digest,
              "histogram": dict(sorted(Counter(columns["label_name"]).items())), "layout": layout}
     ws.write_bytes(sidecar(rel), json.dumps(stats, sort_keys=True).encode())
