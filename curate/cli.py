@@ -89,7 +89,7 @@ def _run_stage(name: str, src: str | None, out: str, cfg: config_mod.Config) -> 
     from curate.console import show
     from curate.pipeline import preflight, run_stage
 
-    preflight(cfg, src)
+    preflight(cfg, src, stages=[name])
     summary = run_stage(name, src, out, cfg)
     show(name, summary, out)
     return summary
@@ -246,8 +246,11 @@ def schedule(config_path: str, cron: str, name: str) -> None:
 
 def _register_plugins() -> None:
     from curate.augment.cli import augment
+    from curate.publish.cli import app, publish
+    from curate.report.cli import report
 
-    main.add_command(augment)
+    for command in (augment, publish, app, report):
+        main.add_command(command)
 
 
 _register_plugins()

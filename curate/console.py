@@ -102,8 +102,20 @@ def show_augment(summary: Any, out: str) -> None:
     render(summary, out)
 
 
+def show_publish(summary: Any, out: str) -> None:
+    from curate.publish.stage import render
+
+    render(summary, out)
+
+
+def show_report(summary: Any, out: str) -> None:
+    from curate.report.stage import render
+
+    render(summary, out)
+
+
 RENDERERS = {"scan": show_scan, "validate": show_validate, "dedup": show_dedup, "rebalance": show_rebalance,
-             "shard": show_shard, "augment": show_augment}
+             "shard": show_shard, "augment": show_augment, "publish": show_publish, "report": show_report}
 
 
 def show(stage: str, summary: Any, out: str) -> None:

@@ -31,6 +31,26 @@ def augment(src: str, out: str, cfg: Config) -> Any:
     return run_augment(src, out, cfg)
 
 
+def publish(src: str, out: str, cfg: Config) -> Any:
+    """The publish stage (FiftyOne is imported only when it runs)."""
+    from curate.publish.stage import publish as run_publish
+
+    return run_publish(src, out, cfg)
+
+
+def report(src: str, out: str, cfg: Config) -> Any:
+    """The report stage (matplotlib is imported only when it runs)."""
+    from curate.report.stage import report as run_report
+
+    return run_report(src, out, cfg)
+
+
+def resolve_publish(cfg: Config) -> None:
+    from curate.publish.stage import resolve
+
+    resolve(cfg)
+
+
 # name -> function(src, out, cfg) -> summary, in the order `curate run` runs them.
 STAGES: dict[str, Callable[[str, str, Config], Any]] = {
     "scan": scan,
@@ -39,6 +59,14 @@ STAGES: dict[str, Callable[[str, str, Config], Any]] = {
     "rebalance": rebalance,
     "shard": shard,
     "augment": augment,
+    "publish": publish,
+    "report": report,
+}
+
+# Checks of each stage's settings, run before any work.
+RESOLVERS: dict[str, Callable[[Config], None]] = {
+    "validate": resolve_validate, "dedup": resolve_dedup, "rebalance": resolve_rebalance, "shard": resolve_shard,
+    "augment": resolve_augment, "publish": resolve_publish,
 }
 
 
@@ -50,27 +78,23 @@ def selected_stages(cfg: Config) -> list[str]:
     return [name for name in STAGES if not cfg.run.stages or name in cfg.run.stages]
 
 
-def preflight(cfg: Config, src: str | None = None) -> None:
-    """Reject a bad source, labels file or stage setting (unknown check names, …) before any
-    work starts, so that a mistake leaves nothing behind."""
-    selected_stages(cfg)
+def preflight(cfg: Config, src: str | None = None, stages: list[str] | None = None) -> None:
+    """Reject a bad source, labels file or setting of the stages about to run (default: those
+    `[run] stages` selects) before any work starts, so that a mistake leaves nothing behind."""
+    for name in stages if stages is not None else selected_stages(cfg):
+        RESOLVERS.get(name, lambda _cfg: None)(cfg)
     if src is not None:
         open_source(src)
         if cfg.scan.labels:
             read_labels(cfg.scan.labels)
-    resolve_validate(cfg)
-    resolve_dedup(cfg)
-    resolve_rebalance(cfg)
-    resolve_shard(cfg)
-    resolve_augment(cfg)
 
 
 def run_stage(name: str, src: str | None, out: str, cfg: Config) -> Any:
     """Run one stage (SRC defaults to the one OUT was scanned from) under OUT's lock, and
     record it."""
     ws = Workspace(out)
+    src = src if src is not None else lineage.source_of(ws)  # before the lock: a wrong OUT leaves nothing
     with workspace_lock(out):
-        src = src if src is not None else lineage.source_of(ws)
         summary = STAGES[name](src, out, cfg)
         lineage.record(ws, name, src, cfg, summary)
     return summary

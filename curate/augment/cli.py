@@ -39,5 +39,5 @@ def augment(out: str, copies: int | None, classes: str | None, seed: int | None,
 
     cfg = override(load_config(config_path), "augment", copies=copies, classes=_class_list(classes), seed=seed,
                    device=device, batch_size=batch_size)
-    preflight(cfg)
+    preflight(cfg, stages=["augment"])
     render(run_stage("augment", None, out, cfg), out)

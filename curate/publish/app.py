@@ -56,18 +56,20 @@ def open_app(name: str, address: str, port: int) -> Any:
 
 
 def launch_app(name: str, address: str, port: int, wait: bool = True) -> Any:
-    """Serve the app for dataset `name`, print its URL, and (with `wait`) serve until Ctrl-C."""
+    """Serve the app for dataset `name`, print its URL, and (with `wait`) serve until Ctrl-C;
+    returns the session (None when interrupted while starting)."""
     from curate.console import console
 
-    session = open_app(name, address, port)
-    console.print(f"FiftyOne app for dataset {name!r}: {app_url(address, port)}"
-                  + (" (listening on every interface)" if address in ANY_ADDRESS else ""))
-    if wait:
-        console.print("serving; press Ctrl-C to stop")
-        try:
+    session = None
+    try:
+        session = open_app(name, address, port)
+        console.print(f"FiftyOne app for dataset {name!r}: {app_url(address, port)}"
+                      + (" (listening on every interface)" if address in ANY_ADDRESS else ""))
+        if wait:
+            console.print("serving; press Ctrl-C to stop")
             session.wait(-1)
-        except KeyboardInterrupt:
-            console.print("app stopped")
-        finally:
+    except KeyboardInterrupt:
+        console.print("app stopped")
+        if session is not None:
             session.close()
     return session

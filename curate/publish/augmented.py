@@ -3,8 +3,8 @@
 Reads the complete shards under `OUT/augmented/<split>/` (written by `curate augment`), one row
 group at a time, and writes each variant's bytes to
 `OUT/publish/augmented/<split>/<variant id>.<ext>` (a file already there with the same size is
-kept; files no variant refers to any more are removed). A variant's id is its shard `sample_id`, or `<sample_id>~<copy_index>` when the shard
-reuses its source's id.
+kept; files no variant refers to any more are removed). A variant's id is its shard
+`sample_id`, or `<sample_id>~<copy_index>` when the shard reuses its source's id.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import re
 import pandas as pd
 import pyarrow.parquet as pq
 
-from curate.publish.table import COLUMNS, media_path
+from curate.publish.table import COLUMNS, media_prefix
 from curate.shards.index import shard_files
 from curate.workspace import Workspace
 
@@ -34,9 +34,10 @@ def variant_id(sample_id: str | None, source_sample_id: str | None, copy_index: 
 
 
 def variants(ws: Workspace, originals: pd.DataFrame) -> pd.DataFrame:
-    """One row per augmented variant (COLUMNS), its image extracted under OUT/publish/augmented/.
-    `originals` (the table of source images) gives each variant its source's weight and split facts."""
+    """One row per augmented variant (COLUMNS), its image extracted under OUT/publish/augmented/;
+    a variant's class weight is its source's (from `originals`, the table of source images)."""
     weight = originals.set_index("sample_id")["weight"].to_dict()
+    prefix = media_prefix(ws.url)
     rows, written = [], set()
     for rel in shard_files(ws):
         root, split = rel.split("/")[:2]
@@ -53,7 +54,7 @@ def variants(ws: Workspace, originals: pd.DataFrame) -> pd.DataFrame:
                         ws.write_bytes(name, data)
                     written.add(ws.path(name))
                     rows.append({
-                        "filepath": media_path(ws.url, name), "sample_id": vid, "ground_truth": r["label_name"],
+                        "filepath": prefix + name, "sample_id": vid, "ground_truth": r["label_name"],
                         "split": split, "status": "ok", "keep": True, "copies": 1, "augment_copies": 0,
                         "weight": weight.get(r["source_sample_id"]), "width": r["width"], "height": r["height"],
                         "format": suffix(data).upper().replace("JPG", "JPEG"), "size_bytes": len(data),

@@ -8,13 +8,16 @@ mongod that FiftyOne starts itself, or the user's `database_uri`.
 """
 from __future__ import annotations
 
+import contextlib
+import importlib.metadata
 import importlib.util
 import json
 import logging
 import os
+import sys
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Iterator
 
 from curate.errors import CurateError
 
@@ -72,12 +75,46 @@ def apply_defaults() -> None:
             os.environ[var] = value
 
 
+class _StdlibDistributions:
+    """A meta path entry that finds no modules and answers distribution look-ups from the
+    standard library's `importlib.metadata`."""
+
+    @staticmethod
+    def find_spec(*_args: Any, **_kwargs: Any) -> None:
+        return None
+
+    find_distributions = staticmethod(importlib.metadata.MetadataPathFinder.find_distributions)
+
+
+@contextlib.contextmanager
+def stdlib_metadata() -> Iterator[None]:
+    """Package-metadata look-ups inside the block are answered by the standard library first.
+
+    voxel51-eta 0.17 (the version FiftyOne 1.x pins) reads `metadata("voxel51-eta")["author"]`
+    when imported. Once the importlib_metadata backport is imported (Dask imports it on Python
+    < 3.12), it takes over those look-ups, and since its version 8 a missing header raises
+    KeyError, so `import fiftyone` after any Dask work fails. eta 0.18 reads the header with a
+    fallback (voxel51/eta#736); `importlib-metadata<8` avoids it too.
+    """
+    sys.meta_path.insert(0, _StdlibDistributions)  # type: ignore[arg-type]
+    try:
+        yield
+    finally:
+        sys.meta_path.remove(_StdlibDistributions)  # type: ignore[arg-type]
+
+
 def fiftyone() -> ModuleType:
-    """The `fiftyone` module, imported on first use with curate's defaults."""
+    """The `fiftyone` module, imported on first use with curate's defaults. FiftyOne sets its
+    loggers to its own level when imported; a level the application chose before (curate's CLI:
+    warnings only, unless -vv) is put back."""
     check_installed()
     apply_defaults()
-    import fiftyone
-
+    first = "fiftyone" not in sys.modules
+    chosen = logging.getLogger("fiftyone").level
+    with stdlib_metadata():
+        import fiftyone
+    if first and chosen:
+        fiftyone.core.logging.set_logging_level(chosen)
     return fiftyone
 
 

@@ -16,23 +16,17 @@ config_option = click.option("--config", "config_path", type=click.Path(dir_okay
 
 @click.command()
 @click.argument("out")
-@click.option("--name", default=None, help="FiftyOne dataset name (default: curate-<OUT folder name>)")
+@click.option("--name", default=None, help="FiftyOne dataset name (default: curate-<OUT folder name>-<6 hex of its path>)")
 @click.option("--batch-size", type=int, default=None, help="samples written to FiftyOne per batch")
 @config_option
 def publish(out: str, name: str | None, batch_size: int | None, config_path: str | None) -> None:
     """Put OUT into a FiftyOne dataset: one sample per image, saved views for every decision."""
-    from curate import lineage
-    from curate.publish.stage import publish as run_publish
-    from curate.publish.stage import render, resolve
-    from curate.workspace import Workspace
+    from curate.pipeline import preflight, run_stage
+    from curate.publish.stage import render
 
     cfg = _config(config_path, name=name, batch_size=batch_size)
-    resolve(cfg)
-    ws = Workspace(out)
-    src = lineage.source_of(ws)
-    summary = run_publish(src, out, cfg)
-    lineage.record(ws, "publish", src, cfg, summary)
-    render(summary, out)
+    preflight(cfg, stages=["publish"])
+    render(run_stage("publish", None, out, cfg), out)
 
 
 @click.command()

@@ -82,6 +82,7 @@ def publish(src: str | None, out: str, cfg: Config) -> PublishSummary:
     classes = sorted({c for stage in counts.values() for by_class in stage.values() for c in by_class})
     describe(fo, ds, out, src, classes, {"class_counts": counts, "views": summary.views, "missing": summary.missing})
     summary.elapsed_s = time.perf_counter() - started
+    log.info("published %s to %s: %d samples in %.1fs", out, name, summary.samples, summary.elapsed_s)
     return summary
 
 

@@ -5,9 +5,9 @@ are rewritten (their FiftyOne id, tags and any fields the user added stay), unch
 not touched and samples whose row is gone are deleted. Each batch is one database round trip.
 
 Speed: FiftyOne's `Dataset.add_samples` turns every sample into a mongoengine document and
-back (about 600 samples/s here, see benchmarks/RESULTS.md), so batches are written the way
-FiftyOne's own dataset importer writes them: as sample documents straight into the dataset's
-sample collection. The documents are built from FiftyOne's own template for an empty sample,
+back (under 1,000 samples/s on a 2-core machine: benchmarks/RESULTS.md, "Publish"), so
+batches are written the way FiftyOne's own dataset importer writes them: as sample documents
+straight into the dataset's sample collection. The documents are built from FiftyOne's own template for an empty sample,
 and the fields they fill are declared on the dataset beforehand (`dataset.declare_fields`);
 tests/test_publish.py checks that a document written here reads back like one FiftyOne writes.
 """
@@ -25,6 +25,8 @@ from curate.publish.fields import FIELDS
 
 log = logging.getLogger(__name__)
 
+DELETE_BATCH = 10_000  # ids per delete query (a query document must stay under MongoDB's 16 MB)
+
 
 @dataclass
 class Changes:
@@ -35,21 +37,23 @@ class Changes:
 
 
 class SampleWriter:
-    """Sample documents for one dataset, from FiftyOne's template for an empty image sample."""
+    """Sample documents for one dataset, from FiftyOne's template for an empty image sample.
+
+    Like FiftyOne's own documents, they leave out null fields (a field that becomes null on an
+    update is unset)."""
 
     def __init__(self, fo: ModuleType, ds: Any) -> None:
         from bson import ObjectId
 
         self._object_id = ObjectId
         self._collection = ds._sample_collection  # what FiftyOne's importers insert into
-        self._template = fo.Sample(filepath="template.jpg").to_mongo_dict()
-        for key in ("_id", "filepath", "_rand"):
-            self._template.pop(key, None)
+        template = fo.Sample(filepath="template.jpg").to_mongo_dict()
+        self._template = {k: v for k, v in template.items() if v is not None and k not in ("_id", "filepath", "_rand")}
         self._template["_dataset_id"] = ds._doc.id
         self._label_cls = fo.Classification(label="template").to_mongo()["_cls"]
 
     def fields(self, row: dict[str, Any]) -> dict[str, Any]:
-        """The document fields curate owns for one table row."""
+        """The document fields curate owns for one table row (None where the row has no value)."""
         doc = {f.name: row[f.name] for f in FIELDS}
         label = row["ground_truth"]
         doc["ground_truth"] = None if label is None else {
@@ -60,9 +64,9 @@ class SampleWriter:
     def insert(self, rows: list[dict[str, Any]], now: dt.datetime) -> None:
         docs = []
         for row in rows:
-            doc = {**self._template, **self.fields(row), "_id": self._object_id(), "_rand": _rand(row["sample_id"]),
-                   "created_at": now, "last_modified_at": now}
-            docs.append(doc)
+            fields = {k: v for k, v in self.fields(row).items() if v is not None}
+            docs.append({**self._template, **fields, "_id": self._object_id(), "_rand": _rand(row["sample_id"]),
+                         "created_at": now, "last_modified_at": now})
         if docs:
             self._collection.insert_many(docs, ordered=False)
 
@@ -70,7 +74,15 @@ class SampleWriter:
         """Rewrite curate's fields of existing samples, given as (FiftyOne _id, row)."""
         from pymongo import UpdateOne
 
-        ops = [UpdateOne({"_id": oid}, {"$set": {**self.fields(row), "last_modified_at": now}}) for oid, row in rows]
+        ops = []
+        for oid, row in rows:
+            fields = self.fields(row)
+            change: dict[str, Any] = {"$set": {**{k: v for k, v in fields.items() if v is not None},
+                                               "last_modified_at": now}}
+            unset = {k: "" for k, v in fields.items() if v is None}
+            if unset:
+                change["$unset"] = unset
+            ops.append(UpdateOne({"_id": oid}, change))
         if ops:
             self._collection.bulk_write(ops, ordered=False)
 
@@ -103,8 +115,8 @@ def sync(fo: ModuleType, ds: Any, batches: Iterable[list[dict[str, Any]]]) -> Ch
         changes.updated += len(changed)
         changes.unchanged += len(batch) - len(new) - len(changed)
     gone = [str(oid) for oid, s in zip(ids, sample_ids) if s not in seen]
-    if gone:
-        ds.delete_samples(gone)
+    for start in range(0, len(gone), DELETE_BATCH):
+        ds.delete_samples(gone[start:start + DELETE_BATCH])
     changes.removed = len(gone)
     ds.reload()
     log.info("synced %s: %s", ds.name, changes)

@@ -7,17 +7,15 @@ fields null. Columns: `filepath` (where the app reads the image) and the fields 
 """
 from __future__ import annotations
 
-import json
 import os.path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
-import numpy as np
 import pandas as pd
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import xxhash
 
-from curate.publish.fields import NAMES
+from curate.publish.fields import FIELDS, NAMES
 from curate.schema import DUPLICATES, ISSUES, MANIFEST, PLAN, Severity, Status
 from curate.workspace import Workspace, local_path
 
@@ -29,12 +27,11 @@ _MANIFEST_COLUMNS = ["sample_id", "path", "label", "split", "status", "error_cod
 _SEVERITY_ORDER = {s.value: i for i, s in enumerate(Severity)}
 
 
-def media_path(root: str, rel: str) -> str:
-    """The path FiftyOne records for `rel` under `root` (absolute when local, else the URL)."""
+def media_prefix(root: str) -> str:
+    """What FiftyOne's path for a file under `root` starts with: the absolute folder when local,
+    else the URL (FiftyOne's open-source app shows local files only)."""
     local = local_path(root)
-    if local is not None:
-        return os.path.abspath(os.path.join(local, rel))
-    return f"{root.rstrip('/')}/{rel}"
+    return os.path.abspath(local).rstrip("/") + "/" if local is not None else root.rstrip("/") + "/"
 
 
 def originals(ws: Workspace, src: str) -> pd.DataFrame:
@@ -43,7 +40,7 @@ def originals(ws: Workspace, src: str) -> pd.DataFrame:
                     filter=pc.field("status") != Status.REMOVED.value).to_pandas()
     frame = frame.sort_values("path", kind="stable").reset_index(drop=True)
     frame = frame.rename(columns={"label": "ground_truth", "split": "source_split"})
-    frame["filepath"] = [media_path(src, p) for p in frame["path"]]
+    frame["filepath"] = media_prefix(src) + frame["path"]
     frame = frame.merge(_issues(ws), on="sample_id", how="left")
     frame = frame.merge(_duplicates(ws), on="sample_id", how="left")
     frame = frame.merge(_plan(ws), on="sample_id", how="left")
@@ -99,22 +96,34 @@ def _shard_rows(ws: Workspace) -> pd.DataFrame:
     return index[columns]
 
 
+_CONVERT: dict[str, Callable[[Any], Any]] = {"int": int, "float": float, "bool": bool, "str": str, "label": str}
+_NATIVE = {"int": "iu", "float": "f", "bool": "b", "str": "O", "label": "O"}  # dtypes whose values need no cast
+KINDS: dict[str, str] = {"filepath": "str", **{f.name: f.kind for f in FIELDS}}
+
+
+def _column(series: pd.Series, kind: str) -> list[Any]:
+    """Plain Python values of the field's kind, None where missing (an int column that a merge
+    turned into floats gives ints again)."""
+    values = series.tolist()
+    if kind == "strings":
+        return values
+    missing = series.isna().to_numpy()
+    if not missing.any() and series.dtype.kind in _NATIVE[kind]:
+        return values
+    convert = _CONVERT[kind]
+    return [None if m else convert(v) for v, m in zip(values, missing.tolist())]
+
+
 def records(frame: pd.DataFrame, batch_size: int) -> Iterator[list[dict[str, Any]]]:
-    """The rows of `frame` as plain dicts (missing values None), `batch_size` at a time, each with
-    its `curate_hash`."""
+    """The rows of `frame` as plain dicts (missing values None, each field of its kind),
+    `batch_size` at a time, each with its `curate_hash`."""
+    names = [c for c in COLUMNS if c != "curate_hash"]
     for start in range(0, len(frame), batch_size):
         part = frame.iloc[start:start + batch_size]
-        part = part.astype(object).where(part.notna(), None)
-        batch = part.to_dict("records")
-        for row in batch:
-            for key, value in row.items():
-                if isinstance(value, np.generic):
-                    row[key] = value.item()
-            row["curate_hash"] = fingerprint(row)
+        columns = [_column(part[name], KINDS[name]) for name in names]
+        batch = []
+        for values in zip(*columns):
+            row = dict(zip(names, values))
+            row["curate_hash"] = xxhash.xxh3_64_hexdigest(repr(values).encode())
+            batch.append(row)
         yield batch
-
-
-def fingerprint(row: dict[str, Any]) -> str:
-    """A hash of everything published about one row (but its hash)."""
-    values = [row[name] for name in COLUMNS if name != "curate_hash"]
-    return xxhash.xxh3_64_hexdigest(json.dumps(values, default=str).encode())

@@ -22,9 +22,19 @@ class ViewSpec:
     order_by: str | None = None
 
 
+def _equals(field: str, value: str, kept: bool = False) -> Callable[[Any, Any], Any]:
+    """Samples whose `field` is `value` (and that the plan keeps, with `kept`)."""
+
+    def select(ds: Any, F: Any) -> Any:
+        match = F(field) == value
+        return ds.match(match & (F("keep") == True) if kept else match)  # noqa: E712 (a FiftyOne expression)
+
+    return select
+
+
 def specs(error_codes: list[str]) -> list[ViewSpec]:
     """Every view, in the order the app lists them."""
-    views = [
+    return [
         ViewSpec("scanned", "every scanned image as it came, before curation (no augmented variants)",
                  lambda ds, F: ds.match(F("augmented") == False)),  # noqa: E712 (a FiftyOne expression)
         ViewSpec("duplicates", "duplicate clusters, grouped by cluster_id; dup_keep marks the member kept",
@@ -35,8 +45,8 @@ def specs(error_codes: list[str]) -> list[ViewSpec]:
                  lambda ds, F: ds.match(F("label_conflict") == True).sort_by("cluster_id")),  # noqa: E712
         ViewSpec("errors", "files that are not usable images (status error), any error_code",
                  lambda ds, F: ds.match(F("status") == "error")),
-        *[ViewSpec(f"errors-{code}", f"files with error_code {code}",
-                   lambda ds, F, code=code: ds.match(F("error_code") == code)) for code in error_codes],
+        *[ViewSpec(f"errors-{code}", f"files with error_code {code}", _equals("error_code", code))
+          for code in error_codes],
         ViewSpec("warnings", "images with at least one warning-severity issue (see the issues field)",
                  lambda ds, F: ds.match(F("severities").contains("warning"))),
         ViewSpec("excluded", "everything the plan leaves out, sorted by reason",
@@ -44,12 +54,10 @@ def specs(error_codes: list[str]) -> list[ViewSpec]:
         ViewSpec("augmented", "augmented variants written by curate augment (source_sample_id: their image)",
                  lambda ds, F: ds.match(F("augmented") == True)),  # noqa: E712
         *[ViewSpec(split, f"the curated {split} split: kept images and their augmented variants",
-                   lambda ds, F, split=split: ds.match((F("keep") == True) & (F("split") == split)))  # noqa: E712
-          for split in SPLITS],
+                   _equals("split", split, kept=True)) for split in SPLITS],
         ViewSpec("kept", "everything the plan keeps, every split, augmented variants included",
                  lambda ds, F: ds.match(F("keep") == True)),  # noqa: E712
     ]
-    return views
 
 
 def save_views(fo: ModuleType, ds: Any, error_codes: list[str], previous: list[str]) -> dict[str, int]:

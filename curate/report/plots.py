@@ -1,0 +1,197 @@
+"""The report's plots, each a small deterministic PNG (matplotlib's Agg canvas, no pyplot state).
+
+Every function takes plain data from `curate.report.facts` and returns PNG bytes; with nothing
+to show, the figure says so rather than being left out.
+"""
+from __future__ import annotations
+
+import io
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
+from PIL import Image, ImageOps
+
+DPI = 100
+WIDTH = 8.0
+STAGE_COLORS = {"before": "#9aa5b1", "after": "#2f6fdf"}
+SEVERITY_COLORS = {"error": "#d64545", "warning": "#e8a33d", "info": "#6c8ebf"}
+KIND_COLORS = ("#2f6fdf", "#9aa5b1", "#d64545")
+THUMB = 112
+
+
+def _figure(height: float, width: float = WIDTH) -> Figure:
+    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _png(fig: Figure) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
+    return buf.getvalue()
+
+
+def _nothing(title: str, message: str) -> bytes:
+    fig = _figure(1.4)
+    ax = fig.add_subplot()
+    ax.set_axis_off()
+    ax.set_title(title, loc="left")
+    ax.text(0.5, 0.4, message, ha="center", va="center", fontsize=11, color="#555555")
+    return _png(fig)
+
+
+def _bars(ax: Any, labels: list[str], series: Mapping[str, Sequence[float]], colors: dict[str, str] | tuple[str, ...],
+          horizontal: bool = False) -> None:
+    """Grouped bars: one group per label, one bar per series, values written on the bars."""
+    x = np.arange(len(labels))
+    width = 0.8 / max(len(series), 1)
+    for i, (name, values) in enumerate(series.items()):
+        color = colors[name] if isinstance(colors, dict) else colors[i % len(colors)]
+        offset = x - 0.4 + width * (i + 0.5)
+        bars = (ax.barh if horizontal else ax.bar)(offset, values, width, label=name, color=color)
+        ax.bar_label(bars, labels=[f"{v:g}" for v in values], fontsize=7, padding=2)
+    if horizontal:
+        ax.set_yticks(x, labels, fontsize=8)
+        ax.invert_yaxis()
+    else:
+        ax.set_xticks(x, labels, fontsize=8, rotation=30 if len(labels) > 6 else 0, ha="right" if len(labels) > 6
+                      else "center")
+    if all(float(v).is_integer() for values in series.values() for v in values):
+        (ax.xaxis if horizontal else ax.yaxis).set_major_locator(MaxNLocator(integer=True))
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.margins(x=0.02, y=0.15)
+
+
+def class_counts(counts: dict[str, dict[str, dict[str, int]]], classes: list[str]) -> bytes:
+    """Samples per class before and after curation, one panel per split."""
+    splits = list(dict.fromkeys([*counts["before"], *counts["after"]]))
+    if not splits or not classes:
+        return _nothing("class counts", "no labelled images")
+    fig = _figure(1.2 + 2.2 * len(splits))
+    for i, split in enumerate(splits):
+        ax = fig.add_subplot(len(splits), 1, i + 1)
+        series = {stage: [counts[stage].get(split, {}).get(c, 0) for c in classes] for stage in ("before", "after")}
+        _bars(ax, classes, series, STAGE_COLORS)
+        ax.set_title(f"{split}: samples per class (before: as scanned; after: kept, with repeats and augmented)",
+                     loc="left", fontsize=9)
+        if i == 0:
+            ax.legend(fontsize=8, frameon=False)
+    return _png(fig)
+
+
+def imbalance(ratios: dict[str, dict[str, float]]) -> bytes:
+    """Largest / smallest class, per split and overall, before and after."""
+    groups = list(dict.fromkeys([*ratios["before"], *ratios["after"]]))
+    if not groups:
+        return _nothing("imbalance ratio", "no labelled images")
+    fig = _figure(2.8)
+    ax = fig.add_subplot()
+    series = {stage: [ratios[stage].get(g, 0.0) for g in groups] for stage in ("before", "after")}
+    _bars(ax, groups, series, STAGE_COLORS)
+    ax.axhline(1.0, color="#555555", linewidth=0.8, linestyle=":")
+    ax.set_title("imbalance ratio: largest class / smallest class (1 = balanced)", loc="left", fontsize=9)
+    ax.legend(fontsize=8, frameon=False)
+    return _png(fig)
+
+
+def issues(rows: list[dict[str, Any]]) -> bytes:
+    """Findings per check, coloured by severity."""
+    if not rows:
+        return _nothing("issues per check", "no check fired (or validate has not run)")
+    fig = _figure(1.0 + 0.28 * len(rows))
+    ax = fig.add_subplot()
+    labels = [r["check"] + (" (collection)" if r["level"] == "collection" else "") for r in rows]
+    y = np.arange(len(rows))
+    bars = ax.barh(y, [r["count"] for r in rows], color=[SEVERITY_COLORS.get(r["severity"], "#888888") for r in rows])
+    ax.bar_label(bars, fontsize=7, padding=2)
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.spines[["top", "right"]].set_visible(False)
+    handles = [Patch(color=c, label=s) for s, c in SEVERITY_COLORS.items()]
+    ax.legend(handles=handles, fontsize=8, frameon=False, loc="lower right")
+    ax.set_title("issues per check (images flagged; collection checks count once)", loc="left", fontsize=9)
+    return _png(fig)
+
+
+def duplicates(by_kind: dict[str, dict[str, int]]) -> bytes:
+    """Clusters, images in them and images dropped, per kind of match."""
+    if not by_kind:
+        return _nothing("duplicate clusters", "no duplicates (or dedup has not run)")
+    fig = _figure(2.8)
+    ax = fig.add_subplot()
+    kinds = list(by_kind)
+    series = {k: [by_kind[kind][k] for kind in kinds] for k in ("clusters", "images", "dropped")}
+    _bars(ax, kinds, series, KIND_COLORS)
+    ax.set_title("duplicate clusters by kind of match", loc="left", fontsize=9)
+    ax.legend(fontsize=8, frameon=False)
+    return _png(fig)
+
+
+def _thumbnail(data: bytes | None) -> np.ndarray:
+    """A THUMB x THUMB RGB tile of the image (grey when it cannot be read)."""
+    tile = Image.new("RGB", (THUMB, THUMB), (235, 235, 235))
+    if data:
+        try:
+            with Image.open(io.BytesIO(data)) as img:
+                img = ImageOps.exif_transpose(img).convert("RGB")
+                img.thumbnail((THUMB, THUMB))
+                tile.paste(img, ((THUMB - img.width) // 2, (THUMB - img.height) // 2))
+        except (OSError, ValueError, Image.DecompressionBombError):
+            pass
+    return np.asarray(tile)
+
+
+def duplicate_examples(examples: list[dict[str, Any]], read: Callable[[str], bytes | None]) -> bytes:
+    """A few clusters per kind, their members side by side (the kept one first), two clusters a row
+    when they are small."""
+    if not examples:
+        return _nothing("duplicate examples", "no duplicates (or dedup has not run)")
+    cols = max(len(e["members"]) for e in examples)
+    per_row = max(1, 4 // cols)
+    rows = -(-len(examples) // per_row)
+    fig = _figure(0.3 + 1.9 * rows, width=0.2 + 1.9 * cols * per_row)
+    for i, example in enumerate(examples):
+        members = sorted(example["members"], key=lambda m: (not m["keep"], m["distance"]))
+        for c in range(cols):
+            ax = fig.add_subplot(rows, cols * per_row, (i // per_row) * cols * per_row + (i % per_row) * cols + c + 1)
+            ax.set_axis_off()
+            if c >= len(members):
+                continue
+            m = members[c]
+            ax.imshow(_thumbnail(read(m["path"])))
+            state = "kept" if m["keep"] else f"dropped, {m['distance']} bits"
+            ax.set_title(f"#{example['cluster_id']} {example['kind']}: {state}\n{m['split']}/{m['label']}",
+                         fontsize=7)
+    return _png(fig)
+
+
+def leaks(leak_facts: dict[str, Any]) -> bytes:
+    """Duplicate clusters that span splits, per pair of splits."""
+    by_splits = leak_facts["by_splits"]
+    if not by_splits:
+        return _nothing("leaks", "no duplicate cluster spans two splits")
+    fig = _figure(2.4)
+    ax = fig.add_subplot()
+    _bars(ax, list(by_splits), {"clusters": list(by_splits.values())}, ("#d64545",))
+    ax.set_title("leaks: duplicate clusters spanning splits (dedup keeps the held-out copy)", loc="left", fontsize=9)
+    return _png(fig)
+
+
+def class_weights(weights: dict[str, dict[str, float]], column: str, classes: list[str]) -> bytes:
+    """Class weights per scheme; the scheme in the plan's weight column is drawn strongest."""
+    if not weights or not classes:
+        return _nothing("class weights", "no class weights (rebalance has not run)")
+    fig = _figure(3.0)
+    ax = fig.add_subplot()
+    schemes = sorted(weights, key=lambda s: (s != column, s))
+    series = {s + (" (weight column)" if s == column else ""): [round(weights[s].get(c, 0.0), 3) for c in classes]
+              for s in schemes}
+    _bars(ax, classes, series, KIND_COLORS)
+    ax.set_title("class weights (loss weights for the train split)", loc="left", fontsize=9)
+    ax.legend(fontsize=8, frameon=False)
+    return _png(fig)

