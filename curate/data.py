@@ -1,8 +1,8 @@
 """PyTorch datasets over curate's shards: random access and streaming.
 
 `ShardDataset(OUT, split)` is map-style: item i is found through OUT/index.parquet (shard, row
-group, row). `ShardIterableDataset(OUT, split)` streams: shards are divided across distributed
-ranks and DataLoader workers, read a row group at a time, and mixed in a shuffle buffer; call
+group, row). `ShardIterableDataset(OUT, split)` streams: row groups are divided across
+distributed ranks and DataLoader workers, read one at a time, and mixed in a shuffle buffer; call
 `set_epoch(e)` so each epoch has its own seeded order. Both decode to uint8 CHW tensors and
 return (image, label); `transform` (if given) receives the tensor.
 """
@@ -82,36 +82,35 @@ class ShardIterableDataset(IterableDataset):
                  seed: int = 0, include_augmented: bool = False) -> None:
         self.out, self.transform, self.buffer, self.seed, self.epoch = out, transform, shuffle_buffer, seed, 0
         table = _index(out, split, ("shards", "augmented") if include_augmented else ("shards",))
-        self.shards = sorted(set(table["shard"].to_pylist()))
+        # the unit of work is a row group, so even a split of one shard feeds every worker
+        self.units = sorted(set(zip(table["shard"].to_pylist(), table["row_group"].to_pylist())))
         self.length = table.num_rows
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def my_shards(self) -> list[str]:
-        """This rank's and worker's shards for the current epoch."""
+    def my_units(self) -> list[tuple[str, int]]:
+        """This rank's and worker's (shard, row group) units for the current epoch."""
         rank, world = _rank_and_world()
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
-        order = list(self.shards)
+        order = list(self.units)
         random.Random(self.seed * 1_000_003 + self.epoch).shuffle(order)
         return order[rank * workers + worker:: world * workers]
 
     def __iter__(self) -> Iterator[tuple[Any, int]]:
-        shards = self.my_shards()
-        rng = random.Random(f"{self.seed}/{self.epoch}/{','.join(shards)}")
+        units = self.my_units()
+        rng = random.Random(f"{self.seed}/{self.epoch}/{units[:1]}")
         ws = Workspace(self.out)
         buffer: list[tuple[bytes, int]] = []
-        for shard in shards:
+        for shard, group in units:
             with ws.fs.open(ws.path(shard), "rb") as f:
-                pf = pq.ParquetFile(f)
-                for g in range(pf.num_row_groups):
-                    t = pf.read_row_group(g, columns=["image", "label"])
-                    images = t["image"].combine_chunks().field("bytes").to_pylist()
-                    for data, label in zip(images, t["label"].to_pylist()):
-                        buffer.append((data, label))
-                        if len(buffer) >= self.buffer:
-                            yield self._item(buffer.pop(rng.randrange(len(buffer))))
+                t = pq.ParquetFile(f).read_row_group(group, columns=["image", "label"])
+            images = t["image"].combine_chunks().field("bytes").to_pylist()
+            for data, label in zip(images, t["label"].to_pylist()):
+                buffer.append((data, label))
+                if len(buffer) >= self.buffer:
+                    yield self._item(buffer.pop(rng.randrange(len(buffer))))
         rng.shuffle(buffer)
         for item in buffer:
             yield self._item(item)
