@@ -8,9 +8,12 @@ path list, so the same tree gives the same manifest whatever the number of worke
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
@@ -29,6 +32,7 @@ from curate.workspace import Workspace
 log = logging.getLogger(__name__)
 
 STAGING = "manifest.new"
+MIN_PATHS_PER_DECODER = 64  # fewer files than this are not worth another decoder process
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,7 @@ class ScanTask:
     isolate: bool = True
     timeout_s: float = 30.0
     max_memory_mb: int = 4096
+    decoders: int = 1  # decoder processes for this partition (more when it runs alone, in-process)
 
 
 @dataclass
@@ -85,11 +90,22 @@ def _new_row(f: SourceFile, size: int | None, facts: dict[str, Any]) -> dict[str
 
 
 def _decode_all(task: ScanTask, paths: list[str]) -> Iterator[tuple[dict[str, Any], bytes | None, int | None]]:
-    """(facts, thumbnail, size) per path: in a sandboxed child process, or in this one."""
-    job = DecodeJob(task.src, tuple(paths), task.decode_size, task.max_pixels, task.background, task.max_memory_mb)
+    """(facts, thumbnail, size) per path, in order: in sandboxed child processes (`decoders` of
+    them side by side, each on a contiguous run of the paths), or in this process."""
     if task.isolate:
-        yield from sandboxed(job, task.timeout_s)
+        runs = max(1, min(task.decoders, len(paths) // MIN_PATHS_PER_DECODER))
+        step = -(-len(paths) // runs) if paths else 1
+        jobs = [DecodeJob(task.src, tuple(paths[i:i + step]), task.decode_size, task.max_pixels, task.background,
+                          task.max_memory_mb) for i in range(0, len(paths), step)]
+        if len(jobs) <= 1:
+            for job in jobs:
+                yield from sandboxed(job, task.timeout_s)
+            return
+        with ThreadPoolExecutor(len(jobs)) as pool:  # the threads only wait on the children's pipes
+            for results in pool.map(lambda job: list(sandboxed(job, task.timeout_s)), jobs):
+                yield from results
         return
+    job = DecodeJob(task.src, tuple(paths), task.decode_size, task.max_pixels, task.background, task.max_memory_mb)
     open_file, root = opener(task.src)
     for path in paths:
         yield decode_file(open_file, root, path, job)
@@ -183,6 +199,9 @@ def scan(src: str, out: str, cfg: Config) -> ScanSummary:
         ws.write_bytes(f"{STAGING}/_listing", key.encode())
     ws.clean_temporaries(STAGING)
     todo = [t for t in tasks if not ws.exists(STAGING, f"part-{t.index:05d}.parquet")]
+    if len(todo) == 1 and not (cfg.engine.scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS")):
+        # one partition runs in-process: give it the machine's decoders instead of one
+        todo = [dataclasses.replace(todo[0], decoders=cfg.engine.workers or os.cpu_count() or 1)]
     if len(todo) < len(tasks):
         log.info("resuming: %d of %d partitions already written", len(tasks) - len(todo), len(tasks))
     with dask_client(cfg.engine, len(todo), (src, out)) as client:

@@ -181,7 +181,7 @@ def _too_small(rows: pd.DataFrame, ctx: Context) -> pd.Series:
     return np.minimum(rows["width"], rows["height"]).astype("float64").where(rows["status"] == "ok")
 
 
-@check("grayscale", Severity.INFO, 0.02, below=True, message="channel spread {score:.3f}: grayscale",
+@check("grayscale", Severity.INFO, 0.01, below=True, message="channel spread {score:.3f}: grayscale",
        help="grayscale, including RGB whose channels are equal: mean max-min channel spread (0-1)")
 def _grayscale(rows: pd.DataFrame, ctx: Context) -> pd.Series:
     return rows["channel_spread"].astype("float64")
