@@ -83,9 +83,9 @@ def prefect_api(startup_timeout_s: int = 300) -> Iterator[None]:
     try:
         yield
     finally:
-        from prefect.logging.handlers import APILogHandler
+        from prefect.logging.handlers import APILogWorker
 
-        APILogHandler.flush()  # send the run's last logs while the server is still up
+        APILogWorker.drain_all()  # send the run's last logs while the server is still up
         server.stop()
 
 
