@@ -237,49 +237,106 @@ def _last_json(stdout: str) -> dict:
     raise RuntimeError(f"no result in output:\n{stdout[-2000:]}")
 
 
-def _busy_cpu_s() -> float:
-    """System-wide CPU seconds spent not idle (all cores), from /proc/stat via psutil."""
-    import psutil
+class ForeignCpu:
+    """CPU seconds used by processes outside this benchmark's own process tree while it runs.
 
-    t = psutil.cpu_times()
-    return sum(t) - t.idle - getattr(t, "iowait", 0.0) - getattr(t, "steal", 0.0) - getattr(t, "guest", 0.0) \
-        - getattr(t, "guest_nice", 0.0)
+    Sampled per process from /proc/PID/stat (psutil) every `interval` s in a thread: this VM's
+    system-wide /proc/stat counters are not reliable. A process that starts and ends between two
+    samples is missed, so this is a lower bound on the competition for the CPUs.
+    """
 
+    def __init__(self, interval: float = 0.5):
+        import threading
 
-def _own_cpu_s() -> float:
-    """CPU seconds of this process and of every descendant it (transitively) waited for."""
-    import resource
+        self.interval, self.me = interval, os.getpid()
+        self.first: dict[tuple[int, float], float] = {}
+        self.last: dict[tuple[int, float], float] = {}
+        self.own: set[tuple[int, float]] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self.t0 = 0.0
 
-    a, b = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
+    def _sample(self, baseline: bool) -> None:
+        import psutil
+
+        parents: dict[int, int] = {}
+        seen = []
+        for p in psutil.process_iter(["ppid", "create_time", "cpu_times"]):
+            info = p.info
+            if info["cpu_times"] is None or info["create_time"] is None:
+                continue
+            parents[p.pid] = info["ppid"]
+            t = info["cpu_times"]
+            seen.append(((p.pid, info["create_time"]), t.user + t.system))
+        for key, cpu in seen:
+            if key not in self.first:
+                self.first[key] = cpu if baseline else 0.0
+                pid, hops = key[0], 0
+                while pid and pid != self.me and hops < 64:
+                    pid, hops = parents.get(pid, 0), hops + 1
+                if pid == self.me:
+                    self.own.add(key)
+            self.last[key] = cpu
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample(baseline=False)
+
+    def __enter__(self) -> "ForeignCpu":
+        self._sample(baseline=True)
+        self.t0 = time.perf_counter()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample(baseline=False)
+        self.wall = time.perf_counter() - self.t0
+
+    @property
+    def share(self) -> float:
+        """Foreign CPU time as a fraction of the machine's CPU time over the window."""
+        used = sum(self.last[k] - self.first[k] for k in self.last if k not in self.own)
+        return max(0.0, used) / (max(self.wall, 1e-9) * (os.cpu_count() or 1))
 
 
 def wait_idle(max_wait: float, threshold: float = 0.15) -> float:
     """Wait (up to `max_wait` s) until other processes use < `threshold` of the machine's CPUs
     over a 3 s window. Returns the last measured foreign load (fraction of all cores)."""
-    deadline, load, said = time.monotonic() + max_wait, 1.0, False
+    deadline, said = time.monotonic() + max_wait, False
     while True:
-        b0, o0 = _busy_cpu_s(), _own_cpu_s()
-        time.sleep(3)
-        load = max(0.0, (_busy_cpu_s() - b0) - (_own_cpu_s() - o0)) / (3 * (os.cpu_count() or 1))
-        if load < threshold or time.monotonic() > deadline:
-            return load
+        with ForeignCpu(interval=1.0) as watch:
+            time.sleep(3)
+        if watch.share < threshold or time.monotonic() > deadline:
+            return watch.share
         if not said:
-            print(f"   waiting for the machine to go idle (other processes use {load:.0%} of the CPUs)",
+            print(f"   waiting for the machine to go idle (other processes use {watch.share:.0%} of the CPUs)",
                   file=sys.stderr, flush=True)
             said = True
 
 
-def _run(cmd: list[str], **kw) -> tuple[float, subprocess.CompletedProcess, float]:
-    """Run `cmd`; returns wall seconds, the process, and the CPU share other processes took meanwhile."""
-    b0, o0 = _busy_cpu_s(), _own_cpu_s()
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, **kw)
-    wall = time.perf_counter() - t0
-    foreign = max(0.0, (_busy_cpu_s() - b0) - (_own_cpu_s() - o0)) / (wall * (os.cpu_count() or 1))
+def _children_cpu_s() -> float:
+    """User+system CPU seconds of all descendants waited for so far (getrusage RUSAGE_CHILDREN)."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def _run(cmd: list[str], **kw) -> tuple[float, subprocess.CompletedProcess, float, float]:
+    """Run `cmd`; returns wall seconds, the process, the CPU share other processes took
+    meanwhile, and the CPU seconds the command's whole process tree used."""
+    with ForeignCpu() as watch:
+        c0 = _children_cpu_s()
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, **kw)
+        wall = time.perf_counter() - t0
+        cpu = _children_cpu_s() - c0
+    foreign = watch.share
     if proc.returncode:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return wall, proc, foreign
+    return wall, proc, foreign, cpu
 
 
 def time_curate(folder: Path, workers: int, tmp: Path, config: Path | None = None) -> dict:
@@ -289,24 +346,25 @@ def time_curate(folder: Path, workers: int, tmp: Path, config: Path | None = Non
     cmd = [str(CURATE), "scan", str(folder), "-o", str(out), "--workers", str(workers)]
     if config:
         cmd += ["--config", str(config)]
-    wall, proc, foreign = _run(cmd, env={**os.environ, "COLUMNS": "200"})
+    wall, proc, foreign, cpu = _run(cmd, env={**os.environ, "COLUMNS": "200"})
     m = re.search(r"decoded (\d+) \(reused \d+\) in ([\d.]+)s", proc.stdout)
-    return {"seconds": wall, "images": int(m.group(1)) if m else None, "foreign": foreign,
+    return {"seconds": wall, "images": int(m.group(1)) if m else None, "foreign": foreign, "cpu_s": cpu,
             "inner_s": float(m.group(2)) if m else None, "manifest": out / "manifest"}
 
 
 def time_imagededup(folder: Path, workers: int, tmp: Path) -> dict:
     hashes = tmp / "imagededup-hashes.json"
-    wall, proc, foreign = _run([str(BENCH_PY), __file__, "_imagededup", str(folder), str(workers), str(hashes)])
+    wall, proc, foreign, cpu = _run([str(BENCH_PY), __file__, "_imagededup", str(folder), str(workers),
+                                     str(hashes)])
     res = _last_json(proc.stdout)
-    res.update(process_s=wall, hashes=hashes, foreign=foreign)
+    res.update(process_s=wall, hashes=hashes, foreign=foreign, cpu_s=cpu)
     return res
 
 
 def time_bare(folder: Path, workers: int) -> dict:
-    wall, proc, foreign = _run([str(PROJECT_PY), __file__, "_bare", str(folder), str(workers)])
+    wall, proc, foreign, cpu = _run([str(PROJECT_PY), __file__, "_bare", str(folder), str(workers)])
     res = _last_json(proc.stdout)
-    res.update(process_s=wall, foreign=foreign)
+    res.update(process_s=wall, foreign=foreign, cpu_s=cpu)
     return res
 
 
@@ -391,10 +449,14 @@ def measure_memory(folder: Path, workers: int, tmp: Path, interval: float = 0.2)
     popen = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              env={**os.environ, "COLUMNS": "200"})
     proc = psutil.Process(popen.pid)
-    peak_rss = peak_pss = peak_n = samples = 0
+    peak_rss = peak_pss = peak_n = samples = peak_main = 0
     while popen.poll() is None:
         rss, pss, n = _tree_memory(proc)
         peak_rss, peak_pss, peak_n = max(peak_rss, rss), max(peak_pss, pss), max(peak_n, n)
+        try:
+            peak_main = max(peak_main, proc.memory_info().rss)
+        except psutil.Error:
+            pass
         samples += 1
         time.sleep(interval)
     stdout, stderr = popen.communicate()
@@ -404,6 +466,7 @@ def measure_memory(folder: Path, workers: int, tmp: Path, interval: float = 0.2)
     m = re.search(r"decoded (\d+) \(reused \d+\) in ([\d.]+)s", stdout)
     shutil.rmtree(out, ignore_errors=True)
     return {"files": int(m.group(1)) if m else None, "seconds": wall, "peak_rss": peak_rss, "peak_pss": peak_pss,
+            "peak_main": peak_main,
             "processes": peak_n, "samples": samples}
 
 
@@ -423,9 +486,17 @@ def machine() -> str:
     from PIL import Image, features
 
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2 ** 30
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "curate"], cwd=ROOT, capture_output=True,
+                               text=True).stdout.strip()
+        rev = f"curate at {head}" + (" with uncommitted changes under curate/" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        rev = "curate (no git revision)"
     return (f"{os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), {model}, {mem:.0f} GiB RAM, "
             f"{platform.system()} {platform.release()}, Python {platform.python_version()}, "
-            f"Pillow {Image.__version__} (libjpeg-turbo {features.version('jpg')})")
+            f"Pillow {Image.__version__} (libjpeg-turbo {features.version('jpg')}); {rev}")
 
 
 def write_section(body: str) -> None:
@@ -507,9 +578,10 @@ def throughput(args: argparse.Namespace) -> str:
                     extra = f"process wall {statistics.median(x['process_s'] for x in results[k]):.2f}s"
                 worst = max(x["foreign"] for x in results[k])
                 foreign_max = max(foreign_max, worst)
+                cpu = statistics.median(x["cpu_s"] for x in results[k])
                 rows.append(f"| {name} | {n} ({size_mb / n:.2f} MB avg) | {labels[k]} | {med[k]:.2f} ({all_s[k]}) "
                             f"| {ips[k]:.0f} | {ips[k] / ips['imagededup']:.2f}x | {ips[k] / ips['bare']:.0%} "
-                            f"| {extra}; other load <= {worst:.0%} |")
+                            f"| {cpu:.1f} | {1000 * cpu / n:.2f} | {extra}; other load <= {worst:.0%} |")
             ours = curate_phashes(results["curate"][-1]["manifest"])
             dedup = json.loads(results["imagededup"][-1]["hashes"].read_text())
             print(f"[{name}] imagehash reference hashes (untimed)", file=sys.stderr, flush=True)
@@ -549,8 +621,9 @@ def throughput(args: argparse.Namespace) -> str:
         + (f"; **up to {foreign_max:.0%}: other work was running on this machine, so these timings are "
            f"pessimistic**." if foreign_max > 0.1 else "."),
         "",
-        "| set | images | contender | seconds | images/s | vs imagededup | vs bare loop | notes |",
-        "| --- | ---: | --- | ---: | ---: | ---: | ---: | --- |",
+        "| set | images | contender | seconds | images/s | vs imagededup | vs bare loop | CPU s | CPU ms/image "
+        "| notes |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
         *rows,
         "",
         "Targets (`curate scan` >= 2.5x imagededup's images/s and >= 70% of the bare loop's):",
@@ -563,7 +636,10 @@ def throughput(args: argparse.Namespace) -> str:
         "write. \"in-process\" is the scan's own elapsed time as it prints it (from listing to the "
         "manifest swap, cluster start-up included). imagededup's seconds are the `encode_images` call "
         "(its Pool start-up included); \"process wall\" adds its interpreter start and imports. The bare "
-        "loop's seconds include its Pool start-up.",
+        "loop's seconds include its Pool start-up. \"CPU s\" is the user+system CPU time of the "
+        "contender's whole process tree (getrusage of the waited-for children, so interpreter start and "
+        "imports included for all three): it is much less sensitive than wall time to other load on the "
+        "machine.",
         "",
         "pHash agreement (Hamming distance between the 64-bit hashes of the same file). curate's `phash` "
         "follows imagehash's definition on a 64x64 thumbnail of a reduced-scale (1/8 for these photos) "
@@ -589,15 +665,16 @@ def memory(args: argparse.Namespace) -> str:
             warm_cache(folder)
             print(f"[memory] {n} files", file=sys.stderr, flush=True)
             wait_idle(args.wait_idle)
-            b0, o0 = _busy_cpu_s(), _own_cpu_s()
-            r = measure_memory(folder, args.workers, tmp)
-            r["foreign"] = max(0.0, (_busy_cpu_s() - b0) - (_own_cpu_s() - o0)) / (r["seconds"] * (os.cpu_count() or 1))
+            with ForeignCpu() as watch:
+                r = measure_memory(folder, args.workers, tmp)
+            r["foreign"] = watch.share
             rows.append(r | {"n": n})
             print(f"   {r}", file=sys.stderr, flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     table = [f"| {r['n']:,} | {r['files']:,} | {r['seconds']:.1f} | {r['n'] / r['seconds']:.0f} "
-             f"| {r['peak_rss'] / 2 ** 20:.0f} | {r['peak_pss'] / 2 ** 20:.0f} | {r['processes']} | {r['foreign']:.0%} |"
+             f"| {r['peak_rss'] / 2 ** 20:.0f} | {r['peak_pss'] / 2 ** 20:.0f} | {r['peak_main'] / 2 ** 20:.0f} "
+             f"| {r['processes']} | {r['foreign']:.0%} |"
              for r in rows]
     growth = ""
     if len(rows) >= 2:
@@ -613,11 +690,14 @@ def memory(args: argparse.Namespace) -> str:
         f"Machine: {machine()}  ",
         f"`curate scan --workers {args.workers}` on generated {MEM_SIZE[0]}x{MEM_SIZE[1]} JPEGs (1,000 per "
         f"folder), default config (partition_size 2000). Memory of the curate process and all its descendants "
-        f"(Dask scheduler, nanny and worker processes), summed, sampled every 0.2 s; RSS counts shared pages "
-        f"once per process, PSS splits them.",
+        f"(Dask scheduler, nanny and worker processes, and each worker's decoder child), summed, sampled every "
+        f"0.2 s; RSS counts shared pages once per process, PSS splits them. \"driver\" is the `curate` process "
+        f"alone (listing, planning, scheduler). \"other load\": share of the machine's CPU time used by "
+        f"processes outside the benchmark meanwhile.",
         "",
-        "| files | decoded | seconds | files/s | peak RSS (MiB) | peak PSS (MiB) | processes | other load |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| files | decoded | seconds | files/s | peak RSS (MiB) | peak PSS (MiB) | driver process peak RSS (MiB) "
+        "| processes | other load |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         *table,
         "",
         growth,
@@ -645,7 +725,7 @@ def main() -> None:
     p.add_argument("--partition-size", default="auto",
                    help="also time curate with this engine.partition_size; 'auto' = 2 tasks per worker, "
                         "0 = only the default config")
-    p.add_argument("--wait-idle", type=float, default=300.0,
+    p.add_argument("--wait-idle", type=float, default=60.0,
                    help="before each timed run, wait up to this many seconds for other processes to go quiet")
     p.add_argument("--gen-workers", type=int, default=os.cpu_count() or 2, help="processes generating data")
     p.add_argument("--memory", action="store_true", help="run the peak-memory benchmark instead")
@@ -662,12 +742,13 @@ def main() -> None:
         if not exe.exists():
             sys.exit(f"{exe} is missing; {hint}")
     old = read_section()
+    notes = keep_block(old, "Notes")  # hand-written analysis, kept across runs
     if args.memory:
-        part, keep = memory(args), keep_block(old, "Throughput")
-        body = "\n\n".join(x for x in (keep, part) if x)
+        part = memory(args)
+        body = "\n\n".join(x for x in (keep_block(old, "Throughput"), part, notes) if x)
     else:
-        part, keep = throughput(args), keep_block(old, "Peak memory")
-        body = "\n\n".join(x for x in (part, keep) if x)
+        part = throughput(args)
+        body = "\n\n".join(x for x in (part, keep_block(old, "Peak memory"), notes) if x)
     print(part)
     if not args.no_write:
         write_section(body)
