@@ -1,7 +1,7 @@
 """Terminal rendering of stage summaries (the CLI's only output besides errors)."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable, Sequence
 
 from rich.console import Console
 from rich.table import Table
@@ -9,13 +9,14 @@ from rich.table import Table
 console = Console()
 
 
-def _counts_table(title: str, counts: dict[str, int], key: str = "name") -> Table:
-    table = Table(title=title, title_justify="left")
-    table.add_column(key)
-    table.add_column("count", justify="right")
-    for k, v in counts.items():
-        table.add_row(str(k), str(v))
-    return table
+def table(title: str, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> Table:
+    """A titled table: the first column left-aligned (names), the others right-aligned (numbers)."""
+    out = Table(title=title, title_justify="left")
+    for i, name in enumerate(header):
+        out.add_column(name, justify="left" if i == 0 else "right")
+    for row in rows:
+        out.add_row(*(str(cell) for cell in row))
+    return out
 
 
 def show_scan(summary: Any, out: str) -> None:
@@ -23,8 +24,8 @@ def show_scan(summary: Any, out: str) -> None:
                   f"{sum(summary.errors.values())} errors, {summary.removed} removed; decoded {summary.decoded} "
                   f"(reused {summary.reused}) in {summary.elapsed_s:.1f}s = {summary.images_per_s:.0f} images/s")
     if summary.errors:
-        console.print(_counts_table("errors by code", summary.errors, "error_code"))
-    console.print(_counts_table("images by class", summary.classes, "class"))
+        console.print(table("errors by code", ["error_code", "count"], summary.errors.items()))
+    console.print(table("images by class", ["class", "count"], summary.classes.items()))
     console.print(f"manifest: {out}/manifest/")
 
 
@@ -32,19 +33,11 @@ def show_validate(summary: Any, out: str) -> None:
     console.print(f"[bold]validate[/bold]: {summary.count('error')} errors, {summary.count('warning')} warnings, "
                   f"{summary.count('info')} info; {summary.excluded} images excluded "
                   f"({summary.elapsed_s:.1f}s)")
-    table = Table(title="issues by check", title_justify="left")
-    for col in ("check", "severity", "count"):
-        table.add_column(col, justify="right" if col == "count" else "left")
-    for severity, checks in summary.by_check.items():
-        for check, n in checks.items():
-            table.add_row(check, severity, str(n))
-    console.print(table)
-    worst = Table(title="classes with the most flagged images", title_justify="left")
-    for col in ("class", "flagged", "images"):
-        worst.add_column(col, justify="left" if col == "class" else "right")
-    for cls, flagged, n in summary.worst_classes:
-        worst.add_row(cls, str(flagged), str(n))
-    console.print(worst)
+    console.print(table("issues by check", ["check", "severity", "count"],
+                        ((check, severity, n) for severity, checks in summary.by_check.items()
+                         for check, n in checks.items())))
+    console.print(table("classes with the most flagged images", ["class", "flagged", "images"],
+                        summary.worst_classes))
     console.print(f"issues: {out}/issues/")
 
 
@@ -53,12 +46,8 @@ def show_dedup(summary: Any, out: str) -> None:
     console.print(f"[bold]dedup[/bold]: {total} clusters, {sum(summary.images.values())} images in them, "
                   f"{summary.dropped} would be dropped; {summary.label_conflicts} label conflicts; "
                   f"largest cluster diameter {summary.max_diameter} bits ({summary.elapsed_s:.1f}s)")
-    table = Table(title="clusters by kind", title_justify="left")
-    for col in ("kind", "clusters", "images"):
-        table.add_column(col, justify="left" if col == "kind" else "right")
-    for kind, n in summary.clusters.items():
-        table.add_row(kind, str(n), str(summary.images[kind]))
-    console.print(table)
+    console.print(table("clusters by kind", ["kind", "clusters", "images"],
+                        ((kind, n, summary.images[kind]) for kind, n in summary.clusters.items())))
     for pair, n in summary.leaks.items():
         console.print(f"leak: {n} clusters span {pair}")
     for example in summary.examples:
@@ -72,19 +61,12 @@ def show_rebalance(summary: Any, out: str) -> None:
                   f"({summary.elapsed_s:.1f}s)")
     if summary.small_classes:
         console.print(f"classes below the minimum size: {', '.join(summary.small_classes)}")
-    table = Table(title="samples per class: before -> after", title_justify="left")
-    table.add_column("class")
     splits = list(summary.after) or list(summary.before)
-    for split in splits:
-        table.add_column(split, justify="right")
-    for scheme in summary.weights:
-        table.add_column(f"w:{scheme}", justify="right")
     classes = sorted({c for counts in [*summary.before.values(), *summary.after.values()] for c in counts})
-    for c in classes:
-        cells = [f"{summary.before.get(s, {}).get(c, 0)} -> {summary.after.get(s, {}).get(c, 0)}" for s in splits]
-        weights = [f"{summary.weights[k].get(c, 0):.3f}" for k in summary.weights]
-        table.add_row(c, *cells, *weights)
-    console.print(table)
+    rows = ([c, *(f"{summary.before.get(s, {}).get(c, 0)} -> {summary.after.get(s, {}).get(c, 0)}" for s in splits),
+             *(f"{summary.weights[k].get(c, 0):.3f}" for k in summary.weights)] for c in classes)
+    console.print(table("samples per class: before -> after",
+                        ["class", *splits, *(f"w:{k}" for k in summary.weights)], rows))
     console.print(f"plan: {out}/plan/")
 
 

@@ -19,9 +19,7 @@ class AugmentSummary:
 
 def render(summary: AugmentSummary, out: str) -> None:
     """Print the summary: variants per class and split, device, images/s."""
-    from rich.table import Table
-
-    from curate.console import console
+    from curate.console import console, table
 
     total = sum(summary.per_split.values())
     if not total:
@@ -31,12 +29,7 @@ def render(summary: AugmentSummary, out: str) -> None:
     console.print(f"[bold]augment[/bold]: {total} variants in {summary.shards} shards; made {summary.made} this run "
                   f"on {summary.device}, batch {summary.batch_size}, {summary.images_per_s:.1f} images/s "
                   f"({summary.elapsed_s:.1f}s)")
-    table = Table(title="variants per class", title_justify="left")
-    table.add_column("class")
-    table.add_column("variants", justify="right")
-    for name, n in summary.variants.items():
-        table.add_row(name, str(n))
-    console.print(table)
+    console.print(table("variants per class", ["class", "variants"], summary.variants.items()))
     console.print("per split: " + ", ".join(f"{split} {n}" for split, n in summary.per_split.items()))
     for path, why in summary.failed.items():
         console.print(f"[yellow]skipped[/yellow] {path}: {why}")

@@ -88,9 +88,7 @@ def publish(src: str | None, out: str, cfg: Config) -> PublishSummary:
 
 def render(summary: PublishSummary, out: str) -> None:
     """Print what was published (the CLI's output)."""
-    from rich.table import Table
-
-    from curate.console import console
+    from curate.console import console, table
 
     rate = summary.samples / summary.elapsed_s if summary.elapsed_s else 0.0
     console.print(f"[bold]publish[/bold]: FiftyOne dataset {summary.dataset!r}: {summary.samples} samples "
@@ -99,10 +97,5 @@ def render(summary: PublishSummary, out: str) -> None:
                   f"{rate:.0f} samples/s)")
     if summary.missing:
         console.print(f"not in {out} yet (their fields are empty): {', '.join(summary.missing)}")
-    table = Table(title="saved views", title_justify="left")
-    table.add_column("view")
-    table.add_column("samples", justify="right")
-    for name, n in summary.views.items():
-        table.add_row(name, str(n))
-    console.print(table)
+    console.print(table("saved views", ["view", "samples"], summary.views.items()))
     console.print(f"open it: curate app --name {summary.dataset}")
