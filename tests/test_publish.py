@@ -70,9 +70,11 @@ def fodb(tmp_path_factory):
     uri = f"mongodb://127.0.0.1:{port}/?serverSelectionTimeoutMS=3000"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("FIFTYONE_DATABASE_URI", uri)
-        if "fiftyone" in sys.modules:  # imported by an earlier test module: point it here too
+        if "fiftyone" in sys.modules:  # imported (and maybe connected) by an earlier test: reconnect here
             mp.setattr(sys.modules["fiftyone"].config, "database_uri", uri)
+            _reconnect_fiftyone()
         yield uri
+        _reconnect_fiftyone()  # later tests connect to their own database again
     proc.terminate()
     try:
         proc.wait(30)
@@ -327,6 +329,14 @@ def test_default_dataset_name():
     assert default_name("/data/runs/My Run!/").startswith("curate-My-Run-")
     assert default_name("/a/out") != default_name("/b/out")
     assert default_name("s3://bucket/run-7").startswith("curate-run-7-")
+
+
+def _reconnect_fiftyone() -> None:
+    """Drop FiftyOne's open connection so its next use connects to the configured database."""
+    if "fiftyone" in sys.modules:
+        from fiftyone.core.odm import database
+
+        database._disconnect()
 
 
 @pytest.mark.slow
