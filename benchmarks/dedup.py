@@ -387,7 +387,8 @@ def check_note(c: dict) -> str:
 # ---------------------------------------------------------------- formatting
 
 def fmt_s(x: float) -> str:
-    return f"{x:.2f} s" if x < 10 else f"{x:.0f} s" if x < 1000 else f"{x / 60:.1f} min"
+    return (f"{x:.2f} s" if x < 10 else f"{x:.0f} s" if x < 1000 else f"{x / 60:.1f} min" if x < 7200
+            else f"{x / 3600:.1f} h")
 
 
 def fmt_mb(b: float) -> str:
@@ -459,8 +460,9 @@ def main() -> None:
     if methods and not BENCH_PY.exists():
         raise SystemExit(f"{BENCH_PY} missing: run `bash benchmarks/setup_imagededup.sh` (or --methods '')")
     started = time.time()
-    cmd = "cd " + str(ROOT) + " && .venv/bin/python benchmarks/dedup.py " + " ".join(map(shlex.quote, sys.argv[1:])).rstrip()
-    print(f"# {cmd}\n# {machine()}\n# {code_version()}\n", flush=True)
+    cmd = " ".join(["cd", str(ROOT), "&&", ".venv/bin/python", "benchmarks/dedup.py", *map(shlex.quote, sys.argv[1:])])
+    code_at_start = code_version()
+    print(f"# {cmd}\n# {machine()}\n# {code_at_start}\n", flush=True)
 
     cmp_rows, agree_rows = [], []
     for n in sizes:
@@ -482,7 +484,7 @@ def main() -> None:
                 ided[m] = r
                 if r["timed_out"]:
                     prog = r["progress"]
-                    r["note"] = (f"> {cap:.0f} s (stopped: {prog[0]:,} of {prog[1]:,} queries done"
+                    r["note"] = (f"> {cap:.0f} s (stopped: ≥ {prog[0]:,} of {prog[1]:,} queries done"
                                  + (f"; ≈ {fmt_s(cap * prog[1] / prog[0])} at that rate)" if prog[0] else ")") if prog
                                  else f"> {cap:.0f} s (stopped while building its index, before any query)")
                     print(f"  imagededup {m}: {r['note']}", flush=True)
@@ -521,26 +523,31 @@ def main() -> None:
         npy.unlink()
 
     total = time.time() - started
-    md = render(cmd, cmp_rows, scale_rows, caps, a, total)
+    code = code_at_start
+    if code_version() != code_at_start:
+        code += f". CHANGED DURING THE RUN, at the end: {code_version()}"
+    md = render(cmd, code, cmp_rows, scale_rows, caps, a, total)
     print("\n" + md)
     if not a.no_write:
         Path(a.out).write_text(md)
         print(f"written: {a.out}")
 
 
-def render(cmd: str, cmp_rows: list, scale_rows: list, caps: list, a: argparse.Namespace, total: float) -> str:
+def render(cmd: str, code: str, cmp_rows: list, scale_rows: list, caps: list, a: argparse.Namespace, total: float) -> str:
     from curate.dedup.search import choose_bands
 
     lines = ["## Dedup: near-duplicate search", "",
              f"Run {dt.date.today().isoformat()}, total {fmt_s(total)}, with:", "", "```", cmd, "```", "",
-             f"Machine: {machine()}.", "", f"Code: {code_version()}.", "",
+             f"Machine: {machine()}.", "", f"Code at the start of the run: {code}.", "",
              "Hashes: random 64-bit values with planted pairs (one per 20 rows, at every distance 0..t); the same "
              "hashes for every contender. curate = `radius_pairs(hashes, t)` (exact multi-index hashing, in-process, "
              "one core), median of "
              f"{a.repeats}; \"hashes → clusters\" = `near_edges` + `components` (what `curate dedup` does with the "
              "pHash column after reading the manifest). imagededup = `PHash().find_duplicates(encoding_map=..., "
              f"max_distance_threshold=t, search_method=..., num_dist_workers={a.workers})`, the call timed inside its "
-             "process, killed at the cap.", ""]
+             "process, killed at the cap; for a killed run, the queries its progress bar had reached (it advances "
+             "in steps of 100, imagededup's Pool chunk size) and a linear extrapolation of the time to all queries "
+             "(both searches cost O(n) per query).", ""]
     if cmp_rows:
         lines += ["| hashes | t | bands (m × bits, flips) | curate search | hashes → clusters | imagededup bktree "
                   "| imagededup brute_force_cython | speed-up vs imagededup's fastest | pairs (curate) | "
