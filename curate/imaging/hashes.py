@@ -54,11 +54,6 @@ def hamming(a: np.ndarray | int, b: np.ndarray | int) -> np.ndarray:
     return np.bitwise_count(xor.view(np.uint64))
 
 
-def int64_to_hex(value: int) -> str:
-    """The 16-digit hex form imagehash prints for the same bits."""
-    return f"{value & 0xFFFFFFFFFFFFFFFF:016x}"
-
-
 def phash_d8(gray: np.ndarray) -> np.ndarray:
     """pHash of each float32 luma thumbnail (N, 64, 64) and of its 7 other flips/rotations: int64 (N, 8).
 
