@@ -51,8 +51,11 @@ def test_second_run_is_refused_and_a_killed_runs_lock_goes_stale(tmp_path, runne
 def test_same_outputs_whatever_the_workers_and_partitions(tmp_path):
     from test_flows import outputs
 
-    run_pipeline(str(SAMPLE), str(tmp_path / "a"), from_dict({"engine": {"workers": 1, "partition_size": 1000}}))
-    run_pipeline(str(SAMPLE), str(tmp_path / "b"), from_dict({"engine": {"workers": 2, "partition_size": 7}}))
+    stages = {"stages": ["scan", "validate", "dedup", "rebalance", "shard", "augment"]}
+    run_pipeline(str(SAMPLE), str(tmp_path / "a"),
+                 from_dict({"engine": {"workers": 1, "partition_size": 1000}, "run": stages}))
+    run_pipeline(str(SAMPLE), str(tmp_path / "b"),
+                 from_dict({"engine": {"workers": 2, "partition_size": 7}, "run": stages}))
     assert outputs(tmp_path / "a") == outputs(tmp_path / "b")
 
 

@@ -121,11 +121,14 @@ def test_killed_shard_run_leaves_no_partial_shard_and_resumes(tmp_path):
     cmd = [str(Path(sys.executable).parent / "curate"), "shard", str(out), "--config", str(config)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 120
-    while time.time() < deadline and len(list((out / "shards").glob("*/_stats/*.json"))) < 3:
+    def complete() -> int:  # stats sidecars, not a temporary one the kill left behind
+        return sum(1 for p in (out / "shards").glob("*/_stats/*.json") if not p.name.startswith(TMP_MARK))
+
+    while time.time() < deadline and complete() < 3:
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    done = len(list((out / "shards").glob("*/_stats/*.json")))
+    done = complete()
     assert done >= 3
     for p in (out / "shards").glob("*/*.parquet"):
         if not p.name.startswith(TMP_MARK):
