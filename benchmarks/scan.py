@@ -384,10 +384,16 @@ def _imagehash_phash(path: str) -> tuple[str, str]:
 
 
 def reference_phashes(folder: Path, workers: int) -> dict[str, str]:
-    """imagehash.phash of every file, full decode (untimed): the definition curate's pHash follows."""
+    """imagehash.phash of every file, full decode (untimed): the definition curate's pHash follows.
+    Cached beside the data (a hidden file, which neither curate nor imagededup lists)."""
+    cache = folder / ".imagehash-phash.json"
+    if cache.exists() and cache.stat().st_mtime >= (folder / STAMP).stat().st_mtime:
+        return json.loads(cache.read_text())
     files = sorted(str(p) for p in folder.glob("*.jpg"))
     with Pool(workers) as pool:
-        return dict(pool.imap_unordered(_imagehash_phash, files, chunksize=8))
+        hashes = dict(pool.imap_unordered(_imagehash_phash, files, chunksize=1))
+    cache.write_text(json.dumps(hashes))
+    return hashes
 
 
 def curate_phashes(manifest: Path) -> dict[str, int]:
@@ -554,6 +560,9 @@ def throughput(args: argparse.Namespace) -> str:
                 for k, fn in runs:
                     wait_idle(args.wait_idle)
                     results[k].append(fn())
+                    with open(DATA / "scan-runs.jsonl", "a") as log:  # raw results, should the run be cut short
+                        log.write(json.dumps({"set": name, "contender": k, "repeat": r, **{
+                            a: b for a, b in results[k][-1].items() if isinstance(b, (int, float, str))}}) + "\n")
                     print(f"   {k}: {results[k][-1]['seconds']:.2f}s (other processes: "
                           f"{results[k][-1]['foreign']:.0%} of the CPUs)", file=sys.stderr, flush=True)
             med = {k: statistics.median(x["seconds"] for x in v) for k, v in results.items()}
