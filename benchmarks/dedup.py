@@ -484,8 +484,10 @@ def main() -> None:
                 ided[m] = r
                 if r["timed_out"]:
                     prog = r["progress"]
-                    r["note"] = (f"> {cap:.0f} s (stopped: ≥ {prog[0]:,} of {prog[1]:,} queries done"
-                                 + (f"; ≈ {fmt_s(cap * prog[1] / prog[0])} at that rate)" if prog[0] else ")") if prog
+                    r["note"] = ((f"> {cap:.0f} s (stopped: ≥ {prog[0]:,} of {prog[1]:,} queries done; "
+                                  f"≈ {fmt_s(cap * prog[1] / prog[0])} at that rate)" if prog[0] else
+                                  f"> {cap:.0f} s (stopped: index built, not one chunk of 100 of the {prog[1]:,} "
+                                  "queries done)") if prog
                                  else f"> {cap:.0f} s (stopped while building its index, before any query)")
                     print(f"  imagededup {m}: {r['note']}", flush=True)
                     continue
