@@ -12,3 +12,8 @@ import os
 # Prefect's temporary server sends a telemetry heartbeat that races other local servers for the
 # SQLite file ("database is locked"); curate's flows keep it off unless the user set it.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+# Prefect gives its temporary server 20 s to start; a fresh database on a busy machine needs more
+# (seen: CI timed out). Flows called in-process (`curate_pipeline(...)`) get the same allowance
+# as `python -m flows...`, which starts the server itself (flows.common.prefect_api).
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "300")

@@ -115,7 +115,17 @@ def test_flow_against_a_real_prefect_server(tmp_path, prefect_server):
     assert summary["flow_run_id"] == flow_runs[0]["id"] and "Samples after rebalancing" in summary["data"]
 
 
-def test_incremental_refresh_matches_a_full_run(tmp_path):
+@pytest.fixture(scope="module")
+def in_process_prefect():
+    """Flows called in this process: Prefect's temporary server, started once with the start-up
+    allowance a busy machine needs (Prefect's own default is 20 s), and stopped afterwards."""
+    from flows.common import prefect_api
+
+    with prefect_api():
+        yield
+
+
+def test_incremental_refresh_matches_a_full_run(tmp_path, in_process_prefect):
     from flows.curate_pipeline import curate_pipeline
     from flows.incremental_refresh import incremental_refresh
 
@@ -138,7 +148,7 @@ def test_incremental_refresh_matches_a_full_run(tmp_path):
     assert outputs(out) == outputs(full)
 
 
-def test_flow_on_a_separate_dask_scheduler_and_two_workers(tmp_path):
+def test_flow_on_a_separate_dask_scheduler_and_two_workers(tmp_path, in_process_prefect):
     from flows.curate_pipeline import curate_pipeline
 
     port = free_port()
