@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
@@ -14,7 +15,7 @@ from curate.errors import ConfigError
 from curate.pipeline import run_stage
 from curate.rebalance.stage import rebalance
 from curate.rebalance.weights import class_weights
-from curate.schema import DUPLICATES, MANIFEST, PLAN
+from curate.schema import DUPLICATES, ISSUES, MANIFEST, PLAN
 from curate.workspace import Workspace
 
 from conftest import SAMPLE
@@ -169,3 +170,78 @@ def test_cli_rebalance(tmp_path, runner):
     assert "38 -> 10" in r.output and "12 -> 10" in r.output
     bad = runner.invoke(main, ["rebalance", ws.url, "--split", "0.9,0.9,0.1"])
     assert bad.exit_code == 2 and "sum to 1" in bad.output
+
+
+def split_workspace(out: Path, rows: list[tuple[str, str | None]], clusters: list[list[int]], rows_per_file: int
+                    ) -> Workspace:
+    """`workspace`, with the manifest split into parts of `rows_per_file` rows and a warning issue
+    on every fifth image."""
+    ws = workspace(out, rows, clusters)
+    manifest = ws.read("manifest", MANIFEST)
+    ws.write_dataset("manifest", manifest, MANIFEST, rows_per_file=rows_per_file)
+    warned = [{"sample_id": f"s{i:05d}", "path": manifest["path"][i].as_py(), "label": rows[i][0], "check": "dark",
+               "severity": "warning", "score": 0.0, "threshold": 1.0, "message": "dark"}
+              for i in range(0, len(rows), 5)]
+    ws.write_dataset("issues", pa.Table.from_pylist(warned, schema=ISSUES), ISSUES)
+    return ws
+
+
+@pytest.mark.slow
+def test_plan_is_the_same_whatever_the_partitioning_and_cluster(tmp_path):
+    rows = ([("big", "train")] * 900 + [("mid", "train")] * 300 + [("tiny", "train")] * 20
+            + [("big", "test")] * 60 + [("mid", None)] * 40)
+    clusters = [[0, 1, 2], [3, 950], [1200, 1201, 1230], [905, 1225]]
+    one = split_workspace(tmp_path / "one", rows, clusters, rows_per_file=10_000)
+    many = split_workspace(tmp_path / "many", rows, clusters, rows_per_file=97)
+    assert len(list((tmp_path / "many" / "manifest").glob("part-*.parquet"))) == 14
+    options = [{"strategy": "cap", "cap": 150}, {"strategy": "floor", "floor": 500, "oversample": "augment"},
+               {"strategy": "target", "target": "sqrt", "split": "0.7,0.15,0.15", "keep_test": True, "seed": 4},
+               {"strategy": "none", "split": "0.8,0.1,0.1", "seed": 9}]
+    for opts in options:
+        expected = plan(one, **opts).sort_values("path", ignore_index=True)
+        got = plan(many, **opts).sort_values("path", ignore_index=True)
+        pd.testing.assert_frame_equal(expected, got)
+        if opts.get("split"):  # a re-split gives every class its share of each split, to one image
+            ratios = dict(zip(("train", "val", "test"), map(float, opts["split"].split(","))))
+            usable = expected[expected["keep"] | expected["reason"].str.startswith(opts["strategy"], na=False)]
+            for label, g in usable.groupby("label"):
+                if not opts.get("keep_test"):
+                    share = g["split"].value_counts()
+                    assert all(abs(share.get(s, 0) - r * len(g)) <= 1 + len(clusters) * 3 for s, r in ratios.items())
+    # a real Dask cluster of two worker processes gives the same plan as in-process
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1") as cluster:
+        cfg = from_dict({"rebalance": options[0], "engine": {"scheduler": cluster.scheduler_address}})
+        summary = rebalance(None, many.url, cfg)
+    pd.testing.assert_frame_equal(plan(one, **options[0]).sort_values("path", ignore_index=True),
+                                  many.read("plan", PLAN).to_pandas().sort_values("path", ignore_index=True))
+    assert summary.after["train"] == {"big": 150, "mid": 150, "tiny": 19}  # one tiny duplicate dropped
+    capped = plan(one, **options[0])
+    big = capped[(capped["label"] == "big") & (capped["split"] == "train")]
+    warned = {f"s{i:05d}" for i in range(0, len(rows), 5)}
+    assert not (big["keep"] & big["sample_id"].isin(warned)).any()  # warned images are dropped first
+    assert not (tmp_path / "many" / "plan.work").exists()
+
+
+def test_rank_cuts_match_a_sort():
+    from curate.rebalance import ranks
+
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({"label": rng.choice(["a", "b"], 5000),
+                          "order": rng.integers(0, 2**63, 5000, dtype=np.int64).astype(np.uint64),
+                          "path": [f"p{i:05d}" for i in range(5000)]})
+    frame.loc[10:20, "order"] = frame.loc[5, "order"]  # ties: broken by path
+    parts = [frame.iloc[i::7] for i in range(7)]
+    hist = ranks.merge_histograms(ranks.histogram(p, ["label"]) for p in parts)
+    wanted = {"a": [0, 1, 1234, 2000], "b": [17, 10**6]}
+    cuts, boundaries = ranks.locate(hist, wanted)
+    cells = ranks.wanted_cells(boundaries, ["label"])
+    rows = pd.concat(ranks.boundary_rows(p, ["label"], cells) for p in parts)
+    assert len(rows) < len(frame) / 20
+    cuts |= ranks.resolve(boundaries, rows, ["label"])
+    for label, rks in wanted.items():
+        g = frame[frame["label"] == label].sort_values(["order", "path"])
+        for k in rks:
+            front = ranks.in_front(g["order"].to_numpy(), g["path"], cuts[(label, k)])
+            assert front.sum() == min(k, len(g)) and front[:min(k, len(g))].all()

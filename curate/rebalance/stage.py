@@ -3,26 +3,40 @@ manifest row: keep + reason, split, copies, augment_copies, weight, cluster_id).
 
 Exclusions, in order: scan error, an issue whose severity is in validate.exclude, a dropped
 duplicate, no label, a class below the minimum size (when configured to drop), then the
-strategy's undersampling. Every random choice is a seeded hash of the sample_id, so the same
-input, config and seed give the same plan whatever the partitioning.
+strategy's undersampling, which drops warned images first, then duplicate-cluster members,
+then in seeded order. Every random choice is a seeded hash of the sample_id, so the same input,
+config and seed give the same plan whatever the partitioning.
+
+Partition-bounded, on the run's Dask cluster (in-process for one manifest part or a small
+manifest, under CLUSTER_MIN_ROWS rows, unless a scheduler is given): every pass
+works on one manifest part (`marks`) and returns small tables; the driver holds per-class
+counts and histograms, the duplicate-cluster members and a few boundary rows, never the
+collection. Passes: mark each part; [re-split only: rank the single images per class];
+count and rank the rows the strategy rebalances; write each part's plan file.
 """
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
+from typing import Any, Callable, Hashable
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
-from curate.config import Config
+from curate.config import Config, RebalanceConfig
+from curate.engine import dask_client, run_tasks
 from curate.errors import ConfigError
-from curate.rebalance.splits import parse_ratios, resplit, seeded_key
+from curate.rebalance import ranks
+from curate.rebalance.marks import STAGING, WORK, PartTask, boundary_pass, histogram_pass, mark_part, write_plan_part
+from curate.rebalance.splits import (KeepSplits, Resplit, anchors, as_scanned, parse_ratios, place, singles_view)
 from curate.rebalance.strategies import STRATEGIES, StrategySettings, parse_target
 from curate.rebalance.weights import class_weights
-from curate.schema import DUPLICATES, ISSUES, MANIFEST, PLAN, SPLITS, Status
+from curate.schema import MANIFEST, SPLITS
 from curate.workspace import Workspace
+
+BY = ["split", "label"]
+CLUSTER_MIN_ROWS = 500_000  # below this, a local cluster's start-up costs more than the passes
 
 
 @dataclass
@@ -49,109 +63,160 @@ def resolve(cfg: Config) -> None:
         raise ConfigError("rebalance.floor must be at least 1 with strategy floor (e.g. --floor 100)")
 
 
-def _load(ws: Workspace, cfg: Config) -> pd.DataFrame:
-    rows = ws.read("manifest", MANIFEST, columns=["sample_id", "path", "label", "split", "status", "error_code"],
-                   filter=pc.field("status") != Status.REMOVED.value).to_pandas()
-    rows = rows.sort_values("path", kind="stable").reset_index(drop=True)
-    rows["reason"] = None
-    rows.loc[rows["status"] == Status.ERROR.value, "reason"] = "error: " + rows["error_code"].fillna("")
-    warned: set[str] = set()
-    if ws.exists("issues"):
-        issues = ws.read("issues", ISSUES, columns=["sample_id", "check", "severity"],
-                         filter=pc.is_valid(pc.field("sample_id"))).to_pandas()
-        bad = issues[issues["severity"].isin(cfg.validate.exclude)].drop_duplicates("sample_id")
-        reason = "issue: " + bad.set_index("sample_id")["check"]
-        hit = rows["reason"].isna() & rows["sample_id"].isin(reason.index)
-        rows.loc[hit, "reason"] = rows.loc[hit, "sample_id"].map(reason)
-        warned = set(issues.loc[issues["severity"] == "warning", "sample_id"])
-    rows["warned"] = rows["sample_id"].isin(warned)
-    rows["cluster_id"] = pd.array([pd.NA] * len(rows), dtype="Int64")
-    if ws.exists("duplicates"):
-        dups = ws.read("duplicates", DUPLICATES, columns=["sample_id", "cluster_id", "keep", "reason"]).to_pandas()
-        dups = dups.set_index("sample_id")
-        rows["cluster_id"] = rows["sample_id"].map(dups["cluster_id"]).astype("Int64")
-        dropped = dups.loc[~dups["keep"], "reason"]
-        hit = rows["reason"].isna() & rows["sample_id"].isin(dropped.index)
-        rows.loc[hit, "reason"] = "duplicate: " + rows.loc[hit, "sample_id"].map(dropped)
-    rows.loc[rows["reason"].isna() & rows["label"].isna(), "reason"] = "unlabelled"
-    return rows
+Run = Callable[..., list[Any]]  # run_tasks bound to the stage's client and tasks
 
 
-def _assign_splits(rows: pd.DataFrame, cfg: Config) -> pd.Series:
-    """The split of every row; members of one duplicate cluster share one split."""
-    group = rows["cluster_id"].astype("string").fillna("s:" + rows["sample_id"])
-    rows = rows.assign(group=group)
-    if cfg.rebalance.split:
-        usable = rows[rows["reason"].isna()]
-        sizes = usable.groupby("group").size()
-        everyone = rows.groupby("group").agg(label=("label", "first"), test=("split", lambda s: (s == "test").any()))
-        everyone["size"] = sizes.reindex(everyone.index).fillna(0).astype(int)
-        chosen = resplit(everyone.reset_index(), parse_ratios(cfg.rebalance.split), cfg.rebalance.seed,
-                         cfg.rebalance.keep_test)
-        return rows["group"].map(chosen)
-    split = rows["split"].fillna("train")
-    # a cluster's members follow its kept member (dedup keeps a held-out copy over a train one)
-    anchor = rows.assign(split=split).sort_values("reason", na_position="first").groupby("group")["split"].first()
-    return rows["group"].map(anchor)
+def find_cuts(run: Run, assign: Callable, view: ranks.View, by: list[str], hist: pd.Series,
+              wanted: dict[Hashable, list[int]]) -> dict[tuple[Hashable, int], ranks.Cut]:
+    """The exact cut of every wanted (group, rank): from the histogram, plus one pass for the
+    rows of the boundary buckets when a rank falls inside one."""
+    cuts, boundaries = ranks.locate(hist, wanted)
+    if boundaries:
+        rows = pd.concat(run(boundary_pass, label="rebalance: rank", assign=assign, view=view, by=by,
+                             cells=ranks.wanted_cells(boundaries, by)))
+        cuts |= ranks.resolve(boundaries, rows, by)
+    return cuts
 
 
-def _apply_strategy(rows: pd.DataFrame, cfg: Config) -> None:
-    """Set keep/reason/copies/augment_copies for the usable rows of the rebalanced splits."""
-    r = cfg.rebalance
-    settings = StrategySettings(r.cap, r.floor, r.target)
-    for split in r.apply_to:
-        usable = rows[(rows["split"] == split) & rows["reason"].isna()]
-        counts = usable.groupby("label").size().to_dict()
-        targets = STRATEGIES.get(r.strategy)(counts, settings)
-        for label, members in usable.groupby("label", sort=True):
-            n, want = len(members), int(targets.get(label, len(members)))
-            # drop warned images first, then duplicate-cluster members, then in seeded order
-            order = members.assign(_r=[seeded_key(r.seed, s) for s in members["sample_id"]],
-                                   _dup=members["cluster_id"].notna()).sort_values(["warned", "_dup", "_r"])
-            if want < n:
-                rows.loc[order.index[want:], "reason"] = f"{r.strategy}: class {label} reduced to {want}"
-            elif want > n:
-                extra = want - n
-                each, rest = divmod(extra, n)
-                add = np.full(n, each) + (np.arange(n) < rest)
-                column = "augment_copies" if r.oversample == "augment" else "copies"
-                rows.loc[order.index, column] += add
+def strategy_view(marks: pd.DataFrame, apply_to: tuple[str, ...]) -> pd.DataFrame:
+    """The rows the strategy ranks per (split, label) (ranks.View): usable rows of the rebalanced
+    splits, warned images last, then duplicate-cluster members, then in seeded order."""
+    rows = marks[marks["reason"].isna().to_numpy() & marks["split"].isin(apply_to).to_numpy()]
+    tier = rows["warned"].to_numpy().astype(np.int64) * 2 + rows["cluster_id"].notna().to_numpy()
+    return pd.DataFrame({"split": rows["split"], "label": rows["label"],
+                         "order": ranks.order_key(tier, rows["key"].to_numpy()), "path": rows["path"]})
+
+
+@dataclass(frozen=True)
+class Decisions:
+    """What the driver decided for the whole collection, applied to one part by `decide`."""
+
+    strategy: str
+    oversample_column: str
+    apply_to: tuple[str, ...]
+    small: frozenset[str]
+    small_reason: str
+    targets: dict[tuple[str, str], tuple[int, int]]  # (split, label) -> (usable n, target)
+    cuts: dict[tuple[Hashable, int], ranks.Cut]
+    weights: dict[str, float]
+
+
+def decide(marks: pd.DataFrame, d: Decisions) -> pd.DataFrame:
+    """The plan rows of one marked part (splits assigned)."""
+    reason = marks["reason"].to_numpy(dtype=object, na_value=None)
+    reason[(pd.isna(reason) & marks["label"].isin(d.small).to_numpy())] = d.small_reason
+    plan = marks.assign(reason=reason)
+    extra = np.zeros(len(plan), dtype=np.int64)
+    for (split, label), rows in strategy_view(plan, d.apply_to).groupby(BY, sort=False):
+        n, want = d.targets[(split, label)]
+        if want == n:
+            continue
+        rank = want if want < n else (want - n) % n
+        front = ranks.in_front(rows["order"].to_numpy(), rows["path"], d.cuts[((split, label), rank)])
+        at = plan.index.get_indexer(rows.index)
+        if want < n:
+            reason[at[~front]] = f"{d.strategy}: class {label} reduced to {want}"
+        else:
+            extra[at] += (want - n) // n + front
+    keep = pd.isna(reason)
+    copies = np.where(keep, 1, 0)
+    plan = plan.assign(reason=reason, keep=keep, copies=copies, augment_copies=0)
+    plan[d.oversample_column] += np.where(keep, extra, 0)
+    plan["weight"] = plan["label"].map(d.weights).where(keep).astype("float64")
+    return plan
+
+
+def split_rule(run: Run, r: RebalanceConfig, members: pd.DataFrame) -> Callable[[pd.DataFrame], pd.Series]:
+    """How every row gets its split: the splits the data came with, or a re-split."""
+    if not r.split:
+        return KeepSplits(anchors(members))
+    view = functools.partial(singles_view, keep_test=r.keep_test)
+    tallies = run(histogram_pass, label="rebalance: split", assign=as_scanned, view=view, by=["label"])
+    hist = ranks.merge_histograms(h for _, h in tallies)
+    usable = ranks.merge_histograms(c for c, _ in tallies)
+    free = hist.groupby(level=0).sum().to_dict() if len(hist) else {}
+    fixed_test: dict[str, int] = {}
+    if r.keep_test:
+        clustered = members[members["usable"] & (members["split"] == "test")].groupby("label").size()
+        in_test = usable.loc["test"] if "test" in usable.index.get_level_values(0) else pd.Series(dtype=int)
+        fixed_test = (in_test.sub(clustered, fill_value=0)).astype(int).to_dict()
+    placement = place(members, free, fixed_test, parse_ratios(r.split), r.seed, r.keep_test)
+    quotas = {label: list(q) for label, q in placement.quotas.items()}
+    cuts = find_cuts(run, as_scanned, view, ["label"], hist, quotas)
+    return Resplit(placement.clusters, {label: (cuts[(label, a)], cuts[(label, b)])
+                                        for label, (a, b) in placement.quotas.items()},
+                   parse_ratios(r.split), r.keep_test)
+
+
+def nested(counts: pd.Series) -> dict[str, dict[str, int]]:
+    """A (split, label) -> n series as split -> label -> n, splits in order."""
+    out: dict[str, dict[str, int]] = {}
+    for (split, label), v in counts.sort_index().items():
+        if v:
+            out.setdefault(split, {})[label] = int(v)
+    return {s: out[s] for s in SPLITS if s in out}
 
 
 def rebalance(src: str | None, out: str, cfg: Config) -> RebalanceSummary:
     """Plan OUT's final membership (src unused). See module doc."""
     started = time.perf_counter()
     resolve(cfg)
+    r = cfg.rebalance
     ws = Workspace(out)
-    rows = _load(ws, cfg)
-    rows["split"] = _assign_splits(rows, cfg)
-    rows["copies"] = 1
-    rows["augment_copies"] = 0
+    parts = sorted(p.rpartition("/")[2] for p in ws.fs.glob(ws.path("manifest", "part-*.parquet")))
+    tasks = [PartTask(out, p, i) for i, p in enumerate(parts)]
+    ws.remove(WORK)
+    ws.remove(STAGING)
     summary = RebalanceSummary()
-    summary.before = _counts(rows[rows["reason"].isna()], weighted=False)
-    class_sizes = rows[rows["reason"].isna()].groupby("label").size()
-    summary.small_classes = sorted(class_sizes[class_sizes < cfg.rebalance.min_class_size].index)
-    if cfg.rebalance.small_classes == "drop":
-        small = rows["reason"].isna() & rows["label"].isin(summary.small_classes)
-        rows.loc[small, "reason"] = f"class below minimum size {cfg.rebalance.min_class_size}"
-    _apply_strategy(rows, cfg)
-    rows["keep"] = rows["reason"].isna()
-    rows.loc[~rows["keep"], ["copies", "augment_copies"]] = [0, 0]
-    kept = rows[rows["keep"]]
-    summary.after = _counts(kept, weighted=True)
-    summary.weights = class_weights(summary.after.get("train", {}), cfg.rebalance.beta)
-    rows["weight"] = rows["label"].map(summary.weights[cfg.rebalance.weights]).where(rows["keep"])
-    summary.excluded = rows.loc[~rows["keep"], "reason"].str.split(":").str[0].value_counts().sort_index().to_dict()
-    table = pa.Table.from_pandas(rows[PLAN.names].astype({"cluster_id": "Int64"}), schema=PLAN, preserve_index=False)
-    ws.write_dataset("plan", table, PLAN)
+    rows = ws.dataset("manifest", MANIFEST).count_rows()
+    with dask_client(cfg.engine, len(tasks), (out,), worth_a_cluster=rows >= CLUSTER_MIN_ROWS) as client:
+        def run(fn: Callable, label: str, **kwargs: Any) -> list[Any]:
+            return run_tasks(client, fn, tasks, label=label, retries=cfg.engine.retries, **kwargs)
+
+        members = pd.concat(run(mark_part, label="rebalance: mark", exclude=tuple(cfg.validate.exclude),
+                                seed=r.seed))
+        assign = split_rule(run, r, members)
+        view = functools.partial(strategy_view, apply_to=tuple(r.apply_to))
+        tallies = run(histogram_pass, label="rebalance: count", assign=assign, view=view, by=BY)
+        usable = ranks.merge_histograms(c for c, _ in tallies)
+        hist = ranks.merge_histograms(h for _, h in tallies)
+        summary.before = nested(usable)
+        per_class = usable.groupby(level=1).sum() if len(usable) else pd.Series(dtype=int)
+        summary.small_classes = sorted(per_class[per_class < r.min_class_size].index)
+        small = frozenset(summary.small_classes if r.small_classes == "drop" else ())
+        targets = strategy_targets(usable, r, small)
+        wanted: dict[Hashable, list[int]] = {}
+        for group, (n, want) in targets.items():
+            if want != n and n:
+                wanted.setdefault(group, []).append(want if want < n else (want - n) % n)
+        cuts = find_cuts(run, assign, view, BY, hist, wanted)
+        after_train = {label: want for (split, label), (_, want) in targets.items() if split == "train" and want}
+        if "train" not in r.apply_to:
+            after_train = {label: n for label, n in summary.before.get("train", {}).items() if label not in small}
+        summary.weights = class_weights(after_train, r.beta)
+        decisions = Decisions(r.strategy, "augment_copies" if r.oversample == "augment" else "copies",
+                              tuple(r.apply_to), small, f"class below minimum size {r.min_class_size}", targets, cuts,
+                              summary.weights[r.weights])
+        written = run(write_plan_part, label="rebalance: write", assign=assign,
+                      decide=functools.partial(decide, d=decisions))
+    ws.swap_in(STAGING, "plan")
+    ws.remove(WORK)
+    summary.after = nested(ranks.merge_histograms(a for a, _ in written))
+    excluded = ranks.merge_histograms(e for _, e in written)
+    summary.excluded = {str(k): int(v) for k, v in excluded.sort_index().items()}
     summary.elapsed_s = time.perf_counter() - started
     return summary
 
 
-def _counts(rows: pd.DataFrame, weighted: bool) -> dict[str, dict[str, int]]:
-    n = rows["copies"] + rows["augment_copies"] if weighted else pd.Series(1, index=rows.index)
-    table = n.groupby([rows["split"], rows["label"]]).sum()
-    out: dict[str, dict[str, int]] = {}
-    for (split, label), v in table.items():
-        out.setdefault(split, {})[label] = int(v)
-    return {s: out[s] for s in SPLITS if s in out}
+def strategy_targets(usable: pd.Series, r: RebalanceConfig, small: frozenset[str]
+                     ) -> dict[tuple[str, str], tuple[int, int]]:
+    """(split, label) -> (usable images, target) for the rebalanced splits."""
+    settings = StrategySettings(r.cap, r.floor, r.target)
+    out = {}
+    for split in r.apply_to:
+        if split not in usable.index.get_level_values(0):
+            continue
+        counts = {label: int(n) for label, n in usable.loc[split].items() if label not in small}
+        targets = STRATEGIES.get(r.strategy)(counts, settings)
+        out |= {(split, label): (n, int(targets.get(label, n))) for label, n in counts.items()}
+    return out

@@ -1,0 +1,139 @@
+"""Per-partition work of the rebalance stage: one manifest part at a time, never the collection.
+
+`mark_part` reads one manifest part and the issues and duplicates of its samples, decides
+every row's pre-strategy exclusion (`reason`), and writes a narrow "marks" file
+(`OUT/plan.work/marks-NNNNN.parquet`) that the later passes read instead of the manifest. Each
+pass returns small tables (counts, histograms, boundary rows, cluster members); the last one
+writes the part's plan file.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from curate.rebalance import ranks
+from curate.rebalance.splits import seeded_keys
+from curate.schema import DUPLICATES, ISSUES, MANIFEST, PLAN, Status
+from curate.workspace import Workspace
+
+WORK = "plan.work"
+STAGING = "plan.new"
+MARKS = pa.schema([
+    pa.field("sample_id", pa.string(), nullable=False), pa.field("path", pa.string(), nullable=False),
+    pa.field("label", pa.string()), pa.field("split", pa.string()), pa.field("reason", pa.string()),
+    pa.field("warned", pa.bool_(), nullable=False), pa.field("cluster_id", pa.int64()),
+    pa.field("key", pa.uint64(), nullable=False),
+])
+
+
+@dataclass(frozen=True)
+class PartTask:
+    out: str
+    part: str  # manifest part file name
+    index: int
+
+    @property
+    def marks(self) -> str:
+        return f"{WORK}/marks-{self.index:05d}.parquet"
+
+
+def mark_part(task: PartTask, exclude: tuple[str, ...], seed: int) -> pd.DataFrame:
+    """Write the part's marks; return its duplicate-cluster members (cluster_id, path, label,
+    split, usable), which the stage needs whole to give every cluster one split."""
+    ws = Workspace(task.out)
+    with ws.fs.open(ws.path("manifest", task.part), "rb") as f:
+        rows = pq.read_table(f, columns=["sample_id", "path", "label", "split", "status", "error_code"],
+                             schema=MANIFEST).to_pandas()
+    rows = rows[rows["status"] != Status.REMOVED.value]
+    if not rows["path"].is_monotonic_increasing:
+        rows = rows.sort_values("path", kind="stable")
+    rows = rows.reset_index(drop=True)
+    ids = rows["sample_id"].to_numpy(dtype=object)
+    reason = np.full(len(rows), None, dtype=object)
+    failed = (rows["status"] == Status.ERROR.value).to_numpy()
+    reason[failed] = ("error: " + rows.loc[failed, "error_code"].fillna("")).to_numpy(dtype=object)
+    warned = np.zeros(len(rows), dtype=bool)
+    if ws.exists("issues"):
+        issues = ws.read("issues", ISSUES, columns=["sample_id", "check", "severity"],
+                         filter=pc.field("sample_id").isin(pa.array(ids, pa.string()))).to_pandas()
+        bad = issues[issues["severity"].isin(exclude)].drop_duplicates("sample_id").set_index("sample_id")["check"]
+        _first_reason(reason, "issue: ", lookup(rows["sample_id"], bad))
+        warned = rows["sample_id"].isin(issues.loc[issues["severity"] == "warning", "sample_id"]).to_numpy()
+    cluster_id = pd.Series(pd.NA, index=rows.index, dtype="Int64")
+    if ws.exists("duplicates"):
+        dups = ws.read("duplicates", DUPLICATES, columns=["sample_id", "cluster_id", "keep", "reason"],
+                       filter=pc.field("sample_id").isin(pa.array(ids, pa.string()))).to_pandas().set_index("sample_id")
+        cluster_id = lookup(rows["sample_id"], dups["cluster_id"]).astype("Int64")
+        _first_reason(reason, "duplicate: ", lookup(rows["sample_id"], dups.loc[~dups["keep"], "reason"]))
+    reason[pd.isna(reason) & rows["label"].isna().to_numpy()] = "unlabelled"
+    marks = rows[["sample_id", "path", "label", "split"]].assign(
+        reason=reason, warned=warned, cluster_id=cluster_id, key=seeded_keys(seed, ids))
+    ws.write_table(task.marks, pa.Table.from_pandas(marks, schema=MARKS, preserve_index=False), MARKS)
+    members = marks[marks["cluster_id"].notna()]
+    return members[["cluster_id", "path", "label", "split"]].assign(usable=members["reason"].isna())
+
+
+def lookup(keys: pd.Series, table: pd.Series) -> pd.Series:
+    """`keys.map(table)`, mapping only the keys that are in the (usually much smaller) table."""
+    out = pd.Series(None, index=keys.index, dtype=object)
+    hit = keys.isin(table.index).to_numpy()
+    out[hit] = keys[hit].map(table).to_numpy(dtype=object)
+    return out
+
+
+def _first_reason(reason: np.ndarray, prefix: str, detail: pd.Series) -> None:
+    """Set `prefix + detail` where `detail` applies (not NA) and no earlier reason was set."""
+    values = detail.to_numpy(dtype=object, na_value=None)
+    hit = pd.isna(reason) & ~pd.isna(values)
+    reason[hit] = prefix + values[hit].astype(str).astype(object)
+
+
+def read_marks(task: PartTask) -> pd.DataFrame:
+    ws = Workspace(task.out)
+    with ws.fs.open(ws.path(task.marks), "rb") as f:
+        return pq.read_table(f, schema=MARKS).to_pandas()
+
+
+# A view: the rows of a marked part (splits assigned) that one cut-off problem ranks, with
+# columns *by, order and path.
+View = Callable[[pd.DataFrame], pd.DataFrame]
+
+
+def histogram_pass(task: PartTask, assign: Callable[[pd.DataFrame], pd.Series], view: View, by: list[str]
+                   ) -> tuple[pd.Series, pd.Series]:
+    """(usable rows per (split, label), histogram of the view's order keys per (*by, bucket))."""
+    marks = read_marks(task)
+    marks["split"] = assign(marks)
+    usable = marks[marks["reason"].isna()]
+    return usable.groupby(["split", "label"]).size(), ranks.histogram(view(marks), by)
+
+
+def boundary_pass(task: PartTask, assign: Callable[[pd.DataFrame], pd.Series], view: View, by: list[str],
+                  cells: pd.DataFrame) -> pd.DataFrame:
+    """The view's rows that fall in the wanted (*by, bucket) cells."""
+    marks = read_marks(task)
+    marks["split"] = assign(marks)
+    return ranks.boundary_rows(view(marks), by, cells)
+
+
+def write_plan_part(task: PartTask, assign: Callable[[pd.DataFrame], pd.Series],
+                    decide: Callable[[pd.DataFrame], pd.DataFrame]) -> tuple[pd.Series, pd.Series]:
+    """Write the part's plan rows; return (samples per (split, label) incl. copies, excluded rows
+    per reason kind)."""
+    marks = read_marks(task)
+    marks["split"] = assign(marks)
+    plan = decide(marks)
+    ws = Workspace(task.out)
+    ws.write_table(f"{STAGING}/part-{task.index:05d}.parquet",
+                   pa.Table.from_pandas(plan[PLAN.names], schema=PLAN, preserve_index=False), PLAN)
+    kept = plan[plan["keep"]]
+    after = (kept["copies"] + kept["augment_copies"]).groupby([kept["split"], kept["label"]]).sum()
+    reasons = plan.loc[~plan["keep"], "reason"].value_counts()
+    excluded = reasons.groupby(reasons.index.str.split(":").str[0]).sum()
+    return after, excluded
