@@ -1,6 +1,6 @@
 """Rebalance at scale: wall time and peak memory of the plan for 1M and 10M manifest rows.
 
-    .venv/bin/python benchmarks/rebalance_scale.py                    # 1M, then 10M if it is predicted to fit
+    .venv/bin/python benchmarks/rebalance_scale.py                    # 1M, then 10M if it is predicted in time
     .venv/bin/python benchmarks/rebalance_scale.py --rows 1000000 3000000 --mem-limit-gb 12
 
 A synthetic workspace per size under benchmarks/data/rebalance-<rows>/ (built once; a stamp
@@ -15,11 +15,11 @@ records the parameters), written with pyarrow directly in curate.schema.MANIFEST
     member kept.
 
 Then `curate.rebalance.stage.rebalance(None, OUT, cfg)` for strategy none, cap (cap=1000) and
-target (sqrt), each in a fresh child process. The parent samples the child's RSS every 0.1 s
-(psutil) and kills it above --mem-limit-gb or after --timeout-s; the child reports its own
-ru_maxrss and the RSS it had after imports, before rebalance() (the baseline), and rebalance's
-own elapsed time. Memory per row = (peak - baseline) / rows. A size is skipped when the
-previous size's per-row memory or time, extrapolated linearly, predicts it would not fit.
+target (sqrt), each in a fresh child process with the default engine. The parent samples the
+RSS of the child and of every process it starts (the Dask cluster) every 0.1 s (psutil) and
+kills it above --mem-limit-gb (the tree's sum) or after --timeout-s; the child reports its own
+ru_maxrss and rebalance's own elapsed time. A size is skipped when the previous size's time,
+extrapolated linearly, predicts it would not finish in time.
 
 Writes benchmarks/RESULTS-rebalance.md (a fragment for benchmarks/RESULTS.md).
 """
@@ -36,6 +36,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -58,7 +62,7 @@ STRATEGIES = {  # name: rebalance config overrides
 # Synthetic workspace
 # --------------------------------------------------------------------------------------------
 
-def class_sizes(n: int) -> "np.ndarray":
+def class_sizes(n: int) -> "numpy.ndarray":
     """Zipf sizes (share ∝ 1/(k+1)) for N_CLASSES classes, summing to n exactly."""
     import numpy as np
 
@@ -100,7 +104,6 @@ def build(n: int) -> Path:
     class_names = np.array([f"c{k:04d}" for k in range(N_CLASSES)], dtype=object)
     split_names = np.array(["train", "val", "test"], dtype=object)
     (out / "manifest").mkdir(parents=True)
-    sample_ids = None
     for p, start in enumerate(range(0, n, PART_ROWS)):
         stop = min(n, start + PART_ROWS)
         ids = [f"{x:016x}" for x in z[start:stop].tolist()]
@@ -117,8 +120,6 @@ def build(n: int) -> Path:
         )
         table = pa.table([cols[name] for name in MANIFEST.names], schema=MANIFEST)
         pq.write_table(table, out / "manifest" / f"part-{p:05d}.parquet", compression="zstd")
-        if p == 0:
-            sample_ids = ids
     # duplicates: pairs of rows of the same class (adjacent in class order), chosen at random
     n_pairs = int(n * DUP_FRACTION / 2)
     order = np.argsort(labels, kind="stable")
@@ -162,19 +163,16 @@ def disk_mb(folder: Path) -> float:
 # --------------------------------------------------------------------------------------------
 
 def child(out: str, strategy: str) -> None:
-    import psutil
-
     from curate.config import Config, override
     from curate.rebalance.stage import rebalance
 
     cfg = override(Config(), "rebalance", **STRATEGIES[strategy])
-    base = psutil.Process().memory_info().rss
     t0 = time.perf_counter()
     summary = rebalance(None, out, cfg)
     wall = time.perf_counter() - t0
     kept = sum(sum(v.values()) for v in summary.after.values())
     ru = resource.getrusage(resource.RUSAGE_SELF)
-    print(json.dumps({"cpu_s": ru.ru_utime + ru.ru_stime, "baseline_rss": base, "ru_maxrss": ru.ru_maxrss * 1024,
+    print(json.dumps({"cpu_s": ru.ru_utime + ru.ru_stime, "ru_maxrss": ru.ru_maxrss * 1024,
                       "rebalance_s": wall, "summary_s": summary.elapsed_s, "after_total": kept,
                       "after_train": sum(summary.after.get("train", {}).values()),
                       "excluded": summary.excluded}))
@@ -188,11 +186,20 @@ def measure(out: Path, strategy: str, mem_limit: float, timeout: float) -> dict:
                             stderr=subprocess.PIPE, text=True)
     ps = psutil.Process(proc.pid)
     peak, killed = 0, None
+    per_process: dict[int, int] = {}  # pid -> peak RSS: the driver, and Dask's scheduler and workers
     while proc.poll() is None:
         try:
-            rss = ps.memory_info().rss + sum(c.memory_info().rss for c in ps.children(recursive=True))
+            procs = [ps, *ps.children(recursive=True)]
         except psutil.Error:
-            rss = 0
+            procs = []
+        rss = 0
+        for p in procs:
+            try:
+                r = p.memory_info().rss
+            except psutil.Error:
+                continue
+            rss += r
+            per_process[p.pid] = max(per_process.get(p.pid, 0), r)
         peak = max(peak, rss)
         if rss > mem_limit:
             killed = f"killed: RSS {rss / 2**30:.1f} GiB over the {mem_limit / 2**30:.0f} GiB limit"
@@ -204,12 +211,15 @@ def measure(out: Path, strategy: str, mem_limit: float, timeout: float) -> dict:
         time.sleep(0.1)
     stdout, stderr = proc.communicate()
     wall = time.perf_counter() - t0
-    res = {"strategy": strategy, "process_s": wall, "sampled_peak": peak, "killed": killed}
+    res = {"strategy": strategy, "process_s": wall, "sampled_peak": peak, "killed": killed,
+           "processes": len(per_process), "driver_peak": per_process.get(proc.pid, 0),
+           "largest_process_peak": max(per_process.values(), default=0)}
     if not killed:
         if proc.returncode != 0:
             sys.exit(f"child failed ({proc.returncode}):\n{stderr[-3000:]}")
         res.update(json.loads(stdout.strip().splitlines()[-1]))
-        res["peak"] = max(res["ru_maxrss"], peak)
+        res["driver_peak"] = max(res["ru_maxrss"], res["driver_peak"])
+        res["largest_process_peak"] = max(res["driver_peak"], res["largest_process_peak"])
     return res
 
 
@@ -231,7 +241,8 @@ def machine() -> str:
 
 
 def report(results: list[dict], skipped: list[str], args) -> str:
-    gib = lambda b: f"{b / 2**30:.2f}"  # noqa: E731
+    from curate.rebalance.stage import CLUSTER_MIN_ROWS
+
     lines = ["## Rebalance at scale\n", f"Machine: {machine()}.\n", "Command:\n", "```",
              f".venv/bin/python benchmarks/rebalance_scale.py --rows {' '.join(map(str, args.rows))} "
              f"--strategies {' '.join(args.strategies)} --large-strategies {' '.join(args.large_strategies)} "
@@ -240,25 +251,27 @@ def report(results: list[dict], skipped: list[str], args) -> str:
     w(f"Synthetic workspaces (benchmarks/data/rebalance-N/): N manifest rows in {PART_ROWS:,}-row parts, "
       f"{N_CLASSES} classes with Zipf sizes (share ∝ 1/(k+1)), split 80/10/10, 0.2% scan errors, "
       f"{DUP_FRACTION:.0%} of rows in duplicate pairs (one kept), an empty issues table. Each run is "
-      f"`curate.rebalance.stage.rebalance(None, OUT, cfg)` in a fresh child process "
-      f"(`python benchmarks/rebalance_scale.py _child OUT STRATEGY`); peak RSS = max(ru_maxrss, RSS "
-      f"sampled every 0.1 s); baseline = the child's RSS after imports; per row = (peak - baseline) / N. "
-      f"rebalance() = its own wall time; child CPU = user + sys of the child (imports included; less "
-      f"sensitive than wall time to the other work on the machine); process = spawn to exit.\n")
+      f"`curate.rebalance.stage.rebalance(None, OUT, cfg)` with the default engine (a local Dask cluster of "
+      f"one worker process per core once the manifest has {CLUSTER_MIN_ROWS:,} rows and more than one part; "
+      f"in-process otherwise) in a fresh child process (`python benchmarks/rebalance_scale.py _child OUT "
+      f"STRATEGY`). RSS of the child and of every process it starts (Dask scheduler, nanny, workers) is "
+      f"sampled every 0.1 s: driver peak = max(its ru_maxrss, samples); largest process peak = the largest "
+      f"single process; tree peak = the largest sum over all of them at one time. rebalance() = its own "
+      f"wall time; driver CPU = user + sys of the child alone (imports included; the workers' CPU is not "
+      f"in it); process = spawn to exit.\n")
     rows = []
     for r in results:
         if r.get("killed"):
-            rows.append([f"{r['rows']:,}", r["strategy"], "–", "–", f"{r['process_s']:.0f}", "–",
-                         f"≥ {gib(r['sampled_peak'])}", "–", r["killed"]])
+            rows.append([f"{r['rows']:,}", r["strategy"], str(r["parts"]), "–", "–", f"{r['process_s']:.0f}",
+                         str(r["processes"]), "–", "–", f"≥ {gib(r['sampled_peak'])}", r["killed"]])
             continue
-        per_row = (r["peak"] - r["baseline_rss"]) / r["rows"]
-        rows.append([f"{r['rows']:,}", r["strategy"], f"{r['rebalance_s']:.1f}", f"{r['cpu_s']:.1f}",
-                     f"{r['process_s']:.1f}",
-                     gib(r["baseline_rss"]), gib(r["peak"]), f"{per_row:.0f}",
+        rows.append([f"{r['rows']:,}", r["strategy"], str(r["parts"]), f"{r['rebalance_s']:.1f}",
+                     f"{r['cpu_s']:.1f}", f"{r['process_s']:.1f}", str(r["processes"]), gib(r["driver_peak"]),
+                     gib(r["largest_process_peak"]), gib(r["sampled_peak"]),
                      f"train after: {r['after_train']:,}; excluded: "
                      + ", ".join(f"{k} {v:,}" for k, v in r["excluded"].items())])
-    header = ["rows", "strategy", "rebalance() s", "child CPU s", "process s", "baseline GiB", "peak RSS GiB",
-              "bytes/row", "plan"]
+    header = ["rows", "strategy", "manifest parts", "rebalance() s", "driver CPU s", "process s", "processes",
+              "driver peak GiB", "largest process peak GiB", "process tree peak GiB", "plan"]
     w("| " + " | ".join(header) + " |")
     w("| --- | --- | " + " | ".join("---:" for _ in header[2:-1]) + " | --- |")
     for r in rows:
@@ -296,12 +309,8 @@ def main() -> None:
         FRAGMENT.write_text(text + analysis(saved["results"]) + DESIGN)
         return
     results, skipped = [], []
-    per_row, s_per_row = 0.0, 0.0
+    s_per_row = 0.0
     for n in sorted(args.rows):
-        if per_row and per_row * n > limit * 0.9:
-            skipped.append(f"{n:,} rows not run: {per_row:.0f} bytes/row measured at the previous size predicts "
-                           f"{per_row * n / 2**30:.1f} GiB, over 90% of the {args.mem_limit_gb:g} GiB limit")
-            continue
         if s_per_row and s_per_row * n > args.timeout_s:
             skipped.append(f"{n:,} rows not run: predicted {s_per_row * n:.0f} s, over the "
                            f"{args.timeout_s:.0f} s limit")
@@ -312,10 +321,10 @@ def main() -> None:
             r = measure(out, strategy, limit, args.timeout_s)
             r["rows"] = n
             r["manifest_mb"] = disk_mb(out / "manifest")
+            r["parts"] = len(list((out / "manifest").glob("part-*.parquet")))
             results.append(r)
             print(json.dumps(r), file=sys.stderr, flush=True)
             if not r.get("killed"):
-                per_row = max(per_row, (r["peak"] - r["baseline_rss"]) / n)
                 s_per_row = max(s_per_row, r["process_s"] / n)
     (DATA / "rebalance-scale.json").write_text(json.dumps({"results": results, "skipped": skipped}, indent=1))
     text = report(results, skipped, args)
@@ -325,70 +334,53 @@ def main() -> None:
 
 
 def analysis(results: list[dict]) -> str:
-    ok = [r for r in results if not r.get("killed")]
-    if not ok:
+    ok = sorted((r for r in results if not r.get("killed")), key=lambda r: r["rows"])
+    if len(ok) < 2:
         return ""
-    per_row = max((r["peak"] - r["baseline_rss"]) / r["rows"] for r in ok)
-    cpu_row = max(r["cpu_s"] / r["rows"] for r in ok)
-    biggest = max(r["rows"] for r in ok)
-    at_10m = [r for r in ok if r["rows"] == 10_000_000]
-    lines = ["### What this says\n",
-             f"- **Not partition-bounded.** `rebalance()` reads the six manifest columns it needs into one pandas "
-             f"frame in one process (no Dask), plus the issues and duplicates it joins, then works on the whole "
-             f"frame. Peak memory grows linearly with the rows: up to {per_row:.0f} bytes per row above the "
-             f"baseline (with pandas {__import__('pandas').__version__}, whose strings are Arrow-backed), so 10M "
-             f"rows need about "
-             f"{per_row * 1e7 / 2**30:.1f} GiB and 100M about {per_row * 1e8 / 2**30:.0f} GiB."
-             + (f" Measured at 10M: {at_10m[0]['peak'] / 2**30:.1f} GiB peak, {at_10m[0]['rebalance_s']:.0f} s wall "
-                f"({at_10m[0]['cpu_s']:.0f} s CPU; strategy {at_10m[0]['strategy']}): it fits the ~20 GB and 15 min "
-                f"bounds set for this benchmark. The other strategies were run at 1M only, to keep the benchmark "
-                f"short; at 1M all three need the same memory and CPU (the work is the same whatever the "
-                f"targets), so the same is expected at 10M (not measured)." if at_10m
-                else f" Largest size run: {biggest:,} rows."),
-             f"- **Time** is linear too, about {cpu_row * 1e6:.0f} CPU s per million rows on this CPU, "
-             f"single-threaded (wall times at 1M ranged 15-37 s for the same ~14 s of CPU: the other work on "
-             f"the machine). The profile at 1M (strategy cap) puts half of it in `_apply_strategy`'s "
-             f"per-class loop (1000 classes: a per-row Python `seeded_key` call, ~1.1 s per million, and a "
-             f"sort and a `take` of each class's rows), about a sixth in `_load` (the Arrow-string joins and `isin` "
-             f"against issues and duplicates), a tenth in `_assign_splits` (a groupby over one group per row: "
-             f"`s:<sample_id>` for every row outside a duplicate cluster), the rest in the counts and the plan "
-             f"write.",
-             "- So the issue's target (\"computed on Dask within memory bounded by partition\") is **not met**: "
-             "10M rows fit on this 23 GiB machine only because the per-row footprint is small; the memory is "
-             "bounded by the collection, not by a partition.\n"]
-    return "\n".join(lines) + "\n"
+    small, big = ok[0], ok[-1]
+    grow = big["largest_process_peak"] / small["largest_process_peak"]
+    return "\n".join([
+        "### What this says\n",
+        f"- **Memory bounded by partition.** From {small['rows']:,} rows ({small['parts']} part, "
+        f"{small['processes']} process) to {big['rows']:,} rows ({big['parts']} parts, {big['processes']} "
+        f"processes), the largest single process grew {grow:.2f}x ({gib(small['largest_process_peak'])} -> "
+        f"{gib(big['largest_process_peak'])} GiB) for {big['rows'] / small['rows']:.0f}x the rows, and the "
+        f"driver peaked at {gib(big['driver_peak'])} GiB: no process holds more than one manifest part "
+        f"({PART_ROWS:,} rows) plus per-class tables. The tree's sum is the number of workers times that.",
+        f"- **Time**: {big['rows']:,} rows in {big['rebalance_s']:.0f} s wall on these 2 cores "
+        f"({big['rebalance_s'] * 1e6 / big['rows']:.0f} s per million rows; {small['rebalance_s']:.0f} s for "
+        f"{small['rows']:,} in-process). The passes: mark each part (read the part, its issues and duplicates "
+        f"with a pushed-down `isin` filter, a seeded xxh3 key per row), count per class with a 1024-bucket "
+        f"histogram of the seeded order, collect the rows of the one boundary bucket per class, write.\n"]) + "\n"
 
 
-DESIGN = """### A partition-bounded design (not implemented)
+def gib(b: float) -> str:
+    return f"{b / 2**30:.2f}"
 
-What `rebalance` would do on Dask so that no process holds more than one manifest part plus per-class
-tables (O(classes), not O(rows)); it gives exactly the plan the in-memory code gives, because every
-random choice is already a seeded hash of the sample_id, independent of row order:
 
-1. **Small tables, broadcast.** The duplicates table (a few % of the rows) and the excluded ids from the
-   issues table (severity in validate.exclude) are read once; each cluster's split anchor (the split of
-   its kept member, or the re-split choice) is computed on this small cluster table alone and broadcast
-   to the partitions as `sample_id -> (cluster_id, keep, reason, split)`. Rows outside a cluster keep
-   their own split (no groupby over one group per row).
-2. **Per-class counts by a groupby-aggregate.** Each partition computes its usable flag, reason, the
-   tier (warned, duplicate-member) and the 64-bit seeded key `xxh3(seed, sample_id)` vectorised, and
-   emits counts per (split, label, tier); a tree reduction gives per-class counts (a 1000-row table).
-   The strategy turns counts into targets on the client, as now.
-3. **Undersampling by a per-class threshold on the seeded key.** Keeping the first `target` rows of a
-   class in (tier, key) order is keeping the rows below the class's cut-off `(tier*, key*)`. The cut-off
-   is found without a global sort: each partition emits per-class histograms of the key's top bits per
-   tier (for example 1024 buckets: 1000 classes x 1024 x 8-byte counts = 8 MB); the reduction finds the
-   bucket that holds the target-th row, and a second pass collects only that bucket's rows (about
-   n_class / 1024 each) to fix the exact key. The cut-offs (one per class) are broadcast and every
-   partition decides its own rows independently. Oversampling's "one extra copy for the first `rest`
-   rows" is the same cut-off problem.
-4. **Write the plan per partition** (one plan part per manifest part), and the summary (counts after,
-   excluded by reason) as one more groupby-aggregate of the written parts.
+DESIGN = """### How it stays partition-bounded
 
-Memory per worker: one manifest part's columns (~{part} rows x a few hundred bytes) plus the broadcast
-tables (O(duplicate rows + classes x buckets)); two passes over the manifest (three with the exact
-cut-off), each embarrassingly parallel.
-""".replace("{part}", f"{PART_ROWS:,}")
+`curate/rebalance/stage.py` runs passes over the manifest parts on the run's Dask cluster; each task
+reads one part (`curate/rebalance/marks.py`) and returns small tables:
+
+1. **Mark** each part: its pre-strategy exclusions (scan error, an excluding issue, a dropped duplicate,
+   no label), the warned flag, the cluster id and a seeded 64-bit key per row, written to a narrow
+   marks file the later passes read; it returns the part's duplicate-cluster members only, from which
+   the driver computes each cluster's split (the anchor, or the re-split's placement).
+2. **Count** per (split, class) and a histogram of the top 10 bits of the order key (tier in the top two
+   bits: warned images last, duplicate-cluster members next, then the seeded key). The strategy turns
+   the counts into targets on the driver.
+3. **Rank cut-offs without a global sort** (`curate/rebalance/ranks.py`): keeping the first `target`
+   rows of a class is keeping the rows before the class's cut-off `(order*, path*)`; the histogram says
+   which bucket holds it, and one more pass returns only the rows of those buckets (about a
+   thousandth of the rows) for the exact cut. A re-split's train and val quotas per class are the same
+   problem over the single (unclustered) images.
+4. **Write** each part's plan file from its marks and the broadcast decisions; the summary is the sum of
+   what the parts wrote.
+
+The same code runs in-process on one part: `tests/test_rebalance.py` checks that 14 parts on a
+two-worker cluster give the same plan as one part in-process, for every strategy and a re-split.
+"""
 
 if __name__ == "__main__":
     main()
