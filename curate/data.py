@@ -8,10 +8,10 @@ return (image, label); `transform` (if given) receives the tensor.
 """
 from __future__ import annotations
 
-import functools
 import io
 import os
 import random
+from collections import OrderedDict
 from typing import Any, Callable, Iterator
 
 import numpy as np
@@ -42,11 +42,18 @@ def _index(out: str, split: str, roots: tuple[str, ...]) -> Any:
 
 
 class ShardDataset(Dataset):
-    """Map-style access to one split's samples (training shards; augmented too if asked)."""
+    """Map-style access to one split's samples (training shards; augmented too if asked).
+
+    An item reads its whole row group (Parquet's unit of reading); each instance keeps the last
+    `cached_row_groups` of them. A shuffled epoch over many row groups therefore re-reads a row
+    group for most items: stream with `ShardIterableDataset` for training, and use this class for
+    random access and inspection.
+    """
 
     def __init__(self, out: str, split: str = "train", transform: Callable | None = None,
-                 include_augmented: bool = False) -> None:
-        self.out, self.transform = out, transform
+                 include_augmented: bool = False, cached_row_groups: int = 8) -> None:
+        self.out, self.transform, self.cached_row_groups = out, transform, cached_row_groups
+        self._cache: OrderedDict[tuple[str, int], Any] = OrderedDict()
         table = _index(out, split, ("shards", "augmented") if include_augmented else ("shards",))
         self.shards = table["shard"].to_pylist()
         self.row_groups = table["row_group"].to_numpy()
@@ -55,11 +62,18 @@ class ShardDataset(Dataset):
     def __len__(self) -> int:
         return len(self.shards)
 
-    @functools.lru_cache(maxsize=8)
     def _row_group(self, shard: str, row_group: int) -> Any:
+        key = (shard, row_group)
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
         ws = Workspace(self.out)
         with ws.fs.open(ws.path(shard), "rb") as f:
-            return pq.ParquetFile(f).read_row_group(row_group, columns=["image", "label"])
+            table = pq.ParquetFile(f).read_row_group(row_group, columns=["image", "label"])
+        self._cache[key] = table
+        if len(self._cache) > self.cached_row_groups:
+            self._cache.popitem(last=False)
+        return table
 
     def __getitem__(self, i: int) -> tuple[Any, int]:
         rg = self._row_group(self.shards[i], int(self.row_groups[i]))

@@ -85,6 +85,9 @@ def test_torch_datasets(sharded):
     labels = [lab for _img, lab in loader]
     assert len(labels) == len(train) == stream.length
     assert Counter(labels) == Counter(train[i][1] for i in range(len(train)))
+    one_group = ShardDataset(sharded.url, "train", cached_row_groups=1)
+    assert [one_group[i][1] for i in range(len(one_group))] == [train[i][1] for i in range(len(train))]
+    assert len(one_group._cache) == 1 and len(ShardDataset(sharded.url, "train")._cache) == 0  # per instance
 
     def order(epoch: int) -> list[int]:
         stream.set_epoch(epoch)
