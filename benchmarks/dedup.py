@@ -440,6 +440,8 @@ def main() -> None:
     ap.add_argument("--methods", default="bktree,brute_force_cython")
     ap.add_argument("--workers", type=int, default=2, help="imagededup num_dist_workers")
     ap.add_argument("--repeats", type=int, default=3, help="curate search repeats at comparison sizes")
+    ap.add_argument("--single", action=argparse.BooleanOptionalAction, default=True,
+                    help="at scale, also time radius_pairs in one process")
     ap.add_argument("--dask", action=argparse.BooleanOptionalAction, default=True,
                     help="also run radius_pairs_on on a 2-worker LocalCluster at the scale sizes")
     ap.add_argument("--recall-queries", type=int, default=1000)
@@ -464,7 +466,7 @@ def main() -> None:
     code_at_start = code_version()
     print(f"# {cmd}\n# {machine()}\n# {code_at_start}\n", flush=True)
 
-    cmp_rows, agree_rows = [], []
+    cmp_rows = []
     for n in sizes:
         cap = next((c for s, c in caps if n <= s), caps[-1][1])
         for t in thresholds:
@@ -508,7 +510,7 @@ def main() -> None:
         h, pa, pb = make_hashes(n, t, a.seed + n + t)
         npy = work / f"h-{n}-{t}.npy"
         np.save(npy, h)
-        variants = [("radius_pairs (1 process, 1 core)", "search")]
+        variants = [("radius_pairs (1 process, 1 core)", "search")] if a.single else []
         if a.dask:
             variants.append(("radius_pairs_on (LocalCluster 2 workers x 1 thread)", "dask"))
         for label, mode in variants:
@@ -557,7 +559,7 @@ def render(cmd: str, code: str, cmp_rows: list, scale_rows: list, caps: list, a:
                   "|---|---|---|---|---|---|---|---|---|---|---|"]
         for n, t, cur, clu, chk, ided in cmp_rows:
             b = choose_bands(n, t)
-            cells, best, bound = [], None, False
+            cells, best = [], None
             agree = []
             for m in ("bktree", "brute_force_cython"):
                 r = ided.get(m)

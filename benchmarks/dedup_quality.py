@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import itertools
 import tempfile
 from pathlib import Path
 

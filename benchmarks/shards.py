@@ -48,6 +48,12 @@ the iterator (worker start-up included) to the last item:
   * `ShardDataset(OUT, "train")` (map-style, via index.parquet), shuffle=True, 2-shard workspace;
   * a folder dataset: a list of the kept files, `__getitem__` opens one file with PIL and
     decodes it as above (what torchvision's ImageFolder does), shuffle=True;
+  * at training resolution (TRAIN_SIDE = 256 px on the longest side), the pair that a training
+    run at that size compares: `ShardIterableDataset` over 2 shards written with
+    `curate shard --normalize --max-side 256` (decode only: the shard holds 256 px JPEGs), and
+    the folder dataset decoding the original files and then resizing (bilinear, as
+    torchvision's `Resize` does), shuffle=True. Its "vs folder loader" is against that resizing
+    folder loader; the other rows' is against the plain one.
 Then, once, in this process without loader workers (warm): CPU ms/image of a bare decode of the
 bytes already in memory, of the 2-shard ShardIterableDataset and of the folder dataset with
 num_workers=0 (the loaders' own cost, without the workers' inter-process transfer), and the
@@ -63,7 +69,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import io
 import json
 import os
 import platform
@@ -88,6 +93,7 @@ PYTHON = ROOT / ".venv" / "bin" / "python"
 FRAGMENT = HERE / "RESULTS-shards.md"
 CLASSES = 4
 SEED = 20240917
+TRAIN_SIDE = 256  # training resolution of the "normalised shards vs folder loader + resize" pair
 MB = 2**20
 STAMP = ".params.json"
 
@@ -357,30 +363,36 @@ def write_breakdown(files, workers: int) -> list[tuple[str, float]]:
 # Read
 # --------------------------------------------------------------------------------------------
 
-def decode_file(path: str):
-    """curate.data.decode's steps, from a file: PIL open, EXIF transpose, RGB, uint8 CHW tensor."""
+def decode_file(path: str, max_side: int = 0):
+    """curate.data.decode's steps, from a file: PIL open, EXIF transpose, RGB, uint8 CHW tensor;
+    with `max_side`, then a bilinear resize so the longest side is max_side (torchvision's
+    `Resize` on a PIL image)."""
     import numpy as np
     import torch
     from PIL import Image, ImageOps
 
     with open(path, "rb") as f, Image.open(f) as im:
         rgb = ImageOps.exif_transpose(im).convert("RGB")
+    if max_side and max(rgb.size) > max_side:
+        scale = max_side / max(rgb.size)
+        rgb = rgb.resize((max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale))), Image.BILINEAR)
     return torch.from_numpy(np.asarray(rgb).copy()).permute(2, 0, 1)
 
 
 class FolderDataset:
     """One file per item, opened and decoded with PIL in __getitem__ (ImageFolder's way)."""
 
-    def __init__(self, files: list[tuple[str, int]]) -> None:
+    def __init__(self, files: list[tuple[str, int]], max_side: int = 0) -> None:
         classes = sorted({rel.split("/")[0] for rel, _ in files})
         self.items = [(str(SRC / rel), classes.index(rel.split("/")[0])) for rel, _ in files]
+        self.max_side = max_side
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, i: int):
         path, label = self.items[i]
-        return decode_file(path), label
+        return decode_file(path, self.max_side), label
 
 
 def epoch(loader) -> tuple[int, float, float]:
@@ -401,15 +413,16 @@ def bench_read(files, workers: int, repeats: int, modes: list[str]) -> dict:
 
     from curate.data import ShardDataset, ShardIterableDataset
 
-    out1, out2 = WORK / "out-1shard", WORK / "out-2shard"
-    for out, n in ((out1, 1), (out2, 2)):
+    out1, out2, outn = WORK / "out-1shard", WORK / "out-2shard", WORK / f"out-2shard-max{TRAIN_SIDE}"
+    for out, n, extra in ((out1, 1, []), (out2, 2, []), (outn, 2, ["--normalize", "--max-side", str(TRAIN_SIDE)])):
         if not (out / "index.parquet").exists():
             fresh_workspace(out.name)
-            subprocess.run([str(CURATE), "shard", str(out), "--workers", str(workers), "--min-shards", str(n)],
+            subprocess.run([str(CURATE), "shard", str(out), "--workers", str(workers), "--min-shards", str(n), *extra],
                            check=True, stdout=subprocess.DEVNULL)
     jpegs = [SRC / rel for rel, _ in files]
     shards1 = sorted((out1 / "shards").rglob("shard-*.parquet"))
     shards2 = sorted((out2 / "shards").rglob("shard-*.parquet"))
+    shardsn = sorted((outn / "shards").rglob("shard-*.parquet"))
     torch.manual_seed(SEED)
 
     def iterable(out):
@@ -428,6 +441,11 @@ def bench_read(files, workers: int, repeats: int, modes: list[str]) -> dict:
         f"folder dataset (PIL per file), shuffle ({workers} workers)": (
             lambda r: DataLoader(FolderDataset(files), batch_size=None, shuffle=True, num_workers=workers), jpegs,
             True),
+        f"`ShardIterableDataset`, 2 shards normalised to {TRAIN_SIDE} px ({workers} workers)": (
+            iterable(outn), shardsn, True),
+        f"folder dataset (PIL per file) + resize to {TRAIN_SIDE} px, shuffle ({workers} workers)": (
+            lambda r: DataLoader(FolderDataset(files, TRAIN_SIDE), batch_size=None, shuffle=True,
+                                 num_workers=workers), jpegs, True),
     }
     results: dict = {mode: {name: [] for name in contenders} for mode in modes}
     names = list(contenders)
@@ -546,19 +564,22 @@ def write_table(results: dict, modes: list[str]) -> list[str]:
 
 def read_table(results: dict, modes: list[str]) -> list[str]:
     lines = []
-    folder = next(k for k in next(iter(results.values())) if k.startswith("folder"))
+    names = list(next(iter(results.values())))
+    plain = next(k for k in names if k.startswith("folder") and "resize" not in k)
+    resized = next(k for k in names if k.startswith("folder") and "resize" in k)
     for mode in modes:
         rows = results[mode]
-        ref = statistics.median(x["n"] / x["s"] for x in rows[folder])
+        ref = {k: statistics.median(x["n"] / x["s"] for x in rows[k]) for k in (plain, resized)}
         lines += ["", f"**Read, {mode}** ({'files in page cache' if mode == 'warm' else 'files read evicted before each epoch'}):",
-                  "", "| contender | images | seconds (median) | images/s | vs folder loader | CPU ms/image | "
+                  "", "| contender | images | seconds (median) | images/s | vs folder loader (same output size) | CPU ms/image | "
                       "runs (images/s) |",
                   "|---|---:|---:|---:|---:|---:|---|"]
         for name, runs in rows.items():
             rate = statistics.median(x["n"] / x["s"] for x in runs)
             each = ", ".join(f"{x['n'] / x['s']:.0f}" for x in runs)
+            base = resized if f"{TRAIN_SIDE} px" in name else plain
             lines.append(f"| {name} | {runs[0]['n']} | {statistics.median(x['s'] for x in runs):.2f} | {rate:.0f} | "
-                         f"{rate / ref:.2f}x | {statistics.median(x['cpu'] / x['n'] for x in runs) * 1000:.2f} | "
+                         f"{rate / ref[base]:.2f}x | {statistics.median(x['cpu'] / x['n'] for x in runs) * 1000:.2f} | "
                          f"{each} |")
     return lines
 
@@ -600,9 +621,9 @@ def main() -> None:
     lines = ["<!-- shards -->", "## Shards: write and read throughput", "",
              f"Run {dt.date.today().isoformat()} in {total:.0f} s with:", "", "```",
              f".venv/bin/python benchmarks/shards.py{(' ' + argv) if argv else ''}", "```", "",
-             f"Machine: {machine()}; {versions()}. Shared machine: other benchmarks were running; load average "
-             f"(1 min) {load_before:.2f} before, {load_after:.2f} after, on 2 cores, so absolute times are inflated "
-             "and noisy; the contenders were interleaved, so ratios are fairer than absolute numbers.", "",
+             f"Machine: {machine()}; {versions()}. Load average (1 min) {load_before:.2f} before, {load_after:.2f} "
+             "after, on 2 cores (a shared machine: absolute times are noisy); the contenders were interleaved, so "
+             "ratios are fairer than absolute numbers.", "",
              f"Data: {n_src} JPEG photos, ~500x375, quality 90 ({origin}) in 4 class folders; {len(files)} kept by "
              f"the plan ({kept_mb:.1f} MB). Median of {args.repeats}. See the docstring of benchmarks/shards.py for "
              "what each row times."]

@@ -624,7 +624,7 @@ def report(truth: pd.DataFrame, manifest: pd.DataFrame, issues: pd.DataFrame, cv
         w("")
         if name in ("dark", "light", "blurry", "grayscale", "low_information"):
             worst = df[df["group"] == "clean"].sort_values(f"score_{name}", ascending=chk.fires_below).head(5)
-            w(f"Clean photos nearest to firing: " + ", ".join(
+            w("Clean photos nearest to firing: " + ", ".join(
                 f"`{p.split('/')[-1]}` {v:.3g}" for p, v in zip(worst["path"], worst[f"score_{name}"])) + ".\n")
 
     w("#### Blur: could another score do better?\n")

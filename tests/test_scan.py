@@ -1,7 +1,6 @@
 """Scan: manifest rows, label sources, incremental rescans, fsspec and a separate Dask cluster."""
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 import sys
