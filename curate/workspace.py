@@ -14,14 +14,16 @@ import logging
 import uuid
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import fsspec
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from curate.errors import CurateError
+
+if TYPE_CHECKING:
+    import pyarrow.dataset as ds
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +140,8 @@ class Workspace:
             raise CurateError(f"{self.path(name)} does not exist: run the stage that writes it first")
         files = sorted(p for p in self.fs.find(self.path(name)) if p.endswith(".parquet")
                        and not p.rpartition("/")[2].startswith(TMP_MARK))
+        import pyarrow.dataset as ds  # here, not at the top: it imports pandas (~0.4 s per command)
+
         return ds.dataset(files, schema=schema, format="parquet", filesystem=self.fs)
 
     def read(self, name: str, schema: pa.Schema, columns: Iterable[str] | None = None,
