@@ -404,3 +404,28 @@ def test_app_refuses_a_busy_port_and_an_unknown_dataset(fodb):
             check_port("127.0.0.1", port)
     with pytest.raises(CurateError, match="no FiftyOne dataset 'curate-test-nothing'"):
         open_app("curate-test-nothing", "127.0.0.1", free_port())
+
+
+def test_closing_the_app_is_bounded_when_its_server_hangs(fodb, monkeypatch):
+    """`curate app`'s Ctrl-C: FiftyOne's Session.close waits for the app server without a limit;
+    curate kills the server after its timeout instead of hanging."""
+    import psutil
+    from fiftyone.core.session import session as fo_session
+
+    from curate.publish.app import close_session
+
+    server = psutil.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+
+    class Service:
+        child = server
+
+    class Session:
+        server_port = free_port()
+
+        def close(self) -> None:
+            server.wait()  # like FiftyOne's: until the server exits
+
+    monkeypatch.setitem(fo_session._server_services, Session.server_port, Service())
+    started = time.time()
+    close_session(Session(), timeout_s=1)
+    assert time.time() - started < 10 and server.poll() is not None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import urllib.request
 from typing import Any
 
@@ -15,6 +16,7 @@ from curate.errors import CurateError
 from curate.publish import backend
 
 ANY_ADDRESS = ("0.0.0.0", "::", "")
+CLOSE_TIMEOUT_S = 20.0
 
 
 def app_url(address: str, port: int) -> str:
@@ -69,7 +71,33 @@ def launch_app(name: str, address: str, port: int, wait: bool = True) -> Any:
             console.print("serving; press Ctrl-C to stop")
             session.wait(-1)
     except KeyboardInterrupt:
-        console.print("app stopped")
         if session is not None:
-            session.close()
+            close_session(session, CLOSE_TIMEOUT_S)
+        console.print("app stopped")
     return session
+
+
+def close_session(session: Any, timeout_s: float) -> None:
+    """Close the session and stop the app server it started, within about `timeout_s`.
+
+    FiftyOne's `Session.close` stops the server by closing the stdin of its service wrapper and
+    waiting for it without a limit; the wrapper SIGTERMs the server, which can wait for the
+    session's own event-stream connection to close, so a Ctrl-C could hang. After `timeout_s`
+    the server's processes are killed (only the app server: the database is shared).
+    """
+    from fiftyone.core.session import session as fo_session  # FiftyOne's registry of app servers
+
+    service = getattr(fo_session, "_server_services", {}).get(getattr(session, "server_port", None))
+    closer = threading.Thread(target=session.close, daemon=True)
+    closer.start()
+    closer.join(timeout_s)
+    child = getattr(service, "child", None)
+    if closer.is_alive() and child is not None:
+        import psutil
+
+        for proc in [*reversed(child.children(recursive=True)), child]:
+            try:
+                proc.kill()
+            except psutil.Error:
+                pass
+        closer.join(timeout_s)
