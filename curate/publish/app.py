@@ -7,6 +7,7 @@ held by another program fails before anything starts; one held by a FiftyOne app
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import threading
 import urllib.request
@@ -57,24 +58,28 @@ def open_app(name: str, address: str, port: int) -> Any:
     return fo.launch_app(fo.load_dataset(name), address=address, port=port, remote=True, auto=False)
 
 
-def launch_app(name: str, address: str, port: int, wait: bool = True) -> Any:
-    """Serve the app for dataset `name`, print its URL, and (with `wait`) serve until Ctrl-C;
-    returns the session (None when interrupted while starting)."""
+def launch_app(name: str, address: str, port: int) -> None:
+    """Serve the app for dataset `name`, print its URL, and serve until Ctrl-C (SIGINT) or SIGTERM;
+    then stop the app server (within about CLOSE_TIMEOUT_S)."""
     from curate.console import console
 
+    stop = threading.Event()
+    handlers = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     session = None
-    try:
+    try:  # our own handlers: a KeyboardInterrupt could land in one of FiftyOne's bare `except:`s
         session = open_app(name, address, port)
-        console.print(f"FiftyOne app for dataset {name!r}: {app_url(address, port)}"
-                      + (" (listening on every interface)" if address in ANY_ADDRESS else ""))
-        if wait:
+        if not stop.is_set():
+            console.print(f"FiftyOne app for dataset {name!r}: {app_url(address, port)}"
+                          + (" (listening on every interface)" if address in ANY_ADDRESS else ""))
             console.print("serving; press Ctrl-C to stop")
-            session.wait(-1)
-    except KeyboardInterrupt:
+            while not stop.wait(1.0):
+                pass
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
         if session is not None:
             close_session(session, CLOSE_TIMEOUT_S)
-        console.print("app stopped")
-    return session
+    console.print("app stopped")
 
 
 def close_session(session: Any, timeout_s: float) -> None:

@@ -1,6 +1,9 @@
 """`curate publish` and `curate app`: parse, call the library, report."""
 from __future__ import annotations
 
+import os
+import sys
+
 import click
 
 from curate import config as config_mod
@@ -46,3 +49,8 @@ def app(out: str | None, name: str | None, port: int | None, address: str | None
     if not cfg.publish.name and out is None:
         raise CurateError("which dataset? give OUT (the folder you published) or --name")
     launch_app(dataset_name(out or "", cfg), cfg.publish.address, cfg.publish.port)
+    # Exit now: FiftyOne's exit handlers wait on its services without a limit. The app server is
+    # stopped; the database service sees this process's pipe close, as on any exit.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
