@@ -46,6 +46,7 @@ from curate.augment.ops import resolve_ops  # noqa: E402
 from curate.augment.pipeline import Pipeline  # noqa: E402
 from curate.augment.runner import Job, run_batches  # noqa: E402
 from curate.config import AugmentConfig  # noqa: E402
+from hostinfo import cpu_model  # noqa: E402
 
 RESULTS = HERE / "RESULTS-augment.md"
 
@@ -109,14 +110,7 @@ def end_to_end(pipeline: Pipeline, data: dict[str, bytes], n: int, batch: int, w
 
 
 def machine(device: torch.device) -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     import kornia
     import PIL
 

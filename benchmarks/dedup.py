@@ -54,6 +54,8 @@ from pathlib import Path
 import numpy as np
 import psutil
 
+from hostinfo import cpu_model, ram_gib
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RESULTS = HERE / "RESULTS-dedup.md"
@@ -396,9 +398,7 @@ def fmt_mb(b: float) -> str:
 
 
 def machine() -> str:
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), platform.processor())
-    mem = psutil.virtual_memory().total / 2**30
+    cpu, mem = cpu_model(), ram_gib()
     import importlib.metadata as md
     return (f"{os.cpu_count()} cores (nproc {len(os.sched_getaffinity(0))}), {cpu}, {mem:.0f} GiB RAM; "
             f"{platform.platform()}; Python {platform.python_version()}, numpy {np.__version__}, "

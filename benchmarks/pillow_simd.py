@@ -35,6 +35,8 @@ import sys
 import tempfile
 import time
 
+from hostinfo import cpu_model
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 DEFAULT_A = os.path.join(ROOT, ".venv", "bin", "python")
@@ -316,15 +318,7 @@ def _jpeg_size(path: str):
 
 
 def _machine() -> str:
-    model = platform.processor() or "?"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    model = cpu_model()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return (f"{os.cpu_count()} CPUs ({model}), {platform.system()} {platform.release()}, "
             f"load average {load:.1f} at start")

@@ -51,6 +51,7 @@ from curate import lineage  # noqa: E402
 from curate.config import Config, from_dict  # noqa: E402
 from curate.schema import DUPLICATES, INDEX, ISSUES, MANIFEST, PLAN, ErrorCode  # noqa: E402
 from curate.workspace import Workspace  # noqa: E402
+from hostinfo import cpu_model, ram_gib  # noqa: E402
 
 CHECKS = [("dark", "warning"), ("blurry", "warning"), ("grayscale", "info"), ("odd_size", "info"),
           ("too_small", "warning")]
@@ -188,9 +189,7 @@ def fo_samples(fo: Any, rows: list[dict[str, Any]]) -> list[Any]:
 
 
 def machine() -> str:
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor())
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    model, mem = cpu_model(), ram_gib()
     return f"{os.cpu_count()} logical CPUs ({model}), {mem:.0f} GiB RAM; {platform.system()} {platform.release()}"
 
 

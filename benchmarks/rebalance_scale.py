@@ -38,6 +38,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from hostinfo import cpu_model, ram_gib
+
 if TYPE_CHECKING:
     import numpy
 
@@ -228,10 +230,7 @@ def measure(out: Path, strategy: str, mem_limit: float, timeout: float) -> dict:
 # --------------------------------------------------------------------------------------------
 
 def machine() -> str:
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), platform.processor())
-    mem = next((int(ln.split()[1]) // 1024 // 1024 for ln in Path("/proc/meminfo").read_text().splitlines()
-                if ln.startswith("MemTotal")), 0)
+    cpu, mem = cpu_model(), int(ram_gib())
     import pandas
     import pyarrow
 

@@ -44,6 +44,8 @@ import time
 from multiprocessing import Pool
 from pathlib import Path
 
+from hostinfo import cpu_model, ram_gib
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DATA = HERE / "data"
@@ -481,17 +483,9 @@ def measure_memory(folder: Path, workers: int, tmp: Path, interval: float = 0.2)
 # --------------------------------------------------------------------------------------------
 
 def machine() -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     from PIL import Image, features
 
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2 ** 30
+    model, mem = cpu_model(), ram_gib()
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
                               check=True).stdout.strip()

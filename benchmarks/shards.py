@@ -80,6 +80,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Iterator
+
+from hostinfo import cpu_model, ram_gib
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -269,34 +272,39 @@ def write_contenders(files: list[tuple[str, int]], workers: int):
     }
 
 
+def interleaved(contenders: dict[str, tuple], repeats: int, modes: list[str]) -> Iterator[tuple[int, str, str]]:
+    """(repeat, mode, contender) in run order: each repeat rotates the contenders' order; "cold"
+    runs only the contenders whose last field (in_cold) is true."""
+    names = list(contenders)
+    for r in range(repeats):
+        for mode in modes:
+            for name in names[r % len(names):] + names[: r % len(names)]:
+                if mode != "cold" or contenders[name][-1]:
+                    yield r, mode, name
+
+
 def bench_write(files, workers: int, repeats: int, modes: list[str]) -> dict:
     contenders = write_contenders(files, workers)
     src_paths = [SRC / rel for rel, _ in files] + [p for p in tree_files(SRC) if p.name != STAMP]
     src_paths = list(dict.fromkeys(src_paths))
     results: dict = {mode: {name: [] for name in contenders} for mode in modes}
-    names = list(contenders)
-    for r in range(repeats):
-        for mode in modes:
-            order = names[r % len(names):] + names[: r % len(names)]
-            for name in order:
-                prepare, run, after, nbytes, in_cold = contenders[name]
-                if mode == "cold" and not in_cold:
-                    continue
-                target = prepare()
-                os.sync()
-                if mode == "cold":
-                    evict(src_paths)
-                else:
-                    warm(src_paths)
-                c, t = cpu_seconds(), time.perf_counter()
-                run(target)
-                if mode == "cold":
-                    os.sync()
-                seconds, cpu = time.perf_counter() - t, cpu_seconds() - c
-                extra = after(target)
-                results[mode][name].append({"s": seconds, "cpu": cpu, "bytes": nbytes, **extra})
-                print(f"  write {mode} r{r} {name}: {seconds:.2f} s {nbytes / MB / seconds:.1f} MB/s "
-                      f"cpu {cpu:.2f} s {extra}", flush=True)
+    for r, mode, name in interleaved(contenders, repeats, modes):
+        prepare, run, after, nbytes, _in_cold = contenders[name]
+        target = prepare()
+        os.sync()
+        if mode == "cold":
+            evict(src_paths)
+        else:
+            warm(src_paths)
+        c, t = cpu_seconds(), time.perf_counter()
+        run(target)
+        if mode == "cold":
+            os.sync()
+        seconds, cpu = time.perf_counter() - t, cpu_seconds() - c
+        extra = after(target)
+        results[mode][name].append({"s": seconds, "cpu": cpu, "bytes": nbytes, **extra})
+        print(f"  write {mode} r{r} {name}: {seconds:.2f} s {nbytes / MB / seconds:.1f} MB/s "
+              f"cpu {cpu:.2f} s {extra}", flush=True)
     return {mode: {k: v for k, v in rows.items() if v} for mode, rows in results.items()}
 
 
@@ -448,26 +456,18 @@ def bench_read(files, workers: int, repeats: int, modes: list[str]) -> dict:
                                  num_workers=workers), jpegs, True),
     }
     results: dict = {mode: {name: [] for name in contenders} for mode in modes}
-    names = list(contenders)
-    for r in range(repeats):
-        for mode in modes:
-            order = names[r % len(names):] + names[: r % len(names)]
-            for name in order:
-                make, paths, in_cold = contenders[name]
-                if mode == "cold" and not in_cold:
-                    continue
-                if mode == "cold":
-                    evict(paths)
-                else:
-                    warm(paths)
-                n, seconds, cpu = epoch(make(r))
-                assert n == len(files), (name, n, len(files))
-                results[mode][name].append({"n": n, "s": seconds, "cpu": cpu})
-                print(f"  read {mode} r{r} {name}: {n / seconds:.0f} img/s, cpu {cpu / n * 1000:.2f} ms/img",
-                      flush=True)
-    for mode in modes:
-        results[mode] = {k: v for k, v in results[mode].items() if v}
-    return results
+    for r, mode, name in interleaved(contenders, repeats, modes):
+        make, paths, _in_cold = contenders[name]
+        if mode == "cold":
+            evict(paths)
+        else:
+            warm(paths)
+        n, seconds, cpu = epoch(make(r))
+        assert n == len(files), (name, n, len(files))
+        results[mode][name].append({"n": n, "s": seconds, "cpu": cpu})
+        print(f"  read {mode} r{r} {name}: {n / seconds:.0f} img/s, cpu {cpu / n * 1000:.2f} ms/img",
+              flush=True)
+    return {mode: {k: v for k, v in rows.items() if v} for mode, rows in results.items()}
 
 
 def read_breakdown(files) -> list[tuple[str, str]]:
@@ -514,15 +514,7 @@ def read_breakdown(files) -> list[tuple[str, str]]:
 # --------------------------------------------------------------------------------------------
 
 def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    cpu, mem = cpu_model(), ram_gib()
     return (f"{os.cpu_count()} logical CPUs ({cpu}), {mem:.0f} GiB RAM; Linux {platform.release()}; "
             f"Python {platform.python_version()}")
 

@@ -51,6 +51,8 @@ import pandas as pd
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
+from hostinfo import cpu_model, ram_gib
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DATA = HERE / "data"
@@ -479,10 +481,7 @@ def _md_table(header: list[str], rows: list[list]) -> str:
 
 
 def machine() -> str:
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), platform.processor())
-    mem = next((int(ln.split()[1]) // 1024 // 1024 for ln in Path("/proc/meminfo").read_text().splitlines()
-                if ln.startswith("MemTotal")), 0)
+    cpu, mem = cpu_model(), int(ram_gib())
     return (f"{dt.date.today().isoformat()}, {platform.platform()}, Python {platform.python_version()}, "
             f"nproc {os.cpu_count()} ({cpu}), {mem} GiB RAM; the 2 cores were shared with other work "
             f"(absolute times are noisy, ratios less so)")
