@@ -16,4 +16,5 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 # Prefect gives its temporary server 20 s to start; a fresh database on a busy machine needs more
 # (seen: CI timed out). Flows called in-process (`curate_pipeline(...)`) get the same allowance
 # as `python -m flows...`, which starts the server itself (flows.common.prefect_api).
-os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "300")
+SERVER_STARTUP_S = 300
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", str(SERVER_STARTUP_S))

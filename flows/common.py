@@ -13,6 +13,7 @@ from prefect.artifacts import create_markdown_artifact
 from curate import lineage
 from curate.config import Config, from_dict, load_config, override
 from curate.errors import CurateError
+from flows import SERVER_STARTUP_S
 
 
 @task(name="curate-stage", task_run_name="{name}")
@@ -69,7 +70,7 @@ def publish_artifact(out: str, summaries: dict[str, dict[str, Any]], key: str) -
 
 
 @contextlib.contextmanager
-def prefect_api(startup_timeout_s: int = 300) -> Iterator[None]:
+def prefect_api(startup_timeout_s: int = SERVER_STARTUP_S) -> Iterator[None]:
     """A Prefect API for the flow runs in this block: PREFECT_API_URL's server when set, else
     Prefect's temporary server, started here with a start-up allowance that a busy machine with
     a fresh database needs, and stopped on exit (no process left behind)."""

@@ -150,7 +150,9 @@ class Resplit:
     def _draw(self, keys: np.ndarray) -> np.ndarray:
         """A seeded split per row by the ratios (test left out with keep_test)."""
         names = [s for s in SPLITS if not (self.keep_test and s == "test")]
-        weights = np.array([self.ratios[s] for s in names]) if any(self.ratios[s] for s in names) else np.ones(len(names))
+        weights = np.array([self.ratios[s] for s in names])
+        if not weights.any():
+            weights = np.ones(len(names))
         edges = np.cumsum(weights / weights.sum())
         u = (keys >> np.uint64(11)).astype(np.float64) / float(1 << 53)
         return np.array(names, dtype=object)[np.minimum(np.searchsorted(edges, u, side="right"), len(names) - 1)]

@@ -101,6 +101,12 @@ class Decisions:
     weights: dict[str, float]
 
 
+def cut_rank(n: int, want: int) -> int:
+    """The rank that splits a class of `n` rows for a target of `want`: undersampling keeps the
+    first `want`; oversampling gives the first `(want - n) % n` one copy more than the rest."""
+    return want if want < n else (want - n) % n
+
+
 def decide(marks: pd.DataFrame, d: Decisions) -> pd.DataFrame:
     """The plan rows of one marked part (splits assigned)."""
     reason = marks["reason"].to_numpy(dtype=object, na_value=None)
@@ -111,8 +117,8 @@ def decide(marks: pd.DataFrame, d: Decisions) -> pd.DataFrame:
         n, want = d.targets[(split, label)]
         if want == n:
             continue
-        rank = want if want < n else (want - n) % n
-        front = ranks.in_front(rows["order"].to_numpy(), rows["path"], d.cuts[((split, label), rank)])
+        cut = d.cuts[((split, label), cut_rank(n, want))]
+        front = ranks.in_front(rows["order"].to_numpy(), rows["path"], cut)
         at = plan.index.get_indexer(rows.index)
         if want < n:
             reason[at[~front]] = f"{d.strategy}: class {label} reduced to {want}"
@@ -188,10 +194,11 @@ def rebalance(src: str | None, out: str, cfg: Config) -> RebalanceSummary:
         wanted: dict[Hashable, list[int]] = {}
         for group, (n, want) in targets.items():
             if want != n and n:
-                wanted.setdefault(group, []).append(want if want < n else (want - n) % n)
+                wanted.setdefault(group, []).append(cut_rank(n, want))
         cuts = find_cuts(run, assign, view, BY, hist, wanted)
-        after_train = {label: want for (split, label), (_, want) in targets.items() if split == "train" and want}
-        if "train" not in r.apply_to:
+        if "train" in r.apply_to:
+            after_train = {label: want for (split, label), (_, want) in targets.items() if split == "train" and want}
+        else:
             after_train = {label: n for label, n in summary.before.get("train", {}).items() if label not in small}
         summary.weights = class_weights(after_train, r.beta)
         decisions = Decisions(r.strategy, "augment_copies" if r.oversample == "augment" else "copies",
