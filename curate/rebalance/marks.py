@@ -32,6 +32,10 @@ MARKS = pa.schema([
 ])
 
 
+# How a marked row gets its split (splits.KeepSplits, splits.Resplit, or as scanned).
+Assign = Callable[[pd.DataFrame], pd.Series]
+
+
 @dataclass(frozen=True)
 class PartTask:
     out: str
@@ -59,16 +63,16 @@ def mark_part(task: PartTask, exclude: tuple[str, ...], seed: int) -> pd.DataFra
     failed = (rows["status"] == Status.ERROR.value).to_numpy()
     reason[failed] = ("error: " + rows.loc[failed, "error_code"].fillna("")).to_numpy(dtype=object)
     warned = np.zeros(len(rows), dtype=bool)
+    of_this_part = pc.field("sample_id").isin(pa.array(ids, pa.string()))
     if ws.exists("issues"):
-        issues = ws.read("issues", ISSUES, columns=["sample_id", "check", "severity"],
-                         filter=pc.field("sample_id").isin(pa.array(ids, pa.string()))).to_pandas()
+        issues = ws.read("issues", ISSUES, columns=["sample_id", "check", "severity"], filter=of_this_part).to_pandas()
         bad = issues[issues["severity"].isin(exclude)].drop_duplicates("sample_id").set_index("sample_id")["check"]
         _first_reason(reason, "issue: ", lookup(rows["sample_id"], bad))
         warned = rows["sample_id"].isin(issues.loc[issues["severity"] == "warning", "sample_id"]).to_numpy()
     cluster_id = pd.Series(pd.NA, index=rows.index, dtype="Int64")
     if ws.exists("duplicates"):
         dups = ws.read("duplicates", DUPLICATES, columns=["sample_id", "cluster_id", "keep", "reason"],
-                       filter=pc.field("sample_id").isin(pa.array(ids, pa.string()))).to_pandas().set_index("sample_id")
+                       filter=of_this_part).to_pandas().set_index("sample_id")
         cluster_id = lookup(rows["sample_id"], dups["cluster_id"]).astype("Int64")
         _first_reason(reason, "duplicate: ", lookup(rows["sample_id"], dups.loc[~dups["keep"], "reason"]))
     reason[pd.isna(reason) & rows["label"].isna().to_numpy()] = "unlabelled"
@@ -94,10 +98,13 @@ def _first_reason(reason: np.ndarray, prefix: str, detail: pd.Series) -> None:
     reason[hit] = prefix + values[hit].astype(str).astype(object)
 
 
-def read_marks(task: PartTask) -> pd.DataFrame:
+def read_marks(task: PartTask, assign: Assign) -> pd.DataFrame:
+    """The part's marks, with `split` as `assign` decides it."""
     ws = Workspace(task.out)
     with ws.fs.open(ws.path(task.marks), "rb") as f:
-        return pq.read_table(f, schema=MARKS).to_pandas()
+        marks = pq.read_table(f, schema=MARKS).to_pandas()
+    marks["split"] = assign(marks)
+    return marks
 
 
 # A view: the rows of a marked part (splits assigned) that one cut-off problem ranks, with
@@ -105,29 +112,26 @@ def read_marks(task: PartTask) -> pd.DataFrame:
 View = Callable[[pd.DataFrame], pd.DataFrame]
 
 
-def histogram_pass(task: PartTask, assign: Callable[[pd.DataFrame], pd.Series], view: View, by: list[str]
+def histogram_pass(task: PartTask, assign: Assign, view: View, by: list[str]
                    ) -> tuple[pd.Series, pd.Series]:
     """(usable rows per (split, label), histogram of the view's order keys per (*by, bucket))."""
-    marks = read_marks(task)
-    marks["split"] = assign(marks)
+    marks = read_marks(task, assign)
     usable = marks[marks["reason"].isna()]
     return usable.groupby(["split", "label"]).size(), ranks.histogram(view(marks), by)
 
 
-def boundary_pass(task: PartTask, assign: Callable[[pd.DataFrame], pd.Series], view: View, by: list[str],
+def boundary_pass(task: PartTask, assign: Assign, view: View, by: list[str],
                   cells: pd.DataFrame) -> pd.DataFrame:
     """The view's rows that fall in the wanted (*by, bucket) cells."""
-    marks = read_marks(task)
-    marks["split"] = assign(marks)
+    marks = read_marks(task, assign)
     return ranks.boundary_rows(view(marks), by, cells)
 
 
-def write_plan_part(task: PartTask, assign: Callable[[pd.DataFrame], pd.Series],
+def write_plan_part(task: PartTask, assign: Assign,
                     decide: Callable[[pd.DataFrame], pd.DataFrame]) -> tuple[pd.Series, pd.Series]:
     """Write the part's plan rows; return (samples per (split, label) incl. copies, excluded rows
     per reason kind)."""
-    marks = read_marks(task)
-    marks["split"] = assign(marks)
+    marks = read_marks(task, assign)
     plan = decide(marks)
     ws = Workspace(task.out)
     ws.write_table(f"{STAGING}/part-{task.index:05d}.parquet",

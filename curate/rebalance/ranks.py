@@ -66,6 +66,11 @@ class Boundary:
     bucket: int
     below: int
 
+    @property
+    def cell(self) -> tuple:
+        """(*group, bucket): the key of the rows this boundary needs."""
+        return (*_as_tuple(self.group), self.bucket)
+
 
 def locate(hist: pd.Series, ranks: dict[Hashable, list[int]]) -> tuple[dict[tuple[Hashable, int], Cut], list[Boundary]]:
     """Cuts that the histogram settles (rank 0, or at least the group's size) and the
@@ -87,10 +92,13 @@ def locate(hist: pd.Series, ranks: dict[Hashable, list[int]]) -> tuple[dict[tupl
     return settled, boundaries
 
 
+def _as_tuple(group: Hashable) -> tuple:
+    return group if isinstance(group, tuple) else (group,)
+
+
 def _group_counts(hist: pd.Series, group: Hashable) -> pd.Series:
-    key = group if isinstance(group, tuple) else (group,)
     try:
-        return hist.loc[key].sort_index()
+        return hist.loc[_as_tuple(group)].sort_index()
     except KeyError:
         return pd.Series(dtype=int)
 
@@ -103,8 +111,7 @@ def boundary_rows(frame: pd.DataFrame, by: list[str], wanted: pd.DataFrame) -> p
 
 def wanted_cells(boundaries: list[Boundary], by: list[str]) -> pd.DataFrame:
     """The (*by, bucket) cells whose rows `resolve` needs, as a frame to join on."""
-    cells = {(*(b.group if isinstance(b.group, tuple) else (b.group,)), b.bucket) for b in boundaries}
-    return pd.DataFrame(sorted(cells), columns=by + ["_bucket"])
+    return pd.DataFrame(sorted({b.cell for b in boundaries}), columns=by + ["_bucket"])
 
 
 def resolve(boundaries: list[Boundary], rows: pd.DataFrame, by: list[str]) -> dict[tuple[Hashable, int], Cut]:
@@ -113,8 +120,7 @@ def resolve(boundaries: list[Boundary], rows: pd.DataFrame, by: list[str]) -> di
     grouped = dict(iter(rows.groupby(by + ["_bucket"], sort=False)))
     cuts = {}
     for b in boundaries:
-        key = (*(b.group if isinstance(b.group, tuple) else (b.group,)), b.bucket)
-        members = grouped[key].sort_values(["order", "path"])
+        members = grouped[b.cell].sort_values(["order", "path"])
         row = members.iloc[b.rank - b.below]
         cuts[(b.group, b.rank)] = Cut(int(row["order"]), str(row["path"]))
     return cuts

@@ -28,7 +28,8 @@ from curate.config import Config, RebalanceConfig
 from curate.engine import dask_client, run_tasks
 from curate.errors import ConfigError
 from curate.rebalance import ranks
-from curate.rebalance.marks import STAGING, WORK, PartTask, boundary_pass, histogram_pass, mark_part, write_plan_part
+from curate.rebalance.marks import (STAGING, WORK, Assign, PartTask, View, boundary_pass, histogram_pass, mark_part,
+                                    write_plan_part)
 from curate.rebalance.splits import (KeepSplits, Resplit, anchors, as_scanned, parse_ratios, place, singles_view)
 from curate.rebalance.strategies import STRATEGIES, StrategySettings, parse_target
 from curate.rebalance.weights import class_weights
@@ -66,7 +67,7 @@ def resolve(cfg: Config) -> None:
 Run = Callable[..., list[Any]]  # run_tasks bound to the stage's client and tasks
 
 
-def find_cuts(run: Run, assign: Callable, view: ranks.View, by: list[str], hist: pd.Series,
+def find_cuts(run: Run, assign: Assign, view: View, by: list[str], hist: pd.Series,
               wanted: dict[Hashable, list[int]]) -> dict[tuple[Hashable, int], ranks.Cut]:
     """The exact cut of every wanted (group, rank): from the histogram, plus one pass for the
     rows of the boundary buckets when a rank falls inside one."""
@@ -79,7 +80,7 @@ def find_cuts(run: Run, assign: Callable, view: ranks.View, by: list[str], hist:
 
 
 def strategy_view(marks: pd.DataFrame, apply_to: tuple[str, ...]) -> pd.DataFrame:
-    """The rows the strategy ranks per (split, label) (ranks.View): usable rows of the rebalanced
+    """The rows the strategy ranks per (split, label) (View): usable rows of the rebalanced
     splits, warned images last, then duplicate-cluster members, then in seeded order."""
     rows = marks[marks["reason"].isna().to_numpy() & marks["split"].isin(apply_to).to_numpy()]
     tier = rows["warned"].to_numpy().astype(np.int64) * 2 + rows["cluster_id"].notna().to_numpy()
@@ -132,7 +133,7 @@ def decide(marks: pd.DataFrame, d: Decisions) -> pd.DataFrame:
     return plan
 
 
-def split_rule(run: Run, r: RebalanceConfig, members: pd.DataFrame) -> Callable[[pd.DataFrame], pd.Series]:
+def split_rule(run: Run, r: RebalanceConfig, members: pd.DataFrame) -> Assign:
     """How every row gets its split: the splits the data came with, or a re-split."""
     if not r.split:
         return KeepSplits(anchors(members))
