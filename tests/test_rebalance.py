@@ -148,7 +148,7 @@ def test_property_plans(tmp_path_factory, data):
         assert after == {c: max(v, 8) for c, v in before.items()}
     else:
         assert sum(after.values()) == sum(before.values())
-        assert max(after.values()) - min(after.values()) <= 1
+        assert not after or max(after.values()) - min(after.values()) <= 1  # no train rows: nothing to balance
     p2 = plan(ws, **options)
     assert p1.equals(p2)
 
