@@ -10,11 +10,14 @@ from typing import Any
 
 __version__ = "0.1.0"
 
+# Names only, no submodule's name: `curate.scan` is the scan stage's module, so the stage
+# functions are reached through `run_stage(name, src, out, cfg)`.
 _EXPORTS = {
     "Config": "curate.config",
     "load_config": "curate.config",
-    "scan": "curate.scan",
+    "run_stage": "curate.pipeline",
     "run_pipeline": "curate.pipeline",
+    "STAGES": "curate.stages",
 }
 
 

@@ -218,6 +218,21 @@ def override(cfg: Config, section: str, **values: Any) -> Config:
     return from_dict(merged)
 
 
+_UNITS = {"KB": 2**10, "MB": 2**20, "GB": 2**30, "B": 1}
+
+
+def parse_size(text: str) -> int:
+    """'256MB' -> bytes."""
+    t = text.strip().upper()
+    for unit, scale in _UNITS.items():
+        if t.endswith(unit):
+            try:
+                return int(float(t[: -len(unit)]) * scale)
+            except ValueError:
+                break
+    raise ConfigError(f"shard.shard_size {text!r}: use a size like 256MB or 1GB")
+
+
 def load_config(path: str | Path | None) -> Config:
     """Read a TOML config (None = embedded defaults)."""
     if path is None:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import os
 import sys
 from typing import Any, Callable, Iterator, Sequence
 
 from curate.config import EngineConfig
-from curate.errors import CurateError
+from curate.errors import CurateError, PartitionFailed
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +78,6 @@ def quiet_distributed() -> None:
         os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")  # read by worker processes
 
 
-class PartitionFailed(RuntimeError):
-    """A partition kept failing after its retries."""
-
-
 def describe(item: Any) -> str:
     """A partition's name for messages: its output file, or its index."""
     for attr in ("rel", "part"):
@@ -89,10 +86,27 @@ def describe(item: Any) -> str:
     return f"partition {getattr(item, 'index', '?')}"
 
 
+@dataclasses.dataclass(frozen=True)
+class _Refused:
+    """A partition's `CurateError` (bad input, a full disk), returned rather than raised so that
+    Dask does not retry it: no retry can mend it."""
+
+    error: CurateError
+
+
+def _refusals_returned(fn: Callable[..., Any], item: Any, **kwargs: Any) -> Any:
+    try:
+        return fn(item, **kwargs)
+    except CurateError as exc:
+        return _Refused(exc)
+
+
 def _call_with_retries(fn: Callable[..., Any], item: Any, retries: int, **kwargs: Any) -> Any:
     for attempt in range(retries + 1):
         try:
             return fn(item, **kwargs)
+        except CurateError:
+            raise  # a mistake or a full disk: retrying cannot help
         except Exception as exc:  # retried, then reported with the partition's name
             if attempt == retries:
                 raise PartitionFailed(f"{describe(item)} failed after {retries + 1} attempts: "
@@ -106,7 +120,8 @@ def run_tasks(client: Any, fn: Callable[..., Any], items: Sequence[Any], *, labe
 
     Shows a progress bar on a terminal. A partition that raises is retried `retries` times (a
     transient failure); one that keeps failing fails the job with `PartitionFailed`, naming
-    the partition. `fn` itself turns bad input into rows, so this is for real failures.
+    the partition. A `CurateError` (bad input, a full disk) is raised as it is, without retries.
+    `fn` itself turns bad images into rows, so retries are for real failures.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -122,7 +137,7 @@ def run_tasks(client: Any, fn: Callable[..., Any], items: Sequence[Any], *, labe
             return results
         from distributed import as_completed
 
-        futures = client.map(fn, items, pure=False, retries=retries, **kwargs)
+        futures = client.map(functools.partial(_refusals_returned, fn), items, pure=False, retries=retries, **kwargs)
         index = {f.key: i for i, f in enumerate(futures)}
         for future in as_completed(futures):
             i = index[future.key]
@@ -133,5 +148,9 @@ def run_tasks(client: Any, fn: Callable[..., Any], items: Sequence[Any], *, labe
                     f.cancel()
                 raise PartitionFailed(f"{label}: {describe(items[i])} failed after {retries + 1} attempts: "
                                       f"{type(exc).__name__}: {exc}") from exc
+            if isinstance(results[i], _Refused):
+                for f in futures:
+                    f.cancel()
+                raise results[i].error
             progress.advance(bar)
     return results

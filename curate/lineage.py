@@ -1,21 +1,34 @@
-"""What produced an output: the resolved config, package versions and source, per stage.
+"""What produced an output: per stage, the resolved config, package versions, source, summary,
+and the versions (`Workspace.fingerprint`) of the entries it read and wrote.
 
-Writes `OUT/runs/<stage>.json`; later stages read the source location from the scan's record.
+Writes `OUT/runs/<stage>.json` when a stage finishes, and removes it when the stage starts, so a
+stage killed halfway has no record. Later stages read the source location from the scan's
+record; `curate status` and `curate run`'s skipping read all of them.
+
+A stage's last run is *current* when its record exists, everything it wrote is still there, no
+entry it read was rewritten since (else it is *stale*), and it ran with the same source, curate
+version and settings (every config section but `engine` and `run`, which decide how the work
+runs, not what it produces).
 """
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
+import json
 import platform
+from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
 from curate.config import Config
 from curate.errors import CurateError
+from curate.stages import StageSpec, shown
 from curate.workspace import Workspace
 
 PACKAGES = ("curate", "pillow", "pillow-simd", "numpy", "pyarrow", "dask", "distributed", "imagehash", "torch",
             "kornia", "prefect", "fiftyone")
+HOW_NOT_WHAT = ("engine", "run")  # config sections that do not change a stage's output
 
 
 def versions() -> dict[str, str]:
@@ -30,7 +43,7 @@ def versions() -> dict[str, str]:
 
 
 def plain(summary: Any) -> Any:
-    if dataclasses.is_dataclass(summary):
+    if dataclasses.is_dataclass(summary) and not isinstance(summary, type):
         return {k: plain(v) for k, v in dataclasses.asdict(summary).items()}
     if isinstance(summary, dict):
         return {str(k): plain(v) for k, v in summary.items()}
@@ -39,15 +52,79 @@ def plain(summary: Any) -> Any:
     return summary
 
 
-def record(ws: Workspace, stage: str, src: str | None, cfg: Config, summary: Any) -> None:
+def settings(config: dict[str, Any]) -> dict[str, Any]:
+    """The parts of a config that decide what stages produce."""
+    return {k: v for k, v in config.items() if k not in HOW_NOT_WHAT}
+
+
+def settings_digest(config: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(settings(config), sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def _path(stage: str) -> str:
+    return f"runs/{stage}.json"
+
+
+def started(ws: Workspace, spec: StageSpec) -> dict[str, str]:
+    """Call as a stage starts: removes its record, returns the versions of what it is about to read
+    (what it also writes, like the scan's previous manifest, cannot make it stale)."""
+    ws.remove(_path(spec.name))
+    inputs = [entry for entry in (*spec.requires, *spec.uses) if entry not in spec.writes]
+    return {entry: fp for entry in inputs if (fp := ws.fingerprint(entry)) is not None}
+
+
+def record(ws: Workspace, spec: StageSpec, src: str | None, cfg: Config, summary: Any,
+           read: dict[str, str]) -> None:
     """Write OUT/runs/<stage>.json."""
-    ws.write_json(f"runs/{stage}.json", {
-        "stage": stage, "source": src, "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "config": cfg.to_dict(), "versions": versions(), "summary": plain(summary)})
+    written = {entry: fp for entry in spec.writes if (fp := ws.fingerprint(entry)) is not None}
+    ws.write_json(_path(spec.name), {
+        "stage": spec.name, "source": src, "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "config": cfg.to_dict(), "settings": settings_digest(cfg.to_dict()), "versions": versions(),
+        "read": read, "wrote": written, "summary": plain(summary)})
+
+
+def last_run(ws: Workspace, stage: str) -> dict[str, Any] | None:
+    """The record of `stage`'s last finished run, or None."""
+    return ws.read_json(_path(stage)) if ws.exists(_path(stage)) else None
 
 
 def source_of(ws: Workspace) -> str:
     """The SRC that OUT was scanned from."""
-    if not ws.exists("runs/scan.json"):
+    run = last_run(ws, "scan")
+    if run is None:
         raise CurateError(f"{ws.url} has no scan record: run `curate scan SRC -o {ws.url}` first")
-    return ws.read_json("runs/scan.json")["source"]
+    return str(run["source"])
+
+
+@dataclass
+class StageState:
+    """Where one stage stands in OUT: `state` is "done", "stale" or "not run"; `why` says what made it stale."""
+
+    name: str
+    state: str
+    finished: str | None = None
+    settings: str | None = None
+    why: list[str] = field(default_factory=list)
+    run: dict[str, Any] | None = None
+
+
+def state(ws: Workspace, spec: StageSpec) -> StageState:
+    """Done, stale or not run (see module doc)."""
+    run = last_run(ws, spec.name)
+    if run is None:
+        return StageState(spec.name, "not run")
+    why = [f"{shown(entry)} rewritten since" for entry, fp in run.get("read", {}).items()
+           if ws.fingerprint(entry) != fp]
+    why += [f"{shown(entry)} is gone" for entry in spec.writes
+            if entry in run.get("wrote", {}) and not ws.exists(entry)]
+    return StageState(spec.name, "stale" if why else "done", run["finished"], run.get("settings"), why, run)
+
+
+def is_current(ws: Workspace, spec: StageSpec, src: str, cfg: Config) -> bool:
+    """Whether rerunning `spec` on SRC with `cfg` would produce what OUT already holds."""
+    if spec.always_runs:
+        return False
+    s = state(ws, spec)
+    return (s.state == "done" and s.run is not None and s.run["source"] == src
+            and s.run["settings"] == settings_digest(cfg.to_dict())
+            and s.run["versions"].get("curate") == versions().get("curate"))

@@ -1,88 +1,99 @@
-"""The pipeline's stages in order; `curate run`, the single-stage commands and the flows call
-`run_stage` so that every stage is checked up front and recorded beside its output."""
+"""Running stages: `curate run`, the single-stage commands and the flows call `run_stage`, so
+that every stage is checked up front, finds its inputs or names the command that makes them,
+runs under OUT's lock and is recorded beside its output (`curate.lineage`)."""
 from __future__ import annotations
 
 import importlib
 import logging
-from typing import Any, Callable
+from typing import Any, Callable, Collection
 
 from curate import lineage
 from curate.config import Config
-from curate.errors import ConfigError
+from curate.errors import ConfigError, MissingInput
+from curate.listing import read_labels
 from curate.lock import workspace_lock
-from curate.sources import open_source, read_labels
+from curate.source import Source
+from curate.stages import STAGES, StageSpec, producer, shown
 from curate.workspace import Workspace
 
 log = logging.getLogger(__name__)
-
-# name -> "module:function(src, out, cfg) -> summary", in the order `curate run` runs them. A
-# stage's module is imported when it runs, so a command pays only for the stages it uses
-# (pandas, scipy, torch, FiftyOne and matplotlib are heavy to import).
-STAGES: dict[str, str] = {
-    "scan": "curate.scan:scan",
-    "validate": "curate.validate.stage:validate",
-    "dedup": "curate.dedup.stage:dedup",
-    "rebalance": "curate.rebalance.stage:rebalance",
-    "shard": "curate.shards.stage:shard",
-    "augment": "curate.augment.stage:augment",
-    "publish": "curate.publish.stage:publish",
-    "report": "curate.report.stage:report",
-}
-
-# Checks of each stage's settings (function(cfg) -> None), run before any work.
-RESOLVERS: dict[str, str] = {
-    "validate": "curate.validate.stage:resolve", "dedup": "curate.dedup.stage:resolve",
-    "rebalance": "curate.rebalance.stage:resolve", "shard": "curate.shards.stage:resolve",
-    "augment": "curate.augment.settings:resolve", "publish": "curate.publish.stage:resolve",
-}
 
 
 def load(ref: str) -> Callable[..., Any]:
     """The function a "module:function" reference names."""
     module, _, name = ref.partition(":")
-    return getattr(importlib.import_module(module), name)
+    return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
 
 
-def selected_stages(cfg: Config) -> list[str]:
+def selected_stages(cfg: Config) -> list[StageSpec]:
     """The stages to run, in pipeline order: `[run] stages`, or all of them."""
-    unknown = sorted(set(cfg.run.stages) - set(STAGES))
+    unknown = sorted(set(cfg.run.stages) - set(STAGES.names()))
     if unknown:
-        raise ConfigError(f"run.stages: unknown stage {unknown[0]!r}; valid stages: {', '.join(STAGES)}")
-    return [name for name in STAGES if not cfg.run.stages or name in cfg.run.stages]
+        raise ConfigError(f"run.stages: unknown stage {unknown[0]!r}; valid stages: {', '.join(STAGES.names())}")
+    return [spec for spec in STAGES if not cfg.run.stages or spec.name in cfg.run.stages]
 
 
-def preflight(cfg: Config, src: str | None = None, stages: list[str] | None = None) -> None:
+def preflight(cfg: Config, src: str | None = None, stages: list[StageSpec] | None = None,
+              out: str | None = None) -> None:
     """Reject a bad source, labels file or setting of the stages about to run (default: those
-    `[run] stages` selects) before any work starts, so that a mistake leaves nothing behind."""
-    for name in stages if stages is not None else selected_stages(cfg):
-        if name in RESOLVERS:
-            load(RESOLVERS[name])(cfg)
+    `[run] stages` selects), and, given OUT, an input that neither OUT holds nor an earlier of
+    these stages writes, before any work starts, so that a mistake leaves nothing behind."""
+    specs = stages if stages is not None else selected_stages(cfg)
+    for spec in specs:
+        if spec.check:
+            load(spec.check)(cfg)
     if src is not None:
-        open_source(src)
+        Source(src).check()
         if cfg.scan.labels:
             read_labels(cfg.scan.labels)
+    if out is not None:
+        made: set[str] = set()
+        for spec in specs:
+            require_inputs(Workspace(out), spec, made)
+            made.update(spec.writes)
+
+
+def require_inputs(ws: Workspace, spec: StageSpec, made: Collection[str] = ()) -> None:
+    """Fail with the command to run when an entry `spec` requires is neither in OUT nor in `made`
+    (of several, the one made earliest in the pipeline: the command to run next)."""
+    missing = [entry for entry in spec.requires if entry not in made and not ws.exists(entry)]
+    if missing:
+        order = STAGES.names()
+        entry = min(missing, key=lambda e: order.index(producer(e).name))
+        raise MissingInput(f"{ws.url}/{shown(entry)} is missing: run `{producer(entry).command(ws.url)}` first")
 
 
 def run_stage(name: str, src: str | None, out: str, cfg: Config) -> Any:
-    """Run one stage (SRC defaults to the one OUT was scanned from) under OUT's lock, and
-    record it."""
+    """Run one stage (SRC defaults to the one OUT was scanned from) under OUT's lock, record it,
+    and return its summary."""
+    spec = STAGES.get(name)
     ws = Workspace(out)
-    src = src if src is not None else lineage.source_of(ws)  # before the lock: a wrong OUT leaves nothing
+    require_inputs(ws, spec)  # before the lock: a wrong OUT leaves nothing
+    src = src if src is not None else lineage.source_of(ws)
     with workspace_lock(out):
-        summary = load(STAGES[name])(src, out, cfg)
-        lineage.record(ws, name, src, cfg, summary)
+        read = lineage.started(ws, spec)
+        summary = load(spec.run)(src, out, cfg)
+        lineage.record(ws, spec, src, cfg, summary, read)
     return summary
 
 
-def run_pipeline(src: str, out: str, cfg: Config,
-                 on_stage: Callable[[str, Any], None] | None = None) -> dict[str, Any]:
-    """Run every stage on SRC into OUT; `on_stage(name, summary)` is called after each."""
-    preflight(cfg, src)
+def run_pipeline(src: str, out: str, cfg: Config, on_stage: Callable[[str, Any], None] | None = None,
+                 on_skip: Callable[[str], None] | None = None, force: bool = True) -> dict[str, Any]:
+    """Run the selected stages on SRC into OUT, in order; `on_stage(name, summary)` is called
+    after each. Unless `force`, a stage whose last run is current (`lineage.is_current`: same
+    settings and source, no input rewritten since) is skipped and `on_skip(name)` called."""
+    preflight(cfg, src, out=out)
     summaries = {}
+    ws = Workspace(out)
     with workspace_lock(out):
-        for name in selected_stages(cfg):
-            log.info("stage %s", name)
-            summaries[name] = run_stage(name, src, out, cfg)
+        for spec in selected_stages(cfg):
+            if not force and lineage.is_current(ws, spec, src, cfg):
+                log.info("stage %s is current: skipped", spec.name)
+                if on_skip:
+                    on_skip(spec.name)
+                continue
+            log.info("stage %s", spec.name)
+            summaries[spec.name] = run_stage(spec.name, src, out, cfg)
             if on_stage:
-                on_stage(name, summaries[name])
+                on_stage(spec.name, summaries[spec.name])
     return summaries

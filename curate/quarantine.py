@@ -9,13 +9,13 @@ import csv
 import io
 from pathlib import Path
 
-import fsspec
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from curate import lineage
 from curate.config import Config
 from curate.schema import ISSUES
+from curate.source import Source
 from curate.workspace import Workspace
 
 
@@ -38,10 +38,9 @@ def quarantine(out: str, to: str, cfg: Config, copy: bool = False) -> int:
         writer.writerow([path, ";".join(h["check"] for h in hits), "; ".join(h["message"] for h in hits)])
     (dest / "quarantine.csv").write_text(buf.getvalue())
     if copy:
-        fs, root = fsspec.core.url_to_fs(lineage.source_of(ws))
+        source = Source(lineage.source_of(ws))
         for path in by_path:
             target = dest / "files" / path
             target.parent.mkdir(parents=True, exist_ok=True)
-            with fs.open(f"{root.rstrip('/')}/{path}", "rb") as f:
-                target.write_bytes(f.read())
+            target.write_bytes(source.read(path))
     return len(by_path)

@@ -3,8 +3,9 @@
 Reads: the source tree (never for writing) and, on a rerun, the previous `OUT/manifest/`.
 Writes: `OUT/manifest/part-NNNNN.parquet`, one row per file found (schema `MANIFEST`).
 Unchanged files (same path, size and mtime) keep their previous row without a decode; files
-that disappeared keep their row with status `removed`. Partitions are fixed runs of the sorted
-path list, so the same tree gives the same manifest whatever the number of workers.
+that disappeared keep their row with status `removed`. When nothing changed at all, the
+manifest is left as it is (so the stages that read it stay current). Partitions are fixed runs
+of the sorted path list, so the same tree gives the same manifest whatever the number of workers.
 """
 from __future__ import annotations
 
@@ -24,9 +25,11 @@ import xxhash
 from curate.config import Config
 from curate.engine import dask_client, run_tasks
 from curate.imaging.probe import fingerprint
-from curate.imaging.sandbox import DecodeJob, decode_file, opener, sandboxed
+from curate.imaging.sandbox import DecodeJob, decode_file, sandboxed
 from curate.schema import MANIFEST, ErrorCode, Status
-from curate.sources import SourceFile, list_source
+from curate.listing import SourceFile, list_source
+from curate.source import Source
+from curate.view import Block, Table, View
 from curate.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -75,6 +78,16 @@ class ScanSummary:
     def images_per_s(self) -> float:
         return self.decoded / self.elapsed_s if self.elapsed_s else 0.0
 
+    def view(self, out: str) -> View:
+        blocks: list[Block] = []
+        if self.errors:
+            blocks.append(Table.of("errors by code", ["error_code", "count"], self.errors.items()))
+        blocks.append(Table.of("images by class", ["class", "count"], self.classes.items()))
+        return View("scan", f"{self.files} files, {self.ok} images ok, {sum(self.errors.values())} errors, "
+                            f"{self.removed} removed; decoded {self.decoded} (reused {self.reused}) in "
+                            f"{self.elapsed_s:.1f}s = {self.images_per_s:.0f} images/s",
+                    blocks, {"manifest": f"{out}/manifest/"})
+
 
 def sample_id(path: str, bytes_hash: str | None) -> str:
     """Stable id from the path and the content."""
@@ -106,9 +119,9 @@ def _decode_all(task: ScanTask, paths: list[str]) -> Iterator[tuple[dict[str, An
                 yield from results
         return
     job = DecodeJob(task.src, tuple(paths), task.decode_size, task.max_pixels, task.background, task.max_memory_mb)
-    open_file, root = opener(task.src)
+    source = Source(task.src)
     for path in paths:
-        yield decode_file(open_file, root, path, job)
+        yield decode_file(source, path, job)
 
 
 def scan_partition(task: ScanTask) -> dict[str, int]:
@@ -149,20 +162,33 @@ def _previous_rows(task: ScanTask) -> dict[str, dict[str, Any]]:
     return {r["path"]: r for r in table.to_pylist()}
 
 
-def _previous_listing(ws: Workspace) -> dict[str, tuple[int, float, str]]:
+def _previous_listing(ws: Workspace) -> dict[str, tuple[int, float, str, str | None, str | None]]:
+    """path -> (size, mtime, status, label, split) of the previous manifest."""
     if not ws.exists("manifest"):
         return {}
-    t = ws.read("manifest", MANIFEST, columns=["path", "size_bytes", "mtime", "status"])
-    return {p: (s, m, st) for p, s, m, st in zip(*(t.column(c).to_pylist() for c in t.column_names))}
+    t = ws.read("manifest", MANIFEST, columns=["path", "size_bytes", "mtime", "status", "label", "split"])
+    return {p: (size, mtime, status, label, split)
+            for p, size, mtime, status, label, split in zip(*(t.column(c).to_pylist() for c in t.column_names))}
+
+
+def unchanged(files: list[SourceFile], previous: dict[str, tuple[int, float, str, str | None, str | None]]) -> bool:
+    """Whether the listing is the one the previous manifest describes: the same files with the same
+    size, mtime, label and split, and no file gone since (the manifest would be rewritten as it is)."""
+    present = {f.path for f in files}
+    if any(p not in present and st != Status.REMOVED.value for p, (_s, _m, st, _l, _sp) in previous.items()):
+        return False
+    return all(f.error is None and f.path in previous and previous[f.path][2] != Status.REMOVED.value
+               and previous[f.path][:2] == (f.size, f.mtime) and previous[f.path][3:] == (f.label, f.split)
+               for f in files)
 
 
 def plan_tasks(src: str, out: str, cfg: Config, files: list[SourceFile],
-               previous: dict[str, tuple[int, float, str]]) -> list[ScanTask]:
+               previous: dict[str, tuple[int, float, str, str | None, str | None]]) -> list[ScanTask]:
     """Split the sorted listing (plus removed paths) into fixed-size partitions."""
     present = {f.path for f in files}
     reuse = {f.path for f in files if f.path in previous and previous[f.path][:2] == (f.size, f.mtime)
              and previous[f.path][2] != Status.REMOVED.value and f.error is None}
-    gone = [SourceFile(p, s, m) for p, (s, m, _st) in previous.items() if p not in present]
+    gone = [SourceFile(p, s, m) for p, (s, m, *_rest) in previous.items() if p not in present]
     everything = sorted(files + gone, key=lambda f: f.path)
     removed = {f.path for f in gone}
     size = cfg.engine.partition_size
@@ -192,6 +218,12 @@ def scan(src: str, out: str, cfg: Config) -> ScanSummary:
     ws = Workspace(out)
     ws.makedirs()
     previous = _previous_listing(ws)
+    if previous and not ws.exists(STAGING) and unchanged(files, previous):
+        log.info("nothing changed in %s since the last scan: the manifest is kept as it is", src)
+        summary = summarize(ws)
+        summary.reused = len(files)
+        summary.elapsed_s = time.perf_counter() - started
+        return summary
     tasks = plan_tasks(src, out, cfg, files, previous)
     key = _listing_key(tasks)
     if not (ws.exists(STAGING, "_listing") and ws.fs.cat_file(ws.path(STAGING, "_listing")).decode() == key):
@@ -212,7 +244,7 @@ def scan(src: str, out: str, cfg: Config) -> ScanSummary:
     summary.decoded = sum(c["decoded"] for c in counts)
     summary.reused = sum(c["reused"] for c in counts)
     present = {f.path for f in files}
-    summary.newly_removed = sum(1 for p, (_s, _m, st) in previous.items()
+    summary.newly_removed = sum(1 for p, (_s, _m, st, *_rest) in previous.items()
                                 if p not in present and st != Status.REMOVED.value)
     summary.elapsed_s = time.perf_counter() - started
     return summary

@@ -4,11 +4,14 @@ Writers always pass one of these schemas explicitly; nothing is inferred from a 
 """
 from __future__ import annotations
 
+import json
+
 import pyarrow as pa
 
 from curate.codes import ErrorCode, Severity, Status
 
-__all__ = ["ErrorCode", "Severity", "Status", "SPLITS", "MANIFEST", "ISSUES", "DUPLICATES", "PLAN", "SHARD", "INDEX"]
+__all__ = ["ErrorCode", "Severity", "Status", "SPLITS", "MANIFEST", "ISSUES", "DUPLICATES", "PLAN", "SHARD", "INDEX",
+           "hf_metadata"]
 
 
 SPLITS = ("train", "val", "test")
@@ -125,3 +128,15 @@ INDEX = pa.schema(
         pa.field("row", pa.int32(), nullable=False),  # row within the row group
     ]
 )
+
+
+def hf_metadata(classes: list[str]) -> dict[bytes, bytes]:
+    """Schema metadata that makes Hugging Face `datasets` read `image` as Image, `label` as ClassLabel."""
+    features = {"image": {"_type": "Image"}, "label": {"_type": "ClassLabel", "names": classes},
+                "label_name": {"dtype": "string", "_type": "Value"}, "sample_id": {"dtype": "string", "_type": "Value"},
+                "source_path": {"dtype": "string", "_type": "Value"}, "width": {"dtype": "int32", "_type": "Value"},
+                "height": {"dtype": "int32", "_type": "Value"}, "copy_index": {"dtype": "int32", "_type": "Value"},
+                "source_sample_id": {"dtype": "string", "_type": "Value"},
+                "augment_ops": {"dtype": "string", "_type": "Value"},
+                "augment_seed": {"dtype": "int64", "_type": "Value"}}
+    return {b"huggingface": json.dumps({"info": {"features": features}}).encode()}

@@ -1,9 +1,9 @@
 """The output folder (`OUT`): where each stage reads and writes, with atomic writes.
 
-Layout (see DESIGN.md): `manifest/`, `issues/`, `duplicates/`, `plan/`, `shards/<split>/`,
-`index.parquet`, `dataset.json`, `report/`. A file is written under a temporary name and
-renamed into place, so a reader never sees a half-written file and a killed run leaves only
-temporaries that the next run removes.
+Layout (ARCHITECTURE.md, "The workspace"): `manifest/`, `issues/`, `duplicates/`, `plan/`,
+`shards/<split>/`, `index.parquet`, `dataset.json`, `report/`, `runs/`. A file is written under a
+temporary name and renamed into place, so a reader never sees a half-written file and a killed
+run leaves only temporaries that the next run removes.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curate.errors import CurateError
+from curate.errors import CurateError, MissingInput
 
 if TYPE_CHECKING:
     import pyarrow.dataset as ds
@@ -134,10 +134,34 @@ class Workspace:
                 _cleanup(self.fs, p)
 
     # -- reads ---------------------------------------------------------------------------
+    def files(self, rel: str) -> dict[str, dict[str, Any]]:
+        """Every finished file of the entry `rel` (a file, or a folder searched recursively):
+        its path relative to OUT -> the file system's info (size, mtime or ETag, ...)."""
+        if not self.exists(rel):
+            return {}
+        found = self.fs.find(self.path(rel), detail=True)
+        prefix = len(self.root.rstrip("/")) + 1
+        return {p[prefix:]: info for p, info in sorted(found.items())
+                if info.get("type") == "file" and not p.rpartition("/")[2].startswith(TMP_MARK)}
+
+    def fingerprint(self, rel: str) -> str | None:
+        """A version of the entry `rel` that changes whenever a file in it is rewritten (names,
+        sizes and modification times or ETags); None when it does not exist."""
+        files = self.files(rel)
+        if not files and not self.exists(rel):
+            return None
+        h = hashlib.sha256()
+        for name, info in files.items():
+            version = next((info[k] for k in ("mtime", "LastModified", "ETag", "created") if info.get(k)), "")
+            h.update(f"{name}\0{info.get('size')}\0{version}\n".encode())
+        return h.hexdigest()[:16]
+
     def parts(self, name: str) -> list[str]:
         """The finished Parquet files of the dataset `name/`, in order."""
         if not self.exists(name):
-            raise CurateError(f"{self.path(name)} does not exist: run the stage that writes it first")
+            from curate.stages import producer, shown
+
+            raise MissingInput(f"{self.url}/{shown(name)} is missing: run `{producer(name).command(self.url)}` first")
         return sorted(p for p in self.fs.find(self.path(name)) if p.endswith(".parquet")
                       and not p.rpartition("/")[2].startswith(TMP_MARK))
 

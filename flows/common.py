@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+from dataclasses import dataclass
 import sys
 from typing import Any, Callable, Iterator
 
@@ -12,16 +13,26 @@ from prefect.artifacts import create_markdown_artifact
 
 from curate import lineage
 from curate.config import Config, from_dict, load_config, override
-from curate.errors import CurateError
+from curate.errors import CurateError, RunFailed
+from curate.view import View
 from flows import SERVER_STARTUP_S
 
 
+@dataclass
+class StageResult:
+    """What a stage task hands back to its flow: the summary as plain data, and its view."""
+
+    summary: dict[str, Any]
+    view: View
+
+
 @task(name="curate-stage", task_run_name="{name}")
-def stage_task(name: str, src: str | None, out: str, config: dict[str, Any]) -> dict[str, Any]:
-    """Run one curate stage (partitions retried on the flow's Dask cluster); return its summary."""
+def stage_task(name: str, src: str | None, out: str, config: dict[str, Any]) -> StageResult:
+    """Run one curate stage (partitions retried on the flow's Dask cluster)."""
     from curate.pipeline import run_stage
 
-    return lineage.plain(run_stage(name, src, out, from_dict(config)))
+    summary = run_stage(name, src, out, from_dict(config))
+    return StageResult(lineage.plain(summary), summary.view(out))
 
 
 def resolve_run(src: str | None, out: str | None, config: str | None, scheduler: str | None) -> tuple[str, str, Config]:
@@ -33,40 +44,15 @@ def resolve_run(src: str | None, out: str | None, config: str | None, scheduler:
     return src, out, cfg
 
 
-def _table(counts: dict[str, dict[str, int]], title: str) -> list[str]:
-    classes = sorted({c for per in counts.values() for c in per})
-    lines = [f"**{title}**", "", "| class | " + " | ".join(counts) + " |", "|---" * (len(counts) + 1) + "|"]
-    lines += [f"| {c} | " + " | ".join(str(counts[s].get(c, 0)) for s in counts) + " |" for c in classes]
-    return lines + [""]
-
-
-def summary_markdown(out: str, summaries: dict[str, dict[str, Any]]) -> str:
-    """The flow run's artifact: class counts before/after, issues, duplicates, report link."""
-    lines = [f"# curate run: `{out}`", ""]
-    scan = summaries.get("scan", {})
-    if scan:
-        lines += [f"Scan: {scan['files']} files, {scan['ok']} images ok, {sum(scan['errors'].values())} errors, "
-                  f"{scan['decoded']} decoded this run.", ""]
-    rebalance = summaries.get("rebalance", {})
-    if rebalance:
-        lines += _table(rebalance["before"], "Usable images before rebalancing")
-        lines += _table(rebalance["after"], "Samples after rebalancing")
-    validate = summaries.get("validate", {})
-    if validate:
-        lines += ["**Issues**", "", "| check | severity | count |", "|---|---|---|"]
-        lines += [f"| {check} | {severity} | {n} |" for severity, checks in validate["by_check"].items()
-                  for check, n in checks.items()] + [""]
-    dedup = summaries.get("dedup", {})
-    if dedup:
-        lines += [f"**Duplicates**: clusters by kind {dedup['clusters']}, leaks {dedup['leaks']}, "
-                  f"label conflicts {dedup['label_conflicts']}, dropped {dedup['dropped']}.", ""]
+def summary_markdown(out: str, results: dict[str, StageResult]) -> str:
+    """The flow run's artifact: every stage's view, and a link to the report."""
     report = os.path.join(out, "report", "index.html")
-    lines += [f"Report: [{report}](file://{os.path.abspath(report)})"]
-    return "\n".join(lines)
+    return "\n".join([f"# curate run: `{out}`", "", *(r.view.markdown() for r in results.values()),
+                      f"Report: [{report}](file://{os.path.abspath(report)})"])
 
 
-def publish_artifact(out: str, summaries: dict[str, dict[str, Any]], key: str) -> None:
-    create_markdown_artifact(key=key, markdown=summary_markdown(out, summaries), description="curate run summary")
+def publish_artifact(out: str, results: dict[str, StageResult], key: str) -> None:
+    create_markdown_artifact(key=key, markdown=summary_markdown(out, results), description="curate run summary")
 
 
 @contextlib.contextmanager
@@ -80,7 +66,10 @@ def prefect_api(startup_timeout_s: int = SERVER_STARTUP_S) -> Iterator[None]:
     from prefect.server.api.server import SubprocessASGIServer
 
     server = SubprocessASGIServer()  # the instance Prefect's own client will find and reuse
-    server.start(timeout=startup_timeout_s)
+    try:
+        server.start(timeout=startup_timeout_s)
+    except RuntimeError as exc:
+        raise RunFailed(f"Prefect's temporary server did not start: {str(exc).splitlines()[0]}") from exc
     try:
         yield
     finally:

@@ -14,7 +14,7 @@ from prefect import flow, get_run_logger
 
 from curate.engine import shared_cluster
 from curate.pipeline import preflight, selected_stages
-from flows.common import main, publish_artifact, resolve_run, stage_task
+from flows.common import StageResult, main, publish_artifact, resolve_run, stage_task
 
 
 @flow(name="curate-incremental-refresh")
@@ -24,24 +24,21 @@ def incremental_refresh(src: str | None = None, out: str | None = None, config: 
     src, out, cfg = resolve_run(src, out, config, scheduler)
     preflight(cfg, src)
     logger = get_run_logger()
-    summaries: dict[str, Any] = {}
+    results: dict[str, StageResult] = {}
     with shared_cluster(cfg.engine) as engine:
         cfg = dataclasses.replace(cfg, engine=engine)
-        summaries["scan"] = scan = stage_task("scan", src, out, cfg.to_dict())
-        changed = scan["decoded"] + scan["newly_removed"]
+        results["scan"] = scan = stage_task("scan", src, out, cfg.to_dict())
+        changed = scan.summary["decoded"] + scan.summary["newly_removed"]
         if changed == 0:
             logger.info("nothing changed in %s since the last scan: nothing to do", src)
-            summaries["changed"] = 0
-            return summaries
-        logger.info("%d new or changed files, %d removed: updating", scan["decoded"], scan["newly_removed"])
-        for name in selected_stages(cfg):
-            if name == "scan":
-                continue
-            summaries[name] = stage_task(name, src, out, cfg.to_dict())
-    summaries["changed"] = changed
-    publish_artifact(out, summaries, key="curate-incremental-refresh-summary")
-    return summaries
-
+            return {"scan": scan.summary, "changed": 0}
+        logger.info("%d new or changed files, %d removed: updating", scan.summary["decoded"],
+                    scan.summary["newly_removed"])
+        for spec in selected_stages(cfg):
+            if spec.name != "scan":
+                results[spec.name] = stage_task(spec.name, src, out, cfg.to_dict())
+    publish_artifact(out, results, key="curate-incremental-refresh-summary")
+    return {**{name: result.summary for name, result in results.items()}, "changed": changed}
 
 if __name__ == "__main__":
     sys.exit(main(incremental_refresh, __doc__.splitlines()[0]))

@@ -14,18 +14,20 @@ import pytest
 import torch
 from PIL import Image
 
-from curate.augment.cli import augment as augment_command
 from curate.augment.ops import OPS, resolve_ops
 from curate.augment.pipeline import Pipeline, Sampler
 from curate.augment.stage import augment, resolve
 from curate.augment.variants import variant_seed
 from curate.config import default_toml, from_dict, load_config
+from curate.cli import main
 from curate.errors import ConfigError
 from curate.pipeline import run_stage
 from curate.schema import PLAN
 from curate.workspace import Workspace
 
 from conftest import SAMPLE
+
+augment_command = main.commands["augment"]
 
 SIZE = 64
 PLAN_CFG = {"engine": {"workers": 1}, "rebalance": {"strategy": "floor", "floor": 6, "oversample": "augment"}}

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from curate.engine import PartitionFailed, run_tasks
+from curate.engine import run_tasks
+from curate.errors import PartitionFailed
 
 
 @dataclass(frozen=True)

@@ -112,7 +112,8 @@ def test_flow_against_a_real_prefect_server(tmp_path, prefect_server):
     assert [r["state_type"] for r in flow_runs] == ["COMPLETED"]
     artifacts = httpx.post(f"{prefect_server}/artifacts/filter", json={}).json()
     summary = next(a for a in artifacts if a["key"] == "curate-pipeline-summary")
-    assert summary["flow_run_id"] == flow_runs[0]["id"] and "Samples after rebalancing" in summary["data"]
+    assert summary["flow_run_id"] == flow_runs[0]["id"] and "samples per class: before -> after" in summary["data"]
+    assert "| raccoon | 22 -> 22 | 6 -> 6 |" in summary["data"]  # class counts before and after rebalancing
 
 
 @pytest.fixture(scope="module")

@@ -25,12 +25,11 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image, ImageOps
 
-from curate.cli import CurateGroup
+from curate.cli import CurateGroup, main
 from curate.config import from_dict
 from curate.errors import CurateError
 from curate.pipeline import run_stage
 from curate.publish import backend
-from curate.publish.cli import app, publish
 from curate.publish.dataset import default_name
 from curate.publish.stage import publish as run_publish
 from curate.schema import ISSUES, PLAN
@@ -295,7 +294,7 @@ def test_documents_read_back_like_fiftyone_own(fodb):
 
 
 def cli() -> CurateGroup:
-    return CurateGroup(commands={"publish": publish, "app": app})
+    return CurateGroup(commands={"publish": main.commands["publish"], "app": main.commands["app"]})
 
 
 def test_cli_publish_and_one_line_errors(fodb, workspace, tmp_path):
@@ -346,7 +345,7 @@ def test_app_serves_http_and_stops_cleanly(published, tmp_path):
     port = free_port()
     log = tmp_path / "app.log"
     with open(log, "wb") as sink:
-        proc = subprocess.Popen([sys.executable, "-c", "from curate.publish.cli import app; app()", "--name", NAME,
+        proc = subprocess.Popen([sys.executable, "-c", "from curate.cli.app import app; app()", "--name", NAME,
                                  "--port", str(port), "--address", "127.0.0.1"], stdout=sink, stderr=subprocess.STDOUT,
                                 env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True)
     family: list = []

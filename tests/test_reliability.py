@@ -16,7 +16,7 @@ from curate.config import from_dict
 from curate.pipeline import run_pipeline
 from curate.scan import ScanTask, scan, scan_partition
 from curate.schema import MANIFEST
-from curate.sources import list_source
+from curate.listing import list_source
 from curate.workspace import Workspace
 
 from conftest import SAMPLE, encode, photo_like, write

@@ -17,10 +17,9 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from curate.cli import CurateGroup
+from curate.cli import CurateGroup, main
 from curate.config import from_dict
 from curate.pipeline import run_stage
-from curate.report.cli import report
 from curate.report.facts import collect
 from curate.report.plots import STAGE_COLORS
 from curate.report.stage import make_plots, source_reader
@@ -101,7 +100,7 @@ def test_report_before_later_stages_ran(reported, tmp_path):
 
 def test_cli_report_and_one_line_errors(reported, tmp_path):
     out, _summary = reported
-    cli = CurateGroup(commands={"report": report})
+    cli = CurateGroup(commands={"report": main.commands["report"]})
     result = CliRunner().invoke(cli, ["report", str(out)])
     assert result.exit_code == 0, result.output
     assert "report:" in result.output and "index.html" in result.output

@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from curate.imaging.formats import png_bit_depth
-from curate.imaging.probe import _to_display
+from curate.imaging.probe import to_display
 
 
 def load(data: bytes, size: int, background: str) -> np.ndarray:
@@ -24,7 +24,7 @@ def load(data: bytes, size: int, background: str) -> np.ndarray:
         if im.format == "JPEG":
             im.draft(None, (size, size))
         oriented = ImageOps.exif_transpose(im)
-        rgb = _to_display(oriented, png_bit_depth(data) or 8, background).convert("RGB")
+        rgb = to_display(oriented, png_bit_depth(data) or 8, background).convert("RGB")
     fitted = ImageOps.fit(rgb, (size, size), Image.Resampling.BICUBIC)
     return np.array(fitted, dtype=np.uint8)
 

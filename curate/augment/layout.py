@@ -17,9 +17,9 @@ import xxhash
 
 from curate.augment.ops import resolve_ops
 from curate.augment.variants import expand
-from curate.config import Config
+from curate.config import Config, parse_size
 from curate.shards.layout import assign, row_group_size, shard_count
-from curate.shards.stage import parse_size, remove_shards_from
+from curate.shards.writer import remove_shards_from
 from curate.workspace import Workspace
 
 # encoded bytes per output pixel, to size shards before anything is encoded

@@ -5,9 +5,8 @@ import re
 
 from curate.augment.ops import resolve_ops
 from curate.augment.variants import check_classes
-from curate.config import Config
+from curate.config import Config, parse_size
 from curate.errors import ConfigError
-from curate.shards.stage import parse_size
 
 _DEVICE = re.compile(r"auto|cpu|cuda(?::(\d+))?")
 

@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
-import fsspec
 import pandas as pd
 import torch
 
@@ -43,17 +42,18 @@ from curate.augment.ops import resolve_ops
 from curate.augment.pipeline import Pipeline
 from curate.augment.runner import Job, Loaded, Output, run_batches
 from curate.augment.settings import device_index, resolve
-from curate.augment.summary import AugmentSummary, render
+from curate.augment.summary import AugmentSummary
 from curate.augment.variants import select
 from curate.config import Config
 from curate.errors import ConfigError
-from curate.schema import SHARD, SPLITS
+from curate.schema import SHARD, SPLITS, hf_metadata
+from curate.source import Source
 from curate.shards.index import build_index, write_dataset_json
-from curate.shards.stage import hf_metadata, kept_samples
+from curate.tables import kept_samples
 from curate.shards.writer import is_complete, write_rows
 from curate.workspace import Workspace
 
-__all__ = ["AugmentSummary", "augment", "render", "resolve", "resolve_device"]
+__all__ = ["AugmentSummary", "augment", "resolve", "resolve_device"]
 
 log = logging.getLogger(__name__)
 
@@ -83,10 +83,8 @@ class SourceReader:
     background: str
 
     def __call__(self, path: str) -> Loaded:
-        fs, root = fsspec.core.url_to_fs(self.src)
         try:
-            with fs.open(f"{root.rstrip('/')}/{path}", "rb") as f:
-                return images.load(f.read(), self.size, self.background), None
+            return images.load(Source(self.src).read(path), self.size, self.background), None
         except Exception as exc:  # a source changed or gone since the scan is reported, never raised
             log.warning("augment: cannot use %s: %s: %s", path, type(exc).__name__, exc)
             return None, f"{type(exc).__name__}: {exc}"

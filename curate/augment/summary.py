@@ -1,7 +1,9 @@
-"""What `curate augment` did, and how the CLI shows it (no torch needed to import)."""
+"""What `curate augment` did, and its view (no torch needed to import)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from curate.view import Block, Table, View
 
 
 @dataclass
@@ -16,21 +18,15 @@ class AugmentSummary:
     images_per_s: float = 0.0  # variants made per second of the batch loop
     elapsed_s: float = 0.0
 
-
-def render(summary: AugmentSummary, out: str) -> None:
-    """Print the summary: variants per class and split, device, images/s."""
-    from curate.console import console, table
-
-    total = sum(summary.per_split.values())
-    if not total:
-        console.print("[bold]augment[/bold]: nothing to augment: the plan asks for no variants "
-                      "(`rebalance --oversample augment`) and --copies is 0")
-        return
-    console.print(f"[bold]augment[/bold]: {total} variants in {summary.shards} shards; made {summary.made} this run "
-                  f"on {summary.device}, batch {summary.batch_size}, {summary.images_per_s:.1f} images/s "
-                  f"({summary.elapsed_s:.1f}s)")
-    console.print(table("variants per class", ["class", "variants"], summary.variants.items()))
-    console.print("per split: " + ", ".join(f"{split} {n}" for split, n in summary.per_split.items()))
-    for path, why in summary.failed.items():
-        console.print(f"[yellow]skipped[/yellow] {path}: {why}")
-    console.print(f"augmented: {out}/augmented/  index: {out}/index.parquet")
+    def view(self, out: str) -> View:
+        """Variants per class and split, device, images/s."""
+        total = sum(self.per_split.values())
+        if not total:
+            return View("augment", "nothing to augment: the plan asks for no variants "
+                                   "(`rebalance --oversample augment`) and --copies is 0")
+        blocks: list[Block] = [Table.of("variants per class", ["class", "variants"], self.variants.items()),
+                               "per split: " + ", ".join(f"{split} {n}" for split, n in self.per_split.items())]
+        blocks += [f"skipped {path}: {why}" for path, why in self.failed.items()]
+        return View("augment", f"{total} variants in {self.shards} shards; made {self.made} this run on {self.device}, "
+                               f"batch {self.batch_size}, {self.images_per_s:.1f} images/s ({self.elapsed_s:.1f}s)",
+                    blocks, {"augmented": f"{out}/augmented/", "index": f"{out}/index.parquet"})

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from curate.imaging.formats import extension_matches
 from curate.registry import Registry
 
 Row = dict[str, Any]
@@ -15,8 +16,6 @@ CRITERIA: Registry[tuple[str, Callable[[Row], Any]]] = Registry("keep criterion"
 
 SPLIT_RANK = {"test": 0, "val": 1, "train": 2}
 LOSSLESS = {"PNG", "TIFF", "BMP", "PPM", "GIF"}
-_EXT_OF = {"JPEG": {"jpg", "jpeg", "jpe", "jfif"}, "PNG": {"png"}, "GIF": {"gif"}, "WEBP": {"webp"},
-           "TIFF": {"tif", "tiff"}, "BMP": {"bmp"}}
 
 
 def _criterion(name: str, reason: str):
@@ -45,7 +44,7 @@ def _file_size(row: Row) -> int:
 @_criterion("format", "original format (extension matches the bytes, lossless over lossy)")
 def _format(row: Row) -> tuple[int, int]:
     fmt = row["format"]
-    mismatch = int(row["extension"] not in _EXT_OF.get(fmt, {str(fmt).lower()}))
+    mismatch = int(not extension_matches(str(fmt), row["extension"]))
     return mismatch, int(fmt not in LOSSLESS)
 
 

@@ -24,6 +24,7 @@ from curate.config import Config
 from curate.dedup.cluster import Edges, KeyPairs, components, distance_to, equal_value_edges, near_edges
 from curate.dedup.policy import CRITERIA, rank
 from curate.schema import DUPLICATES, MANIFEST, Status
+from curate.view import Block, Table, View
 from curate.workspace import Workspace
 
 COLUMNS = ["sample_id", "path", "label", "split", "bytes_hash", "pixel_hash", "phash", "phash_d8", "width", "height",
@@ -41,6 +42,16 @@ class DedupSummary:
     max_diameter: int = 0
     examples: list[list[str]] = field(default_factory=list)
     elapsed_s: float = 0.0
+
+    def view(self, out: str) -> View:
+        blocks: list[Block] = [Table.of("clusters by kind", ["kind", "clusters", "images"],
+                                        ((kind, n, self.images[kind]) for kind, n in self.clusters.items()))]
+        blocks += [f"leak: {n} clusters span {pair}" for pair, n in self.leaks.items()]
+        blocks += ["example: " + "  ==  ".join(example) for example in self.examples]
+        return View("dedup", f"{sum(self.clusters.values())} clusters, {sum(self.images.values())} images in them, "
+                             f"{self.dropped} would be dropped; {self.label_conflicts} label conflicts; largest "
+                             f"cluster diameter {self.max_diameter} bits ({self.elapsed_s:.1f}s)",
+                    blocks, {"duplicates": f"{out}/duplicates/"})
 
 
 def resolve(cfg: Config) -> None:

@@ -3,6 +3,18 @@ from __future__ import annotations
 
 import xxhash
 
+# The file extensions each format (as Pillow names it, detected from the bytes) is saved under.
+EXTENSIONS = {
+    "JPEG": {"jpg", "jpeg", "jpe", "jfif"}, "PNG": {"png"}, "GIF": {"gif"}, "WEBP": {"webp"}, "BMP": {"bmp", "dib"},
+    "TIFF": {"tif", "tiff"}, "MPO": {"jpg", "jpeg", "mpo"}, "ICO": {"ico"}, "PPM": {"ppm", "pgm", "pbm", "pnm"},
+}
+
+
+def extension_matches(fmt: str, extension: str) -> bool:
+    """Whether `extension` (lower case, no dot) is one a file of format `fmt` is saved under
+    (an unlisted format: its own name)."""
+    return extension in EXTENSIONS.get(fmt, {fmt.lower()})
+
 # Signatures of image codecs Pillow cannot decode here: reported as unsupported_codec.
 _ISO_BMFF_BRANDS = {
     b"heic": "HEIC", b"heix": "HEIC", b"hevc": "HEIC", b"heim": "HEIC", b"heis": "HEIC", b"mif1": "HEIF",

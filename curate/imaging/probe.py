@@ -55,7 +55,7 @@ def _bit_depth(im: Image.Image, data: bytes) -> int:
     return 1 if im.mode == "1" else 8
 
 
-def _to_display(im: Image.Image, bit_depth: int, background: str) -> Image.Image:
+def to_display(im: Image.Image, bit_depth: int, background: str) -> Image.Image:
     """An 8-bit 'RGB' or 'L' image: CMYK via its ICC profile, high bit depths scaled, alpha
     composited over `background`."""
     mode = im.mode
@@ -174,7 +174,7 @@ def _thumbnail(im: Image.Image, orientation: int, bit_depth: int, background: st
     """The 64x64 thumbnail of frame 0 after EXIF orientation: RGB bytes, then luma bytes."""
     if orientation in _ORIENT_OPS:
         im = im.transpose(_ORIENT_OPS[orientation])
-    shown = _to_display(im, bit_depth, background)
+    shown = to_display(im, bit_depth, background)
     thumb = shown.resize((THUMB, THUMB), Image.Resampling.BILINEAR, reducing_gap=2.0)
     if thumb.mode == "L":
         return thumb.convert("RGB").tobytes() + thumb.tobytes()

@@ -19,7 +19,9 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Callable, Iterator
+from typing import Any, BinaryIO, Iterator
+
+from curate.source import Source
 
 _HEADER = struct.Struct("!Q")
 STARTUP_S = 10.0  # extra time for the first result: the child imports numpy and Pillow
@@ -80,26 +82,13 @@ def _receive(fd: int, deadline: float | None) -> Any:
     return None if body is None else pickle.loads(body)
 
 
-def opener(src: str) -> tuple[Callable[[str], BinaryIO], str]:
-    """A function opening a file under SRC for reading, and SRC's root path (plain `open` for
-    local folders, so the decoder child need not import fsspec)."""
-    if "://" not in src or src.startswith("file://"):
-        return (lambda p: open(p, "rb")), src.removeprefix("file://").rstrip("/")
-    import fsspec
-
-    fs, root = fsspec.core.url_to_fs(src)
-    return (lambda p: fs.open(p, "rb")), root.rstrip("/")
-
-
-def decode_file(open_file: Callable[[str], BinaryIO], root: str, path: str, job: DecodeJob
-                ) -> tuple[dict[str, Any], bytes | None, int | None]:
+def decode_file(source: Source, path: str, job: DecodeJob) -> tuple[dict[str, Any], bytes | None, int | None]:
     """(facts, thumbnail, size in bytes) of one source file; read errors become facts."""
-    from curate.imaging.probe import probe
     from curate.codes import ErrorCode, Status
+    from curate.imaging.probe import probe
 
     try:
-        with open_file(f"{root}/{path}") as f:
-            data = f.read()
+        data = source.read(path)
     except FileNotFoundError as exc:
         return ({"status": Status.ERROR.value, "error_code": ErrorCode.VANISHED.value,
                  "error_message": f"file vanished during the scan: {exc}"}, None, None)
@@ -120,10 +109,10 @@ def _child() -> None:
     job: DecodeJob = _receive(sys.stdin.fileno(), None)
     limit = job.max_memory_mb * 2**20
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    open_file, root = opener(job.src)
+    source = Source(job.src)
     for path in job.paths:
         try:
-            result = decode_file(open_file, root, path, job)
+            result = decode_file(source, path, job)
         except MemoryError:
             result = ({"status": Status.ERROR.value, "error_code": ErrorCode.MEMORY_LIMIT.value,
                        "error_message": f"decoding needed more than {job.max_memory_mb} MB"}, None, None)

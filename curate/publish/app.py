@@ -11,7 +11,7 @@ import signal
 import socket
 import threading
 import urllib.request
-from typing import Any
+from typing import Any, Callable
 
 from curate.errors import CurateError
 from curate.publish import backend
@@ -58,20 +58,18 @@ def open_app(name: str, address: str, port: int) -> Any:
     return fo.launch_app(fo.load_dataset(name), address=address, port=port, remote=True, auto=False)
 
 
-def launch_app(name: str, address: str, port: int) -> None:
-    """Serve the app for dataset `name`, print its URL, and serve until Ctrl-C (SIGINT) or SIGTERM;
+def launch_app(name: str, address: str, port: int, say: Callable[[str], object]) -> None:
+    """Serve the app for dataset `name`, `say` its URL, and serve until Ctrl-C (SIGINT) or SIGTERM;
     then stop the app server (within about CLOSE_TIMEOUT_S)."""
-    from curate.console import console
-
     stop = threading.Event()
     handlers = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     session = None
     try:  # our own handlers: a KeyboardInterrupt could land in one of FiftyOne's bare `except:`s
         session = open_app(name, address, port)
         if not stop.is_set():
-            console.print(f"FiftyOne app for dataset {name!r}: {app_url(address, port)}"
-                          + (" (listening on every interface)" if address in ANY_ADDRESS else ""))
-            console.print("serving; press Ctrl-C to stop")
+            say(f"FiftyOne app for dataset {name!r}: {app_url(address, port)}"
+                + (" (listening on every interface)" if address in ANY_ADDRESS else ""))
+            say("serving; press Ctrl-C to stop")
             while not stop.wait(1.0):
                 pass
     finally:
@@ -79,7 +77,7 @@ def launch_app(name: str, address: str, port: int) -> None:
             signal.signal(sig, handler)
         if session is not None:
             close_session(session, CLOSE_TIMEOUT_S)
-    console.print("app stopped")
+    say("app stopped")
 
 
 def close_session(session: Any, timeout_s: float) -> None:

@@ -25,7 +25,9 @@ from curate.publish.dataset import INFO_KEY, default_name, describe, open_datase
 from curate.publish.sync import sync
 from curate.publish.table import originals, records
 from curate.publish.views import save_views
-from curate.report.facts import class_counts, manifest_rows, plan_rows
+from curate.stages import STAGES
+from curate.tables import class_counts, manifest_rows, plan_rows
+from curate.view import Block, Table, View
 from curate.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,18 @@ class PublishSummary:
     views: dict[str, int] = field(default_factory=dict)  # saved view -> samples
     missing: list[str] = field(default_factory=list)  # stages whose output OUT lacks
     elapsed_s: float = 0.0
+
+    def view(self, out: str) -> View:
+        """What was published, and how to open it."""
+        rate = self.samples / self.elapsed_s if self.elapsed_s else 0.0
+        blocks: list[Block] = []
+        if self.missing:
+            blocks.append(f"not in {out} yet (their fields are empty): {', '.join(self.missing)}")
+        blocks += [Table.of("saved views", ["view", "samples"], self.views.items()),
+                   f"open it: curate app --name {self.dataset}"]
+        return View("publish", f"FiftyOne dataset {self.dataset!r}: {self.samples} samples ({self.augmented} "
+                               f"augmented); {self.added} added, {self.updated} updated, {self.unchanged} unchanged, "
+                               f"{self.removed} removed ({self.elapsed_s:.1f}s, {rate:.0f} samples/s)", blocks)
 
 
 def dataset_name(out: str, cfg: Config) -> str:
@@ -62,8 +76,6 @@ def publish(src: str | None, out: str, cfg: Config) -> PublishSummary:
     started = time.perf_counter()
     resolve(cfg)
     ws = Workspace(out)
-    if not ws.exists("manifest"):
-        raise CurateError(f"{ws.url} has no manifest: run `curate scan SRC -o {out}` first")
     src = src if src is not None else lineage.source_of(ws)
     name = dataset_name(out, cfg)
     table = originals(ws, src)
@@ -74,7 +86,7 @@ def publish(src: str | None, out: str, cfg: Config) -> PublishSummary:
     changes = sync(fo, ds, records(table, cfg.publish.batch_size))
     summary = PublishSummary(dataset=name, samples=len(table), augmented=len(extra), added=changes.added,
                              updated=changes.updated, unchanged=changes.unchanged, removed=changes.removed,
-                             missing=[s for s in ("issues", "duplicates", "plan", "index.parquet") if not ws.exists(s)])
+                             missing=[entry for entry in STAGES.get("publish").uses if not ws.exists(entry)])
     codes = sorted(table["error_code"].dropna().unique().tolist())
     previous = list((ds.info or {}).get(INFO_KEY, {}).get("views", {}))
     summary.views = save_views(fo, ds, codes, previous)
@@ -84,18 +96,3 @@ def publish(src: str | None, out: str, cfg: Config) -> PublishSummary:
     summary.elapsed_s = time.perf_counter() - started
     log.info("published %s to %s: %d samples in %.1fs", out, name, summary.samples, summary.elapsed_s)
     return summary
-
-
-def render(summary: PublishSummary, out: str) -> None:
-    """Print what was published (the CLI's output)."""
-    from curate.console import console, table
-
-    rate = summary.samples / summary.elapsed_s if summary.elapsed_s else 0.0
-    console.print(f"[bold]publish[/bold]: FiftyOne dataset {summary.dataset!r}: {summary.samples} samples "
-                  f"({summary.augmented} augmented); {summary.added} added, {summary.updated} updated, "
-                  f"{summary.unchanged} unchanged, {summary.removed} removed ({summary.elapsed_s:.1f}s, "
-                  f"{rate:.0f} samples/s)")
-    if summary.missing:
-        console.print(f"not in {out} yet (their fields are empty): {', '.join(summary.missing)}")
-    console.print(table("saved views", ["view", "samples"], summary.views.items()))
-    console.print(f"open it: curate app --name {summary.dataset}")

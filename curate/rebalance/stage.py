@@ -33,7 +33,9 @@ from curate.rebalance.marks import (STAGING, WORK, Assign, PartTask, View, bound
 from curate.rebalance.splits import (KeepSplits, Resplit, anchors, as_scanned, parse_ratios, place, singles_view)
 from curate.rebalance.strategies import STRATEGIES, StrategySettings, parse_target
 from curate.rebalance.weights import class_weights
-from curate.schema import MANIFEST, SPLITS
+from curate.schema import MANIFEST
+from curate.tables import nested
+from curate.view import Block, Table, View
 from curate.workspace import Workspace
 
 BY = ["split", "label"]
@@ -48,6 +50,20 @@ class RebalanceSummary:
     excluded: dict[str, int] = field(default_factory=dict)  # reason kind -> images
     small_classes: list[str] = field(default_factory=list)
     elapsed_s: float = 0.0
+
+    def view(self, out: str) -> View:
+        excluded = ", ".join(f"{k} {v}" for k, v in self.excluded.items()) or "none"
+        blocks: list[Block] = []
+        if self.small_classes:
+            blocks.append(f"classes below the minimum size: {', '.join(self.small_classes)}")
+        splits = list(self.after) or list(self.before)
+        classes = sorted({c for counts in [*self.before.values(), *self.after.values()] for c in counts})
+        rows = ([c, *(f"{self.before.get(s, {}).get(c, 0)} -> {self.after.get(s, {}).get(c, 0)}" for s in splits),
+                 *(f"{self.weights[k].get(c, 0):.3f}" for k in self.weights)] for c in classes)
+        blocks.append(Table.of("samples per class: before -> after",
+                               ["class", *splits, *(f"w:{k}" for k in self.weights)], rows))
+        return View("rebalance", f"excluded {sum(self.excluded.values())} ({excluded}) ({self.elapsed_s:.1f}s)",
+                    blocks, {"plan": f"{out}/plan/"})
 
 
 def resolve(cfg: Config) -> None:
@@ -153,15 +169,6 @@ def split_rule(run: Run, r: RebalanceConfig, members: pd.DataFrame) -> Assign:
     return Resplit(placement.clusters, {label: (cuts[(label, a)], cuts[(label, b)])
                                         for label, (a, b) in placement.quotas.items()},
                    parse_ratios(r.split), r.keep_test)
-
-
-def nested(counts: pd.Series) -> dict[str, dict[str, int]]:
-    """A (split, label) -> n series as split -> label -> n, splits in order."""
-    out: dict[str, dict[str, int]] = {}
-    for (split, label), v in counts.sort_index().items():
-        if v:
-            out.setdefault(split, {})[label] = int(v)
-    return {s: out[s] for s in SPLITS if s in out}
 
 
 def rebalance(src: str | None, out: str, cfg: Config) -> RebalanceSummary:

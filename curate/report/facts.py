@@ -1,12 +1,7 @@
 """The numbers behind the report (and the FiftyOne dataset's info): a JSON-able summary of OUT.
 
 Reads `OUT/manifest/` and, where they exist, `OUT/issues/`, `OUT/duplicates/`, `OUT/plan/` and
-`OUT/runs/rebalance.json`. Counts are split -> class -> samples:
-
-- before: every scanned image that is not `removed`, by the split it came with (none = train,
-  as the plan reads it); unlabelled images are counted apart.
-- after: the plan's kept samples by curated split, with repeats and the augmented variants the
-  plan asks for (the same numbers as `rebalance` and `dataset.json`).
+`OUT/runs/rebalance.json`. Class counts before and after curation are `curate.tables.class_counts`.
 """
 from __future__ import annotations
 
@@ -16,43 +11,14 @@ import pandas as pd
 import pyarrow.compute as pc
 
 from curate.config import Config
-from curate.schema import DUPLICATES, ISSUES, MANIFEST, PLAN, SPLITS, Severity, Status
+from curate.schema import DUPLICATES, ISSUES, Severity
+from curate.stages import STAGES
+from curate.tables import Counts, class_counts, manifest_rows, plan_rows
 from curate.workspace import Workspace
-
-Counts = dict[str, dict[str, int]]  # split -> class -> n
 
 EXAMPLES_PER_KIND = 2
 MEMBERS_PER_EXAMPLE = 4
 LISTED_LEAKS = 20
-
-
-def _nested(series: pd.Series) -> Counts:
-    """A (split, class) -> n series as split -> class -> n, splits in train/val/test order."""
-    out: Counts = {}
-    for (split, label), n in sorted(series.items()):
-        if n:
-            out.setdefault(split, {})[label] = int(n)
-    return {s: out[s] for s in [*SPLITS, *sorted(set(out) - set(SPLITS))] if s in out}
-
-
-def manifest_rows(ws: Workspace) -> pd.DataFrame:
-    return ws.read("manifest", MANIFEST, columns=["sample_id", "path", "label", "split"],
-                   filter=pc.field("status") != Status.REMOVED.value).to_pandas()
-
-
-def plan_rows(ws: Workspace) -> pd.DataFrame | None:
-    return ws.read("plan", PLAN).to_pandas() if ws.exists("plan") else None
-
-
-def class_counts(manifest: pd.DataFrame, plan: pd.DataFrame | None) -> dict[str, Counts]:
-    """{"before": counts, "after": counts} (see module doc); "after" is empty without a plan."""
-    labelled = manifest[manifest["label"].notna()]
-    before = _nested(labelled.groupby([labelled["split"].fillna("train"), labelled["label"]]).size())
-    after: Counts = {}
-    if plan is not None:
-        kept = plan[plan["keep"]]
-        after = _nested((kept["copies"] + kept["augment_copies"]).groupby([kept["split"], kept["label"]]).sum())
-    return {"before": before, "after": after}
 
 
 def imbalance(counts: Counts) -> dict[str, float]:
@@ -151,5 +117,5 @@ def collect(ws: Workspace, cfg: Config) -> dict[str, Any]:
         "duplicates": duplicates(ws),
         "class_weights": weights,
         "weight_column": weight_column,
-        "missing": [name for name in ("issues", "duplicates", "plan") if not ws.exists(name)],
+        "missing": [entry for entry in STAGES.get("report").uses if not ws.exists(entry)],
     }

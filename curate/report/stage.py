@@ -12,12 +12,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import fsspec
-
 from curate import lineage
 from curate.config import Config
 from curate.errors import CurateError
 from curate.report.facts import collect
+from curate.source import Source
+from curate.view import Block, View
 from curate.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -40,15 +40,28 @@ class ReportSummary:
     missing: list[str] = field(default_factory=list)
     elapsed_s: float = 0.0
 
+    def view(self, out: str) -> View:
+        """Where the report is, and its headline numbers."""
+        def ratio(value: float | None) -> str:
+            return f"{value:.1f}x" if value is not None else "-"
+
+        blocks: list[Block] = []
+        if self.missing:
+            blocks.append(f"not run yet, so not in the report: {', '.join(self.missing)}")
+        blocks.append(f"report: {self.page} (+ {len(self.plots)} PNG plots beside it)")
+        return View("report", f"{self.classes} classes, {self.before} images as scanned -> {self.after} samples "
+                              f"curated; imbalance {ratio(self.imbalance_before)} -> {ratio(self.imbalance_after)}; "
+                              f"{self.issues} issue findings, {self.clusters} duplicate clusters, {self.leaks} leaks "
+                              f"({self.elapsed_s:.1f}s)", blocks)
+
 
 def source_reader(src: str) -> Callable[[str], bytes | None]:
     """path relative to SRC -> its bytes (None when it cannot be read)."""
-    fs, root = fsspec.core.url_to_fs(src)
+    source = Source(src)
 
     def read(rel: str) -> bytes | None:
         try:
-            with fs.open(f"{root.rstrip('/')}/{rel}", "rb") as f:
-                return f.read()
+            return source.read(rel)
         except OSError:
             log.debug("cannot read %s for a thumbnail", rel)
             return None
@@ -79,8 +92,6 @@ def report(src: str | None, out: str, cfg: Config) -> ReportSummary:
 
     started = time.perf_counter()
     ws = Workspace(out)
-    if not ws.exists("manifest"):
-        raise CurateError(f"{ws.url} has no manifest: run `curate scan SRC -o {out}` first")
     src = src if src is not None else lineage.source_of(ws)
     facts = collect(ws, cfg)
     plots = make_plots(facts, source_reader(src))
@@ -103,19 +114,3 @@ def report(src: str | None, out: str, cfg: Config) -> ReportSummary:
         clusters=sum(k["clusters"] for k in facts["duplicates"]["by_kind"].values()),
         leaks=facts["duplicates"]["leaks"]["clusters"], missing=facts["missing"],
         elapsed_s=time.perf_counter() - started)
-
-
-def render(summary: ReportSummary, out: str) -> None:
-    """Print where the report is and its headline numbers (the CLI's output)."""
-    from curate.console import console
-
-    def ratio(value: float | None) -> str:
-        return f"{value:.1f}x" if value is not None else "-"
-
-    console.print(f"[bold]report[/bold]: {summary.classes} classes, {summary.before} images as scanned -> "
-                  f"{summary.after} samples curated; imbalance {ratio(summary.imbalance_before)} -> "
-                  f"{ratio(summary.imbalance_after)}; {summary.issues} issue findings, {summary.clusters} duplicate "
-                  f"clusters, {summary.leaks} leaks ({summary.elapsed_s:.1f}s)")
-    if summary.missing:
-        console.print(f"not run yet, so not in the report: {', '.join(summary.missing)}")
-    console.print(f"report: {summary.page} (+ {len(summary.plots)} PNG plots beside it)")

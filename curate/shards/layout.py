@@ -50,3 +50,4 @@ def shard_count(total_bytes: int, n_samples: int, shard_bytes: int, min_shards: 
 def row_group_size(avg_bytes: float, target_bytes: int = 32 * 2**20) -> int:
     """Rows per row group so that a row group is about `target_bytes` (at least 16 rows)."""
     return max(16, int(target_bytes / max(avg_bytes, 1.0)))
+

@@ -20,13 +20,13 @@ class Normalize:
 
 def normalize(data: bytes, settings: Normalize) -> tuple[bytes, int, int]:
     """Re-encode `data` (frame 0, EXIF orientation applied) as RGB in the configured format."""
-    from curate.imaging.probe import _to_display
+    from curate.imaging.probe import to_display
     from curate.imaging.formats import png_bit_depth
 
     with Image.open(io.BytesIO(data)) as im:
         im.seek(0)
         oriented = ImageOps.exif_transpose(im)
-        shown = _to_display(oriented, png_bit_depth(data) or 8, "white")
+        shown = to_display(oriented, png_bit_depth(data) or 8, "white")
         rgb = shown.convert("RGB")
     if settings.max_side and max(rgb.size) > settings.max_side:
         rgb.thumbnail((settings.max_side, settings.max_side), Image.Resampling.LANCZOS)

@@ -17,30 +17,19 @@ import pandas as pd
 import pyarrow.compute as pc
 import xxhash
 
-from curate.config import Config
+from curate.config import Config, parse_size
 from curate.engine import dask_client, run_tasks
 from curate.errors import ConfigError
-from curate.schema import MANIFEST, PLAN, SPLITS
+from curate.schema import SPLITS, hf_metadata
+from curate.tables import kept_samples
 from curate.shards.index import build_index, write_dataset_json
 from curate.shards.layout import assign, interleave, row_group_size, shard_count
 from curate.shards.normalize import Normalize
-from curate.shards.writer import ShardTask, is_complete, sidecar, write_shard
+from curate.shards.writer import ShardTask, is_complete, remove_shards_from, write_shard
+from curate.view import View
 from curate.workspace import Workspace
 
-_UNITS = {"KB": 2**10, "MB": 2**20, "GB": 2**30, "B": 1}
 CLUSTER_MIN_BYTES = 256 * 2**20  # below this, writing in-process beats starting a local cluster
-
-
-def parse_size(text: str) -> int:
-    """'256MB' -> bytes."""
-    t = text.strip().upper()
-    for unit, scale in _UNITS.items():
-        if t.endswith(unit):
-            try:
-                return int(float(t[: -len(unit)]) * scale)
-            except ValueError:
-                break
-    raise ConfigError(f"shard.shard_size {text!r}: use a size like 256MB or 1GB")
 
 
 @dataclass
@@ -52,34 +41,17 @@ class ShardSummary:
     max_class_deviation: float = 0.0  # largest |shard class share - split class share|
     elapsed_s: float = 0.0
 
+    def view(self, out: str) -> View:
+        parts = ", ".join(f"{split}: {self.samples[split]} samples in {n} shards" for split, n in self.shards.items())
+        return View("shard", f"{parts or 'nothing to write'}; {self.bytes / 2**20:.1f} MiB, {self.written} shards "
+                             f"written this run; largest class-share deviation of a shard "
+                             f"{self.max_class_deviation:.3f} ({self.elapsed_s:.1f}s)",
+                    paths={"shards": f"{out}/shards/", "index": f"{out}/index.parquet",
+                           "dataset": f"{out}/dataset.json"})
+
 
 def resolve(cfg: Config) -> None:
     parse_size(cfg.shard.shard_size)
-
-
-def hf_metadata(classes: list[str]) -> dict[bytes, bytes]:
-    """Schema metadata that makes Hugging Face `datasets` read `image` as Image, `label` as ClassLabel."""
-    features = {"image": {"_type": "Image"}, "label": {"_type": "ClassLabel", "names": classes},
-                "label_name": {"dtype": "string", "_type": "Value"}, "sample_id": {"dtype": "string", "_type": "Value"},
-                "source_path": {"dtype": "string", "_type": "Value"}, "width": {"dtype": "int32", "_type": "Value"},
-                "height": {"dtype": "int32", "_type": "Value"}, "copy_index": {"dtype": "int32", "_type": "Value"},
-                "source_sample_id": {"dtype": "string", "_type": "Value"},
-                "augment_ops": {"dtype": "string", "_type": "Value"},
-                "augment_seed": {"dtype": "int64", "_type": "Value"}}
-    return {b"huggingface": json.dumps({"info": {"features": features}}).encode()}
-
-
-def kept_samples(ws: Workspace) -> tuple[pd.DataFrame, list[str]]:
-    """Kept plan rows joined with their manifest facts, one row per copy; and the class names."""
-    plan = ws.read("plan", PLAN, filter=pc.field("keep")).to_pandas()
-    facts = ws.read("manifest", MANIFEST, columns=["sample_id", "width", "height", "size_bytes"]).to_pandas()
-    rows = plan.merge(facts, on="sample_id", how="left").sort_values("path", kind="stable")
-    classes = sorted(rows["label"].dropna().unique().tolist())
-    rows = rows.loc[rows.index.repeat(rows["copies"])].copy()
-    rows["copy_index"] = rows.groupby("sample_id").cumcount().astype("int32")
-    rows["label_name"] = rows["label"]
-    rows["label"] = rows["label_name"].map({c: i for i, c in enumerate(classes)}).astype("int32")
-    return rows.reset_index(drop=True), classes
 
 
 def _layout_key(records: list[dict[str, Any]], rg: int, norm: Normalize | None, classes: list[str]) -> str:
@@ -88,16 +60,6 @@ def _layout_key(records: list[dict[str, Any]], rg: int, norm: Normalize | None, 
     for r in records:
         h.update(f"{r['sample_id']}/{r['copy_index']}/{r['path']}\n".encode())
     return h.hexdigest()
-
-
-def remove_shards_from(ws: Workspace, folder: str, first: int) -> None:
-    """Delete shards numbered `first` and above (and their sidecars) from `folder`."""
-    for p in ws.fs.glob(ws.path(folder, "shard-*.parquet")):
-        name = p.rpartition("/")[2]
-        if int(name[6:11]) >= first:
-            rel = f"{folder}/{name}"
-            ws.remove(sidecar(rel))
-            ws.remove(rel)
 
 
 def plan_split_tasks(ws: Workspace, src: str, split: str, samples: pd.DataFrame, cfg: Config,

@@ -7,11 +7,11 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-import fsspec
 import pyarrow as pa
 
 from curate.schema import SHARD
 from curate.shards.normalize import Normalize, normalize
+from curate.source import Source
 from curate.workspace import Workspace
 
 
@@ -50,11 +50,10 @@ def write_rows(out: str, rel: str, columns: dict[str, list], row_group_size: int
 
 def write_shard(task: ShardTask) -> dict[str, Any]:
     """Read the task's samples from SRC and write them as one shard; return its stats."""
-    fs, root = fsspec.core.url_to_fs(task.src)
+    source = Source(task.src)
     columns: dict[str, list] = {name: [] for name in SHARD.names}
     for s in task.samples:
-        with fs.open(f"{root.rstrip('/')}/{s['path']}", "rb") as f:
-            data = f.read()
+        data = source.read(s["path"])
         width, height = s["width"], s["height"]
         if task.normalize is not None:
             data, width, height = normalize(data, task.normalize)
@@ -74,3 +73,13 @@ def write_shard(task: ShardTask) -> dict[str, Any]:
 def is_complete(ws: Workspace, rel: str, layout: str) -> bool:
     """Whether `rel` was written with this layout (its sidecar exists and matches)."""
     return ws.exists(sidecar(rel)) and ws.read_json(sidecar(rel)).get("layout") == layout
+
+
+def remove_shards_from(ws: Workspace, folder: str, first: int) -> None:
+    """Delete shards numbered `first` and above (and their sidecars) from `folder`."""
+    for p in ws.fs.glob(ws.path(folder, "shard-*.parquet")):
+        name = p.rpartition("/")[2]
+        if int(name[6:11]) >= first:
+            rel = f"{folder}/{name}"
+            ws.remove(sidecar(rel))
+            ws.remove(rel)

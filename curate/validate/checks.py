@@ -17,6 +17,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from curate.imaging.formats import extension_matches
 from curate.registry import Registry
 from curate.schema import ErrorCode, Severity
 
@@ -86,17 +87,10 @@ for _code, _help in _INTEGRITY_HELP.items():
                                   _code.value.replace("_", " ")))
 
 # -- format facts --------------------------------------------------------------------------
-_EXTENSIONS = {
-    "JPEG": {"jpg", "jpeg", "jpe", "jfif"}, "PNG": {"png"}, "GIF": {"gif"}, "WEBP": {"webp"}, "BMP": {"bmp", "dib"},
-    "TIFF": {"tif", "tiff"}, "MPO": {"jpg", "jpeg", "mpo"}, "ICO": {"ico"}, "PPM": {"ppm", "pgm", "pbm", "pnm"},
-}
-
-
 @check("extension_mismatch", Severity.WARNING, 0.5, below=False, message="extension does not match the bytes",
        help="the file extension does not match the format detected from the bytes")
 def _extension_mismatch(rows: pd.DataFrame, ctx: Context) -> pd.Series:
-    allowed = rows["format"].map(lambda f: _EXTENSIONS.get(f, {str(f).lower()}) if isinstance(f, str) else None)
-    mismatch = [a is not None and e not in a for a, e in zip(allowed, rows["extension"])]
+    mismatch = [isinstance(f, str) and not extension_matches(f, e) for f, e in zip(rows["format"], rows["extension"])]
     return _flag(pd.Series(mismatch, index=rows.index))
 
 

@@ -21,6 +21,8 @@ from curate.errors import ConfigError, CurateError
 from curate.schema import ISSUES, MANIFEST, Severity, Status
 from curate.validate.checks import CHECKS, Check, Context
 from curate.validate.collection import COLLECTION_CHECKS
+from curate.view import Table, View
+from curate.tables import excluded_ids
 from curate.workspace import Workspace
 
 STAGING = "issues.new"
@@ -122,6 +124,16 @@ class ValidateSummary:
     def count(self, severity: str) -> int:
         return sum(self.by_check.get(severity, {}).values())
 
+    def view(self, out: str) -> View:
+        return View("validate", f"{self.count('error')} errors, {self.count('warning')} warnings, "
+                                f"{self.count('info')} info; {self.excluded} images excluded ({self.elapsed_s:.1f}s)",
+                    [Table.of("issues by check", ["check", "severity", "count"],
+                              ((check, severity, n) for severity, checks in self.by_check.items()
+                               for check, n in checks.items())),
+                     Table.of("classes with the most flagged images", ["class", "flagged", "images"],
+                              self.worst_classes)],
+                    {"issues": f"{out}/issues/"})
+
 
 def validate(src: str | None, out: str, cfg: Config) -> ValidateSummary:
     """Validate OUT's manifest (src is unused: validation reads only the manifest)."""
@@ -147,14 +159,6 @@ def validate(src: str | None, out: str, cfg: Config) -> ValidateSummary:
     return summary
 
 
-def excluded_ids(ws: Workspace, cfg: Config) -> set[str]:
-    """sample_ids whose issues have a severity listed in validate.exclude."""
-    issues = ws.read("issues", ISSUES, columns=["sample_id", "severity"])
-    mask = pc.and_(pc.is_in(issues["severity"], pa.array(cfg.validate.exclude, pa.string())),
-                   pc.is_valid(issues["sample_id"]))
-    return set(issues.filter(mask)["sample_id"].to_pylist())
-
-
 def summarize(ws: Workspace, cfg: Config) -> ValidateSummary:
     issues = ws.read("issues", ISSUES, columns=["sample_id", "label", "check", "severity"]).to_pandas()
     by_check: dict[str, dict[str, int]] = {}
@@ -166,10 +170,13 @@ def summarize(ws: Workspace, cfg: Config) -> ValidateSummary:
     worst = sorted(((str(c), int(flagged.get(c, 0)), int(n)) for c, n in per_class.items()),
                    key=lambda t: (-t[1] / max(t[2], 1), t[0]))[:5]
     return ValidateSummary(by_check=by_check, worst_classes=worst,
-                           excluded=len(excluded_ids(ws, cfg)))
+                           excluded=len(excluded_ids(ws, cfg.validate.exclude)))
 
 
-def fail_level_reached(summary: ValidateSummary, fail_on: str) -> bool:
-    """True when issues at `fail_on` severity (or worse) exist."""
-    levels = {"error": ["error"], "warning": ["error", "warning"]}[fail_on]
-    return any(summary.count(s) for s in levels)
+def fail_verdict(summary: ValidateSummary, fail_on: str | None = None) -> str | None:
+    """`curate validate --fail-on`: why the command fails when issues at `fail_on` severity (or
+    worse) exist; None otherwise."""
+    levels = {"error": ["error"], "warning": ["error", "warning"]}.get(fail_on or "", [])
+    if any(summary.count(s) for s in levels):
+        return f"failing: issues of severity {fail_on} or worse were found"
+    return None

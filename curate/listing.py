@@ -1,6 +1,6 @@
-"""Finding source files and their labels: folder layout or a labels file.
+"""Listing SRC: every file under it, labelled from the folder layout or a labels file.
 
-Reads the source tree (local path or fsspec URL); never opens a source file for writing.
+Reads the source tree (through `curate.source.Source`) and the labels file; writes nothing.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from curate.errors import CurateError
 from curate.schema import SPLITS
-from curate.workspace import is_local
+from curate.source import Source
 
 log = logging.getLogger(__name__)
 
@@ -35,17 +35,6 @@ class SourceFile:
     label: str | None = None
     split: str | None = None
     error: str | None = None  # why it could not even be listed (e.g. permission denied)
-
-
-def open_source(src: str) -> tuple[fsspec.AbstractFileSystem, str]:
-    """The filesystem and root path of SRC; fails with one line if it is missing or not a folder."""
-    fs, root = fsspec.core.url_to_fs(src)
-    root = root.rstrip("/") or "/"
-    if not fs.exists(root):
-        raise CurateError(f"source {src} does not exist")
-    if not fs.isdir(root):
-        raise CurateError(f"source {src} is not a folder")
-    return fs, root
 
 
 def _walk_local(root: str, follow_symlinks: bool) -> list[SourceFile]:
@@ -137,8 +126,10 @@ def list_source(src: str, labels_file: str = "", follow_symlinks: bool = False,
     """Every file under SRC whose name matches no `ignore` pattern, sorted by path, labelled
     from `labels_file` or the folder layout."""
     labels = read_labels(labels_file) if labels_file else None
-    fs, root = open_source(src)
-    found = _walk_local(root, follow_symlinks) if is_local(fs) else _walk_fsspec(fs, root)
+    source = Source(src)
+    source.check()
+    local = source.local_root
+    found = _walk_local(local, follow_symlinks) if local is not None else _walk_fsspec(source.fs, source.root)
     files = [f for f in found if not any(fnmatch.fnmatchcase(f.path.rpartition("/")[2], p) for p in ignore)]
     if not files:
         raise CurateError(f"source {src} contains no files")

@@ -1,0 +1,66 @@
+"""`curate run` (every stage, in-process or as a Prefect flow run) and `curate schedule`."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+
+from curate import config as config_mod
+from curate.cli.stage_commands import apply_options, config_option
+from curate.errors import CurateError
+from curate.stages import DASK
+
+
+@click.command()
+@click.argument("src")
+@click.option("-o", "--out", required=True, help="output folder (local path or fsspec URL)")
+@click.option("--flow", is_flag=True, help="run as a Prefect flow run (no server needed; PREFECT_API_URL is used if set)")
+@click.option("--force", is_flag=True, help="rerun every stage, also those whose last run is current")
+@config_option
+@click.option("--workers", type=int, default=None, help=DASK[0].help)
+@click.option("--scheduler", default=None, help=DASK[1].help)
+def run(src: str, out: str, flow: bool, force: bool, config_path: str | None, **engine: Any) -> None:
+    """Run every stage on SRC into OUT, with the config's settings. A stage whose last run is
+    current (same settings and source, no input rewritten since: see `curate status`) is
+    skipped unless --force; the scan and publish always run."""
+    cfg = apply_options(config_mod.load_config(config_path), DASK, engine)
+    if flow:
+        from flows.common import prefect_api
+        from flows.curate_pipeline import curate_pipeline
+
+        with prefect_api():
+            curate_pipeline(src, out, config_path, cfg.engine.scheduler or None)
+        click.echo(f"flow run finished: outputs in {out}")
+        return
+    from curate.console import console, show
+    from curate.pipeline import run_pipeline
+
+    run_pipeline(src, out, cfg, on_stage=lambda name, summary: show(summary.view(out)),
+                 on_skip=lambda name: console.print(f"[bold]{name}[/bold]: current, skipped (--force reruns it)"),
+                 force=force)
+
+
+@click.command()
+@click.argument("config_path", metavar="CONFIG", type=click.Path(dir_okay=False, exists=True))
+@click.option("--cron", required=True, help='cron schedule, e.g. "0 2 * * *" (every day at 02:00)')
+@click.option("--name", default="curate-incremental-refresh", help="deployment name")
+def schedule(config_path: str, cron: str, name: str) -> None:
+    """Serve the incremental refresh of CONFIG's [run] src/out on a cron schedule (needs a Prefect server)."""
+    cfg = config_mod.load_config(config_path)
+    if not cfg.run.src or not cfg.run.out:
+        raise CurateError(f"{config_path}: set [run] src and out to schedule a refresh")
+    if not os.environ.get("PREFECT_API_URL"):
+        raise CurateError("schedules live in a Prefect server: run `prefect server start`, then "
+                          "export PREFECT_API_URL=http://127.0.0.1:4200/api and retry")
+    from prefect.client.schemas.schedules import CronSchedule
+
+    try:
+        CronSchedule(cron=cron)
+    except ValueError as exc:
+        raise CurateError(f"--cron {cron!r} is not a valid cron expression") from exc
+    from flows.incremental_refresh import incremental_refresh
+
+    click.echo(f"serving {name} ({cron}) for {cfg.run.src} -> {cfg.run.out}; Ctrl-C stops")
+    incremental_refresh.serve(name=name, cron=cron, parameters={"config": str(Path(config_path).resolve())})

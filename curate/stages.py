@@ -1,0 +1,171 @@
+"""The pipeline's stages, declared once, in the order `curate run` runs them.
+
+A `StageSpec` says what a stage is: the function that runs it, the check of its settings, the
+workspace entries it requires, uses where they exist and writes, and its command options. The
+pipeline order, `curate run`, the single-stage commands (`curate.cli.stage_commands`), the flows,
+`curate status` and the "missing input" messages all derive from this registry.
+
+Functions are named by "module:function" references and imported only when a stage runs, so a
+command pays only for the stages it uses (pandas, torch, FiftyOne and matplotlib are heavy).
+A stage's function is `run(src, out, cfg) -> summary`, where the summary is a dataclass with a
+`view(out) -> curate.view.View` method. Importing this module does no work.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from curate.registry import Registry
+
+# Workspace entries (folders of Parquet parts, or files) by name, as `curate.workspace.Workspace` names them.
+MANIFEST, ISSUES, DUPLICATES, DEDUP_PAIRS, PLAN = "manifest", "issues", "duplicates", "dedup_pairs", "plan"
+SHARDS, AUGMENTED, INDEX, DATASET = "shards", "augmented", "index.parquet", "dataset.json"
+PUBLISHED, REPORT = "publish", "report"
+
+
+def shown(entry: str) -> str:
+    """How messages name a workspace entry: folders with a trailing slash."""
+    return entry if "." in entry else f"{entry}/"
+
+
+def comma_list(text: str) -> list[str]:
+    """'cat, dog' -> ['cat', 'dog']."""
+    return [c.strip() for c in text.split(",") if c.strip()]
+
+
+@dataclass(frozen=True)
+class Option:
+    """A command-line option of a stage command (declared without click).
+
+    `flags` is click's declaration ("--threshold", or "--dihedral/--no-dihedral" for a boolean
+    pair). `key` ("section.key") is the config value it overrides; an option without a key is
+    passed to the stage's `verdict` instead. Not given = the config's value."""
+
+    flags: str
+    help: str
+    key: str | None = None
+    type: type | None = None
+    choices: tuple[str, ...] = ()
+    convert: Callable[[str], Any] | None = None
+    metavar: str | None = None
+
+
+WORKERS = Option("--workers", "local worker processes (0 = one per core)", "engine.workers", int)
+SCHEDULER = Option("--scheduler", "address of an existing Dask scheduler, tcp://host:8786", "engine.scheduler")
+DASK = (WORKERS, SCHEDULER)
+
+
+@dataclass(frozen=True)
+class Listing:
+    """An eager flag that prints reference lines and exits (e.g. `curate augment --list-ops`)."""
+
+    flag: str
+    help: str
+    lines: str  # "module:function() -> list[str]"
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One stage of the pipeline (see module doc)."""
+
+    name: str
+    help: str  # one line: what it does and what it writes
+    run: str  # "module:function(src, out, cfg) -> summary"
+    check: str | None = None  # "module:function(cfg)": reject bad settings before any work
+    requires: tuple[str, ...] = ()  # workspace entries it reads; without them it stops and names the command
+    uses: tuple[str, ...] = ()  # workspace entries it reads where they exist
+    writes: tuple[str, ...] = ()
+    options: tuple[Option, ...] = ()  # besides --config, which every stage command takes
+    takes_source: bool = False  # its command reads SRC (`curate scan SRC -o OUT`); others take OUT
+    verdict: str | None = None  # "module:function(summary, **keyless options) -> failure message or None"
+    listing: Listing | None = None
+    always_runs: bool = False  # reads or writes outside OUT, so OUT's records cannot prove it current
+
+    def command(self, out: str) -> str:
+        """The command that runs this stage on OUT."""
+        return f"curate {self.name} SRC -o {out}" if self.takes_source else f"curate {self.name} {out}"
+
+
+STAGES: Registry[StageSpec] = Registry("stage")
+
+
+def stage(spec: StageSpec) -> StageSpec:
+    return STAGES.add(spec.name, spec)
+
+
+stage(StageSpec(
+    "scan", "Scan SRC once: one manifest row per file, with hashes, facts and errors.", "curate.scan:scan",
+    uses=(MANIFEST,), writes=(MANIFEST,), takes_source=True, always_runs=True, options=(
+        Option("--labels", "CSV/Parquet with path,label[,split] (paths relative to SRC)", "scan.labels"), *DASK)))
+
+stage(StageSpec(
+    "validate", "Check OUT's manifest: integrity, image quality and labels; writes OUT/issues/.",
+    "curate.validate.stage:validate", check="curate.validate.stage:resolve", requires=(MANIFEST,), writes=(ISSUES,),
+    verdict="curate.validate.stage:fail_verdict", options=(
+        Option("--fail-on", "exit 1 when issues of this severity (or worse) exist", choices=("error", "warning")),
+        Option("--classes", "file with the declared class list, one per line", "validate.classes"), *DASK)))
+
+stage(StageSpec(
+    "dedup", "Find exact and near-duplicate clusters, leaks and label conflicts; writes OUT/duplicates/.",
+    "curate.dedup.stage:dedup", check="curate.dedup.stage:resolve", requires=(MANIFEST,), uses=(DEDUP_PAIRS,),
+    writes=(DUPLICATES, DEDUP_PAIRS), options=(
+        Option("--threshold", "near-duplicate pHash distance in bits (default 8)", "dedup.threshold", int),
+        Option("--dihedral/--no-dihedral", "also match flipped and rotated copies", "dedup.dihedral"),
+        Option("--conflicts", "what to keep of clusters whose members carry different labels", "dedup.conflicts",
+               choices=("drop", "keep-majority", "keep")))))
+
+stage(StageSpec(
+    "rebalance", "Plan the final membership: splits, class balance, copies and class weights; writes OUT/plan/.",
+    "curate.rebalance.stage:rebalance", check="curate.rebalance.stage:resolve", requires=(MANIFEST,),
+    uses=(ISSUES, DUPLICATES), writes=(PLAN,), options=(
+        Option("--strategy", "none | cap | floor | target", "rebalance.strategy"),
+        Option("--cap", "cap: at most N images per class", "rebalance.cap", int),
+        Option("--floor", "floor: at least N samples per class", "rebalance.floor", int),
+        Option("--target", "target: uniform | sqrt | power:ALPHA | CSV of class,count", "rebalance.target"),
+        Option("--oversample", "add samples by repeating images or by augmented variants", "rebalance.oversample",
+               choices=("repeat", "augment")),
+        Option("--split", "re-split as train,val,test fractions, e.g. 0.8,0.1,0.1", "rebalance.split"),
+        Option("--keep-test/--no-keep-test", "with --split: test images stay in test", "rebalance.keep_test"),
+        Option("--seed", "seed of every random choice", "rebalance.seed", int), *DASK)))
+
+stage(StageSpec(
+    "shard", "Write the plan into Parquet shards, OUT/index.parquet and OUT/dataset.json.",
+    "curate.shards.stage:shard", check="curate.shards.stage:resolve", requires=(PLAN, MANIFEST),
+    writes=(SHARDS, INDEX, DATASET), options=(
+        Option("--shard-size", "target shard size, e.g. 256MB", "shard.shard_size"),
+        Option("--min-shards", "shard count is a multiple of this (nodes x workers)", "shard.min_shards", int),
+        Option("--normalize/--no-normalize", "re-encode images as RGB JPEG/PNG", "shard.normalize"),
+        Option("--max-side", "with --normalize: longest side at most this", "shard.max_side", int), *DASK)))
+
+stage(StageSpec(
+    "augment", "Write augmented variants (Kornia) of the plan's images into OUT/augmented/<split>/ and the index.",
+    "curate.augment.stage:augment", check="curate.augment.settings:resolve", requires=(PLAN, MANIFEST),
+    uses=(SHARDS,), writes=(AUGMENTED, INDEX, DATASET),
+    listing=Listing("--list-ops", "list the ops [augment] ops can name, with their parameters, and exit",
+                    "curate.augment.ops:describe_ops"), options=(
+        Option("--copies", "variants per image of --classes (default: augment_copies from the plan)",
+               "augment.copies", int),
+        Option("--classes", "with --copies: comma-separated classes, e.g. cat,dog (default: all)", "augment.classes",
+               convert=comma_list),
+        Option("--seed", "seed of every sampled parameter", "augment.seed", int),
+        Option("--device", "auto (cuda when present) | cpu | cuda | cuda:N", "augment.device"),
+        Option("--batch-size", "images per batch on the device", "augment.batch_size", int),
+        Option("--workers", "processes that decode and prepare batches (0 = one per core but one)", "engine.workers",
+               int))))
+
+stage(StageSpec(
+    "publish", "Put OUT into a FiftyOne dataset: one sample per image, saved views for every decision.",
+    "curate.publish.stage:publish", check="curate.publish.stage:resolve", requires=(MANIFEST,),
+    uses=(ISSUES, DUPLICATES, PLAN, INDEX), writes=(PUBLISHED,), always_runs=True, options=(
+        Option("--name", "FiftyOne dataset name (default: curate-<OUT folder name>-<6 hex of its path>)",
+               "publish.name"),
+        Option("--batch-size", "samples written to FiftyOne per batch", "publish.batch_size", int))))
+
+stage(StageSpec(
+    "report", "Write OUT/report/index.html: class counts before/after, issues, duplicates, leaks, weights.",
+    "curate.report.stage:report", requires=(MANIFEST,), uses=(ISSUES, DUPLICATES, PLAN), writes=(REPORT, DATASET)))
+
+
+def producer(entry: str) -> StageSpec:
+    """The first stage that writes `entry`."""
+    return next(spec for spec in STAGES if entry in spec.writes)

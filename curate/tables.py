@@ -1,0 +1,71 @@
+"""Reads that more than one stage needs: the kept samples, class counts, excluded images.
+
+Reads `OUT/manifest/`, `OUT/plan/` and `OUT/issues/`; writes nothing. Counts are
+split -> class -> samples:
+
+- before: every scanned image that is not `removed`, by the split it came with (none = train,
+  as the plan reads it); unlabelled images are left out.
+- after: the plan's kept samples by curated split, with repeats and the augmented variants the
+  plan asks for (the same numbers as `rebalance` and `dataset.json`).
+"""
+from __future__ import annotations
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from curate.schema import ISSUES, MANIFEST, PLAN, SPLITS, Status
+from curate.workspace import Workspace
+
+Counts = dict[str, dict[str, int]]  # split -> class -> n
+
+
+def kept_samples(ws: Workspace) -> tuple[pd.DataFrame, list[str]]:
+    """Kept plan rows joined with their manifest facts, one row per copy; and the class names."""
+    plan = ws.read("plan", PLAN, filter=pc.field("keep")).to_pandas()
+    facts = ws.read("manifest", MANIFEST, columns=["sample_id", "width", "height", "size_bytes"]).to_pandas()
+    rows = plan.merge(facts, on="sample_id", how="left").sort_values("path", kind="stable")
+    classes = sorted(rows["label"].dropna().unique().tolist())
+    rows = rows.loc[rows.index.repeat(rows["copies"])].copy()
+    rows["copy_index"] = rows.groupby("sample_id").cumcount().astype("int32")
+    rows["label_name"] = rows["label"]
+    rows["label"] = rows["label_name"].map({c: i for i, c in enumerate(classes)}).astype("int32")
+    return rows.reset_index(drop=True), classes
+
+
+def manifest_rows(ws: Workspace) -> pd.DataFrame:
+    """sample_id, path, label and split of every manifest row that is not `removed`."""
+    return ws.read("manifest", MANIFEST, columns=["sample_id", "path", "label", "split"],
+                   filter=pc.field("status") != Status.REMOVED.value).to_pandas()
+
+
+def plan_rows(ws: Workspace) -> pd.DataFrame | None:
+    """The whole plan, or None before `curate rebalance` ran."""
+    return ws.read("plan", PLAN).to_pandas() if ws.exists("plan") else None
+
+
+def nested(series: pd.Series) -> Counts:
+    """A (split, class) -> n series as split -> class -> n, splits in train/val/test order."""
+    out: Counts = {}
+    for (split, label), n in sorted(series.items()):
+        if n:
+            out.setdefault(split, {})[label] = int(n)
+    return {s: out[s] for s in [*SPLITS, *sorted(set(out) - set(SPLITS))] if s in out}
+
+
+def class_counts(manifest: pd.DataFrame, plan: pd.DataFrame | None) -> dict[str, Counts]:
+    """{"before": counts, "after": counts} (see module doc); "after" is empty without a plan."""
+    labelled = manifest[manifest["label"].notna()]
+    before = nested(labelled.groupby([labelled["split"].fillna("train"), labelled["label"]]).size())
+    after: Counts = {}
+    if plan is not None:
+        kept = plan[plan["keep"]]
+        after = nested((kept["copies"] + kept["augment_copies"]).groupby([kept["split"], kept["label"]]).sum())
+    return {"before": before, "after": after}
+
+
+def excluded_ids(ws: Workspace, exclude: list[str]) -> set[str]:
+    """sample_ids with an issue whose severity is in `exclude` (validate.exclude)."""
+    issues = ws.read("issues", ISSUES, columns=["sample_id", "severity"])
+    mask = pc.and_(pc.is_in(issues["severity"], pa.array(exclude, pa.string())), pc.is_valid(issues["sample_id"]))
+    return set(issues.filter(mask)["sample_id"].to_pylist())

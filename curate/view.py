@@ -1,0 +1,56 @@
+"""What a stage shows a person: a plain summary view that any front end renders.
+
+Every stage summary has a `view(out)` method returning a `View`: a headline, then blocks in
+order (tables and lines of text), then the paths of what it wrote. The terminal (`curate.console`)
+and the Prefect run artifact (`View.markdown`) render the same views; neither knows any stage.
+Plain data only: nothing here imports rich, click or Prefect.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence, Union
+
+
+@dataclass
+class Table:
+    """A titled table: the first column names things, the others hold numbers."""
+
+    title: str
+    header: list[str]
+    rows: list[list[str]]
+
+    @classmethod
+    def of(cls, title: str, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> Table:
+        return cls(title, list(header), [[str(cell) for cell in row] for row in rows])
+
+
+Block = Union[Table, str]
+
+
+@dataclass
+class View:
+    """One stage's summary for a person: `headline`, `blocks` (tables and lines), `paths`
+    (label -> where it wrote)."""
+
+    stage: str
+    headline: str
+    blocks: list[Block] = field(default_factory=list)
+    paths: dict[str, str] = field(default_factory=dict)
+
+    def paths_line(self) -> str:
+        return "  ".join(f"{label}: {path}" for label, path in self.paths.items())
+
+    def markdown(self) -> str:
+        """The view as Markdown (the flow run's artifact)."""
+        lines = [f"**{self.stage}**: {self.headline}", ""]
+        for block in self.blocks:
+            if isinstance(block, Table):
+                lines += [f"*{block.title}*", "", "| " + " | ".join(block.header) + " |",
+                          "|" + "---|" * len(block.header)]
+                lines += ["| " + " | ".join(row) + " |" for row in block.rows]
+            else:
+                lines.append(block)
+            lines.append("")
+        if self.paths:
+            lines += [", ".join(f"{label}: `{path}`" for label, path in self.paths.items()), ""]
+        return "\n".join(lines)
