@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 FAST_PILLOW := $(VENV)/.fast-pillow
 OUT ?= out/sample_data
 
-.PHONY: install system-deps demo test test-fast fast-pillow clean
+.PHONY: install system-deps demo lint test test-fast fast-pillow clean
 
 install: $(STAMP)
 
@@ -26,7 +26,12 @@ demo: $(STAMP)
 system-deps:
 	bash .ci/setup-system.sh
 
-test: system-deps $(STAMP)
+# ruff (pyflakes, import order, bugbear, blind except) and mypy (strict on the core): pyproject.toml
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+test: system-deps lint
 	$(VENV)/bin/pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; exit $$rc
 
 test-fast: $(STAMP)

@@ -41,12 +41,13 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
+from hostinfo import cpu_model  # noqa: E402
+
 from curate.augment import images  # noqa: E402
 from curate.augment.ops import resolve_ops  # noqa: E402
 from curate.augment.pipeline import Pipeline  # noqa: E402
 from curate.augment.runner import Job, run_batches  # noqa: E402
 from curate.config import AugmentConfig  # noqa: E402
-from hostinfo import cpu_model  # noqa: E402
 
 RESULTS = HERE / "RESULTS-augment.md"
 

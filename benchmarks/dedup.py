@@ -53,7 +53,6 @@ from pathlib import Path
 
 import numpy as np
 import psutil
-
 from hostinfo import cpu_model, ram_gib
 
 HERE = Path(__file__).resolve().parent
@@ -208,7 +207,7 @@ class Run:
     its stderr kept (progress bars parsed), and a record of other busy processes."""
 
     def __init__(self, cmd: list[str], cap: float | None, env: dict | None = None) -> None:
-        for p in psutil.process_iter(["cpu_percent"]):  # prime per-process cpu_percent
+        for _proc in psutil.process_iter(["cpu_percent"]):  # prime per-process cpu_percent
             pass
         self.start = time.perf_counter()
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -599,7 +598,7 @@ def render(cmd: str, code: str, cmp_rows: list, scale_rows: list, caps: list, a:
                   "| hashes | t | bands | variant | time (wall) | CPU time (process tree) | peak memory | pairs | planted found | sample pairs found "
                   "(brute force) | recall | target (< 15 min, < 8 GB, 100 %) | conditions |",
                   "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-        for n, t, label, mode, r, chk, peak in scale_rows:
+        for n, t, label, _mode, r, chk, peak in scale_rows:
             b = choose_bands(n, t)
             ok = r["median"] < 900 and peak < 8 * 2**30 and chk["exact"]
             recall = (f"{100 * (chk['planted_found'] + chk['sample_found']) / (chk['planted'] + chk['sample_truth']):.2f} %"

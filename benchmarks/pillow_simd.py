@@ -265,7 +265,7 @@ class Worker:
     def close(self):
         try:
             self.ask(cmd="quit")
-        except Exception:
+        except Exception:  # noqa: BLE001  (a worker that already died: nothing to stop)
             pass
         self.proc.wait(timeout=10)
 

@@ -47,11 +47,12 @@ ROOT = HERE.parent
 RESULTS = HERE / "RESULTS-publish.md"
 sys.path.insert(0, str(ROOT))
 
+from hostinfo import cpu_model, ram_gib  # noqa: E402
+
 from curate import lineage  # noqa: E402
 from curate.config import Config, from_dict  # noqa: E402
 from curate.schema import DUPLICATES, INDEX, ISSUES, MANIFEST, PLAN, ErrorCode  # noqa: E402
 from curate.workspace import Workspace  # noqa: E402
-from hostinfo import cpu_model, ram_gib  # noqa: E402
 
 CHECKS = [("dark", "warning"), ("blurry", "warning"), ("grayscale", "info"), ("odd_size", "info"),
           ("too_small", "warning")]

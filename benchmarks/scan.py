@@ -41,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from multiprocessing import Pool
 from pathlib import Path
 
@@ -85,7 +86,7 @@ def _sources():
         for name in colour + grey:
             try:
                 a = getattr(d, name)()
-            except Exception:  # a sample that would need a download: skip it
+            except Exception:  # noqa: BLE001  (a sample that would need a download: skip it)
                 continue
             if a.ndim == 2:
                 a = np.stack([a] * 3, axis=-1)
@@ -93,7 +94,7 @@ def _sources():
         try:
             left, right, _ = d.stereo_motorcycle()
             out += [left, right]
-        except Exception:
+        except Exception:  # noqa: BLE001  (it would need a download: go without it)
             pass
         _SOURCES = out
     return _SOURCES
@@ -546,11 +547,11 @@ def throughput(args: argparse.Namespace) -> str:
                 results["curate_ps"] = []
             for r in range(args.repeats):
                 print(f"[{name}] repeat {r + 1}/{args.repeats}", file=sys.stderr, flush=True)
-                runs = [("bare", lambda: time_bare(folder, args.workers)),
-                        ("imagededup", lambda: time_imagededup(folder, args.workers, tmp)),
-                        ("curate", lambda: time_curate(folder, args.workers, tmp))]
+                runs = [("bare", partial(time_bare, folder, args.workers)),
+                        ("imagededup", partial(time_imagededup, folder, args.workers, tmp)),
+                        ("curate", partial(time_curate, folder, args.workers, tmp))]
                 if config:
-                    runs.append(("curate_ps", lambda: time_curate(folder, args.workers, tmp, config)))
+                    runs.append(("curate_ps", partial(time_curate, folder, args.workers, tmp, config)))
                 for k, fn in runs:
                     wait_idle(args.wait_idle)
                     results[k].append(fn())

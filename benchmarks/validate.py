@@ -50,7 +50,6 @@ import numpy as np
 import pandas as pd
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
-
 from hostinfo import cpu_model, ram_gib
 
 HERE = Path(__file__).resolve().parent
@@ -159,7 +158,7 @@ def build_eval() -> pd.DataFrame:
                                                        replace=False))]
     src_photos = [clean[len(sample) + i] for i in
                   sorted(rng.choice(len(photos), min(N_SOURCES_PHOTOS, len(photos)), replace=False))] if photos else []
-    for k, (p, name) in enumerate(src_sample + src_photos):
+    for p, name in src_sample + src_photos:
         im = Image.open(p).convert("RGB")
         a = np.asarray(im, dtype=np.float32)
         w, h = im.size

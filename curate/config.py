@@ -14,7 +14,7 @@ from typing import Any
 from curate.errors import ConfigError
 
 
-def option(default: Any, help: str, *, choices: tuple | None = None, min: float | None = None,
+def option(default: Any, help: str, *, choices: tuple[Any, ...] | None = None, min: float | None = None,
            max: float | None = None) -> Any:
     """A config field with its default, help text and allowed values."""
     meta = {"help": help, "choices": choices, "min": min, "max": max}
@@ -48,7 +48,7 @@ class ScanConfig:
     timeout_s: float = option(30.0, "per-image decode time limit (isolate)", min=0.1, max=3600.0)
     max_memory_mb: int = option(4096, "decoder process memory limit (isolate)", min=256)
     follow_symlinks: bool = option(False, "follow symbolic links (each folder is entered once, so loops end)")
-    ignore: list = option([".*", "*.md", "*.txt", "*.py", "*.json", "*.csv", "*.parquet", "*.npz", "*.toml",
+    ignore: list[str] = option([".*", "*.md", "*.txt", "*.py", "*.json", "*.csv", "*.parquet", "*.npz", "*.toml",
                            "*.yaml", "*.yml"],
                           "file-name patterns that are not part of the collection (sidecars, docs, hidden files)")
 
@@ -57,10 +57,11 @@ class ScanConfig:
 class ValidateConfig:
     """`curate validate`: checks, thresholds, severities (check names: `curate checks`)."""
 
-    thresholds: dict = option({}, "per-check threshold overrides, e.g. {blurry = 10.0, small_class = 50}")
-    severities: dict = option({}, "per-check severity overrides (error, warning, info), e.g. {grayscale = \"warning\"}")
-    disabled: list = option([], "checks not to run, e.g. [\"odd_size\"]")
-    exclude: list = option(["error"], "severities whose images are left out of the plan and shards")
+    thresholds: dict[str, float] = option({}, "per-check threshold overrides, e.g. {blurry = 10.0, small_class = 50}")
+    severities: dict[str, str] = option({}, "per-check severity overrides (error, warning, info), "
+                                            "e.g. {grayscale = \"warning\"}")
+    disabled: list[str] = option([], "checks not to run, e.g. [\"odd_size\"]")
+    exclude: list[str] = option(["error"], "severities whose images are left out of the plan and shards")
     classes: str = option("", "file with the declared class list, one per line (unknown_label check)")
 
 
@@ -72,7 +73,7 @@ class DedupConfig:
     dihedral: bool = option(False, "also match flipped and 90-degree-rotated copies")
     conflicts: str = option("drop", "clusters whose members carry different labels",
                             choices=("drop", "keep-majority", "keep"))
-    keep_policy: list = option(["split", "resolution", "file_size", "format", "path"],
+    keep_policy: list[str] = option(["split", "resolution", "file_size", "format", "path"],
                                "ordered criteria for the member kept in each cluster")
     incremental: bool = option(True, "search only new hashes against the previous run's (same result, less work)")
 
@@ -87,7 +88,7 @@ class RebalanceConfig:
     target: str = option("uniform", "target: uniform | sqrt | power:ALPHA | CSV file of class,count")
     oversample: str = option("repeat", "how to add samples: repeat images or ask augment for variants",
                              choices=("repeat", "augment"))
-    apply_to: list = option(["train"], "splits the strategy rebalances (val/test keep their natural counts)")
+    apply_to: list[str] = option(["train"], "splits the strategy rebalances (val/test keep their natural counts)")
     min_class_size: int = option(0, "classes with fewer usable images are reported (and dropped if asked)", min=0)
     small_classes: str = option("keep", "what to do with classes below min_class_size", choices=("keep", "drop"))
     split: str = option("", "re-split as train,val,test fractions, e.g. \"0.8,0.1,0.1\"; empty = keep the "
@@ -115,7 +116,7 @@ class ShardConfig:
 class AugmentConfig:
     """`curate augment`: offline Kornia augmentation into OUT/augmented/<split>/."""
 
-    ops: list = option([{"name": "horizontal_flip", "p": 0.5}, {"name": "rotation", "degrees": 15.0},
+    ops: list[dict[str, Any]] = option([{"name": "horizontal_flip", "p": 0.5}, {"name": "rotation", "degrees": 15.0},
                         {"name": "resized_crop", "scale": [0.8, 1.0]},
                         {"name": "color_jitter", "brightness": 0.2, "contrast": 0.2, "saturation": 0.2, "hue": 0.02},
                         {"name": "gaussian_blur", "kernel_size": 3, "sigma": [0.1, 1.0], "p": 0.3},
@@ -125,7 +126,7 @@ class AugmentConfig:
     batch_size: int = option(32, "images per batch on the device", min=1, max=4096)
     device: str = option("auto", "auto (cuda when present), cpu, cuda or cuda:N")
     copies: int = option(0, "variants per image of `classes` (0 = take augment_copies from the plan)", min=0)
-    classes: list = option([], "with copies: the classes to augment (empty = all)")
+    classes: list[str] = option([], "with copies: the classes to augment (empty = all)")
     seed: int = option(0, "seed of every sampled parameter", min=0)
     format: str = option("jpeg", "encoding of the variants", choices=("jpeg", "png"))
     quality: int = option(95, "JPEG quality of the variants", min=1, max=100)
@@ -147,7 +148,7 @@ class RunConfig:
 
     src: str = option("", "source folder or fsspec URL")
     out: str = option("", "output folder or fsspec URL")
-    stages: list = option([], "stages `curate run` and the flows run, in pipeline order (empty = all)")
+    stages: list[str] = option([], "stages `curate run` and the flows run, in pipeline order (empty = all)")
 
 
 @dataclass
@@ -175,7 +176,7 @@ def _sections() -> dict[str, type]:
 _TYPES: dict[str, type] = {"int": int, "str": str, "float": float, "bool": bool, "list": list, "dict": dict}
 
 
-def _check_value(section: str, f: dataclasses.Field, value: Any) -> Any:
+def _check_value(section: str, f: dataclasses.Field[Any], value: Any) -> Any:
     key = f"{section}.{f.name}"
     want = _TYPES.get(str(f.type).split("[")[0], object)
     if want is float and isinstance(value, int) and not isinstance(value, bool):
@@ -184,7 +185,8 @@ def _check_value(section: str, f: dataclasses.Field, value: Any) -> Any:
         raise ConfigError(f"config key {key} must be {want.__name__}, got {value!r}")
     meta = f.metadata
     if meta.get("choices") and value not in meta["choices"]:
-        raise ConfigError(f"config key {key}={value!r} is not allowed; choose one of: {', '.join(map(str, meta['choices']))}")
+        allowed = ", ".join(map(str, meta["choices"]))
+        raise ConfigError(f"config key {key}={value!r} is not allowed; choose one of: {allowed}")
     if meta.get("min") is not None and value < meta["min"]:
         raise ConfigError(f"config key {key}={value!r} is below the minimum {meta['min']}")
     if meta.get("max") is not None and value > meta["max"]:
@@ -264,7 +266,7 @@ def default_toml() -> str:
     lines = ["# curate configuration: every option with its default.", "# Unknown keys are an error.", ""]
     for name, cls in _sections().items():
         section = cls()
-        lines.append(f"# {cls.__doc__.strip()}")
+        lines.append(f"# {(cls.__doc__ or name).strip()}")
         lines.append(f"[{name}]")
         for f in dataclasses.fields(section):
             meta = f.metadata

@@ -78,8 +78,9 @@ def _walk_fsspec(fs: fsspec.AbstractFileSystem, root: str) -> list[SourceFile]:
         if info.get("type") != "file":
             continue
         rel = posixpath.relpath(path, root)
-        mtime = info.get("mtime") or info.get("created") or 0.0
-        found.append(SourceFile(rel, int(info.get("size") or 0), float(getattr(mtime, "timestamp", lambda: mtime)())))
+        mtime = info.get("mtime") or info.get("LastModified") or info.get("created") or 0.0
+        seconds = mtime.timestamp() if hasattr(mtime, "timestamp") else float(mtime)
+        found.append(SourceFile(rel, int(info.get("size") or 0), seconds))
     return found
 
 

@@ -13,7 +13,7 @@ import os
 import socket
 import threading
 import time
-from typing import Iterator
+from typing import Any, Iterator
 
 from curate.errors import WorkspaceLocked
 from curate.workspace import Workspace, is_local
@@ -33,13 +33,13 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _stale(owner: dict, stale_after: float) -> bool:
+def _stale(owner: dict[str, Any], stale_after: float) -> bool:
     if owner.get("host") == socket.gethostname():
         return not _alive(int(owner.get("pid", -1)))
     return time.time() - float(owner.get("started", 0)) > stale_after
 
 
-def _try_create(ws: Workspace, me: dict) -> bool:
+def _try_create(ws: Workspace, me: dict[str, Any]) -> bool:
     """Create the lock file exclusively (local folders) or write it when absent (fsspec)."""
     path = ws.path(LOCK)
     ws.makedirs()

@@ -26,8 +26,8 @@ from curate.config import Config
 from curate.engine import dask_client, run_tasks
 from curate.imaging.probe import fingerprint
 from curate.imaging.sandbox import DecodeJob, decode_file, sandboxed
-from curate.schema import MANIFEST, ErrorCode, Status
 from curate.listing import SourceFile, list_source
+from curate.schema import MANIFEST, ErrorCode, Status
 from curate.source import Source
 from curate.view import Block, Table, View
 from curate.workspace import Workspace

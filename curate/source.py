@@ -71,7 +71,8 @@ class Source:
         """`rel` opened for reading (binary)."""
         if self.local_root is not None:
             return open(self.path(rel), "rb")
-        return self.fs.open(self.path(rel), "rb")
+        opened: BinaryIO = self.fs.open(self.path(rel), "rb")
+        return opened
 
     def read(self, rel: str) -> bytes:
         with self.open(rel) as f:

@@ -42,14 +42,14 @@ class Workspace:
 
     @property
     def root(self) -> str:
-        return fsspec.core.url_to_fs(self.url)[1]
+        return str(fsspec.core.url_to_fs(self.url)[1])
 
     def path(self, *parts: str) -> str:
         """The filesystem path of `parts` under the workspace root."""
         return str(PurePosixPath(self.root, *parts))
 
     def exists(self, *parts: str) -> bool:
-        return self.fs.exists(self.path(*parts))
+        return bool(self.fs.exists(self.path(*parts)))
 
     def makedirs(self, *parts: str) -> str:
         p = self.path(*parts)

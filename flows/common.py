@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-from dataclasses import dataclass
 import sys
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 from prefect import task

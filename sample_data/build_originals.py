@@ -11,9 +11,9 @@ committed. It needs packages that the project does not depend on:
 
 It (re)writes sample_data/{train,test}/<class>/<class>_NN.jpg (ordinary images only; it first
 deletes train/ and test/) and sample_data/planted_sources.npz (RGB uint8 crops, one array per
-planted case, kept out of the image tree so that a scan never sees them); then you run make_planted.py for the planted files and
-expected.json. Output bytes depend on the Pillow/libjpeg version (the committed files were
-made with Pillow 13.0.0).
+planted case, kept out of the image tree so that a scan never sees them); then you run
+make_planted.py for the planted files and expected.json. Output bytes depend on the
+Pillow/libjpeg version (the committed files were made with Pillow 13.0.0).
 """
 from __future__ import annotations
 
@@ -35,7 +35,8 @@ JPEG_QUALITY = 85
 # name -> (package file, licence note)
 PHOTOS = {
     "raccoon": ("scipy 1.9.3 wheel: scipy/misc/face.dat (scipy.misc.face())",
-                "public domain (raccoon-procyon-lotor.jpg from public-domain-image.com, per the scipy.misc.face docstring)"),
+                "public domain (raccoon-procyon-lotor.jpg from public-domain-image.com, "
+                "per the scipy.misc.face docstring)"),
     "temple": ("scikit-learn: sklearn/datasets/images/china.jpg",
                "CC BY 2.0, danielbuechele on Flickr (sklearn/datasets/images/README.txt)"),
     "flower": ("scikit-learn: sklearn/datasets/images/flower.jpg",

@@ -125,8 +125,10 @@ def main() -> int:
     check(exp["counts"] == counts, f"counts {exp['counts']} != {counts}")
     totals = {c: counts["train"][c] + counts["test"][c] for c in classes}
     check(max(totals.values()) >= 8 * min(totals.values()), f"imbalance < 8x: {totals}")
-    ordinary_totals = {c: sum(1 for f in exp["files"] if f["label"] == c and f["case"] == "ordinary") for c in classes}
-    check(max(ordinary_totals.values()) >= 8 * min(ordinary_totals.values()), f"ordinary imbalance < 8x: {ordinary_totals}")
+    ordinary_totals = {c: sum(1 for f in exp["files"] if f["label"] == c and f["case"] == "ordinary")
+                       for c in classes}
+    check(max(ordinary_totals.values()) >= 8 * min(ordinary_totals.values()),
+          f"ordinary imbalance < 8x: {ordinary_totals}")
 
     images: dict[str, Image.Image] = {}
     for f in exp["files"]:
@@ -134,10 +136,12 @@ def main() -> int:
         d = describe(p)
         for k, v in d.items():
             check(f.get(k) == v, f"{f['path']}: {k} expected {f.get(k)!r}, Pillow says {v!r}")
-        check(f["split"] == f["path"].split("/")[0] and f["label"] == f["path"].split("/")[1], f"{f['path']}: split/label")
+        check(f["split"] == f["path"].split("/")[0] and f["label"] == f["path"].split("/")[1],
+              f"{f['path']}: split/label")
         if f["case"] == "ordinary":
             check(f["checks"] == [] and f["incidental_checks"] == [] and f["format"] == "JPEG" and f["mode"] == "RGB"
-                  and f["exif_orientation"] is None and f["n_frames"] == 1, f"{f['path']}: ordinary must be a plain RGB JPEG")
+                  and f["exif_orientation"] is None and f["n_frames"] == 1,
+                  f"{f['path']}: ordinary must be a plain RGB JPEG")
         if d["error_code"] is None:
             images[f["path"]] = oriented(p)
 
@@ -206,7 +210,8 @@ def main() -> int:
 
         for rel, data in make_planted.build_planted().items():
             check((HERE / rel).read_bytes() == data, f"{rel}: make_planted.py would write different bytes")
-        check(json.loads(json.dumps(make_planted.build_expected())) == exp, "make_planted.py would write a different expected.json")
+        check(json.loads(json.dumps(make_planted.build_expected())) == exp,
+              "make_planted.py would write a different expected.json")
 
     print(f"{passed} passed, {len(failures)} failed")
     return 1 if failures else 0

@@ -18,8 +18,8 @@ from curate.augment.ops import OPS, resolve_ops
 from curate.augment.pipeline import Pipeline, Sampler
 from curate.augment.stage import augment, resolve
 from curate.augment.variants import variant_seed
-from curate.config import default_toml, from_dict, load_config
 from curate.cli import main
+from curate.config import default_toml, from_dict, load_config
 from curate.errors import ConfigError
 from curate.pipeline import run_stage
 from curate.schema import PLAN

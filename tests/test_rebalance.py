@@ -204,7 +204,7 @@ def test_plan_is_the_same_whatever_the_partitioning_and_cluster(tmp_path):
         if opts.get("split"):  # a re-split gives every class its share of each split, to one image
             ratios = dict(zip(("train", "val", "test"), map(float, opts["split"].split(","))))
             usable = expected[expected["keep"] | expected["reason"].str.startswith(opts["strategy"], na=False)]
-            for label, g in usable.groupby("label"):
+            for _label, g in usable.groupby("label"):
                 if not opts.get("keep_test"):
                     share = g["split"].value_counts()
                     assert all(abs(share.get(s, 0) - r * len(g)) <= 1 + len(clusters) * 3 for s, r in ratios.items())

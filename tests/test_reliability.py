@@ -11,16 +11,16 @@ import time
 from pathlib import Path
 
 import pytest
+from test_validate import bomb_png
 
 from curate.config import from_dict
+from curate.listing import list_source
 from curate.pipeline import run_pipeline
 from curate.scan import ScanTask, scan, scan_partition
 from curate.schema import MANIFEST
-from curate.listing import list_source
 from curate.workspace import Workspace
 
 from conftest import SAMPLE, encode, photo_like, write
-from test_validate import bomb_png
 
 BIN = Path(sys.executable).parent
 

@@ -55,8 +55,8 @@ def test_labels_file(tree, tmp_path, kind):
                       "split": ["val", "test"]})
     labels = tmp_path / f"labels.{kind}"
     if kind == "csv":
-        labels.write_text("path,label,split\n" + "\n".join(
-            f"{p},{l},{s}" for p, l, s in zip(*(table.column(c).to_pylist() for c in table.column_names))) + "\n")
+        rows = zip(*(table.column(c).to_pylist() for c in table.column_names))
+        labels.write_text("path,label,split\n" + "\n".join(f"{p},{label},{s}" for p, label, s in rows) + "\n")
     else:
         pq.write_table(table, labels)
     scan(str(tree), str(tmp_path / "out"), from_dict({"scan": {"labels": str(labels)}}))

@@ -56,8 +56,8 @@ def malformed_corpus(root: Path) -> dict[str, set[str]]:
                 data = bytearray(jpeg)
                 for pos in rng.integers(lo, hi, 3):
                     data[pos] ^= 0xFF
-                add(f"flip/{region}_{i}_{k}.jpg", bytes(data), {"ok", "truncated", "corrupt", "not_image", "decompression_bomb",
-                                                                  "unsupported_codec"})
+                add(f"flip/{region}_{i}_{k}.jpg", bytes(data),
+                    {"ok", "truncated", "corrupt", "not_image", "decompression_bomb", "unsupported_codec"})
         garbage = bytes(rng.integers(0, 256, 64, dtype=np.uint8))
         add(f"garbage/header_{i}.jpg", b"\xff\xd8\xff" + garbage + jpeg[67:], {"ok", "corrupt", "truncated"})
         add(f"garbage/random_{i}.jpg", garbage, {"not_image"})

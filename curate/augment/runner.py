@@ -78,7 +78,7 @@ class BatchSource(Dataset):
         if not ok:
             return Prepared(ok, errors, None, [], [])
         drawn = self.sampler.sample([batch[k].seed for k in ok])
-        images = torch.from_numpy(np.stack([loaded[batch[k].source][0] for k in ok]))
+        images = torch.from_numpy(np.stack([pixels for k in ok if (pixels := loaded[batch[k].source][0]) is not None]))
         ops = [json.dumps(self.sampler.describe(d)) for d in drawn]
         return Prepared(ok, errors, images, self.sampler.collate(drawn), ops)
 

@@ -16,7 +16,8 @@ from curate.stages import DASK
 @click.command()
 @click.argument("src")
 @click.option("-o", "--out", required=True, help="output folder (local path or fsspec URL)")
-@click.option("--flow", is_flag=True, help="run as a Prefect flow run (no server needed; PREFECT_API_URL is used if set)")
+@click.option("--flow", is_flag=True,
+              help="run as a Prefect flow run (no server needed; PREFECT_API_URL is used if set)")
 @click.option("--force", is_flag=True, help="rerun every stage, also those whose last run is current")
 @config_option
 @click.option("--workers", type=int, default=None, help=DASK[0].help)

@@ -133,6 +133,13 @@ def probe_band(index: np.ndarray, queries: np.ndarray, query_ids: np.ndarray, th
     return np.concatenate(out_q), np.concatenate(out_j), np.concatenate(out_d)
 
 
+def merged_pairs(found: list[tuple[np.ndarray, np.ndarray, np.ndarray]], n: int
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The (q, j, d) arrays of every probe joined, each pair once (see `unique_pairs`)."""
+    q, j, d = (np.concatenate(x) for x in zip(*found))
+    return unique_pairs(q, j, d, n)
+
+
 def unique_pairs(q: np.ndarray, j: np.ndarray, d: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Drop repeats of the same (q, j) pair (found through several bands), keeping the least d."""
     if len(q) == 0:
@@ -154,7 +161,7 @@ def _search(index: np.ndarray, queries: np.ndarray, threshold: int, self_join: b
     ids = np.arange(len(queries), dtype=np.int64)
     found = [probe_band(index, queries, ids, threshold, bands, b, self_join, ref) for b in range(len(bands.widths))]
     _table.cache_clear()
-    return unique_pairs(*(np.concatenate(x) for x in zip(*found)), max(len(index), 1))
+    return merged_pairs(found, max(len(index), 1))
 
 
 def radius_pairs(hashes: np.ndarray, threshold: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -191,4 +198,4 @@ def radius_pairs_on(client: object, hashes: np.ndarray, threshold: int, chunks_p
     if not found:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty, np.zeros(0, dtype=np.int16)
-    return unique_pairs(*(np.concatenate(x) for x in zip(*found)), n)
+    return merged_pairs(found, n)

@@ -193,7 +193,7 @@ def dedup(src: str | None, out: str, cfg: Config) -> DedupSummary:
 
 def summarize(dups: pd.DataFrame) -> DedupSummary:
     s = DedupSummary()
-    for cid, g in dups.groupby("cluster_id", sort=True):
+    for _cluster, g in dups.groupby("cluster_id", sort=True):
         kind = max(g["kind"], key=KIND_ORDER.index)
         s.clusters[kind] = s.clusters.get(kind, 0) + 1
         s.images[kind] = s.images.get(kind, 0) + len(g)

@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageCms, UnidentifiedImageError
 
+from curate.codes import ErrorCode, Status
 from curate.imaging import formats
 from curate.imaging.hashes import THUMB, dhash, phash_d8
 from curate.imaging.quality import quality_stats
-from curate.codes import ErrorCode, Status
 
 _ORIENT_OPS = {
     2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
@@ -36,7 +36,7 @@ def _error(code: ErrorCode, message: str, **facts: Any) -> dict[str, Any]:
 def _read_orientation(im: Image.Image) -> tuple[int, str | None]:
     try:
         value = im.getexif().get(0x0112, 1)
-    except Exception as exc:  # malformed EXIF must not stop the scan
+    except Exception as exc:  # noqa: BLE001  (malformed EXIF must not stop the scan)
         return 1, f"{type(exc).__name__}: {exc}"
     if not isinstance(value, int) or not 1 <= value <= 8:
         return 1, f"invalid orientation {value!r}"
@@ -65,10 +65,12 @@ def to_display(im: Image.Image, bit_depth: int, background: str) -> Image.Image:
         icc = im.info.get("icc_profile")
         if icc:
             try:
-                return ImageCms.profileToProfile(im, ImageCms.ImageCmsProfile(io.BytesIO(icc)), _SRGB,
-                                                 outputMode="RGB")
+                converted = ImageCms.profileToProfile(im, ImageCms.ImageCmsProfile(io.BytesIO(icc)), _SRGB,
+                                                      outputMode="RGB")
             except (ImageCms.PyCMSError, OSError, ValueError):
-                pass
+                converted = None
+            if converted is not None:
+                return converted
         return im.convert("RGB")
     if mode.startswith("I") or mode == "F":
         arr = np.asarray(im, dtype=np.float64)
@@ -92,7 +94,7 @@ def _lenient_jpeg_decodes(data: bytes) -> bool:
             im.draft(None, (64, 64))
             im.load()
         return True
-    except Exception:
+    except Exception:  # noqa: BLE001  (any failure of the lenient decode: not recoverable)
         return False
 
 
@@ -124,7 +126,7 @@ def probe(data: bytes, *, decode_size: int = 32, max_pixels: int = 178_956_970,
             im = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as exc:
         return _error(ErrorCode.DECOMPRESSION_BOMB, str(exc), **facts), None
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001  (every open failure is classified into an error code)
         return {**facts, **_classify_open_failure(data, exc)}, None
 
     with im:
@@ -165,7 +167,7 @@ def probe(data: bytes, *, decode_size: int = 32, max_pixels: int = 178_956_970,
         try:
             thumb = _thumbnail(im, orientation, facts["bit_depth"], background)
             facts["pixel_hash"] = _pixel_hash(im, data, orientation)
-        except Exception as exc:  # a decoder quirk on an odd mode is a bad file, not a crash
+        except Exception as exc:  # noqa: BLE001  (a decoder quirk on an odd mode is a bad file, not a crash)
             return _error(ErrorCode.CORRUPT, f"{type(exc).__name__}: {exc}", **facts), None
         return {**facts, "status": Status.OK.value}, thumb
 
@@ -195,7 +197,8 @@ def fingerprint(rows: list[dict[str, Any]], thumbs: list[bytes | None]) -> None:
     idx = [i for i, t in enumerate(thumbs) if t is not None]
     if not idx:
         return
-    both = np.frombuffer(b"".join(thumbs[i] for i in idx), dtype=np.uint8).reshape(len(idx), THUMB * THUMB * 4)
+    joined = b"".join(t for t in thumbs if t is not None)
+    both = np.frombuffer(joined, dtype=np.uint8).reshape(len(idx), THUMB * THUMB * 4)
     rgb = both[:, :THUMB * THUMB * 3].reshape(-1, THUMB, THUMB, 3)
     gray = both[:, THUMB * THUMB * 3:].reshape(-1, THUMB, THUMB)
     luma = gray.astype(np.float32)

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Iterator
+from typing import IO, Any, Iterator
 
 from curate.source import Source
 
@@ -52,7 +52,7 @@ def _widen_pipe(fd: int) -> None:
         pass
 
 
-def _send(stream: BinaryIO, obj: Any) -> None:
+def _send(stream: IO[bytes], obj: Any) -> None:
     data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
     stream.write(_HEADER.pack(len(data)) + data)
     stream.flush()

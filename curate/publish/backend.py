@@ -96,11 +96,11 @@ def stdlib_metadata() -> Iterator[None]:
     KeyError, so `import fiftyone` after any Dask work fails. eta 0.18 reads the header with a
     fallback (voxel51/eta#736); `importlib-metadata<8` avoids it too.
     """
-    sys.meta_path.insert(0, _StdlibDistributions)  # type: ignore[arg-type]
+    sys.meta_path.insert(0, _StdlibDistributions)
     try:
         yield
     finally:
-        sys.meta_path.remove(_StdlibDistributions)  # type: ignore[arg-type]
+        sys.meta_path.remove(_StdlibDistributions)
 
 
 def fiftyone() -> ModuleType:

@@ -18,7 +18,7 @@ import pandas as pd
 
 from curate import lineage
 from curate.config import Config
-from curate.errors import ConfigError, CurateError
+from curate.errors import ConfigError
 from curate.publish import backend
 from curate.publish.augmented import variants
 from curate.publish.dataset import INFO_KEY, default_name, describe, open_dataset

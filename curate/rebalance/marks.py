@@ -109,10 +109,10 @@ def read_marks(task: PartTask, assign: Assign) -> pd.DataFrame:
 
 # A view: the rows of a marked part (splits assigned) that one cut-off problem ranks, with
 # columns *by, order and path.
-View = Callable[[pd.DataFrame], pd.DataFrame]
+RowView = Callable[[pd.DataFrame], pd.DataFrame]
 
 
-def histogram_pass(task: PartTask, assign: Assign, view: View, by: list[str]
+def histogram_pass(task: PartTask, assign: Assign, view: RowView, by: list[str]
                    ) -> tuple[pd.Series, pd.Series]:
     """(usable rows per (split, label), histogram of the view's order keys per (*by, bucket))."""
     marks = read_marks(task, assign)
@@ -120,7 +120,7 @@ def histogram_pass(task: PartTask, assign: Assign, view: View, by: list[str]
     return usable.groupby(["split", "label"]).size(), ranks.histogram(view(marks), by)
 
 
-def boundary_pass(task: PartTask, assign: Assign, view: View, by: list[str],
+def boundary_pass(task: PartTask, assign: Assign, view: RowView, by: list[str],
                   cells: pd.DataFrame) -> pd.DataFrame:
     """The view's rows that fall in the wanted (*by, bucket) cells."""
     marks = read_marks(task, assign)

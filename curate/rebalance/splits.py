@@ -23,7 +23,7 @@ import xxhash
 
 from curate.errors import ConfigError
 from curate.rebalance import ranks
-from curate.rebalance.strategies import _largest_remainder
+from curate.rebalance.strategies import largest_remainder
 from curate.schema import SPLITS
 
 
@@ -79,7 +79,7 @@ def free_singles(marks: pd.DataFrame, keep_test: bool) -> pd.Series:
 
 
 def singles_view(marks: pd.DataFrame, keep_test: bool) -> pd.DataFrame:
-    """The rows a re-split ranks per label (ranks.View): free single images in seeded order."""
+    """The rows a re-split ranks per label (marks.RowView): free single images in seeded order."""
     rows = marks[free_singles(marks, keep_test).to_numpy()]
     return pd.DataFrame({"label": rows["label"], "order": ranks.order_key(np.zeros(len(rows)), rows["key"].to_numpy()),
                          "path": rows["path"]})
@@ -105,7 +105,7 @@ def place(members: pd.DataFrame, free: dict[str, int], fixed_test: dict[str, int
             ["size", "_r"], ascending=[False, True])
         n_free, n_fixed = free.get(label, 0), fixed_test.get(label, 0)
         total = int(g["size"].sum()) + n_free + n_fixed
-        targets = _largest_remainder(ratios, total) if total else dict.fromkeys(SPLITS, 0)
+        targets = largest_remainder(ratios, total) if total else dict.fromkeys(SPLITS, 0)
         have = dict.fromkeys(SPLITS, 0)
         have["test"] = n_fixed
         for cluster_id, size, in_test in zip(g["cluster_id"], g["size"], g["test"]):
@@ -115,7 +115,7 @@ def place(members: pd.DataFrame, free: dict[str, int], fixed_test: dict[str, int
         train = min(max(targets["train"] - have["train"], 0), n_free)
         val = n_free - train if keep_test else min(max(targets["val"] - have["val"], 0), n_free - train)
         quotas[label] = (train, train + val)
-    for cluster_id, label in zip(clusters["cluster_id"], clusters["label"]):  # clusters with no label
+    for cluster_id in clusters["cluster_id"]:  # clusters with no label
         placed.setdefault(int(cluster_id), "train")
     return Placement(placed, quotas)
 

@@ -28,9 +28,18 @@ from curate.config import Config, RebalanceConfig
 from curate.engine import dask_client, run_tasks
 from curate.errors import ConfigError
 from curate.rebalance import ranks
-from curate.rebalance.marks import (STAGING, WORK, Assign, PartTask, View, boundary_pass, histogram_pass, mark_part,
-                                    write_plan_part)
-from curate.rebalance.splits import (KeepSplits, Resplit, anchors, as_scanned, parse_ratios, place, singles_view)
+from curate.rebalance.marks import (
+    STAGING,
+    WORK,
+    Assign,
+    PartTask,
+    RowView,
+    boundary_pass,
+    histogram_pass,
+    mark_part,
+    write_plan_part,
+)
+from curate.rebalance.splits import KeepSplits, Resplit, anchors, as_scanned, parse_ratios, place, singles_view
 from curate.rebalance.strategies import STRATEGIES, StrategySettings, parse_target
 from curate.rebalance.weights import class_weights
 from curate.schema import MANIFEST
@@ -83,7 +92,7 @@ def resolve(cfg: Config) -> None:
 Run = Callable[..., list[Any]]  # run_tasks bound to the stage's client and tasks
 
 
-def find_cuts(run: Run, assign: Assign, view: View, by: list[str], hist: pd.Series,
+def find_cuts(run: Run, assign: Assign, view: RowView, by: list[str], hist: pd.Series,
               wanted: dict[Hashable, list[int]]) -> dict[tuple[Hashable, int], ranks.Cut]:
     """The exact cut of every wanted (group, rank): from the histogram, plus one pass for the
     rows of the boundary buckets when a rank falls inside one."""
@@ -96,7 +105,7 @@ def find_cuts(run: Run, assign: Assign, view: View, by: list[str], hist: pd.Seri
 
 
 def strategy_view(marks: pd.DataFrame, apply_to: tuple[str, ...]) -> pd.DataFrame:
-    """The rows the strategy ranks per (split, label) (View): usable rows of the rebalanced
+    """The rows the strategy ranks per (split, label) (RowView): usable rows of the rebalanced
     splits, warned images last, then duplicate-cluster members, then in seeded order."""
     rows = marks[marks["reason"].isna().to_numpy() & marks["split"].isin(apply_to).to_numpy()]
     tier = rows["warned"].to_numpy().astype(np.int64) * 2 + rows["cluster_id"].notna().to_numpy()
@@ -164,7 +173,7 @@ def split_rule(run: Run, r: RebalanceConfig, members: pd.DataFrame) -> Assign:
         in_test = usable.loc["test"] if "test" in usable.index.get_level_values(0) else pd.Series(dtype=int)
         fixed_test = (in_test.sub(clustered, fill_value=0)).astype(int).to_dict()
     placement = place(members, free, fixed_test, parse_ratios(r.split), r.seed, r.keep_test)
-    quotas = {label: list(q) for label, q in placement.quotas.items()}
+    quotas: dict[Hashable, list[int]] = {label: list(q) for label, q in placement.quotas.items()}
     cuts = find_cuts(run, as_scanned, view, ["label"], hist, quotas)
     return Resplit(placement.clusters, {label: (cuts[(label, a)], cuts[(label, b)])
                                         for label, (a, b) in placement.quotas.items()},
@@ -227,7 +236,7 @@ def strategy_targets(usable: pd.Series, r: RebalanceConfig, small: frozenset[str
                      ) -> dict[tuple[str, str], tuple[int, int]]:
     """(split, label) -> (usable images, target) for the rebalanced splits."""
     settings = StrategySettings(r.cap, r.floor, r.target)
-    out = {}
+    out: dict[tuple[str, str], tuple[int, int]] = {}
     for split in r.apply_to:
         if split not in usable.index.get_level_values(0):
             continue

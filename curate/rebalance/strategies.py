@@ -50,7 +50,7 @@ def _floor(counts: dict[str, int], s: StrategySettings) -> dict[str, int]:
     return {c: max(n, s.floor) if n else 0 for c, n in counts.items()}
 
 
-def _largest_remainder(shares: dict[str, float], total: int) -> dict[str, int]:
+def largest_remainder(shares: dict[str, float], total: int) -> dict[str, int]:
     """Integer counts proportional to `shares` that add up to `total` exactly."""
     norm = sum(shares.values())
     exact = {c: total * v / norm for c, v in shares.items()}
@@ -72,7 +72,7 @@ def parse_target(spec: str) -> Callable[[dict[str, int]], dict[str, int]]:
                 alpha = float(spec.split(":", 1)[1])
             except ValueError as exc:
                 raise ConfigError(f"rebalance.target {spec!r}: power needs a number, e.g. power:0.3") from exc
-        return lambda counts: _largest_remainder({c: n**alpha for c, n in counts.items() if n},
+        return lambda counts: largest_remainder({c: n**alpha for c, n in counts.items() if n},
                                                  sum(counts.values())) | {c: 0 for c, n in counts.items() if not n}
     path = Path(spec)
     if not path.is_file():

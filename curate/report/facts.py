@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
-import pyarrow.compute as pc
 
 from curate.config import Config
 from curate.schema import DUPLICATES, ISSUES, Severity

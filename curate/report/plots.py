@@ -137,8 +137,8 @@ def _thumbnail(data: bytes | None) -> np.ndarray:
     tile = Image.new("RGB", (THUMB, THUMB), (235, 235, 235))
     if data:
         try:
-            with Image.open(io.BytesIO(data)) as img:
-                img = ImageOps.exif_transpose(img).convert("RGB")
+            with Image.open(io.BytesIO(data)) as opened:
+                img = ImageOps.exif_transpose(opened).convert("RGB")
                 img.thumbnail((THUMB, THUMB))
                 tile.paste(img, ((THUMB - img.width) // 2, (THUMB - img.height) // 2))
         except (OSError, ValueError, Image.DecompressionBombError):

@@ -14,7 +14,6 @@ from typing import Any, Callable
 
 from curate import lineage
 from curate.config import Config
-from curate.errors import CurateError
 from curate.report.facts import collect
 from curate.source import Source
 from curate.view import Block, View

@@ -20,8 +20,8 @@ class Normalize:
 
 def normalize(data: bytes, settings: Normalize) -> tuple[bytes, int, int]:
     """Re-encode `data` (frame 0, EXIF orientation applied) as RGB in the configured format."""
-    from curate.imaging.probe import to_display
     from curate.imaging.formats import png_bit_depth
+    from curate.imaging.probe import to_display
 
     with Image.open(io.BytesIO(data)) as im:
         im.seek(0)

@@ -8,24 +8,21 @@ changed, and removes shards beyond the new count.
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
-import pyarrow.compute as pc
 import xxhash
 
 from curate.config import Config, parse_size
 from curate.engine import dask_client, run_tasks
-from curate.errors import ConfigError
 from curate.schema import SPLITS, hf_metadata
-from curate.tables import kept_samples
 from curate.shards.index import build_index, write_dataset_json
 from curate.shards.layout import assign, interleave, row_group_size, shard_count
 from curate.shards.normalize import Normalize
 from curate.shards.writer import ShardTask, is_complete, remove_shards_from, write_shard
+from curate.tables import kept_samples
 from curate.view import View
 from curate.workspace import Workspace
 

@@ -19,10 +19,10 @@ from curate.config import Config
 from curate.engine import dask_client, run_tasks
 from curate.errors import ConfigError, CurateError
 from curate.schema import ISSUES, MANIFEST, Severity, Status
+from curate.tables import excluded_ids
 from curate.validate.checks import CHECKS, Check, Context
 from curate.validate.collection import COLLECTION_CHECKS
 from curate.view import Table, View
-from curate.tables import excluded_ids
 from curate.workspace import Workspace
 
 STAGING = "issues.new"
