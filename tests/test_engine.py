@@ -1,4 +1,4 @@
-"""The engine: partition retries and a named failure."""
+"""The engine: partition retries, a named failure, and no retry of a user-facing error."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from curate.engine import run_tasks
-from curate.errors import PartitionFailed
+from curate.errors import CurateError, PartitionFailed
 
 
 @dataclass(frozen=True)
@@ -35,3 +35,34 @@ def test_a_partition_that_keeps_failing_fails_the_run_by_name(tmp_path):
     tasks = [Flaky(0, str(tmp_path / "a"), 0), Flaky(7, str(tmp_path / "b"), failures=10)]
     with pytest.raises(PartitionFailed, match=r"partition 7 failed after 3 attempts: OSError: transient failure 3"):
         run_tasks(None, flaky, tasks, label="test", retries=2)
+
+
+@dataclass(frozen=True)
+class Refusing:
+    index: int
+    marker: str
+
+
+def refusing(task: Refusing) -> int:
+    counter = Path(task.marker)
+    counter.write_text(str(int(counter.read_text()) + 1) if counter.exists() else "1")
+    raise CurateError("out of disk space while writing part-00000.parquet")
+
+
+def test_a_curate_error_is_raised_as_it_is_without_retries(tmp_path):
+    with pytest.raises(CurateError, match="out of disk space") as caught:
+        run_tasks(None, refusing, [Refusing(0, str(tmp_path / "n"))], label="test", retries=2)
+    assert not isinstance(caught.value, PartitionFailed)
+    assert (tmp_path / "n").read_text() == "1"
+
+
+@pytest.mark.slow
+def test_on_a_cluster_too_a_curate_error_is_not_retried(tmp_path):
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        with pytest.raises(CurateError, match="out of disk space") as caught:
+            run_tasks(client, refusing, [Refusing(0, str(tmp_path / "n"))], label="test", retries=2)
+    assert not isinstance(caught.value, PartitionFailed)
+    assert (tmp_path / "n").read_text() == "1"

@@ -1,0 +1,145 @@
+"""The stage registry and what derives from it: the commands and their options, the missing-input
+messages, `curate status` (done / stale / not run) and `curate run` skipping current stages."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from curate.cli import main
+from curate.stages import DASK, STAGES, producer
+from curate.workspace import Workspace
+
+from conftest import ROOT, encode, photo_like, write
+
+
+@pytest.fixture
+def config_file(tmp_path: Path) -> str:
+    path = tmp_path / "c.toml"
+    path.write_text('[engine]\nworkers = 1\n[run]\nstages = ["scan", "validate", "dedup", "rebalance", "shard"]\n')
+    return str(path)
+
+
+class Ran:
+    """A CLI result with its output's whitespace collapsed (rich wraps lines at the terminal width)."""
+
+    def __init__(self, result) -> None:
+        self.exit_code = result.exit_code
+        self.output = " ".join(result.output.split())
+
+
+def invoke(runner, *args: object) -> Ran:
+    return Ran(runner.invoke(main, [str(a) for a in args]))
+
+
+def test_every_stage_has_a_command_with_config_and_its_engine_options():
+    assert list(main.commands)[:len(STAGES.names())] == STAGES.names()  # `curate --help` lists them in order
+    for spec in STAGES:
+        params = {p.name for p in main.commands[spec.name].params}
+        assert "config_path" in params, spec.name
+        on_dask = all(o in spec.options for o in DASK)
+        assert {"workers", "scheduler"} <= params if on_dask else "scheduler" not in params, spec.name
+    assert {s.name for s in STAGES if all(o in s.options for o in DASK)} == {"scan", "validate", "rebalance", "shard"}
+
+
+def test_every_input_has_a_stage_that_writes_it():
+    for spec in STAGES:
+        for entry in (*spec.requires, *spec.uses):
+            assert STAGES.names().index(producer(entry).name) <= STAGES.names().index(spec.name) or \
+                producer(entry).name == spec.name, (spec.name, entry)
+
+
+@pytest.mark.parametrize("stage, missing, command", [
+    ("validate", "manifest/", "curate scan SRC -o {out}"),
+    ("augment", "plan/", "curate rebalance {out}"),
+    ("shard", "plan/", "curate rebalance {out}"),
+])
+def test_a_missing_input_names_the_command_that_makes_it(tree, tmp_path, runner, config_file, stage, missing,
+                                                         command):
+    out = tmp_path / "out"
+    if stage != "validate":
+        assert invoke(runner, "scan", tree, "-o", out, "--config", config_file).exit_code == 0
+    result = invoke(runner, stage, out)
+    expected = f"error: {out}/{missing} is missing: run `{command.format(out=out)}` first"
+    assert result.exit_code == 2 and result.output.strip() == expected
+
+
+def test_status_run_skips_current_stages_and_reruns_stale_ones(tree, tmp_path, runner, config_file):
+    out = tmp_path / "out"
+    status = invoke(runner, "status", out)
+    assert status.exit_code == 0 and "0 of 8 stages done" in status.output
+
+    first = invoke(runner, "run", tree, "-o", out, "--config", config_file)
+    assert first.exit_code == 0, first.output
+    status = invoke(runner, "status", out)
+    assert "5 of 8 stages done, 0 stale" in status.output and "manifest/ 8 rows" in status.output
+    plan_parts = {p: p.stat().st_mtime_ns for p in (out / "plan").iterdir()}
+
+    again = invoke(runner, "run", tree, "-o", out, "--config", config_file)
+    assert again.exit_code == 0, again.output
+    for name in ("validate", "dedup", "rebalance", "shard"):
+        assert f"{name}: current, skipped" in again.output
+    assert "decoded 0 (reused 8)" in again.output  # the scan always runs; nothing changed
+    assert {p: p.stat().st_mtime_ns for p in (out / "plan").iterdir()} == plan_parts
+
+    rebalance = invoke(runner, "rebalance", out, "--config", config_file, "--seed", "3")
+    assert rebalance.exit_code == 0, rebalance.output
+    status = invoke(runner, "status", out, "--config", config_file)
+    assert "shard is stale: plan/ rewritten since" in status.output
+    assert "rebalance.seed" in status.output  # ran with other settings than the config says
+
+    rerun = invoke(runner, "run", tree, "-o", out, "--config", config_file)
+    assert "validate: current, skipped" in rerun.output and "dedup: current, skipped" in rerun.output
+    assert "rebalance: current" not in rerun.output and "shard: current" not in rerun.output  # seed 0 again
+    assert "0 stale" in invoke(runner, "status", out).output
+
+    write(Path(tree) / "train" / "b" / "new.jpg", encode(photo_like(99)))
+    changed = invoke(runner, "run", tree, "-o", out, "--config", config_file)
+    assert "decoded 1 (reused 8)" in changed.output and "skipped" not in changed.output
+
+    forced = invoke(runner, "run", tree, "-o", out, "--config", config_file, "--force")
+    assert forced.exit_code == 0 and "skipped" not in forced.output
+
+
+def test_a_killed_stage_leaves_no_record(tree, tmp_path, runner, config_file, monkeypatch):
+    out = tmp_path / "out"
+    assert invoke(runner, "run", tree, "-o", out, "--config", config_file).exit_code == 0
+    import curate.dedup.stage
+
+    def killed(*_args: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(curate.dedup.stage, "dedup", killed)
+    assert invoke(runner, "dedup", out).exit_code == 130
+    assert not (out / "runs" / "dedup.json").exists()
+    assert "dedup │ not run" in invoke(runner, "status", out).output
+
+
+def test_records_keep_what_each_stage_read_and_wrote(tree, tmp_path, runner, config_file):
+    out = tmp_path / "out"
+    assert invoke(runner, "run", tree, "-o", out, "--config", config_file).exit_code == 0
+    ws = Workspace(str(out))
+    rebalance = json.loads((out / "runs" / "rebalance.json").read_text())
+    assert set(rebalance["read"]) == {"manifest", "issues", "duplicates"}
+    assert rebalance["read"]["manifest"] == ws.fingerprint("manifest")
+    assert rebalance["wrote"] == {"plan": ws.fingerprint("plan")}
+    scan = json.loads((out / "runs" / "scan.json").read_text())
+    assert scan["read"] == {} and set(scan["wrote"]) == {"manifest"}  # its own previous manifest cannot stale it
+
+
+def test_architecture_md_shows_the_registry():
+    """ARCHITECTURE.md's workspace table is the registry's: every stage, in order, with what it
+    requires, uses and writes."""
+    text = (ROOT / "ARCHITECTURE.md").read_text()
+    table = text[text.index("| stage | requires |"):].split("\n\n")[0].splitlines()[2:]
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in table]
+
+    def entries(cell: str) -> list[str]:
+        return [e.split(" (")[0] for e in cell.split(", ") if e and e != "SRC"]
+
+    assert [r[0] for r in rows] == STAGES.names()
+    for (name, requires, uses, writes), spec in zip(rows, STAGES):
+        assert (entries(requires), entries(uses), entries(writes)) == (
+            list(spec.requires), list(spec.uses), list(spec.writes)), name
+        assert ("SRC" in requires) == spec.takes_source, name
