@@ -124,13 +124,11 @@ def curate_child(args: list[str]) -> None:
             i, j, d = radius_pairs(h, t)
             times.append(time.perf_counter() - t0)
     elif mode == "clusters":
-        import inspect
-
         from curate.dedup.cluster import components, near_edges
-        new_api = next(iter(inspect.signature(near_edges).parameters)) == "keys"  # (keys, t) -> (Edges, KeyPairs)
         for _ in range(repeats):
             t0 = time.perf_counter()
-            edges = near_edges(h[:, None], t)[0] if new_api else near_edges(h, None, t)
+            same, near, _pairs = near_edges(h[:, None], t)
+            edges = same + near
             labels = components(len(h), edges)
             times.append(time.perf_counter() - t0)
         i, j = edges.a, edges.b

@@ -78,16 +78,24 @@ def test_transform_families_recall_and_no_false_positives(tmp_path):
         assert recall >= (0.75 if name == "crop_3pct" else 1.0), (name, recall)
 
 
-def test_chaining_guard_splits_members_far_from_the_representative():
-    a = 0
-    b = (1 << 8) - 1  # 8 bits from a
-    c = b | (((1 << 8) - 1) << 8)  # 8 bits from b, 16 from a
-    rows = pd.DataFrame({"sample_id": list("abc"), "path": ["a.png", "b.png", "c.png"], "label": "x",
-                         "split": "train", "bytes_hash": list("123"), "pixel_hash": list("456"),
-                         "phash": [a, b, c], "phash_d8": [[v] * 8 for v in (a, b, c)], "width": [100, 90, 80],
+def chain(n: int) -> pd.DataFrame:
+    """n images in a line, each 8 pHash bits from the next (so 16+ bits from all but its
+    neighbours); widths fall along the line, so the keep policy prefers the first."""
+    hashes = [(1 << (8 * k)) - 1 for k in range(n)]  # k*8 low bits set
+    return pd.DataFrame({"sample_id": [f"s{k}" for k in range(n)], "path": [f"{k}.png" for k in range(n)],
+                         "label": "x", "split": "train", "bytes_hash": [f"b{k}" for k in range(n)],
+                         "pixel_hash": [f"p{k}" for k in range(n)], "phash": hashes,
+                         "phash_d8": [[v] * 8 for v in hashes], "width": [100 - 10 * k for k in range(n)],
                          "height": 100, "size_bytes": 1, "format": "PNG", "extension": "png"})
-    clusters, _pairs = _clusters(rows, from_dict({"dedup": {"threshold": 8}}))
-    assert [list(c) for c in clusters] == [[0, 1]]  # c reached only through b is split off
+
+
+def test_chaining_guard_clusters_around_centres_not_the_preferred_member():
+    found = _clusters(chain(5), from_dict({"dedup": {"threshold": 8}}))
+    # 0-1-2-3-4: 1, 2 and 3 are the most connected; 1 comes first by the keep policy: {0,1,2} around 1,
+    # then {3,4} around 3. Every member is within 8 bits of its centre, though 0 and 2 are 16 apart.
+    assert [(c.centre, c.members, c.keeper) for c in found.clusters] == [(1, [0, 1, 2], 0), (3, [3, 4], 3)]
+    three = _clusters(chain(3), from_dict({"dedup": {"threshold": 8}}))
+    assert [(c.centre, c.members, c.keeper) for c in three.clusters] == [(1, [0, 1, 2], 0)]
 
 
 def test_keep_policy_and_conflict_modes(tmp_path):

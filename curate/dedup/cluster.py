@@ -92,20 +92,23 @@ class KeyPairs:
         return found.fillna(-1).to_numpy(dtype=np.int64)
 
 
-def near_edges(keys: np.ndarray, threshold: int, previous: KeyPairs | None = None) -> tuple[Edges, KeyPairs]:
-    """Edges between rows whose hash keys (row = plain pHash, or its 8 flips/rotations) are
-    within threshold; plus the unique keys and their pairs, for the next incremental run.
+def near_edges(keys: np.ndarray, threshold: int, previous: KeyPairs | None = None
+               ) -> tuple[Edges, Edges, KeyPairs]:
+    """Rows whose hash keys (row = plain pHash, or its 8 flips/rotations) are equal, rows whose
+    keys are within threshold, and the unique keys with their pairs (for the next incremental
+    run).
 
-    Identical keys are collapsed first, so a large group of equal hashes costs one search
-    entry, not a quadratic number of pairs.
+    Identical keys are collapsed first: the equal-key edges join each row to the first row with
+    its key, and the near edges join the first rows of near keys, so a large group of equal
+    hashes costs one search entry and no quadratic number of pairs.
     """
     uniq, inverse = np.unique(keys, axis=0, return_inverse=True)
     inverse = inverse.reshape(-1)
     pairs = key_pairs(uniq, threshold, previous)
     first_row = np.zeros(len(uniq), dtype=np.int64)
     first_row[inverse[::-1]] = np.arange(len(keys))[::-1]  # first row holding each unique key
-    edges = equal_value_edges(pd.Series(inverse)) + Edges(first_row[pairs[:, 0]], first_row[pairs[:, 1]])
-    return edges, KeyPairs(uniq, pairs)
+    same = equal_value_edges(pd.Series(inverse))
+    return same, Edges(first_row[pairs[:, 0]], first_row[pairs[:, 1]]), KeyPairs(uniq, pairs)
 
 
 def components(n: int, edges: Edges) -> np.ndarray:

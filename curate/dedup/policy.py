@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import numpy as np
+
 from curate.imaging.formats import extension_matches
 from curate.registry import Registry
 
@@ -53,18 +55,27 @@ def _path(row: Row) -> str:
     return row["path"]
 
 
-def rank(members: list[Row], order: list[str]) -> tuple[list[Row], str]:
-    """Members best-first under `order`, and the reason the first one wins."""
-    keys = [CRITERIA.get(name) for name in order] + [CRITERIA.get("path")]
+def sort_key(order: list[str]) -> Callable[[Row], tuple[Any, ...]]:
+    """The key that sorts rows best-first under `order` (the path breaks every tie)."""
+    keys = [CRITERIA.get(name)[1] for name in order] + [CRITERIA.get("path")[1]]
+    return lambda row: tuple(fn(row) for fn in keys)
 
-    def key(row: Row) -> tuple:
-        return tuple(fn(row) for _reason, fn in keys)
 
-    ranked = sorted(members, key=key)
-    if len(ranked) < 2:
-        return ranked, "only member"
-    best, second = key(ranked[0]), key(ranked[1])
-    for (reason, _fn), a, b in zip(keys, best, second):
-        if a != b:
-            return ranked, reason
-    return ranked, "stable tie-break (path)"
+def policy_rank(rows: list[Row], order: list[str]) -> np.ndarray:
+    """Each row's position when all `rows` are sorted best-first under `order` (0 = best)."""
+    key = sort_key(order)
+    ranks = np.empty(len(rows), dtype=np.int64)
+    ranks[sorted(range(len(rows)), key=lambda i: key(rows[i]))] = np.arange(len(rows))
+    return ranks
+
+
+def reason(winner: Row, runner_up: Row | None, order: list[str]) -> str:
+    """Why the keep policy prefers `winner` to `runner_up`: the first criterion that separates them."""
+    if runner_up is None:
+        return "only member"
+    names = [*order, "path"]
+    for name in names:
+        why, fn = CRITERIA.get(name)
+        if fn(winner) != fn(runner_up):
+            return why
+    return "stable tie-break (path)"

@@ -2,18 +2,21 @@
 and `OUT/dedup_pairs/` (the unique hash keys and their near pairs, so that a later run with the
 same settings searches only the keys it has not seen).
 
+Clusters are centred on their most connected member and every member is within the threshold
+of its centre; one keeper per cluster is chosen by the keep policy, and no two kept images are
+within the threshold of each other (`curate.dedup.cover`).
+
 Columns: sample_id, path, label, split, cluster_id, kind (bytes / pixels / phash / near: how
-the member relates to the cluster's representative; the representative carries the cluster's
-weakest kind), distance (pHash bits to the representative), keep, reason, leak (the cluster
-spans splits), label_conflict (its members carry different labels).
+the member relates to the cluster's anchor, its keeper or, without one, its centre; the anchor
+carries the cluster's weakest kind), distance (pHash bits to the anchor), keep, reason, leak
+(the cluster spans splits), label_conflict (its members carry different labels).
 """
 from __future__ import annotations
 
 import io
 import time
-from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -21,8 +24,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curate.config import Config
-from curate.dedup.cluster import Edges, KeyPairs, components, distance_to, equal_value_edges, near_edges
-from curate.dedup.policy import CRITERIA, rank
+from curate.dedup.cluster import KeyPairs, distance_to, equal_value_edges, near_edges
+from curate.dedup.cover import Cluster, Graph, choose_keepers, cover, kept_neighbour, settle_singles
+from curate.dedup.policy import CRITERIA, policy_rank
+from curate.dedup.policy import reason as policy_reason
 from curate.schema import DUPLICATES, MANIFEST, Status
 from curate.view import Block, Table, View
 from curate.workspace import Workspace
@@ -59,48 +64,39 @@ def resolve(cfg: Config) -> None:
     CRITERIA.require(cfg.dedup.keep_policy)
 
 
-def _relation(rows: pd.DataFrame, i: int, rep: int, dist: int) -> str:
-    if rows.at[i, "bytes_hash"] == rows.at[rep, "bytes_hash"]:
+def _relation(rows: pd.DataFrame, i: int, anchor: int, dist: int) -> str:
+    if rows.at[i, "bytes_hash"] == rows.at[anchor, "bytes_hash"]:
         return "bytes"
-    if rows.at[i, "pixel_hash"] == rows.at[rep, "pixel_hash"]:
+    if rows.at[i, "pixel_hash"] == rows.at[anchor, "pixel_hash"]:
         return "pixels"
     return "phash" if dist == 0 else "near"
 
 
-def _clusters(rows: pd.DataFrame, cfg: Config, previous: KeyPairs | None = None
-              ) -> tuple[list[np.ndarray], KeyPairs]:
-    """Member row indices of every cluster of 2+, after the chaining guard; and the key pairs
-    for the next incremental run."""
-    t = cfg.dedup.threshold
+@dataclass
+class Found:
+    """The clusters of one dedup run, with what deciding about them needs."""
+
+    clusters: list[Cluster]
+    graph: Graph
+    rank: np.ndarray  # keep-policy position of every row
+    key_pairs: KeyPairs  # for the next incremental run
+
+
+def _clusters(rows: pd.DataFrame, cfg: Config, previous: KeyPairs | None = None) -> Found:
+    """Every cluster of 2+ rows with its centre and keeper (`curate.dedup.cover`)."""
     phash = rows["phash"].to_numpy(dtype=np.int64)
     d8 = np.stack(rows["phash_d8"].to_numpy()).astype(np.int64) if cfg.dedup.dihedral and len(rows) else None
-    near, key_pairs = near_edges(d8 if d8 is not None else phash[:, None], t, previous)
-    edges = equal_value_edges(rows["bytes_hash"]) + equal_value_edges(rows["pixel_hash"]) + near
-    labels = components(len(rows), edges)
-    order = np.argsort(labels, kind="stable")
-    bounds = np.flatnonzero(np.diff(labels[order])) + 1
-    queue = [g for g in np.split(order, bounds) if len(g) > 1]
-    records = rows.to_dict("records")
-    done = []
-    while queue:
-        members = queue.pop()
-        ranked, _ = rank([records[i] | {"_i": i} for i in members], cfg.dedup.keep_policy)
-        rep = ranked[0]["_i"]
-        dist = distance_to(rep, members, phash, d8)
-        exact = (rows["bytes_hash"].to_numpy()[members] == rows.at[rep, "bytes_hash"]) | (
-            rows["pixel_hash"].to_numpy()[members] == rows.at[rep, "pixel_hash"])
-        far = (dist > t) & ~exact
-        if far.any():
-            sub = members[far]
-            mask = np.zeros(len(rows), dtype=bool)
-            mask[sub] = True
-            inside = mask[edges.a] & mask[edges.b]
-            sub_labels = components(len(rows), Edges(edges.a[inside], edges.b[inside]))[sub]
-            queue.extend(g for g in (sub[sub_labels == lab] for lab in np.unique(sub_labels)) if len(g) > 1)
-            members = members[~far]
-        if len(members) > 1:
-            done.append(np.sort(members))
-    return sorted(done, key=lambda m: m[0]), key_pairs
+    same, near, key_pairs = near_edges(d8 if d8 is not None else phash[:, None], cfg.dedup.threshold, previous)
+    exact = equal_value_edges(rows["bytes_hash"]) + equal_value_edges(rows["pixel_hash"]) + same
+    graph = Graph.build(len(rows), exact, near)
+    rank = policy_rank(rows.to_dict("records"), cfg.dedup.keep_policy)
+    labels = rows["label"].tolist()
+    clusters: list[Cluster] = []
+    for units in graph.components():
+        found = cover(graph, units, rank)
+        choose_keepers(graph, found, rank, labels, cfg.dedup.conflicts)
+        clusters += settle_singles(graph, found, rank)
+    return Found(sorted(clusters, key=lambda c: c.id), graph, rank, key_pairs)
 
 
 PAIRS = "dedup_pairs"
@@ -126,41 +122,81 @@ def save_pairs(ws: Workspace, cfg: Config, pairs: KeyPairs) -> None:
     ws.write_bytes(f"{PAIRS}/settings", _settings_key(cfg).encode())
 
 
-def _decide(rows: pd.DataFrame, members: np.ndarray, cfg: Config, phash: np.ndarray,
-            d8: np.ndarray | None) -> list[dict[str, Any]]:
-    records = [rows.loc[i].to_dict() | {"_i": int(i)} for i in members]
-    ranked, why = rank(records, cfg.dedup.keep_policy)
-    rep = ranked[0]["_i"]
-    labels = {r["label"] for r in records}
-    splits = {r["split"] for r in records}
-    conflict, leak = len(labels) > 1, len(splits) > 1
-    keeper: int | None = rep
-    if conflict and cfg.dedup.conflicts == "drop":
-        keeper = None
-    elif conflict and cfg.dedup.conflicts == "keep-majority":
-        counts = Counter(r["label"] for r in records)
-        top = max(counts.values())
-        keeper = next(r["_i"] for r in ranked if counts[r["label"]] == top)
-    dist = dict(zip(members.tolist(), distance_to(rep, members, phash, d8).tolist()))
-    kinds = {int(i): _relation(rows, int(i), rep, dist[int(i)]) for i in members if i != rep}
+def _decide(rows: pd.DataFrame, cluster: Cluster, found: Found, keepers: list[int], cfg: Config,
+            distance: Callable[[int, np.ndarray], np.ndarray]) -> list[dict[str, Any]]:
+    """The duplicates rows of one cluster: its keeper kept, every other member dropped with the
+    member it duplicates (the keeper, else a kept image it is near) and how."""
+    members = np.asarray(cluster.members)
+    labels = {rows.at[i, "label"] for i in cluster.members}
+    conflict = len(labels) > 1
+    leak = len({rows.at[i, "split"] for i in cluster.members}) > 1
+    anchor = cluster.keeper if cluster.keeper is not None else cluster.centre
+    dist = dict(zip(cluster.members, distance(anchor, members).tolist()))
+    kinds = {i: _relation(rows, i, anchor, dist[i]) for i in cluster.members if i != anchor}
     weakest = max(kinds.values(), key=KIND_ORDER.index)
+    records = {i: rows.loc[i].to_dict() for i in cluster.members}
     out = []
-    for r in records:
-        i = r["_i"]
-        kind = weakest if i == rep else kinds[i]
-        if keeper is None:
-            keep, reason = False, f"label conflict ({', '.join(sorted(map(str, labels)))}): dropped"
-        elif i == keeper:
-            keep, reason = True, f"kept: {why}" if i == rep else "kept: majority label of a label conflict"
-        else:
+    for i in cluster.members:
+        kind = weakest if i == anchor else kinds[i]
+        if i == cluster.keeper:
+            best, *rest = sorted(cluster.members, key=lambda j: found.rank[j])
+            runner_up = records[rest[0]] if rest else None
+            keep = True
+            reason = (f"kept: {policy_reason(records[i], runner_up, cfg.dedup.keep_policy)}" if i == best else
+                      "kept: majority label of a label conflict" if conflict else
+                      "kept: the best member not near an image kept in another cluster")
+        elif cluster.keeper is not None:
             keep = False
-            reason = f"duplicate ({kind}, {dist[i]} bits) of {rows.at[keeper, 'path']}"
-            if r["split"] != rows.at[keeper, "split"]:
-                reason += f" in {rows.at[keeper, 'split']}: dropped from {r['split']} to stop a leak"
-        out.append({"sample_id": r["sample_id"], "path": r["path"], "label": r["label"], "split": r["split"],
-                    "cluster_id": int(members[0]), "kind": kind, "distance": dist[i], "keep": keep,
-                    "reason": reason, "leak": leak, "label_conflict": conflict})
+            reason = _duplicate_of(rows, i, cluster.keeper, kind, dist[i])
+        elif conflict and cfg.dedup.conflicts == "drop":
+            keep, reason = False, f"label conflict ({', '.join(sorted(map(str, labels)))}): dropped"
+        else:  # every member is near an image kept in another cluster
+            near = kept_neighbour(found.graph, i, keepers, found.rank)
+            keep = False
+            reason = (_duplicate_of(rows, i, near, "near", int(distance(near, np.asarray([i]))[0]))
+                      if near is not None else f"label conflict ({', '.join(sorted(map(str, labels)))}): dropped")
+        out.append({"sample_id": records[i]["sample_id"], "path": records[i]["path"], "label": records[i]["label"],
+                    "split": records[i]["split"], "cluster_id": cluster.id, "kind": kind, "distance": dist[i],
+                    "keep": keep, "reason": reason, "leak": leak, "label_conflict": conflict})
     return out
+
+
+def _duplicate_of(rows: pd.DataFrame, i: int, kept: int, kind: str, bits: int) -> str:
+    reason = f"duplicate ({kind}, {bits} bits) of {rows.at[kept, 'path']}"
+    if rows.at[i, "split"] != rows.at[kept, "split"]:
+        reason += f" in {rows.at[kept, 'split']}: dropped from {rows.at[i, 'split']} to stop a leak"
+    return reason
+
+
+@dataclass
+class Decided:
+    """Every duplicates row of a run, the largest cluster diameter, the key pairs for the next run."""
+
+    rows: list[dict[str, Any]]
+    max_diameter: int
+    key_pairs: KeyPairs
+
+
+def decide(rows: pd.DataFrame, cfg: Config, previous: KeyPairs | None = None) -> Decided:
+    """Cluster `rows` (the manifest's ok images, sorted by path) and decide what to keep."""
+    phash = rows["phash"].to_numpy(dtype=np.int64)
+    d8 = np.stack(rows["phash_d8"].to_numpy()).astype(np.int64) if cfg.dedup.dihedral and len(rows) else None
+
+    def distance(anchor: int, members: np.ndarray) -> np.ndarray:
+        return distance_to(anchor, members, phash, d8)
+
+    result: list[dict[str, Any]] = []
+    diameters = []
+    found = _clusters(rows, cfg, previous)
+    keepers = [c.keeper for c in found.clusters if c.keeper is not None]
+    for cluster in found.clusters:
+        members = np.asarray(cluster.members)
+        result.extend(_decide(rows, cluster, found, keepers, cfg, distance))
+        if len(members) <= 500:  # all pairs; larger clusters report twice their radius instead
+            diameters.append(max(int(distance(i, members).max()) for i in members))
+        else:
+            diameters.append(2 * int(distance(cluster.centre, members).max()))
+    return Decided(result, max(diameters, default=0), found.key_pairs)
 
 
 def dedup(src: str | None, out: str, cfg: Config) -> DedupSummary:
@@ -172,21 +208,11 @@ def dedup(src: str | None, out: str, cfg: Config) -> DedupSummary:
     rows = rows.sort_values("path", kind="stable").reset_index(drop=True)
     for col in ("label", "split"):
         rows[col] = rows[col].astype(object).where(rows[col].notna(), None)
-    phash = rows["phash"].to_numpy(dtype=np.int64)
-    d8 = np.stack(rows["phash_d8"].to_numpy()).astype(np.int64) if cfg.dedup.dihedral and len(rows) else None
-    result: list[dict[str, Any]] = []
-    diameters = []
-    clusters, key_pairs = _clusters(rows, cfg, load_pairs(ws, cfg) if cfg.dedup.incremental else None)
-    save_pairs(ws, cfg, key_pairs)
-    for members in clusters:
-        result.extend(_decide(rows, members, cfg, phash, d8))
-        if len(members) <= 500:  # all pairs; larger clusters report twice their radius instead
-            diameters.append(max(int(distance_to(i, members, phash, d8).max()) for i in members))
-        else:
-            diameters.append(2 * int(distance_to(int(members[0]), members, phash, d8).max()))
-    ws.write_dataset("duplicates", pa.Table.from_pylist(result, schema=DUPLICATES), DUPLICATES)
-    summary = summarize(pd.DataFrame(result, columns=DUPLICATES.names))
-    summary.max_diameter = max(diameters, default=0)
+    decided = decide(rows, cfg, load_pairs(ws, cfg) if cfg.dedup.incremental else None)
+    save_pairs(ws, cfg, decided.key_pairs)
+    ws.write_dataset("duplicates", pa.Table.from_pylist(decided.rows, schema=DUPLICATES), DUPLICATES)
+    summary = summarize(pd.DataFrame(decided.rows, columns=DUPLICATES.names))
+    summary.max_diameter = decided.max_diameter
     summary.elapsed_s = time.perf_counter() - started
     return summary
 
