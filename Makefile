@@ -19,8 +19,10 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
+# The whole tool on sample_data/: a val split, classes clamped between a floor (augmented
+# variants) and a cap, shards, Kornia augmentation, the FiftyOne dataset and the report.
 demo: $(STAMP)
-	$(VENV)/bin/curate run sample_data -o $(OUT)
+	$(VENV)/bin/curate run sample_data -o $(OUT) --config sample_data/curate.toml
 
 # Debian packages the tests use (headless Chromium for the report screenshot).
 system-deps:

@@ -82,9 +82,9 @@ class DedupConfig:
 class RebalanceConfig:
     """`curate rebalance`: class balance, splits and class weights."""
 
-    strategy: str = option("none", "none | cap | floor | target (see curate/rebalance/strategies.py)")
-    cap: int = option(0, "cap: at most this many images per class", min=0)
-    floor: int = option(0, "floor: at least this many samples per class", min=0)
+    strategy: str = option("none", "none | cap | floor | clamp | target (see curate/rebalance/strategies.py)")
+    cap: int = option(0, "cap, clamp: at most this many images per class", min=0)
+    floor: int = option(0, "floor, clamp: at least this many samples per class", min=0)
     target: str = option("uniform", "target: uniform | sqrt | power:ALPHA | CSV file of class,count")
     oversample: str = option("repeat", "how to add samples: repeat images or ask augment for variants",
                              choices=("repeat", "augment"))

@@ -32,3 +32,5 @@ def show(view: View) -> None:
             console.print(escape(block))
     if view.paths:
         console.print(escape(view.paths_line()))
+    for line in view.next:
+        console.print(escape(line))

@@ -12,9 +12,9 @@ import dataclasses
 import functools
 import logging
 import os
-import sys
 from typing import Any, Callable, Iterator, Sequence
 
+from curate import progress
 from curate.config import EngineConfig
 from curate.errors import CurateError, PartitionFailed
 
@@ -118,22 +118,17 @@ def run_tasks(client: Any, fn: Callable[..., Any], items: Sequence[Any], *, labe
               **kwargs: Any) -> list[Any]:
     """Call `fn(item, **kwargs)` for every item, on `client` or in-process; results in order.
 
-    Shows a progress bar on a terminal. A partition that raises is retried `retries` times (a
+    Reports progress (`curate.progress`). A partition that raises is retried `retries` times (a
     transient failure); one that keeps failing fails the job with `PartitionFailed`, naming
     the partition. A `CurateError` (bad input, a full disk) is raised as it is, without retries.
     `fn` itself turns bad images into rows, so retries are for real failures.
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     results: list[Any] = [None] * len(items)
-    progress = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        disable=not sys.stderr.isatty(), transient=True)
-    with progress:
-        bar = progress.add_task(label, total=len(items))
+    with progress.task(label, len(items)) as advance:
         if client is None:
             for i, item in enumerate(items):
                 results[i] = _call_with_retries(fn, item, retries, **kwargs)
-                progress.advance(bar)
+                advance(1)
             return results
         from distributed import as_completed
 
@@ -152,5 +147,5 @@ def run_tasks(client: Any, fn: Callable[..., Any], items: Sequence[Any], *, labe
                 for f in futures:
                     f.cancel()
                 raise results[i].error
-            progress.advance(bar)
+            advance(1)
     return results

@@ -1,9 +1,9 @@
 """What produced an output: per stage, the resolved config, package versions, source, summary,
 and the versions (`Workspace.fingerprint`) of the entries it read and wrote.
 
-Writes `OUT/runs/<stage>.json` when a stage finishes, and removes it when the stage starts, so a
-stage killed halfway has no record. Later stages read the source location from the scan's
-record; `curate status` and `curate run`'s skipping read all of them.
+Writes `OUT/runs/<stage>.json` when a stage finishes (with its view's `next`: what to open), and
+removes it when the stage starts, so a stage killed halfway has no record. Later stages read the
+source location from the scan's record; `curate status` and `curate run`'s skipping read all of them.
 
 A stage's last run is *current* when its record exists, everything it wrote is still there, no
 entry it read was rewritten since (else it is *stale*), and it ran with the same source, curate
@@ -80,7 +80,7 @@ def record(ws: Workspace, spec: StageSpec, src: str | None, cfg: Config, summary
     ws.write_json(_path(spec.name), {
         "stage": spec.name, "source": src, "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "config": cfg.to_dict(), "settings": settings_digest(cfg.to_dict()), "versions": versions(),
-        "read": read, "wrote": written, "summary": plain(summary)})
+        "read": read, "wrote": written, "summary": plain(summary), "next": summary.view(ws.url).next})
 
 
 def last_run(ws: Workspace, stage: str) -> dict[str, Any] | None:

@@ -78,10 +78,12 @@ def run_stage(name: str, src: str | None, out: str, cfg: Config) -> Any:
 
 
 def run_pipeline(src: str, out: str, cfg: Config, on_stage: Callable[[str, Any], None] | None = None,
-                 on_skip: Callable[[str], None] | None = None, force: bool = True) -> dict[str, Any]:
-    """Run the selected stages on SRC into OUT, in order; `on_stage(name, summary)` is called
-    after each. Unless `force`, a stage whose last run is current (`lineage.is_current`: same
-    settings and source, no input rewritten since) is skipped and `on_skip(name)` called."""
+                 on_skip: Callable[[str, list[str]], None] | None = None, force: bool = True,
+                 on_start: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run the selected stages on SRC into OUT, in order; `on_start(name)` is called before each
+    and `on_stage(name, summary)` after. Unless `force`, a stage whose last run is current
+    (`lineage.is_current`: same settings and source, no input rewritten since) is skipped and
+    `on_skip(name, next)` called with what its last run said to open next."""
     preflight(cfg, src, out=out)
     summaries = {}
     ws = Workspace(out)
@@ -90,9 +92,11 @@ def run_pipeline(src: str, out: str, cfg: Config, on_stage: Callable[[str, Any],
             if not force and lineage.is_current(ws, spec, src, cfg):
                 log.info("stage %s is current: skipped", spec.name)
                 if on_skip:
-                    on_skip(spec.name)
+                    on_skip(spec.name, (lineage.last_run(ws, spec.name) or {}).get("next", []))
                 continue
             log.info("stage %s", spec.name)
+            if on_start:
+                on_start(spec.name)
             summaries[spec.name] = run_stage(spec.name, src, out, cfg)
             if on_stage:
                 on_stage(spec.name, summaries[spec.name])

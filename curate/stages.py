@@ -118,9 +118,9 @@ stage(StageSpec(
     "rebalance", "Plan the final membership: splits, class balance, copies and class weights; writes OUT/plan/.",
     "curate.rebalance.stage:rebalance", check="curate.rebalance.stage:resolve", requires=(MANIFEST,),
     uses=(ISSUES, DUPLICATES), writes=(PLAN,), options=(
-        Option("--strategy", "none | cap | floor | target", "rebalance.strategy"),
-        Option("--cap", "cap: at most N images per class", "rebalance.cap", int),
-        Option("--floor", "floor: at least N samples per class", "rebalance.floor", int),
+        Option("--strategy", "none | cap | floor | clamp | target", "rebalance.strategy"),
+        Option("--cap", "cap, clamp: at most N images per class", "rebalance.cap", int),
+        Option("--floor", "floor, clamp: at least N samples per class", "rebalance.floor", int),
         Option("--target", "target: uniform | sqrt | power:ALPHA | CSV of class,count", "rebalance.target"),
         Option("--oversample", "add samples by repeating images or by augmented variants", "rebalance.oversample",
                choices=("repeat", "augment")),

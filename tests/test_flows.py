@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,16 +22,10 @@ import pyarrow.parquet as pq  # noqa: E402
 from curate.schema import DUPLICATES, MANIFEST, PLAN  # noqa: E402
 from curate.workspace import Workspace  # noqa: E402
 
-from conftest import SAMPLE, encode, photo_like  # noqa: E402
+from conftest import SAMPLE, encode, free_port, photo_like  # noqa: E402
 
 BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def server_processes() -> set[int]:

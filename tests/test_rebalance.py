@@ -93,7 +93,7 @@ def test_edge_cases(tmp_path):
     assert set(p["split"]) <= {"train", "val", "test"}
     p = plan(small, min_class_size=3, small_classes="drop")
     assert not p[p["label"] == "b"]["keep"].any() and "below minimum" in p[p["label"] == "b"]["reason"].iloc[0]
-    with pytest.raises(ConfigError, match="valid: cap, floor, none, target"):
+    with pytest.raises(ConfigError, match="valid: cap, clamp, floor, none, target"):
         plan(small, strategy="oversample")
 
 
@@ -245,3 +245,13 @@ def test_rank_cuts_match_a_sort():
         for k in rks:
             front = ranks.in_front(g["order"].to_numpy(), g["path"], cuts[(label, k)])
             assert front.sum() == min(k, len(g)) and front[:min(k, len(g))].all()
+
+
+def test_clamp_raises_the_small_classes_and_caps_the_largest(tmp_path):
+    cfg = from_dict({"engine": {"workers": 1}, "rebalance": {"strategy": "clamp", "floor": 4, "cap": 10}})
+    for stage in ("scan", "validate", "dedup", "rebalance"):
+        summary = run_stage(stage, str(SAMPLE), str(tmp_path / "out"), cfg)
+    assert summary.after["train"] == {c: min(max(n, 4), 10) for c, n in summary.before["train"].items()}
+    with pytest.raises(ConfigError, match=r"rebalance.cap \(3\) is below rebalance.floor \(4\)"):
+        run_stage("rebalance", None, str(tmp_path / "out"), from_dict({"rebalance": {"strategy": "clamp", "floor": 4,
+                                                                                   "cap": 3}}))

@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import sys
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from curate import progress
 from curate.augment import images
 from curate.augment.layout import ShardJob, plan_split
 from curate.augment.ops import resolve_ops
@@ -133,8 +133,6 @@ def _batches(todo: list[ShardJob], size: int) -> tuple[list[list[Job]], list[tup
 def _make(out: str, src: str, todo: list[ShardJob], pipeline: Pipeline, cfg: Config,
           metadata: dict[bytes, bytes]) -> tuple[int, dict[str, str]]:
     """Make and write the variants of the shards in `todo`; return (variants made, failed sources)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     a = cfg.augment
     batches, owner = _batches(todo, a.batch_size)
     outputs: list[list[Output | None]] = [[None] * len(job.variants) for job in todo]
@@ -145,11 +143,9 @@ def _make(out: str, src: str, todo: list[ShardJob], pipeline: Pipeline, cfg: Con
     def encode(pixels: Any) -> bytes:
         return images.encode(pixels, a.format, a.quality)
 
-    progress = Progress(TextColumn("augment"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        disable=not sys.stderr.isatty(), transient=True)
     writes: list[Future] = []
-    with progress, ThreadPoolExecutor(1, "augment-write") as writer:
-        bar = progress.add_task("augment", total=sum(len(j.variants) for j in todo))
+    total = sum(len(j.variants) for j in todo)
+    with progress.task("augment", total) as advance, ThreadPoolExecutor(1, "augment-write") as writer:
 
         def write(s: int) -> None:
             job = todo[s]
@@ -165,7 +161,7 @@ def _make(out: str, src: str, todo: list[ShardJob], pipeline: Pipeline, cfg: Con
             outputs[s][lo:lo + len(results)] = results
             made += sum(r is not None for r in results)
             failed.update(errors)
-            progress.advance(bar, len(results))
+            advance(len(results))
             remaining[s] -= 1
             if not remaining[s]:
                 write(s)

@@ -35,12 +35,14 @@ def run(src: str, out: str, flow: bool, force: bool, config_path: str | None, **
             curate_pipeline(src, out, config_path, cfg.engine.scheduler or None)
         click.echo(f"flow run finished: outputs in {out}")
         return
-    from curate.console import console, show
-    from curate.pipeline import run_pipeline
+    from curate.cli.run_display import RunDisplay
+    from curate.console import console
+    from curate.pipeline import run_pipeline, selected_stages
+    from curate.progress import reporting_to
 
-    run_pipeline(src, out, cfg, on_stage=lambda name, summary: show(summary.view(out)),
-                 on_skip=lambda name: console.print(f"[bold]{name}[/bold]: current, skipped (--force reruns it)"),
-                 force=force)
+    with RunDisplay([s.name for s in selected_stages(cfg)], console) as display, reporting_to(display):
+        run_pipeline(src, out, cfg, on_start=display.start, on_stage=lambda name, summary: display.finish(
+            summary.view(out)), on_skip=display.skip, force=force)
 
 
 @click.command()

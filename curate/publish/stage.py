@@ -52,11 +52,11 @@ class PublishSummary:
         blocks: list[Block] = []
         if self.missing:
             blocks.append(f"not in {out} yet (their fields are empty): {', '.join(self.missing)}")
-        blocks += [Table.of("saved views", ["view", "samples"], self.views.items()),
-                   f"open it: curate app --name {self.dataset}"]
+        blocks.append(Table.of("saved views", ["view", "samples"], self.views.items()))
         return View("publish", f"FiftyOne dataset {self.dataset!r}: {self.samples} samples ({self.augmented} "
                                f"augmented); {self.added} added, {self.updated} updated, {self.unchanged} unchanged, "
-                               f"{self.removed} removed ({self.elapsed_s:.1f}s, {rate:.0f} samples/s)", blocks)
+                               f"{self.removed} removed ({self.elapsed_s:.1f}s, {rate:.0f} samples/s)", blocks,
+                    next=[f"open it: curate app --name {self.dataset}"])
 
 
 def dataset_name(out: str, cfg: Config) -> str:

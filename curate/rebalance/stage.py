@@ -26,7 +26,6 @@ import pandas as pd
 
 from curate.config import Config, RebalanceConfig
 from curate.engine import dask_client, run_tasks
-from curate.errors import ConfigError
 from curate.rebalance import ranks
 from curate.rebalance.marks import (
     STAGING,
@@ -40,7 +39,7 @@ from curate.rebalance.marks import (
     write_plan_part,
 )
 from curate.rebalance.splits import KeepSplits, Resplit, anchors, as_scanned, parse_ratios, place, singles_view
-from curate.rebalance.strategies import STRATEGIES, StrategySettings, parse_target
+from curate.rebalance.strategies import STRATEGIES, StrategySettings
 from curate.rebalance.weights import class_weights
 from curate.schema import MANIFEST
 from curate.tables import nested
@@ -78,15 +77,9 @@ class RebalanceSummary:
 def resolve(cfg: Config) -> None:
     """Fail before any work on a bad strategy, split or target."""
     r = cfg.rebalance
-    STRATEGIES.get(r.strategy)
+    STRATEGIES.get(r.strategy).check(StrategySettings(r.cap, r.floor, r.target))
     if r.split:
         parse_ratios(r.split)
-    if r.strategy == "target":
-        parse_target(r.target)
-    if r.strategy == "cap" and r.cap < 1:
-        raise ConfigError("rebalance.cap must be at least 1 with strategy cap (e.g. --cap 500)")
-    if r.strategy == "floor" and r.floor < 1:
-        raise ConfigError("rebalance.floor must be at least 1 with strategy floor (e.g. --floor 100)")
 
 
 Run = Callable[..., list[Any]]  # run_tasks bound to the stage's client and tasks
@@ -241,6 +234,6 @@ def strategy_targets(usable: pd.Series, r: RebalanceConfig, small: frozenset[str
         if split not in usable.index.get_level_values(0):
             continue
         counts = {label: int(n) for label, n in usable.loc[split].items() if label not in small}
-        targets = STRATEGIES.get(r.strategy)(counts, settings)
+        targets = STRATEGIES.get(r.strategy).targets(counts, settings)
         out |= {(split, label): (n, int(targets.get(label, n))) for label, n in counts.items()}
     return out

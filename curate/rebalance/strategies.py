@@ -1,7 +1,8 @@
 """Rebalancing strategies: each turns per-class counts into per-class target counts.
 
-A strategy is one registered function `(counts, settings) -> targets`; the planner then
-undersamples (targets below the count) or oversamples (targets above it) each class.
+A strategy is one registered function `(counts, settings) -> targets`, with the check of the
+settings it needs (run before any work); the planner then undersamples (targets below the
+count) or oversamples (targets above it) each class.
 """
 from __future__ import annotations
 
@@ -21,15 +22,41 @@ class StrategySettings:
     target: str  # uniform | sqrt | power:ALPHA | path to a CSV of class,count
 
 
-Strategy = Callable[[dict[str, int], StrategySettings], dict[str, int]]
+Targets = Callable[[dict[str, int], StrategySettings], dict[str, int]]
+Check = Callable[[StrategySettings], None]
+
+
+@dataclass(frozen=True)
+class Strategy:
+    targets: Targets
+    check: Check
+
+
 STRATEGIES: Registry[Strategy] = Registry("strategy")
 
 
-def strategy(name: str) -> Callable[[Strategy], Strategy]:
-    def wrap(fn: Strategy) -> Strategy:
-        return STRATEGIES.add(name, fn)
+def _no_settings(s: StrategySettings) -> None:
+    """Needs no setting."""
+
+
+def strategy(name: str, check: Check = _no_settings) -> Callable[[Targets], Targets]:
+    def wrap(fn: Targets) -> Targets:
+        STRATEGIES.add(name, Strategy(fn, check))
+        return fn
 
     return wrap
+
+
+def needs(*keys: str) -> Check:
+    """A check that each of `keys` (cap, floor) is set to at least 1, and a cap is not below the floor."""
+    def check(s: StrategySettings) -> None:
+        for key in keys:
+            if getattr(s, key) < 1:
+                raise ConfigError(f"rebalance.{key} must be at least 1 with this strategy (e.g. --{key} 100)")
+        if {"cap", "floor"} <= set(keys) and s.cap < s.floor:
+            raise ConfigError(f"rebalance.cap ({s.cap}) is below rebalance.floor ({s.floor})")
+
+    return check
 
 
 @strategy("none")
@@ -38,16 +65,23 @@ def _none(counts: dict[str, int], s: StrategySettings) -> dict[str, int]:
     return dict(counts)
 
 
-@strategy("cap")
+@strategy("cap", needs("cap"))
 def _cap(counts: dict[str, int], s: StrategySettings) -> dict[str, int]:
     """At most `cap` images per class."""
     return {c: min(n, s.cap) for c, n in counts.items()}
 
 
-@strategy("floor")
+@strategy("floor", needs("floor"))
 def _floor(counts: dict[str, int], s: StrategySettings) -> dict[str, int]:
     """At least `floor` per class, by repeats or augmented variants."""
     return {c: max(n, s.floor) if n else 0 for c, n in counts.items()}
+
+
+@strategy("clamp", needs("floor", "cap"))
+def _clamp(counts: dict[str, int], s: StrategySettings) -> dict[str, int]:
+    """Between `floor` and `cap` per class: the largest classes capped, the smallest raised (by
+    repeats or augmented variants)."""
+    return {c: min(max(n, s.floor), s.cap) if n else 0 for c, n in counts.items()}
 
 
 def largest_remainder(shares: dict[str, float], total: int) -> dict[str, int]:
@@ -89,7 +123,11 @@ def parse_target(spec: str) -> Callable[[dict[str, int]], dict[str, int]]:
     return lambda counts: {c: explicit.get(c, n) for c, n in counts.items()}
 
 
-@strategy("target")
+def _check_target(s: StrategySettings) -> None:
+    parse_target(s.target)
+
+
+@strategy("target", _check_target)
 def _target(counts: dict[str, int], s: StrategySettings) -> dict[str, int]:
     """A target distribution with the same total: uniform, sqrt, power:ALPHA, or explicit counts."""
     return parse_target(s.target)(counts)

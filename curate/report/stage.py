@@ -47,11 +47,11 @@ class ReportSummary:
         blocks: list[Block] = []
         if self.missing:
             blocks.append(f"not run yet, so not in the report: {', '.join(self.missing)}")
-        blocks.append(f"report: {self.page} (+ {len(self.plots)} PNG plots beside it)")
         return View("report", f"{self.classes} classes, {self.before} images as scanned -> {self.after} samples "
                               f"curated; imbalance {ratio(self.imbalance_before)} -> {ratio(self.imbalance_after)}; "
                               f"{self.issues} issue findings, {self.clusters} duplicate clusters, {self.leaks} leaks "
-                              f"({self.elapsed_s:.1f}s)", blocks)
+                              f"({self.elapsed_s:.1f}s)", blocks,
+                    next=[f"report: {self.page} (+ {len(self.plots)} PNG plots beside it)"])
 
 
 def source_reader(src: str) -> Callable[[str], bytes | None]:
