@@ -48,6 +48,7 @@ from curate.augment.ops import resolve_ops  # noqa: E402
 from curate.augment.pipeline import Pipeline  # noqa: E402
 from curate.augment.runner import Job, run_batches  # noqa: E402
 from curate.config import AugmentConfig  # noqa: E402
+from curate.imaging.pixels import square_rgb  # noqa: E402
 
 RESULTS = HERE / "RESULTS-augment.md"
 
@@ -97,7 +98,7 @@ class MemoryReader:
     size: int
 
     def __call__(self, key: str) -> tuple[np.ndarray, None]:
-        return images.load(self.data[key.rsplit("#", 1)[0]], self.size, "white"), None
+        return square_rgb(self.data[key.rsplit("#", 1)[0]], self.size, "white"), None
 
 
 def end_to_end(pipeline: Pipeline, data: dict[str, bytes], n: int, batch: int, workers: int, threads: int) -> None:
@@ -151,7 +152,7 @@ def main() -> None:
     cfg = AugmentConfig()
     pipeline = Pipeline(resolve_ops(cfg.ops, a.size), a.size, device)
     data = photos()
-    pool = [images.load(b, a.size, "white") for b in data.values()]
+    pool = [square_rgb(b, a.size, "white") for b in data.values()]
     pixels = [pool[i % len(pool)] for i in range(max(n, n_single))]
     print(f"# {cmd}\n# {machine(device)}\n# {len(data)} source photos, {a.size}x{a.size}", flush=True)
 

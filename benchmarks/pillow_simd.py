@@ -128,7 +128,7 @@ def _worker() -> None:
                 t = im.convert("RGB").resize((64, 64), R.BILINEAR, reducing_gap=2.0)
                 return t.tobytes() + t.convert("L").tobytes()
 
-        def augment(j):  # curate.augment.images.load
+        def augment(j):  # curate.imaging.pixels.square_rgb
             with Image.open(io.BytesIO(cyc(L, j)[0])) as im:
                 im.draft(None, (224, 224))
                 rgb = ImageOps.exif_transpose(im).convert("RGB")

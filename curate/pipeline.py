@@ -26,11 +26,15 @@ def load(ref: str) -> Callable[..., Any]:
 
 
 def selected_stages(cfg: Config) -> list[StageSpec]:
-    """The stages to run, in pipeline order: `[run] stages`, or all of them."""
+    """The stages to run, in pipeline order: `[run] stages`; or else the default ones, with any
+    other whose output a default stage requires under the settings (`dedup.semantic` brings embed)."""
     unknown = sorted(set(cfg.run.stages) - set(STAGES.names()))
     if unknown:
         raise ConfigError(f"run.stages: unknown stage {unknown[0]!r}; valid stages: {', '.join(STAGES.names())}")
-    return [spec for spec in STAGES if not cfg.run.stages or spec.name in cfg.run.stages]
+    if cfg.run.stages:
+        return [spec for spec in STAGES if spec.name in cfg.run.stages]
+    needed = {entry for spec in STAGES if spec.default for entry in spec.required(cfg)}
+    return [spec for spec in STAGES if spec.default or needed & set(spec.writes)]
 
 
 def preflight(cfg: Config, src: str | None = None, stages: list[StageSpec] | None = None,
@@ -49,14 +53,14 @@ def preflight(cfg: Config, src: str | None = None, stages: list[StageSpec] | Non
     if out is not None:
         made: set[str] = set()
         for spec in specs:
-            require_inputs(Workspace(out), spec, made)
+            require_inputs(Workspace(out), spec, cfg, made)
             made.update(spec.writes)
 
 
-def require_inputs(ws: Workspace, spec: StageSpec, made: Collection[str] = ()) -> None:
+def require_inputs(ws: Workspace, spec: StageSpec, cfg: Config, made: Collection[str] = ()) -> None:
     """Fail with the command to run when an entry `spec` requires is neither in OUT nor in `made`
     (of several, the one made earliest in the pipeline: the command to run next)."""
-    missing = [entry for entry in spec.requires if entry not in made and not ws.exists(entry)]
+    missing = [entry for entry in spec.required(cfg) if entry not in made and not ws.exists(entry)]
     if missing:
         order = STAGES.names()
         entry = min(missing, key=lambda e: order.index(producer(e).name))
@@ -68,7 +72,7 @@ def run_stage(name: str, src: str | None, out: str, cfg: Config) -> Any:
     and return its summary."""
     spec = STAGES.get(name)
     ws = Workspace(out)
-    require_inputs(ws, spec)  # before the lock: a wrong OUT leaves nothing
+    require_inputs(ws, spec, cfg)  # before the lock: a wrong OUT leaves nothing
     src = src if src is not None else lineage.source_of(ws)
     with workspace_lock(out):
         read = lineage.started(ws, spec)

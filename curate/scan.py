@@ -14,9 +14,8 @@ import logging
 import os
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -25,17 +24,15 @@ import xxhash
 from curate.config import Config
 from curate.engine import dask_client, run_tasks
 from curate.imaging.probe import fingerprint
-from curate.imaging.sandbox import DecodeJob, decode_file, sandboxed
+from curate.imaging.sandbox import DecodeJob, decode_all
 from curate.listing import SourceFile, list_source
 from curate.schema import MANIFEST, ErrorCode, Status
-from curate.source import Source
 from curate.view import Block, Table, View
 from curate.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
 STAGING = "manifest.new"
-MIN_PATHS_PER_DECODER = 64  # fewer files than this are not worth another decoder process
 
 
 @dataclass(frozen=True)
@@ -102,33 +99,13 @@ def _new_row(f: SourceFile, size: int | None, facts: dict[str, Any]) -> dict[str
     return row
 
 
-def _decode_all(task: ScanTask, paths: list[str]) -> Iterator[tuple[dict[str, Any], bytes | None, int | None]]:
-    """(facts, thumbnail, size) per path, in order: in sandboxed child processes (`decoders` of
-    them side by side, each on a contiguous run of the paths), or in this process."""
-    if task.isolate:
-        runs = max(1, min(task.decoders, len(paths) // MIN_PATHS_PER_DECODER))
-        step = -(-len(paths) // runs) if paths else 1
-        jobs = [DecodeJob(task.src, tuple(paths[i:i + step]), task.decode_size, task.max_pixels, task.background,
-                          task.max_memory_mb) for i in range(0, len(paths), step)]
-        if len(jobs) <= 1:
-            for job in jobs:
-                yield from sandboxed(job, task.timeout_s)
-            return
-        with ThreadPoolExecutor(len(jobs)) as pool:  # the threads only wait on the children's pipes
-            for results in pool.map(lambda job: list(sandboxed(job, task.timeout_s)), jobs):
-                yield from results
-        return
-    job = DecodeJob(task.src, tuple(paths), task.decode_size, task.max_pixels, task.background, task.max_memory_mb)
-    source = Source(task.src)
-    for path in paths:
-        yield decode_file(source, path, job)
-
-
 def scan_partition(task: ScanTask) -> dict[str, int]:
     """Decode one partition's files and write its manifest part. Returns small counts."""
     old = _previous_rows(task)
     to_decode = [f.path for f in task.files if f.path not in old and not f.error]
-    decoded = dict(zip(to_decode, _decode_all(task, to_decode)))
+    job = DecodeJob(task.src, tuple(to_decode), task.decode_size, task.max_pixels, task.background,
+                    task.max_memory_mb)
+    decoded = dict(decode_all(job, task.decoders, task.timeout_s, task.isolate))
     rows: list[dict[str, Any]] = []
     thumbs: list[bytes | None] = []
     for f in task.files:

@@ -117,6 +117,16 @@ SHARD = pa.schema(
     ]
 )
 
+def embeddings_schema(dim: int, model: str) -> pa.Schema:
+    """`OUT/embeddings/`: one row per ok image: its L2-normalised embedding (null, with `error`,
+    when it could not be decoded any more); the model's id in the schema metadata (b"model")."""
+    return pa.schema([
+        pa.field("sample_id", pa.string(), nullable=False),
+        pa.field("embedding", pa.list_(pa.float16(), dim)),
+        pa.field("error", pa.string()),
+    ], metadata={b"model": model.encode()})
+
+
 INDEX = pa.schema(
     [
         pa.field("sample_id", pa.string(), nullable=False),

@@ -18,7 +18,8 @@ from typing import Any, Callable
 from curate.registry import Registry
 
 # Workspace entries (folders of Parquet parts, or files) by name, as `curate.workspace.Workspace` names them.
-MANIFEST, ISSUES, DUPLICATES, DEDUP_PAIRS, PLAN = "manifest", "issues", "duplicates", "dedup_pairs", "plan"
+MANIFEST, EMBEDDINGS, ISSUES, DUPLICATES, DEDUP_PAIRS = "manifest", "embeddings", "issues", "duplicates", "dedup_pairs"
+PLAN = "plan"
 SHARDS, AUGMENTED, INDEX, DATASET = "shards", "augmented", "index.parquet", "dataset.json"
 PUBLISHED, REPORT = "publish", "report"
 
@@ -80,6 +81,14 @@ class StageSpec:
     verdict: str | None = None  # "module:function(summary, **keyless options) -> failure message or None"
     listing: Listing | None = None
     always_runs: bool = False  # reads or writes outside OUT, so OUT's records cannot prove it current
+    default: bool = True  # in `curate run` when `[run] stages` is empty (else only when a setting needs it)
+    requires_if: tuple[tuple[str, Any, str], ...] = ()  # (config key, value, entry): also required then
+
+    def required(self, cfg: Any) -> tuple[str, ...]:
+        """The entries it requires under `cfg`'s settings."""
+        extra = tuple(entry for key, value, entry in self.requires_if
+                      if getattr(getattr(cfg, key.split(".")[0]), key.split(".")[1]) == value)
+        return (*self.requires, *extra)
 
     def command(self, out: str) -> str:
         """The command that runs this stage on OUT."""
@@ -97,6 +106,15 @@ stage(StageSpec(
     "scan", "Scan SRC once: one manifest row per file, with hashes, facts and errors.", "curate.scan:scan",
     uses=(MANIFEST,), writes=(MANIFEST,), takes_source=True, always_runs=True, options=(
         Option("--labels", "CSV/Parquet with path,label[,split] (paths relative to SRC)", "scan.labels"), *DASK)))
+
+stage(StageSpec(
+    "embed", "Embed every ok image with an image model (offline weights); writes OUT/embeddings/.",
+    "curate.embed.stage:embed", check="curate.embed.stage:resolve", requires=(MANIFEST,), uses=(EMBEDDINGS,),
+    writes=(EMBEDDINGS,), default=False, options=(
+        Option("--model", "efficientnet-lite0 | torchscript:PATH | onnx:PATH | timm:NAME | open_clip:NAME",
+               "embed.model"),
+        Option("--device", "auto (cuda when present) | cpu | cuda | cuda:N", "embed.device"),
+        Option("--batch", "images per batch through the model", "embed.batch_size", int), *DASK)))
 
 stage(StageSpec(
     "validate", "Check OUT's manifest: integrity, image quality and labels; writes OUT/issues/.",

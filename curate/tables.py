@@ -1,6 +1,6 @@
 """Reads that more than one stage needs: the kept samples, class counts, excluded images.
 
-Reads `OUT/manifest/`, `OUT/plan/` and `OUT/issues/`; writes nothing. Counts are
+Reads `OUT/manifest/`, `OUT/plan/`, `OUT/issues/` and `OUT/embeddings/`; writes nothing. Counts are
 split -> class -> samples:
 
 - before: every scanned image that is not `removed`, by the split it came with (none = train,
@@ -10,14 +10,28 @@ split -> class -> samples:
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from curate.schema import ISSUES, MANIFEST, PLAN, SPLITS, Status
 from curate.workspace import Workspace
 
 Counts = dict[str, dict[str, int]]  # split -> class -> n
+
+
+@dataclass
+class Embeddings:
+    """The images with an embedding in `OUT/embeddings/`: their ids, a float32 matrix (one
+    L2-normalised row each) and the model's id."""
+
+    sample_ids: list[str]
+    vectors: np.ndarray
+    model: str
 
 
 def kept_samples(ws: Workspace) -> tuple[pd.DataFrame, list[str]]:
@@ -62,6 +76,19 @@ def class_counts(manifest: pd.DataFrame, plan: pd.DataFrame | None) -> dict[str,
         kept = plan[plan["keep"]]
         after = nested((kept["copies"] + kept["augment_copies"]).groupby([kept["split"], kept["label"]]).sum())
     return {"before": before, "after": after}
+
+
+def read_embeddings(ws: Workspace) -> Embeddings:
+    """Every embedding in OUT/embeddings/ (rows without one, whose image would not decode, left out)."""
+    parts = ws.parts("embeddings")
+    with ws.fs.open(parts[0], "rb") as f:
+        schema = pq.read_schema(f)
+    table = ws.read("embeddings", schema, columns=["sample_id", "embedding"])
+    table = table.filter(pc.is_valid(table["embedding"]))
+    dim = schema.field("embedding").type.list_size
+    flat = table["embedding"].combine_chunks().flatten().to_numpy(zero_copy_only=False)
+    return Embeddings(table["sample_id"].to_pylist(), flat.astype(np.float32).reshape(len(table), dim),
+                      (schema.metadata or {}).get(b"model", b"").decode())
 
 
 def excluded_ids(ws: Workspace, exclude: list[str]) -> set[str]:

@@ -11,7 +11,7 @@ from curate.stages import STAGES
 
 from conftest import ROOT
 
-STAGE_PACKAGES = ("curate.scan", "curate.validate", "curate.dedup", "curate.rebalance", "curate.shards",
+STAGE_PACKAGES = ("curate.scan", "curate.embed", "curate.validate", "curate.dedup", "curate.rebalance", "curate.shards",
                   "curate.augment", "curate.publish", "curate.report")
 # ARCHITECTURE.md's parts, top to bottom: a module may import its own part and those below it.
 LAYERS = [("front ends", ("curate.cli", "curate.console", "flows")),

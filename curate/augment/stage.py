@@ -46,6 +46,7 @@ from curate.augment.summary import AugmentSummary
 from curate.augment.variants import select
 from curate.config import Config
 from curate.errors import ConfigError
+from curate.imaging.pixels import square_rgb
 from curate.schema import SHARD, SPLITS, hf_metadata
 from curate.shards.index import build_index, write_dataset_json
 from curate.shards.writer import is_complete, write_rows
@@ -84,7 +85,7 @@ class SourceReader:
 
     def __call__(self, path: str) -> Loaded:
         try:
-            return images.load(Source(self.src).read(path), self.size, self.background), None
+            return square_rgb(Source(self.src).read(path), self.size, self.background), None
         except Exception as exc:  # noqa: BLE001  (a source changed or gone since the scan is reported, never raised)
             log.warning("augment: cannot use %s: %s: %s", path, type(exc).__name__, exc)
             return None, f"{type(exc).__name__}: {exc}"

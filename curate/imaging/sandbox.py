@@ -1,7 +1,8 @@
 """Decode in a child process with a time and memory limit per image.
 
-The parent sends one partition's file paths; the child reads and probes them in order and
-streams back one result per file. If a result does not arrive within `timeout_s` (a decoder
+The parent sends one partition's file paths; the child reads and probes them in order (or, for
+a job with `pixels`, decodes each to a square of RGB pixels of that side, as a model wants it)
+and streams back one result per file. If a result does not arrive within `timeout_s` (a decoder
 stuck in a loop) the child is killed, that file gets the error code `timeout`, and a new child
 carries on with the next file. The child's address space is capped (`max_memory_mb`), so an
 allocation bomb fails inside it as a MemoryError row (or kills it: the file then gets
@@ -11,12 +12,16 @@ Run as `python -m curate.imaging.sandbox`; the protocol is length-prefixed pickl
 """
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
 import pickle
+import queue
 import select
 import struct
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from typing import IO, Any, Iterator
@@ -25,6 +30,7 @@ from curate.source import Source
 
 _HEADER = struct.Struct("!Q")
 STARTUP_S = 10.0  # extra time for the first result: the child imports numpy and Pillow
+MIN_PATHS_PER_DECODER = 64  # fewer files than this are not worth another decoder process
 
 
 def _child_env() -> dict[str, str]:
@@ -40,6 +46,7 @@ class DecodeJob:
     max_pixels: int
     background: str
     max_memory_mb: int
+    pixels: int = 0  # > 0: decode to (pixels, pixels, 3) uint8 RGB instead of probing
 
 
 def _widen_pipe(fd: int) -> None:
@@ -83,7 +90,7 @@ def _receive(fd: int, deadline: float | None) -> Any:
 
 
 def decode_file(source: Source, path: str, job: DecodeJob) -> tuple[dict[str, Any], bytes | None, int | None]:
-    """(facts, thumbnail, size in bytes) of one source file; read errors become facts."""
+    """(facts, thumbnail or pixels, size in bytes) of one source file; read errors become facts."""
     from curate.codes import ErrorCode, Status
     from curate.imaging.probe import probe
 
@@ -95,15 +102,30 @@ def decode_file(source: Source, path: str, job: DecodeJob) -> tuple[dict[str, An
     except OSError as exc:
         return ({"status": Status.ERROR.value, "error_code": ErrorCode.UNREADABLE.value,
                  "error_message": f"{type(exc).__name__}: {exc}"}, None, None)
+    if job.pixels:
+        return (*_pixels(data, job), len(data))
     facts, thumb = probe(data, decode_size=job.decode_size, max_pixels=job.max_pixels, background=job.background)
     return facts, thumb, len(data)
+
+
+def _pixels(data: bytes, job: DecodeJob) -> tuple[dict[str, Any], bytes | None]:
+    """({"status": "ok"}, the RGB bytes of a job.pixels square), or the error facts."""
+    from curate.codes import ErrorCode, Status
+    from curate.imaging.pixels import square_rgb
+
+    try:
+        return {"status": Status.OK.value}, square_rgb(data, job.pixels, job.background).tobytes()
+    except Exception as exc:  # noqa: BLE001  (a file that changed since the scan is reported, not raised)
+        return {"status": Status.ERROR.value, "error_code": ErrorCode.CORRUPT.value,
+                "error_message": f"{type(exc).__name__}: {exc}"[:500]}, None
 
 
 def _child() -> None:
     """The child's loop: one job in, one result per path out."""
     import resource
 
-    import curate.imaging.probe  # noqa: F401  (imported before the memory cap applies)
+    import curate.imaging.pixels  # noqa: F401  (imported before the memory cap applies)
+    import curate.imaging.probe  # noqa: F401
     from curate.codes import ErrorCode, Status
 
     job: DecodeJob = _receive(sys.stdin.fileno(), None)
@@ -130,8 +152,7 @@ def sandboxed(job: DecodeJob, timeout_s: float) -> Iterator[tuple[dict[str, Any]
         try:
             assert child.stdin is not None and child.stdout is not None
             _widen_pipe(child.stdout.fileno())
-            _send(child.stdin, DecodeJob(job.src, tuple(remaining), job.decode_size, job.max_pixels,
-                                         job.background, job.max_memory_mb))
+            _send(child.stdin, dataclasses.replace(job, paths=tuple(remaining)))
             grace = STARTUP_S
             while remaining:
                 result = _receive(child.stdout.fileno(), time.monotonic() + timeout_s + grace)
@@ -153,6 +174,67 @@ def sandboxed(job: DecodeJob, timeout_s: float) -> Iterator[tuple[dict[str, Any]
             for stream in (child.stdin, child.stdout):
                 if stream:
                     stream.close()
+
+
+Result = tuple[dict[str, Any], bytes | None, int | None]  # facts, thumbnail or pixels, size in bytes
+
+
+def decode_all(job: DecodeJob, decoders: int, timeout_s: float, isolate: bool = True, ahead: int = 256
+               ) -> Iterator[tuple[str, Result]]:
+    """(path, result) for every path of `job`, as the results come: from `decoders` sandboxed
+    children side by side, each on a contiguous run of the paths (a run is at least
+    MIN_PATHS_PER_DECODER paths), or in this process when not `isolate`. At most `ahead` results
+    wait to be taken, so a slow consumer bounds the memory; leaving the loop early stops the
+    children."""
+    if not isolate:
+        source = Source(job.src)
+        for path in job.paths:
+            yield path, decode_file(source, path, job)
+        return
+    runs = max(1, min(decoders, len(job.paths) // MIN_PATHS_PER_DECODER))
+    step = -(-len(job.paths) // runs) if job.paths else 1
+    jobs = [dataclasses.replace(job, paths=job.paths[i:i + step]) for i in range(0, len(job.paths), step)]
+    if len(jobs) <= 1:
+        for one in jobs:
+            yield from zip(one.paths, sandboxed(one, timeout_s))
+        return
+    results: queue.Queue[Any] = queue.Queue(maxsize=ahead)
+    stop = threading.Event()
+
+    def feed(one: DecodeJob) -> None:  # the threads only wait on the children's pipes
+        try:
+            for item in zip(one.paths, sandboxed(one, timeout_s)):
+                while not stop.is_set():
+                    try:
+                        results.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return  # closing the generator kills its child
+        except BaseException as exc:  # noqa: BLE001  (handed to the consumer, which raises it)
+            results.put(exc)
+        finally:
+            results.put(None)
+
+    threads = [threading.Thread(target=feed, args=(one,), daemon=True) for one in jobs]
+    for t in threads:
+        t.start()
+    finished = 0
+    try:
+        while finished < len(jobs):
+            item = results.get()
+            if item is None:
+                finished += 1
+            elif isinstance(item, BaseException):
+                raise item
+            else:
+                yield item
+    finally:
+        stop.set()
+        while any(t.is_alive() for t in threads):
+            with contextlib.suppress(queue.Empty):
+                results.get(timeout=0.1)
 
 
 if __name__ == "__main__":

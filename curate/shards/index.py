@@ -68,7 +68,8 @@ def read_shard_stats(ws: Workspace) -> list[dict[str, Any]]:
 
 def write_dataset_json(ws: Workspace, cfg: Config, classes: list[str]) -> dict[str, Any]:
     """OUT/dataset.json: classes, counts before/after, weights, shards (training and augmented),
-    image encoding, config, versions, source. Written by `shard` and again by `augment`."""
+    image encoding, config, versions, source, and the embedding model when `curate embed` ran.
+    Written by `shard` and again by `augment`."""
     s = cfg.shard
     encoding = ({"normalize": True, "max_side": s.max_side, "format": s.format, "quality": s.quality}
                 if s.normalize else {"normalize": False})
@@ -86,6 +87,9 @@ def write_dataset_json(ws: Workspace, cfg: Config, classes: list[str]) -> dict[s
         "config": cfg.to_dict(),
         "versions": lineage.versions(),
     }
+    embedded = lineage.last_run(ws, "embed")
+    if embedded is not None:
+        doc["embeddings"] = {k: embedded["summary"][k] for k in ("model", "weights_sha256", "dim", "images")}
     ws.write_json("dataset.json", doc)
     return doc
 

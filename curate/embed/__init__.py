@@ -1,0 +1,1 @@
+"""Image embeddings: `curate embed` (stage), the model registry (`models`)."""

