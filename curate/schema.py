@@ -75,8 +75,9 @@ DUPLICATES = pa.schema(
         pa.field("label", pa.string()),
         pa.field("split", pa.string()),
         pa.field("cluster_id", pa.int64(), nullable=False),
-        pa.field("kind", pa.string(), nullable=False),  # bytes / pixels / near
-        pa.field("distance", pa.int16(), nullable=False),  # pHash bits to the representative
+        pa.field("kind", pa.string(), nullable=False),  # bytes / pixels / phash / near / semantic
+        pa.field("distance", pa.int16(), nullable=False),  # pHash bits to the anchor (keeper, else centre)
+        pa.field("similarity", pa.float32()),  # embedding cosine similarity to the anchor (semantic dedup)
         pa.field("keep", pa.bool_(), nullable=False),
         pa.field("reason", pa.string(), nullable=False),
         pa.field("leak", pa.bool_(), nullable=False),  # cluster spans splits

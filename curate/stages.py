@@ -125,10 +125,14 @@ stage(StageSpec(
 
 stage(StageSpec(
     "dedup", "Find exact and near-duplicate clusters, leaks and label conflicts; writes OUT/duplicates/.",
-    "curate.dedup.stage:dedup", check="curate.dedup.stage:resolve", requires=(MANIFEST,), uses=(DEDUP_PAIRS,),
+    "curate.dedup.stage:dedup", check="curate.dedup.stage:resolve", requires=(MANIFEST,),
+    uses=(EMBEDDINGS, DEDUP_PAIRS), requires_if=(("dedup.semantic", True, EMBEDDINGS),),
     writes=(DUPLICATES, DEDUP_PAIRS), options=(
         Option("--threshold", "near-duplicate pHash distance in bits (default 8)", "dedup.threshold", int),
         Option("--dihedral/--no-dihedral", "also match flipped and rotated copies", "dedup.dihedral"),
+        Option("--semantic/--no-semantic", "also match by image embeddings (curate embed first)", "dedup.semantic"),
+        Option("--similarity", "semantic: cosine similarity of duplicates (default 0.8)", "dedup.similarity",
+               float),
         Option("--conflicts", "what to keep of clusters whose members carry different labels", "dedup.conflicts",
                choices=("drop", "keep-majority", "keep")))))
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import io
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,17 +24,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curate.config import Config
-from curate.dedup.cluster import KeyPairs, distance_to, equal_value_edges, near_edges
+from curate.dedup.cluster import KeyPairs, equal_value_edges, near_edges
 from curate.dedup.cover import Cluster, Graph, choose_keepers, cover, kept_neighbour, settle_singles
+from curate.dedup.measures import KIND_ORDER, Measures
 from curate.dedup.policy import CRITERIA, policy_rank
 from curate.dedup.policy import reason as policy_reason
 from curate.schema import DUPLICATES, MANIFEST, Status
+from curate.tables import read_embeddings
 from curate.view import Block, Table, View
 from curate.workspace import Workspace
 
 COLUMNS = ["sample_id", "path", "label", "split", "bytes_hash", "pixel_hash", "phash", "phash_d8", "width", "height",
            "size_bytes", "format", "extension"]
-KIND_ORDER = ("bytes", "pixels", "phash", "near")
 
 
 @dataclass
@@ -64,14 +65,6 @@ def resolve(cfg: Config) -> None:
     CRITERIA.require(cfg.dedup.keep_policy)
 
 
-def _relation(rows: pd.DataFrame, i: int, anchor: int, dist: int) -> str:
-    if rows.at[i, "bytes_hash"] == rows.at[anchor, "bytes_hash"]:
-        return "bytes"
-    if rows.at[i, "pixel_hash"] == rows.at[anchor, "pixel_hash"]:
-        return "pixels"
-    return "phash" if dist == 0 else "near"
-
-
 @dataclass
 class Found:
     """The clusters of one dedup run, with what deciding about them needs."""
@@ -82,13 +75,14 @@ class Found:
     key_pairs: KeyPairs  # for the next incremental run
 
 
-def _clusters(rows: pd.DataFrame, cfg: Config, previous: KeyPairs | None = None) -> Found:
-    """Every cluster of 2+ rows with its centre and keeper (`curate.dedup.cover`)."""
-    phash = rows["phash"].to_numpy(dtype=np.int64)
-    d8 = np.stack(rows["phash_d8"].to_numpy()).astype(np.int64) if cfg.dedup.dihedral and len(rows) else None
-    same, near, key_pairs = near_edges(d8 if d8 is not None else phash[:, None], cfg.dedup.threshold, previous)
+def _clusters(rows: pd.DataFrame, cfg: Config, previous: KeyPairs | None = None,
+              measures: Measures | None = None) -> Found:
+    """Every cluster of 2+ rows with its centre and keeper (`curate.dedup.cover`); near pairs by
+    hash and, with embeddings in `measures`, by similarity."""
+    m = measures or Measures.of(rows, cfg.dedup.threshold, cfg.dedup.dihedral)
+    same, near, key_pairs = near_edges(m.d8 if m.d8 is not None else m.phash[:, None], cfg.dedup.threshold, previous)
     exact = equal_value_edges(rows["bytes_hash"]) + equal_value_edges(rows["pixel_hash"]) + same
-    graph = Graph.build(len(rows), exact, near)
+    graph = Graph.build(len(rows), exact, near + m.semantic_edges())
     rank = policy_rank(rows.to_dict("records"), cfg.dedup.keep_policy)
     labels = rows["label"].tolist()
     clusters: list[Cluster] = []
@@ -123,7 +117,7 @@ def save_pairs(ws: Workspace, cfg: Config, pairs: KeyPairs) -> None:
 
 
 def _decide(rows: pd.DataFrame, cluster: Cluster, found: Found, keepers: list[int], cfg: Config,
-            distance: Callable[[int, np.ndarray], np.ndarray]) -> list[dict[str, Any]]:
+            m: Measures) -> list[dict[str, Any]]:
     """The duplicates rows of one cluster: its keeper kept, every other member dropped with the
     member it duplicates (the keeper, else a kept image it is near) and how."""
     members = np.asarray(cluster.members)
@@ -131,8 +125,9 @@ def _decide(rows: pd.DataFrame, cluster: Cluster, found: Found, keepers: list[in
     conflict = len(labels) > 1
     leak = len({rows.at[i, "split"] for i in cluster.members}) > 1
     anchor = cluster.keeper if cluster.keeper is not None else cluster.centre
-    dist = dict(zip(cluster.members, distance(anchor, members).tolist()))
-    kinds = {i: _relation(rows, i, anchor, dist[i]) for i in cluster.members if i != anchor}
+    dist = dict(zip(cluster.members, m.bits(anchor, members).tolist()))
+    sims = dict(zip(cluster.members, m.similarity(anchor, members).tolist()))
+    kinds = {i: m.kind(i, anchor, dist[i]) for i in cluster.members if i != anchor}
     weakest = max(kinds.values(), key=KIND_ORDER.index)
     records = {i: rows.loc[i].to_dict() for i in cluster.members}
     out = []
@@ -147,22 +142,28 @@ def _decide(rows: pd.DataFrame, cluster: Cluster, found: Found, keepers: list[in
                       "kept: the best member not near an image kept in another cluster")
         elif cluster.keeper is not None:
             keep = False
-            reason = _duplicate_of(rows, i, cluster.keeper, kind, dist[i])
+            reason = _duplicate_of(rows, i, cluster.keeper, kind, dist[i], sims[i])
         elif conflict and cfg.dedup.conflicts == "drop":
             keep, reason = False, f"label conflict ({', '.join(sorted(map(str, labels)))}): dropped"
         else:  # every member is near an image kept in another cluster
             near = kept_neighbour(found.graph, i, keepers, found.rank)
             keep = False
-            reason = (_duplicate_of(rows, i, near, "near", int(distance(near, np.asarray([i]))[0]))
-                      if near is not None else f"label conflict ({', '.join(sorted(map(str, labels)))}): dropped")
+            if near is None:
+                reason = f"label conflict ({', '.join(sorted(map(str, labels)))}): dropped"
+            else:
+                bits = int(m.bits(near, np.asarray([i]))[0])
+                reason = _duplicate_of(rows, i, near, m.kind(i, near, bits), bits,
+                                       float(m.similarity(near, np.asarray([i]))[0]))
         out.append({"sample_id": records[i]["sample_id"], "path": records[i]["path"], "label": records[i]["label"],
                     "split": records[i]["split"], "cluster_id": cluster.id, "kind": kind, "distance": dist[i],
-                    "keep": keep, "reason": reason, "leak": leak, "label_conflict": conflict})
+                    "similarity": None if np.isnan(sims[i]) else sims[i], "keep": keep, "reason": reason,
+                    "leak": leak, "label_conflict": conflict})
     return out
 
 
-def _duplicate_of(rows: pd.DataFrame, i: int, kept: int, kind: str, bits: int) -> str:
-    reason = f"duplicate ({kind}, {bits} bits) of {rows.at[kept, 'path']}"
+def _duplicate_of(rows: pd.DataFrame, i: int, kept: int, kind: str, bits: int, similarity: float) -> str:
+    how = f"similarity {similarity:.2f}" if kind == "semantic" else f"{bits} bits"
+    reason = f"duplicate ({kind}, {how}) of {rows.at[kept, 'path']}"
     if rows.at[i, "split"] != rows.at[kept, "split"]:
         reason += f" in {rows.at[kept, 'split']}: dropped from {rows.at[i, 'split']} to stop a leak"
     return reason
@@ -177,26 +178,35 @@ class Decided:
     key_pairs: KeyPairs
 
 
-def decide(rows: pd.DataFrame, cfg: Config, previous: KeyPairs | None = None) -> Decided:
-    """Cluster `rows` (the manifest's ok images, sorted by path) and decide what to keep."""
-    phash = rows["phash"].to_numpy(dtype=np.int64)
-    d8 = np.stack(rows["phash_d8"].to_numpy()).astype(np.int64) if cfg.dedup.dihedral and len(rows) else None
-
-    def distance(anchor: int, members: np.ndarray) -> np.ndarray:
-        return distance_to(anchor, members, phash, d8)
-
+def decide(rows: pd.DataFrame, cfg: Config, previous: KeyPairs | None = None,
+           vectors: np.ndarray | None = None) -> Decided:
+    """Cluster `rows` (the manifest's ok images, sorted by path; with semantic dedup, `vectors`
+    holds their embeddings, NaN rows for images without one) and decide what to keep."""
+    m = Measures.of(rows, cfg.dedup.threshold, cfg.dedup.dihedral, vectors, cfg.dedup.similarity)
     result: list[dict[str, Any]] = []
     diameters = []
-    found = _clusters(rows, cfg, previous)
+    found = _clusters(rows, cfg, previous, m)
     keepers = [c.keeper for c in found.clusters if c.keeper is not None]
     for cluster in found.clusters:
         members = np.asarray(cluster.members)
-        result.extend(_decide(rows, cluster, found, keepers, cfg, distance))
+        result.extend(_decide(rows, cluster, found, keepers, cfg, m))
         if len(members) <= 500:  # all pairs; larger clusters report twice their radius instead
-            diameters.append(max(int(distance(i, members).max()) for i in members))
+            diameters.append(max(int(m.bits(i, members).max()) for i in members))
         else:
-            diameters.append(2 * int(distance(cluster.centre, members).max()))
+            diameters.append(2 * int(m.bits(cluster.centre, members).max()))
     return Decided(result, max(diameters, default=0), found.key_pairs)
+
+
+def aligned_embeddings(ws: Workspace, rows: pd.DataFrame) -> np.ndarray:
+    """The embedding of each row (float32, L2-normalised; NaN for an image without one)."""
+    found = read_embeddings(ws)
+    where = {sample_id: k for k, sample_id in enumerate(found.sample_ids)}
+    vectors = np.full((len(rows), found.vectors.shape[1]), np.nan, np.float32)
+    at = [(i, where[s]) for i, s in enumerate(rows["sample_id"]) if s in where]
+    if at:
+        rows_at, found_at = map(list, zip(*at))
+        vectors[rows_at] = found.vectors[found_at]
+    return vectors
 
 
 def dedup(src: str | None, out: str, cfg: Config) -> DedupSummary:
@@ -208,7 +218,8 @@ def dedup(src: str | None, out: str, cfg: Config) -> DedupSummary:
     rows = rows.sort_values("path", kind="stable").reset_index(drop=True)
     for col in ("label", "split"):
         rows[col] = rows[col].astype(object).where(rows[col].notna(), None)
-    decided = decide(rows, cfg, load_pairs(ws, cfg) if cfg.dedup.incremental else None)
+    vectors = aligned_embeddings(ws, rows) if cfg.dedup.semantic else None
+    decided = decide(rows, cfg, load_pairs(ws, cfg) if cfg.dedup.incremental else None, vectors)
     save_pairs(ws, cfg, decided.key_pairs)
     ws.write_dataset("duplicates", pa.Table.from_pylist(decided.rows, schema=DUPLICATES), DUPLICATES)
     summary = summarize(pd.DataFrame(decided.rows, columns=DUPLICATES.names))
