@@ -111,6 +111,9 @@ class RebalanceConfig:
     split: str = option("", "re-split as train,val,test fractions, e.g. \"0.8,0.1,0.1\"; empty = keep the "
                             "splits the data came with (no split = train)")
     keep_test: bool = option(False, "with split: images already in test stay in test")
+    prefer: str = option("order", "what undersampling drops first after warned images and duplicate-cluster members: "
+                                  "order (a seeded random order) or diverse (the most redundant by their embeddings: "
+                                  "needs `curate embed`)", choices=("order", "diverse"))
     seed: int = option(0, "seed for every random choice")
     weights: str = option("effective", "class weight written to the plan's weight column",
                           choices=("inverse", "effective", "median"))

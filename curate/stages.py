@@ -139,7 +139,8 @@ stage(StageSpec(
 stage(StageSpec(
     "rebalance", "Plan the final membership: splits, class balance, copies and class weights; writes OUT/plan/.",
     "curate.rebalance.stage:rebalance", check="curate.rebalance.stage:resolve", requires=(MANIFEST,),
-    uses=(ISSUES, DUPLICATES), writes=(PLAN,), options=(
+    uses=(EMBEDDINGS, ISSUES, DUPLICATES), requires_if=(("rebalance.prefer", "diverse", EMBEDDINGS),),
+    writes=(PLAN,), options=(
         Option("--strategy", "none | cap | floor | clamp | target", "rebalance.strategy"),
         Option("--cap", "cap, clamp: at most N images per class", "rebalance.cap", int),
         Option("--floor", "floor, clamp: at least N samples per class", "rebalance.floor", int),
@@ -148,6 +149,8 @@ stage(StageSpec(
                choices=("repeat", "augment")),
         Option("--split", "re-split as train,val,test fractions, e.g. 0.8,0.1,0.1", "rebalance.split"),
         Option("--keep-test/--no-keep-test", "with --split: test images stay in test", "rebalance.keep_test"),
+        Option("--prefer", "undersampling drops first: order (seeded) | diverse (the most redundant)",
+               "rebalance.prefer", choices=("order", "diverse")),
         Option("--seed", "seed of every random choice", "rebalance.seed", int), *DASK)))
 
 stage(StageSpec(

@@ -91,6 +91,18 @@ def read_embeddings(ws: Workspace) -> Embeddings:
                       (schema.metadata or {}).get(b"model", b"").decode())
 
 
+def embeddings_for(ws: Workspace, sample_ids: list[str]) -> np.ndarray:
+    """The embedding of each of `sample_ids` (float32, L2-normalised; a NaN row where there is none)."""
+    found = read_embeddings(ws)
+    where = {sample_id: k for k, sample_id in enumerate(found.sample_ids)}
+    vectors = np.full((len(sample_ids), found.vectors.shape[1]), np.nan, np.float32)
+    at = [(i, where[s]) for i, s in enumerate(sample_ids) if s in where]
+    if at:
+        rows, found_at = map(list, zip(*at))
+        vectors[rows] = found.vectors[found_at]
+    return vectors
+
+
 def excluded_ids(ws: Workspace, exclude: list[str]) -> set[str]:
     """sample_ids with an issue whose severity is in `exclude` (validate.exclude)."""
     issues = ws.read("issues", ISSUES, columns=["sample_id", "severity"])

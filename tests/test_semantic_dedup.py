@@ -10,7 +10,7 @@ from PIL import Image, ImageDraw
 from curate.cli import main
 from curate.config import from_dict
 from curate.pipeline import selected_stages
-from curate.schema import DUPLICATES
+from curate.schema import DUPLICATES, PLAN
 from curate.workspace import Workspace
 
 from conftest import encode, write
@@ -101,3 +101,30 @@ def test_semantic_pairs_are_exact_below_the_index_size_and_near_exact_above():
     approx = similar_pairs(x, 0.8, exact_max=0)
     found = set(zip(*approx[:2]))
     assert found <= truth and len(found) / len(truth) >= 0.99
+
+
+def test_cap_prefer_diverse_drops_the_most_redundant_first(tmp_path, runner):
+    """One class of 8 photos, 4 of them with 3 close variants each: a cap of 8 keeps one image of
+    each photo when it prefers diverse images; the seeded order does not."""
+    photos = distinct_photos()
+    names = sorted(photos)[:8]
+    src = tmp_path / "src"
+    for i, name in enumerate(names):
+        im = photos[name].resize((384, int(384 * photos[name].height / photos[name].width)))
+        write(src / "train" / "x" / f"{name}.jpg", encode(im))
+        if i < 4:
+            for t, fn in TRANSFORMS.items():
+                write(src / "train" / "x" / f"{name}--{t}.jpg", encode(fn(im)))
+    write(src / "train" / "y" / "one.jpg", encode(photos[sorted(photos)[-1]]))
+    out = tmp_path / "out"
+    for args in (["scan", str(src), "-o", str(out)], ["embed", str(out)]):
+        assert runner.invoke(main, args).exit_code == 0
+    kept = {}
+    for prefer in ("order", "diverse"):
+        r = runner.invoke(main, ["rebalance", str(out), "--strategy", "cap", "--cap", "8", "--prefer", prefer])
+        assert r.exit_code == 0, r.output
+        plan = Workspace(str(out)).read("plan", PLAN).to_pandas()
+        x = plan[(plan["label"] == "x") & plan["keep"]]
+        kept[prefer] = x["path"].str.extract(r"x/([a-z_]+)")[0].nunique()
+        assert len(x) == 8
+    assert kept["diverse"] == 8 and kept["order"] < 8

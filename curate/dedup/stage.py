@@ -30,7 +30,7 @@ from curate.dedup.measures import KIND_ORDER, Measures
 from curate.dedup.policy import CRITERIA, policy_rank
 from curate.dedup.policy import reason as policy_reason
 from curate.schema import DUPLICATES, MANIFEST, Status
-from curate.tables import read_embeddings
+from curate.tables import embeddings_for
 from curate.view import Block, Table, View
 from curate.workspace import Workspace
 
@@ -197,18 +197,6 @@ def decide(rows: pd.DataFrame, cfg: Config, previous: KeyPairs | None = None,
     return Decided(result, max(diameters, default=0), found.key_pairs)
 
 
-def aligned_embeddings(ws: Workspace, rows: pd.DataFrame) -> np.ndarray:
-    """The embedding of each row (float32, L2-normalised; NaN for an image without one)."""
-    found = read_embeddings(ws)
-    where = {sample_id: k for k, sample_id in enumerate(found.sample_ids)}
-    vectors = np.full((len(rows), found.vectors.shape[1]), np.nan, np.float32)
-    at = [(i, where[s]) for i, s in enumerate(rows["sample_id"]) if s in where]
-    if at:
-        rows_at, found_at = map(list, zip(*at))
-        vectors[rows_at] = found.vectors[found_at]
-    return vectors
-
-
 def dedup(src: str | None, out: str, cfg: Config) -> DedupSummary:
     """Cluster OUT's images into duplicates and choose what to keep (src unused)."""
     started = time.perf_counter()
@@ -218,7 +206,7 @@ def dedup(src: str | None, out: str, cfg: Config) -> DedupSummary:
     rows = rows.sort_values("path", kind="stable").reset_index(drop=True)
     for col in ("label", "split"):
         rows[col] = rows[col].astype(object).where(rows[col].notna(), None)
-    vectors = aligned_embeddings(ws, rows) if cfg.dedup.semantic else None
+    vectors = embeddings_for(ws, rows["sample_id"].tolist()) if cfg.dedup.semantic else None
     decided = decide(rows, cfg, load_pairs(ws, cfg) if cfg.dedup.incremental else None, vectors)
     save_pairs(ws, cfg, decided.key_pairs)
     ws.write_dataset("duplicates", pa.Table.from_pylist(decided.rows, schema=DUPLICATES), DUPLICATES)

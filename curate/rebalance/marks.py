@@ -47,9 +47,15 @@ class PartTask:
         return f"{WORK}/marks-{self.index:05d}.parquet"
 
 
+DIVERSITY = f"{WORK}/diversity"  # sample_id -> order key, with `prefer = "diverse"`
+DIVERSITY_SCHEMA = pa.schema([pa.field("sample_id", pa.string(), nullable=False),
+                              pa.field("key", pa.uint64(), nullable=False)])
+
+
 def mark_part(task: PartTask, exclude: tuple[str, ...], seed: int) -> pd.DataFrame:
     """Write the part's marks; return its duplicate-cluster members (cluster_id, path, label,
-    split, usable), which the stage needs whole to give every cluster one split."""
+    split, usable), which the stage needs whole to give every cluster one split. The order key is
+    the seeded one, or the diversity key where the stage wrote them (DIVERSITY)."""
     ws = Workspace(task.out)
     with ws.fs.open(ws.path("manifest", task.part), "rb") as f:
         rows = pq.read_table(f, columns=["sample_id", "path", "label", "split", "status", "error_code"],
@@ -76,8 +82,12 @@ def mark_part(task: PartTask, exclude: tuple[str, ...], seed: int) -> pd.DataFra
         cluster_id = lookup(rows["sample_id"], dups["cluster_id"]).astype("Int64")
         _first_reason(reason, "duplicate: ", lookup(rows["sample_id"], dups.loc[~dups["keep"], "reason"]))
     reason[pd.isna(reason) & rows["label"].isna().to_numpy()] = "unlabelled"
+    key = seeded_keys(seed, ids)
+    if ws.exists(DIVERSITY):
+        diverse = ws.read(DIVERSITY, DIVERSITY_SCHEMA, filter=of_this_part).to_pandas().set_index("sample_id")["key"]
+        key = lookup(rows["sample_id"], diverse).fillna(0).to_numpy(dtype=np.uint64)
     marks = rows[["sample_id", "path", "label", "split"]].assign(
-        reason=reason, warned=warned, cluster_id=cluster_id, key=seeded_keys(seed, ids))
+        reason=reason, warned=warned, cluster_id=cluster_id, key=key)
     ws.write_table(task.marks, pa.Table.from_pandas(marks, schema=MARKS, preserve_index=False), MARKS)
     members = marks[marks["cluster_id"].notna()]
     return members[["cluster_id", "path", "label", "split"]].assign(usable=members["reason"].isna())

@@ -4,7 +4,8 @@ manifest row: keep + reason, split, copies, augment_copies, weight, cluster_id).
 Exclusions, in order: scan error, an issue whose severity is in validate.exclude, a dropped
 duplicate, no label, a class below the minimum size (when configured to drop), then the
 strategy's undersampling, which drops warned images first, then duplicate-cluster members,
-then in seeded order. Every random choice is a seeded hash of the sample_id, so the same input,
+then in seeded order (or, with `prefer = "diverse"`, the most redundant by their embeddings
+first: `curate.rebalance.diversity`). Every random choice is a seeded hash of the sample_id, so the same input,
 config and seed give the same plan whatever the partitioning.
 
 Partition-bounded, on the run's Dask cluster (in-process for one manifest part or a small
@@ -23,11 +24,16 @@ from typing import Any, Callable, Hashable
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from curate.config import Config, RebalanceConfig
 from curate.engine import dask_client, run_tasks
 from curate.rebalance import ranks
+from curate.rebalance.diversity import diverse_keys
 from curate.rebalance.marks import (
+    DIVERSITY,
+    DIVERSITY_SCHEMA,
     STAGING,
     WORK,
     Assign,
@@ -41,8 +47,8 @@ from curate.rebalance.marks import (
 from curate.rebalance.splits import KeepSplits, Resplit, anchors, as_scanned, parse_ratios, place, singles_view
 from curate.rebalance.strategies import STRATEGIES, StrategySettings
 from curate.rebalance.weights import class_weights
-from curate.schema import MANIFEST
-from curate.tables import nested
+from curate.schema import MANIFEST, Status
+from curate.tables import embeddings_for, nested
 from curate.view import Block, Table, View
 from curate.workspace import Workspace
 
@@ -183,6 +189,8 @@ def rebalance(src: str | None, out: str, cfg: Config) -> RebalanceSummary:
     tasks = [PartTask(out, p, i) for i, p in enumerate(parts)]
     ws.remove(WORK)
     ws.remove(STAGING)
+    if r.prefer == "diverse":
+        write_diversity(ws, r.seed)
     summary = RebalanceSummary()
     rows = ws.dataset("manifest", MANIFEST).count_rows()
     with dask_client(cfg.engine, len(tasks), (out,), worth_a_cluster=rows >= CLUSTER_MIN_ROWS) as client:
@@ -223,6 +231,16 @@ def rebalance(src: str | None, out: str, cfg: Config) -> RebalanceSummary:
     summary.excluded = {str(k): int(v) for k, v in excluded.sort_index().items()}
     summary.elapsed_s = time.perf_counter() - started
     return summary
+
+
+def write_diversity(ws: Workspace, seed: int) -> None:
+    """The diversity order of every labelled ok image (`curate.rebalance.diversity`), for the mark pass."""
+    images = ws.read("manifest", MANIFEST, columns=["sample_id", "label"],
+                     filter=pc.field("status") == Status.OK.value).to_pandas()
+    ids = images["sample_id"].tolist()
+    keys = diverse_keys(ids, images["label"].tolist(), embeddings_for(ws, ids), seed)
+    ws.write_dataset(DIVERSITY, pa.table({"sample_id": keys.index.to_numpy(dtype=object), "key": keys.to_numpy()},
+                                         schema=DIVERSITY_SCHEMA), DIVERSITY_SCHEMA)
 
 
 def strategy_targets(usable: pd.Series, r: RebalanceConfig, small: frozenset[str]

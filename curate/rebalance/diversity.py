@@ -1,0 +1,70 @@
+"""`rebalance --prefer diverse`: an order within each class that keeps diverse images first and
+leaves the most redundant for last, so a cap drops them first.
+
+Reads the embeddings (and the manifest's labels); returns one key per image (small = kept
+first). Within a class, images are removed greedily: each time the one most similar to an image
+still kept (its nearest remaining neighbour among its K nearest), until one is left; the order of
+removal, reversed, is the key. Two near-identical images: the first removed is one of them, after
+which the other is no longer redundant. Ties go to the seeded order. Images without an embedding
+come first (nothing says they are redundant).
+"""
+from __future__ import annotations
+
+import heapq
+
+import numpy as np
+import pandas as pd
+
+from curate.embed.search import neighbours
+from curate.rebalance.splits import seeded_keys
+
+K = 10
+
+
+def removal_order(vectors: np.ndarray, tiebreak: np.ndarray) -> np.ndarray:
+    """The positions of `vectors`' rows in the order a greedy removal of the most redundant takes them."""
+    n = len(vectors)
+    if n < 2:
+        return np.arange(n)
+    ids, sims = neighbours(vectors, min(K, n - 1))
+    alive = np.ones(n, dtype=bool)
+
+    def redundancy(i: int) -> float:
+        live = alive[ids[i]]
+        return float(sims[i][live].max()) if live.any() else -np.inf
+
+    heap = [(-redundancy(i), int(tiebreak[i]), i) for i in range(n)]
+    heapq.heapify(heap)
+    order = []
+    while heap:
+        neg, tie, i = heapq.heappop(heap)
+        if not alive[i]:
+            continue
+        now = redundancy(i)
+        if now < -neg:  # a neighbour went since this entry was pushed
+            heapq.heappush(heap, (-now, tie, i))
+            continue
+        alive[i] = False
+        order.append(i)
+    return np.asarray(order, dtype=np.int64)
+
+
+def diverse_keys(sample_ids: list[str], labels: list[str | None], vectors: np.ndarray, seed: int) -> pd.Series:
+    """sample_id -> key (uint64, small = kept first), per class (see module doc). Rows of `vectors`
+    are the embeddings of `sample_ids` (NaN where there is none)."""
+    frame = pd.DataFrame({"sample_id": sample_ids, "label": labels})
+    tiebreak = seeded_keys(seed, np.asarray(sample_ids, dtype=object)).astype(np.int64) >> 1
+    keys = np.zeros(len(frame), dtype=np.uint64)
+    have = ~np.isnan(vectors[:, 0]) if len(vectors) else np.zeros(0, bool)
+    for _label, group in frame[have & frame["label"].notna().to_numpy()].groupby("label"):
+        at = group.index.to_numpy()
+        order = removal_order(vectors[at], tiebreak[at])
+        keep_rank = np.arange(len(order), 0, -1)  # the first removed is kept last
+        keys[at[order]] = spread(keep_rank, len(order) + 1)
+    return pd.Series(keys, index=frame["sample_id"])
+
+
+def spread(rank: np.ndarray, n: int) -> np.ndarray:
+    """Ranks 1..n-1 spread over the uint64 range as the seeded keys are, so the rank histograms
+    (`curate.rebalance.ranks`) cut a class as finely as with seeded keys."""
+    return (rank.astype(np.float64) / n * 2.0**63).astype(np.uint64) << np.uint64(1)
