@@ -118,7 +118,8 @@ stage(StageSpec(
 
 stage(StageSpec(
     "validate", "Check OUT's manifest: integrity, image quality and labels; writes OUT/issues/.",
-    "curate.validate.stage:validate", check="curate.validate.stage:resolve", requires=(MANIFEST,), writes=(ISSUES,),
+    "curate.validate.stage:validate", check="curate.validate.stage:resolve", requires=(MANIFEST,),
+    uses=(EMBEDDINGS,), writes=(ISSUES,),
     verdict="curate.validate.stage:fail_verdict", options=(
         Option("--fail-on", "exit 1 when issues of this severity (or worse) exist", choices=("error", "warning")),
         Option("--classes", "file with the declared class list, one per line", "validate.classes"), *DASK)))

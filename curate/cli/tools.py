@@ -40,8 +40,9 @@ def checks() -> None:
     """List every validation check with its severity, default threshold and meaning."""
     from curate.validate.checks import CHECKS
     from curate.validate.collection import COLLECTION_CHECKS
+    from curate.validate.embedding import EMBEDDING_CHECKS
 
-    for c in [*CHECKS, *COLLECTION_CHECKS]:
+    for c in [*CHECKS, *COLLECTION_CHECKS, *EMBEDDING_CHECKS]:
         click.echo(f"{c.name:20s} {c.severity.value:8s} {c.threshold:>8g}  {c.help}")
 
 

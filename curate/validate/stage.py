@@ -19,9 +19,10 @@ from curate.config import Config
 from curate.engine import dask_client, run_tasks
 from curate.errors import ConfigError, CurateError
 from curate.schema import ISSUES, MANIFEST, Severity, Status
-from curate.tables import excluded_ids
+from curate.tables import embeddings_for, excluded_ids
 from curate.validate.checks import CHECKS, Check, Context
 from curate.validate.collection import COLLECTION_CHECKS
+from curate.validate.embedding import EMBEDDING_CHECKS, Labelled
 from curate.view import Table, View
 from curate.workspace import Workspace
 
@@ -48,7 +49,7 @@ class Settings:
 def resolve(cfg: Config) -> Settings:
     """Check the [validate] config against the registered checks; fail with the valid names."""
     v = cfg.validate
-    known = set(CHECKS.names()) | set(COLLECTION_CHECKS.names())
+    known = set(CHECKS.names()) | set(COLLECTION_CHECKS.names()) | set(EMBEDDING_CHECKS.names())
     for key, names in (("validate.thresholds", v.thresholds), ("validate.severities", v.severities),
                        ("validate.disabled", v.disabled)):
         unknown = sorted(set(names) - known)
@@ -153,10 +154,38 @@ def validate(src: str | None, out: str, cfg: Config) -> ValidateSummary:
     collection = [dict(r, severity=settings.severity(c.name, c.severity)) for c in COLLECTION_CHECKS
                   if c.name not in settings.disabled for r in c.run(counts, settings.threshold(c.name, c.threshold))]
     ws.write_table(f"{STAGING}/part-collection.parquet", pa.Table.from_pylist(collection, schema=ISSUES), ISSUES)
+    if ws.exists("embeddings"):
+        found = embedding_issues(ws, settings)
+        ws.write_table(f"{STAGING}/part-embedding.parquet", pa.Table.from_pylist(found, schema=ISSUES), ISSUES)
     ws.swap_in(STAGING, "issues")
     summary = summarize(ws, cfg)
     summary.elapsed_s = time.perf_counter() - started
     return summary
+
+
+def embedding_issues(ws: Workspace, settings: Settings) -> list[dict[str, object]]:
+    """The issues the embedding checks find among the labelled ok images that have an embedding."""
+    rows = ws.read("manifest", MANIFEST, columns=["sample_id", "path", "label", "status"],
+                   filter=(pc.field("status") == Status.OK.value) & pc.field("label").is_valid()).to_pandas()
+    vectors = embeddings_for(ws, rows["sample_id"].tolist())
+    have = ~np.isnan(vectors[:, 0]) if len(rows) else np.zeros(0, bool)
+    rows = rows[have].reset_index(drop=True)
+    images = Labelled(rows["sample_id"].tolist(), rows["path"].tolist(), rows["label"].to_numpy(dtype=str),
+                      vectors[have])
+    found: list[dict[str, object]] = []
+    for chk in EMBEDDING_CHECKS:
+        if chk.name in settings.disabled or not len(rows):
+            continue
+        scored = chk.score(images)
+        threshold = settings.threshold(chk.name, chk.threshold)
+        fires = scored.score < threshold if chk.fires_below else scored.score > threshold
+        for i in np.flatnonzero(fires & ~np.isnan(scored.score)):
+            found.append({"sample_id": images.sample_ids[i], "path": images.paths[i], "label": images.labels[i],
+                          "check": chk.name, "severity": settings.severity(chk.name, chk.severity),
+                          "score": float(scored.score[i]), "threshold": threshold,
+                          "message": chk.message.format(score=scored.score[i], threshold=threshold,
+                                                        label=images.labels[i], suggested=scored.suggested[i])})
+    return found
 
 
 def summarize(ws: Workspace, cfg: Config) -> ValidateSummary:

@@ -1,0 +1,79 @@
+"""The embedding checks of validate: outlier and label_suspect, through the CLI, on real images:
+sample_data/'s planted label conflict, and real handwritten digits with labels flipped."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from curate.cli import main
+from curate.schema import ISSUES
+from curate.validate.embedding import Labelled, _label_suspect
+from curate.workspace import Workspace
+
+from conftest import SAMPLE, encode, write
+
+pytestmark = pytest.mark.slow
+
+
+def issues(out) -> pd.DataFrame:
+    return Workspace(str(out)).read("issues", ISSUES).to_pandas()
+
+
+def test_the_planted_label_conflict_is_a_label_suspect(tmp_path, runner):
+    out = tmp_path / "out"
+    for args in (["scan", str(SAMPLE), "-o", str(out)], ["embed", str(out)], ["validate", str(out)]):
+        result = runner.invoke(main, args)
+        assert result.exit_code == 0, result.output
+    found = issues(out)
+    suspects = found[found["check"] == "label_suspect"].set_index("path")
+    conflict = "train/raccoon/planted_label_conflict.jpg"  # a cat photo labelled raccoon
+    assert conflict in suspects.index and "its embedding says cat" in suspects.at[conflict, "message"]
+    assert set(found.loc[found["check"].isin(["outlier", "label_suspect"]), "severity"]) == {"warning"}
+    checks = runner.invoke(main, ["checks"]).output
+    assert "outlier" in checks and "label_suspect" in checks
+    config = tmp_path / "c.toml"
+    config.write_text('[validate]\ndisabled = ["label_suspect"]\nthresholds = {outlier = 0.0}\n')
+    assert runner.invoke(main, ["validate", str(out), "--config", str(config)]).exit_code == 0
+    assert not issues(out)["check"].isin(["outlier", "label_suspect"]).any()
+
+
+def test_flipped_digits_are_found_with_the_label_they_should_have(tmp_path, runner):
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    rng = np.random.default_rng(0)
+    take = rng.choice(len(digits.images), 400, replace=False)
+    flipped = set(rng.choice(take, 20, replace=False).tolist())
+    src = tmp_path / "src"
+    truth = {}
+    for i in take:
+        label = int(digits.target[i])
+        given = (label + int(rng.integers(1, 10))) % 10 if i in flipped else label
+        pixels = (255 - digits.images[i] * 255 / 16).astype(np.uint8)
+        img = Image.fromarray(pixels, "L").resize((64, 64), Image.Resampling.BICUBIC).convert("RGB")
+        write(src / str(given) / f"{i:04d}.png", encode(img, "PNG"))
+        truth[f"{given}/{i:04d}.png"] = str(label)
+    out = tmp_path / "out"
+    for args in (["scan", str(src), "-o", str(out)], ["embed", str(out)], ["validate", str(out)]):
+        assert runner.invoke(main, args).exit_code == 0
+    found = issues(out)
+    suspects = found[found["check"] == "label_suspect"]
+    hits = suspects[suspects["path"].map(lambda p: p.split("/")[0] != truth[p])]
+    assert len(hits) / len(flipped) >= 0.8 and len(hits) / len(suspects) >= 0.5, (len(hits), len(suspects))
+    suggested = hits["message"].str.extract(r"says (\d)")[0]
+    assert (suggested == hits["path"].map(truth)).mean() >= 0.7  # the label it should have
+    config = tmp_path / "all.toml"  # every image fires: the scores rank them
+    config.write_text("[validate]\nthresholds = {label_suspect = 1.01}\n")
+    assert runner.invoke(main, ["validate", str(out), "--config", str(config)]).exit_code == 0
+    ranked = issues(out).query("check == 'label_suspect'").sort_values("score").head(len(flipped))
+    assert ranked["path"].map(lambda p: p.split("/")[0] != truth[p]).mean() >= 0.75  # precision in the top N
+
+
+def test_label_suspect_needs_a_class_in_every_fold():
+    rng = np.random.default_rng(1)
+    vectors = rng.normal(size=(30, 8)).astype(np.float32)
+    labels = np.array(["a"] * 27 + ["b"] * 3)
+    scored = _label_suspect(Labelled([str(i) for i in range(30)], [""] * 30, labels, vectors))
+    assert np.isnan(scored.score[27:]).all() and not np.isnan(scored.score[:27]).any()
