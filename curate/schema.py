@@ -65,6 +65,7 @@ ISSUES = pa.schema(
         pa.field("score", pa.float64()),
         pa.field("threshold", pa.float64()),
         pa.field("message", pa.string()),
+        pa.field("suggested", pa.string()),  # the label a check suggests instead (label_suspect)
     ]
 )
 

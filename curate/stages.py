@@ -182,7 +182,7 @@ stage(StageSpec(
 stage(StageSpec(
     "publish", "Put OUT into a FiftyOne dataset: one sample per image, saved views for every decision.",
     "curate.publish.stage:publish", check="curate.publish.stage:resolve", requires=(MANIFEST,),
-    uses=(ISSUES, DUPLICATES, PLAN, INDEX), writes=(PUBLISHED,), always_runs=True, options=(
+    uses=(EMBEDDINGS, ISSUES, DUPLICATES, PLAN, INDEX), writes=(PUBLISHED,), always_runs=True, options=(
         Option("--name", "FiftyOne dataset name (default: curate-<OUT folder name>-<6 hex of its path>)",
                "publish.name"),
         Option("--batch-size", "samples written to FiftyOne per batch", "publish.batch_size", int))))

@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from curate.schema import ISSUES, MANIFEST, PLAN, SPLITS, Status
+from curate.stages import STAGES, producer
 from curate.workspace import Workspace
 
 Counts = dict[str, dict[str, int]]  # split -> class -> n
@@ -101,6 +102,13 @@ def embeddings_for(ws: Workspace, sample_ids: list[str]) -> np.ndarray:
         rows, found_at = map(list, zip(*at))
         vectors[rows] = found.vectors[found_at]
     return vectors
+
+
+def not_written_yet(ws: Workspace, stage: str) -> list[str]:
+    """The entries `stage` reads where present that the default pipeline writes and OUT lacks
+    (what publish and report say is missing; embeddings, which are opt-in, are not)."""
+    spec = STAGES.get(stage)
+    return [entry for entry in spec.uses if producer(entry).default and not ws.exists(entry)]
 
 
 def excluded_ids(ws: Workspace, exclude: list[str]) -> set[str]:

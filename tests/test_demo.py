@@ -33,7 +33,7 @@ def test_demo_shows_the_whole_tool(tmp_path, fodb):
     assert [s.split("]")[0] for s in starts] == [f"[{i}/{len(stages)}" for i in range(1, len(stages) + 1)]
     dataset = json.loads((out / "runs" / "publish.json").read_text())["summary"]["dataset"]
     assert lines[-2:] == [f"open it: curate app --name {dataset}",
-                          f"report: {out}/report/index.html (+ 7 PNG plots beside it)"]
+                          f"report: {out}/report/index.html (+ 9 PNG plots beside it)"]
 
     plan = Workspace(str(out)).read("plan", PLAN).to_pandas()
     kept = plan[plan["keep"]]

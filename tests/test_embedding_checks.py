@@ -31,6 +31,12 @@ def test_the_planted_label_conflict_is_a_label_suspect(tmp_path, runner):
     conflict = "train/raccoon/planted_label_conflict.jpg"  # a cat photo labelled raccoon
     assert conflict in suspects.index and "its embedding says cat" in suspects.at[conflict, "message"]
     assert set(found.loc[found["check"].isin(["outlier", "label_suspect"]), "severity"]) == {"warning"}
+    report = runner.invoke(main, ["report", str(out)])
+    assert report.exit_code == 0, report.output
+    page = (out / "report" / "index.html").read_text()
+    findings = page[page.index('<section id="embedding_findings">'):]
+    assert "planted_label_conflict.jpg" in findings and "<td>cat</td>" in findings  # the suggested label
+    assert 'id="plot-embedding_map"' in page
     checks = runner.invoke(main, ["checks"]).output
     assert "outlier" in checks and "label_suspect" in checks
     config = tmp_path / "c.toml"

@@ -99,6 +99,7 @@ def expected_view_counts(expected: dict, ws: Workspace) -> dict[str, int]:
     kept = sum(sum(c.values()) for c in after.values())
     return {
         "scanned": len(expected["files"]), "duplicates": sum(len(d["paths"]) for d in dups),
+        "semantic_duplicates": 0, "outliers": 0, "label_suspects": 0,  # no embeddings in this OUT
         "leaks": sum(len(d["paths"]) for d in dups if d["leak"]), "label_conflicts": conflicts,
         "errors": len(errors), **{f"errors-{f['error_code']}": 1 for f in errors},
         "warnings": issues.loc[issues["severity"] == "warning", "sample_id"].dropna().nunique(),
@@ -380,3 +381,29 @@ def test_closing_the_app_is_bounded_when_its_server_hangs(fodb, monkeypatch):
     started = time.time()
     close_session(Session(), timeout_s=1)
     assert time.time() - started < 10 and server.poll() is not None
+
+
+@pytest.mark.slow
+def test_embeddings_in_fiftyone_map_similarity_and_views(fodb, tmp_path):
+    """With embeddings and semantic dedup: the app's map and similarity index, and the views of
+    semantic duplicates, outliers and suspect labels (the planted cat labelled raccoon)."""
+    out = tmp_path / "out"
+    cfg = from_dict({"engine": {"workers": 1}, "dedup": {"semantic": True}, "publish": {"name": "curate-test-emb"}})
+    for stage in ("scan", "embed", "validate", "dedup", "rebalance", "publish"):
+        summary = run_stage(stage, str(SAMPLE), str(out), cfg)
+    assert summary.embeddings["points"] == 66 and summary.embeddings["map"] in ("umap", "tsne")
+    import fiftyone as fo
+
+    ds = fo.load_dataset("curate-test-emb")
+    assert set(ds.list_brain_runs()) == {"curate_map", "curate_similarity"}
+    suspects = ds.load_saved_view("label_suspects")
+    assert "train/raccoon/planted_label_conflict.jpg" in suspects.values("path")
+    conflict = suspects.match({"path": "train/raccoon/planted_label_conflict.jpg"}).first()
+    assert conflict.suggested_label == "cat" and summary.views["label_suspects"] == len(suspects)
+    assert summary.views["outliers"] == len(ds.load_saved_view("outliers")) > 0
+    assert summary.views["semantic_duplicates"] >= 2
+    query = ds.match({"path": "train/cat/cat_01.jpg"}).first()
+    nearest = ds.sort_by_similarity(query.id, k=3, brain_key="curate_similarity").values("path")
+    assert nearest[0] == "train/cat/cat_01.jpg"
+    again = run_stage("publish", str(SAMPLE), str(out), cfg)
+    assert again.embeddings == summary.embeddings  # unchanged embeddings: the brain runs are kept

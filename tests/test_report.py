@@ -29,7 +29,8 @@ from curate.workspace import Workspace
 
 from conftest import SAMPLE
 
-PLOTS = ["class_counts", "imbalance", "issues", "duplicates", "duplicate_examples", "leaks", "class_weights"]
+PLOTS = ["class_counts", "imbalance", "issues", "duplicates", "duplicate_examples", "leaks", "class_weights",
+         "embedding_map", "embedding_findings"]
 
 
 @pytest.fixture(scope="module")

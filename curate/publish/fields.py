@@ -33,12 +33,20 @@ FIELDS: tuple[Field, ...] = (
     Field("issues", "strings", "issues", "checks that fired on the image"),
     Field("severities", "strings", "issues", "severities of those checks"),
     Field("cluster_id", "int", "duplicates", "duplicate cluster the image belongs to"),
-    Field("dup_kind", "str", "duplicates", "how the cluster matched: bytes, pixels, phash or near"),
-    Field("dup_distance", "int", "duplicates", "pHash bits to the cluster's representative"),
+    Field("dup_kind", "str", "duplicates", "how the image matched its cluster's anchor: bytes, pixels, phash, near "
+                                           "or semantic"),
+    Field("dup_distance", "int", "duplicates", "pHash bits to the cluster's anchor (its keeper, else its centre)"),
+    Field("dup_similarity", "float", "duplicates", "embedding cosine similarity to the cluster's anchor (semantic "
+                                                   "dedup)"),
     Field("dup_keep", "bool", "duplicates", "the member dedup keeps"),
     Field("dup_reason", "str", "duplicates", "why dedup keeps or drops it"),
     Field("leak", "bool", "duplicates", "the cluster spans splits"),
     Field("label_conflict", "bool", "duplicates", "the cluster's members carry different labels"),
+    Field("outlier_score", "float", "embeddings", "similarity to its nearest classmates over the class's typical "
+                                                  "(the outlier check; low = far from its class)"),
+    Field("label_confidence", "float", "embeddings", "out-of-fold probability of its label from the embeddings "
+                                                     "(the label_suspect check; low = suspect)"),
+    Field("suggested_label", "str", "embeddings", "the label its embedding suggests, when label_suspect fired"),
     Field("width", "int", "quality", "width after EXIF orientation"),
     Field("height", "int", "quality", "height after EXIF orientation"),
     Field("format", "str", "quality", "format detected from the bytes"),

@@ -1,18 +1,20 @@
 """Publish: put OUT's curated collection into a FiftyOne dataset with saved views.
 
-Reads the manifest and, where they exist, issues, duplicates, plan, index.parquet and the
-augmented shards (see `curate.publish.table` and `curate.publish.augmented`). Writes the
-persistent FiftyOne dataset `publish.name` (default "curate-" + OUT's folder name): one sample
-per image that is not `removed` (originals by their source path; augmented variants as files
-under `OUT/publish/augmented/`), the saved views of `curate.publish.views`, and the class
-distribution before and after curation in the dataset's info. Re-publishing the same OUT
-updates the dataset in place (`curate.publish.sync`).
+Reads the manifest and, where they exist, issues, duplicates, plan, index.parquet, the augmented
+shards and the embeddings (see `curate.publish.table`, `curate.publish.augmented` and
+`curate.publish.brain`). Writes the persistent FiftyOne dataset `publish.name` (default
+"curate-" + OUT's folder name): one sample per image that is not `removed` (originals by their
+source path; augmented variants as files under `OUT/publish/augmented/`), the saved views of
+`curate.publish.views`, the embedding map and similarity index, and the class distribution
+before and after curation in the dataset's info. Re-publishing the same OUT updates the dataset
+in place (`curate.publish.sync`).
 """
 from __future__ import annotations
 
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
 
@@ -21,12 +23,12 @@ from curate.config import Config
 from curate.errors import ConfigError
 from curate.publish import backend
 from curate.publish.augmented import variants
+from curate.publish.brain import index_embeddings
 from curate.publish.dataset import INFO_KEY, default_name, describe, open_dataset
 from curate.publish.sync import sync
 from curate.publish.table import originals, records
 from curate.publish.views import save_views
-from curate.stages import STAGES
-from curate.tables import class_counts, manifest_rows, plan_rows
+from curate.tables import class_counts, manifest_rows, not_written_yet, plan_rows
 from curate.view import Block, Table, View
 from curate.workspace import Workspace
 
@@ -43,6 +45,7 @@ class PublishSummary:
     unchanged: int = 0
     removed: int = 0
     views: dict[str, int] = field(default_factory=dict)  # saved view -> samples
+    embeddings: dict[str, Any] = field(default_factory=dict)  # the map and similarity index, when OUT has embeddings
     missing: list[str] = field(default_factory=list)  # stages whose output OUT lacks
     elapsed_s: float = 0.0
 
@@ -53,6 +56,10 @@ class PublishSummary:
         if self.missing:
             blocks.append(f"not in {out} yet (their fields are empty): {', '.join(self.missing)}")
         blocks.append(Table.of("saved views", ["view", "samples"], self.views.items()))
+        if self.embeddings.get("map"):
+            blocks.append(f"embeddings: a 2-D map ({self.embeddings['map']}, brain key {self.embeddings['map_key']}) "
+                          f"and a similarity index ({self.embeddings['similarity_key']}) of "
+                          f"{self.embeddings['points']} images")
         return View("publish", f"FiftyOne dataset {self.dataset!r}: {self.samples} samples ({self.augmented} "
                                f"augmented); {self.added} added, {self.updated} updated, {self.unchanged} unchanged, "
                                f"{self.removed} removed ({self.elapsed_s:.1f}s, {rate:.0f} samples/s)", blocks,
@@ -86,13 +93,15 @@ def publish(src: str | None, out: str, cfg: Config) -> PublishSummary:
     changes = sync(fo, ds, records(table, cfg.publish.batch_size))
     summary = PublishSummary(dataset=name, samples=len(table), augmented=len(extra), added=changes.added,
                              updated=changes.updated, unchanged=changes.unchanged, removed=changes.removed,
-                             missing=[entry for entry in STAGES.get("publish").uses if not ws.exists(entry)])
+                             missing=not_written_yet(ws, "publish"))
     codes = sorted(table["error_code"].dropna().unique().tolist())
-    previous = list((ds.info or {}).get(INFO_KEY, {}).get("views", {}))
-    summary.views = save_views(fo, ds, codes, previous)
+    recorded = (ds.info or {}).get(INFO_KEY, {})
+    summary.views = save_views(fo, ds, codes, list(recorded.get("views", {})))
+    summary.embeddings = index_embeddings(ds, ws, recorded.get("embeddings", {}))
     counts = class_counts(manifest_rows(ws), plan_rows(ws))
     classes = sorted({c for stage in counts.values() for by_class in stage.values() for c in by_class})
-    describe(fo, ds, out, src, classes, {"class_counts": counts, "views": summary.views, "missing": summary.missing})
+    describe(fo, ds, out, src, classes, {"class_counts": counts, "views": summary.views, "missing": summary.missing,
+                                         "embeddings": summary.embeddings})
     summary.elapsed_s = time.perf_counter() - started
     log.info("published %s to %s: %d samples in %.1fs", out, name, summary.samples, summary.elapsed_s)
     return summary

@@ -42,6 +42,7 @@ def originals(ws: Workspace, src: str) -> pd.DataFrame:
     frame = frame.rename(columns={"label": "ground_truth", "split": "source_split"})
     frame["filepath"] = media_prefix(src) + frame["path"]
     frame = frame.merge(_issues(ws), on="sample_id", how="left")
+    frame = frame.merge(_embedding_findings(ws), on="sample_id", how="left")
     frame = frame.merge(_duplicates(ws), on="sample_id", how="left")
     frame = frame.merge(_plan(ws), on="sample_id", how="left")
     frame = frame.merge(_shard_rows(ws), on="sample_id", how="left")
@@ -69,9 +70,27 @@ def _issues(ws: Workspace) -> pd.DataFrame:
     return pd.DataFrame({"issues": checks, "severities": severities}).rename_axis("sample_id").reset_index()
 
 
+def _embedding_findings(ws: Workspace) -> pd.DataFrame:
+    """sample_id -> the scores of the embedding checks that fired on it, and the suggested label."""
+    columns = {"outlier": "outlier_score", "label_suspect": "label_confidence"}
+    empty = pd.DataFrame(columns=["sample_id", *columns.values(), "suggested_label"])
+    if not ws.exists("issues"):
+        return empty
+    table = ws.read("issues", ISSUES, columns=["sample_id", "check", "score", "suggested"],
+                    filter=pc.field("check").isin(list(columns))).to_pandas()
+    if table.empty:
+        return empty
+    scores = table.pivot_table(index="sample_id", columns="check", values="score", aggfunc="first")
+    scores = scores.reindex(columns=list(columns)).rename(columns=columns)
+    suggested = table.dropna(subset=["suggested"]).drop_duplicates("sample_id").set_index("sample_id")["suggested"]
+    return scores.assign(suggested_label=suggested).rename_axis("sample_id").reset_index()
+
+
 def _duplicates(ws: Workspace) -> pd.DataFrame:
-    columns = ["sample_id", "cluster_id", "kind", "distance", "keep", "reason", "leak", "label_conflict"]
-    renamed = {"kind": "dup_kind", "distance": "dup_distance", "keep": "dup_keep", "reason": "dup_reason"}
+    columns = ["sample_id", "cluster_id", "kind", "distance", "similarity", "keep", "reason", "leak",
+               "label_conflict"]
+    renamed = {"kind": "dup_kind", "distance": "dup_distance", "similarity": "dup_similarity", "keep": "dup_keep",
+               "reason": "dup_reason"}
     if not ws.exists("duplicates"):
         return pd.DataFrame(columns=columns).rename(columns=renamed)
     return ws.read("duplicates", DUPLICATES, columns=columns).to_pandas().rename(columns=renamed)

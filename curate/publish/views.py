@@ -39,6 +39,16 @@ def specs(error_codes: list[str]) -> list[ViewSpec]:
                  lambda ds, F: ds.match(F("augmented") == False)),  # noqa: E712 (a FiftyOne expression)
         ViewSpec("duplicates", "duplicate clusters, grouped by cluster_id; dup_keep marks the member kept",
                  lambda ds, F: ds.exists("cluster_id"), group_by="cluster_id", order_by="dup_distance"),
+        ViewSpec("semantic_duplicates", "duplicate clusters joined by embeddings (crops, borders, watermarks), "
+                 "grouped by cluster_id",
+                 lambda ds, F: ds.match(F("cluster_id").is_in(ds.match(F("dup_kind") == "semantic")
+                                                              .distinct("cluster_id"))),
+                 group_by="cluster_id", order_by="dup_distance"),
+        ViewSpec("outliers", "images far from every image of their class (the outlier check), farthest first",
+                 lambda ds, F: ds.match(F("issues").contains("outlier")).sort_by("outlier_score")),
+        ViewSpec("label_suspects", "images whose embedding says another class (label_suspect; see "
+                 "suggested_label), most suspect first",
+                 lambda ds, F: ds.match(F("issues").contains("label_suspect")).sort_by("label_confidence")),
         ViewSpec("leaks", "duplicate clusters that span splits (train/val/test leakage)",
                  lambda ds, F: ds.match(F("leak") == True).sort_by("cluster_id")),  # noqa: E712
         ViewSpec("label_conflicts", "duplicate clusters whose members carry different labels",

@@ -1,18 +1,19 @@
 """The numbers behind the report (and the FiftyOne dataset's info): a JSON-able summary of OUT.
 
-Reads `OUT/manifest/` and, where they exist, `OUT/issues/`, `OUT/duplicates/`, `OUT/plan/` and
-`OUT/runs/rebalance.json`. Class counts before and after curation are `curate.tables.class_counts`.
+Reads `OUT/manifest/` and, where they exist, `OUT/issues/`, `OUT/duplicates/`, `OUT/plan/`,
+`OUT/embeddings/` and `OUT/runs/rebalance.json`. Class counts before and after curation are
+`curate.tables.class_counts`.
 """
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from curate.config import Config
 from curate.schema import DUPLICATES, ISSUES, Severity
-from curate.stages import STAGES
-from curate.tables import Counts, class_counts, manifest_rows, plan_rows
+from curate.tables import Counts, class_counts, manifest_rows, not_written_yet, plan_rows, read_embeddings
 from curate.workspace import Workspace
 
 EXAMPLES_PER_KIND = 2
@@ -98,6 +99,45 @@ def class_weights(ws: Workspace, plan: pd.DataFrame | None, cfg: Config) -> tupl
     return {cfg.rebalance.weights: by_class}, cfg.rebalance.weights
 
 
+MAP_POINTS = 2000  # images drawn on the embedding map (a seeded sample above this)
+LISTED_FINDINGS = 8
+
+
+def embedding_facts(ws: Workspace) -> dict[str, Any]:
+    """A 2-D map of the embeddings coloured by class (t-SNE over a PCA projection, of a seeded
+    sample of MAP_POINTS images) and the top outliers and label suspects; empty without embeddings."""
+    if not ws.exists("embeddings"):
+        return {}
+    found = read_embeddings(ws)
+    labels = manifest_rows(ws).set_index("sample_id")["label"]
+    rng = np.random.default_rng(0)
+    take = np.sort(rng.choice(len(found.sample_ids), min(MAP_POINTS, len(found.sample_ids)), replace=False))
+    points = project(found.vectors[take])
+    ids = [found.sample_ids[i] for i in take]
+    issues = ws.read("issues", ISSUES).to_pandas() if ws.exists("issues") else pd.DataFrame(columns=ISSUES.names)
+
+    def top(check: str) -> list[dict[str, Any]]:
+        rows = issues[issues["check"] == check].sort_values("score").head(LISTED_FINDINGS)
+        return [{"path": r.path, "label": r.label, "score": round(float(r.score), 3),
+                 "suggested": r.suggested if isinstance(r.suggested, str) else None} for r in rows.itertuples()]
+
+    return {"model": found.model, "images": len(found.sample_ids),
+            "map": [{"x": round(float(x), 3), "y": round(float(y), 3), "label": str(labels.get(s))}
+                    for (x, y), s in zip(points, ids)],
+            "outliers": top("outlier"), "label_suspects": top("label_suspect")}
+
+
+def project(vectors: np.ndarray) -> np.ndarray:
+    """2-D coordinates: t-SNE of the 50-dimensional PCA projection (PCA alone for a handful)."""
+    from sklearn.decomposition import PCA
+    from sklearn.manifold import TSNE
+
+    if len(vectors) < 5:
+        return np.zeros((len(vectors), 2)) if len(vectors) < 2 else PCA(2).fit_transform(vectors)
+    reduced = PCA(min(50, len(vectors) - 1, vectors.shape[1]), random_state=0).fit_transform(vectors)
+    return TSNE(2, perplexity=min(30.0, (len(vectors) - 1) / 3), init="pca", random_state=0).fit_transform(reduced)
+
+
 def collect(ws: Workspace, cfg: Config) -> dict[str, Any]:
     """Everything the report shows, as plain JSON-able data."""
     manifest = manifest_rows(ws)
@@ -116,5 +156,6 @@ def collect(ws: Workspace, cfg: Config) -> dict[str, Any]:
         "duplicates": duplicates(ws),
         "class_weights": weights,
         "weight_column": weight_column,
-        "missing": [entry for entry in STAGES.get("report").uses if not ws.exists(entry)],
+        "missing": not_written_yet(ws, "report"),
+        "embeddings": embedding_facts(ws),
     }

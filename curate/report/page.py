@@ -25,6 +25,8 @@ TITLES = {
     "duplicate_examples": "Duplicate examples",
     "leaks": "Leaks between splits",
     "class_weights": "Class weights",
+    "embedding_map": "The images by their embeddings",
+    "embedding_findings": "Outliers and label suspects",
 }
 
 
@@ -75,6 +77,11 @@ def _sections(facts: dict[str, Any]) -> dict[str, str]:
         "class_weights": _table(["class", *weights],
                                 [[c, *[round(weights[s].get(c, 0.0), 4) for s in weights]] for c in facts["classes"]])
         + f'<p class="note">the plan\'s weight column uses: {_e(facts["weight_column"])}</p>',
+        "embedding_map": "",
+        "embedding_findings": _table(["check", "image", "label", "suggested", "score"],
+                                     [[check, f["path"], f["label"], f["suggested"] or "", f["score"]]
+                                      for check, key in (("outlier", "outliers"), ("label_suspect", "label_suspects"))
+                                      for f in facts["embeddings"].get(key, [])]),
     }
 
 

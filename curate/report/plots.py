@@ -182,6 +182,44 @@ def leaks(leak_facts: dict[str, Any]) -> bytes:
     return _png(fig)
 
 
+def embedding_map(facts: dict[str, Any]) -> bytes:
+    """The images' embeddings in 2-D (t-SNE), coloured by class: tight, separate clouds mean the
+    classes look different to the model; a point inside another class's cloud is worth a look."""
+    if not facts:
+        return _nothing("embedding map", "no embeddings (run `curate embed OUT`)")
+    fig = _figure(4.2)
+    ax = fig.add_subplot()
+    labels = sorted({p["label"] for p in facts["map"]})
+    palette = [f"C{i % 10}" for i in range(len(labels))]
+    for label, color in zip(labels, palette):
+        pts = [(p["x"], p["y"]) for p in facts["map"] if p["label"] == label]
+        ax.scatter([x for x, _ in pts], [y for _, y in pts], s=10, color=color, label=label, alpha=0.8)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(f"{len(facts['map'])} of {facts['images']} images by their embeddings ({facts['model']}), "
+                 "coloured by class", loc="left", fontsize=9)
+    ax.legend(fontsize=7, frameon=False, markerscale=1.5, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    return _png(fig)
+
+
+def embedding_findings(facts: dict[str, Any], read: Callable[[str], bytes | None]) -> bytes:
+    """The top outliers and label suspects, as thumbnails with their label (and the suggested one)."""
+    rows = [(name, facts.get(key, [])) for name, key in (("outlier", "outliers"), ("label suspect", "label_suspects"))]
+    rows = [(name, items) for name, items in rows if items]
+    if not rows:
+        return _nothing("outliers and label suspects", "none found (or no embeddings: run `curate embed OUT`)")
+    cols = max(len(items) for _, items in rows)
+    fig = _figure(0.3 + 1.9 * len(rows), width=0.2 + 1.6 * cols)
+    for r, (name, items) in enumerate(rows):
+        for c, item in enumerate(items):
+            ax = fig.add_subplot(len(rows), cols, r * cols + c + 1)
+            ax.set_axis_off()
+            ax.imshow(_thumbnail(read(item["path"])))
+            said = f" -> {item['suggested']}?" if item.get("suggested") else ""
+            ax.set_title(f"{name} {item['score']:.2f}\n{item['label']}{said}", fontsize=7)
+    return _png(fig)
+
+
 def class_weights(weights: dict[str, dict[str, float]], column: str, classes: list[str]) -> bytes:
     """Class weights per scheme; the scheme in the plan's weight column is drawn strongest."""
     if not weights or not classes:

@@ -82,6 +82,8 @@ def make_plots(facts: dict[str, Any], read: Callable[[str], bytes | None]) -> di
         "duplicate_examples": plots.duplicate_examples(dup["examples"], read),
         "leaks": plots.leaks(dup["leaks"]),
         "class_weights": plots.class_weights(facts["class_weights"], facts["weight_column"], classes),
+        "embedding_map": plots.embedding_map(facts["embeddings"]),
+        "embedding_findings": plots.embedding_findings(facts["embeddings"], read),
     }
 
 

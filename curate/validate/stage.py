@@ -94,6 +94,7 @@ def _issues_for(rows: pd.DataFrame, chk: Check, settings: Settings, ctx: Context
     hit["score"] = scores.to_numpy(dtype="float64")
     hit["threshold"] = threshold
     hit["message"] = [chk.message.format(score=s, threshold=threshold) for s in scores]
+    hit["suggested"] = None
     return hit
 
 
@@ -184,7 +185,8 @@ def embedding_issues(ws: Workspace, settings: Settings) -> list[dict[str, object
                           "check": chk.name, "severity": settings.severity(chk.name, chk.severity),
                           "score": float(scored.score[i]), "threshold": threshold,
                           "message": chk.message.format(score=scored.score[i], threshold=threshold,
-                                                        label=images.labels[i], suggested=scored.suggested[i])})
+                                                        label=images.labels[i], suggested=scored.suggested[i]),
+                          "suggested": scored.suggested[i]})
     return found
 
 
