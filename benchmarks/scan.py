@@ -178,8 +178,9 @@ def generate(kind: str, count: int, folder: Path, workers: int) -> None:
     print(json.dumps({"files": count, "bytes": total}))
 
 
-def ensure_data(kind: str, count: int, workers: int) -> Path:
-    """The data folder for (kind, count), generated once (a stamp records the parameters)."""
+def ensure_data(kind: str, count: int, workers: int, python: Path = BENCH_PY) -> Path:
+    """The data folder for (kind, count), generated once (a stamp records the parameters) by
+    `python` (the imagededup environment's by default; any with scikit-image and Pillow will do)."""
     name = {"small": "photos-small", "12mp": "photos-12mp", "tiny": "mem"}[kind]
     folder = DATA / f"{name}-{count}"
     params = {"kind": kind, "count": count, "seed": SEED, "sets": SETS, "mem_size": MEM_SIZE, "version": 2}
@@ -190,7 +191,7 @@ def ensure_data(kind: str, count: int, workers: int) -> Path:
         shutil.rmtree(folder)
     print(f"generating {count} {kind} images in {folder} ...", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
-    subprocess.run([str(BENCH_PY), __file__, "_generate", kind, str(count), str(folder), str(workers)], check=True)
+    subprocess.run([str(python), __file__, "_generate", kind, str(count), str(folder), str(workers)], check=True)
     print(f"  done in {time.perf_counter() - t0:.0f}s", file=sys.stderr, flush=True)
     stamp.write_text(json.dumps(params))
     return folder

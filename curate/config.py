@@ -63,6 +63,8 @@ class EmbedConfig:
     batch_size: int = option(32, "images per batch through the model", min=1, max=4096)
     threads: int = option(0, "CPU threads per model process (0 = the cores shared among the processes)", min=0,
                           max=1024)
+    precision: str = option("auto", "auto (bf16 on a GPU or a CPU with native bf16, else fp32), fp32 or bf16",
+                            choices=("auto", "fp32", "bf16"))
     size: int = option(224, "input side of torchscript/onnx models (the others know their own)", min=16, max=1024)
 
 

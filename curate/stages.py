@@ -114,7 +114,9 @@ stage(StageSpec(
         Option("--model", "efficientnet-lite0 | torchscript:PATH | onnx:PATH | timm:NAME | open_clip:NAME",
                "embed.model"),
         Option("--device", "auto (cuda when present) | cpu | cuda | cuda:N", "embed.device"),
-        Option("--batch", "images per batch through the model", "embed.batch_size", int), *DASK)))
+        Option("--batch", "images per batch through the model", "embed.batch_size", int),
+        Option("--precision", "auto (bf16 on a GPU or a CPU with native bf16) | fp32 | bf16", "embed.precision",
+               choices=("auto", "fp32", "bf16")), *DASK)))
 
 stage(StageSpec(
     "validate", "Check OUT's manifest: integrity, image quality and labels; writes OUT/issues/.",

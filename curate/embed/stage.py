@@ -60,6 +60,7 @@ class EmbedSummary:
     model: str = ""
     weights_sha256: str = ""
     device: str = ""
+    precision: str = ""
     dim: int = 0
     images: int = 0  # rows with an embedding
     embedded: int = 0  # embedded this run (the rest were kept from the previous run)
@@ -72,8 +73,9 @@ class EmbedSummary:
         if len(self.failed) > 10:
             blocks.append(f"... and {len(self.failed) - 10} more (rows with an error in {out}/{NAME}/)")
         return View("embed", f"{self.images} images embedded with {self.model} ({self.dim} dimensions) on "
-                             f"{self.device}; {self.embedded} this run, {self.images_per_s:.1f} images/s "
-                             f"({self.elapsed_s:.1f}s)", blocks, {"embeddings": f"{out}/{NAME}/"})
+                             f"{self.device} ({self.precision}); {self.embedded} this run, "
+                             f"{self.images_per_s:.1f} images/s ({self.elapsed_s:.1f}s)", blocks,
+                    {"embeddings": f"{out}/{NAME}/"})
 
 
 def resolve(cfg: Config) -> None:
@@ -190,7 +192,8 @@ def embed(src: str, out: str, cfg: Config) -> EmbedSummary:
     processes = 1 if on_gpu or len(parts) == 1 else (cfg.engine.workers or os.cpu_count() or 1)
     cores = os.cpu_count() or 1
     threads = e.threads or max(1, cores // processes)
-    settings = models.Settings(e.model, device, e.size, 0 if on_gpu else threads)
+    settings = models.Settings(e.model, device, e.size, 0 if on_gpu else threads,
+                               models.resolve_precision(e.precision, device))
     decoders = cores if on_gpu else max(1, cores // processes)
     isolate = cfg.scan.isolate and not src.startswith("memory://")
     s = cfg.scan
@@ -201,7 +204,7 @@ def embed(src: str, out: str, cfg: Config) -> EmbedSummary:
     with dask_client(cfg.engine, 1 if on_gpu else len(tasks), urls) as client:
         results = run_tasks(client, embed_partition, tasks, label="embed", retries=cfg.engine.retries)
     ws.swap_in(STAGING, NAME)
-    summary = EmbedSummary(device=device, elapsed_s=time.perf_counter() - started)
+    summary = EmbedSummary(device=device, precision=settings.precision, elapsed_s=time.perf_counter() - started)
     for r in results:
         summary.model, summary.dim = r["model"], r["dim"] or summary.dim
         summary.weights_sha256 = r["weights_sha256"] or summary.weights_sha256
