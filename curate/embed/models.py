@@ -19,6 +19,7 @@ model and its weights (the weights' sha256), so a different model recomputes eve
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,13 +91,21 @@ def identify(model: str) -> str:
     return model
 
 
+LIBRARIES = {"onnx": ("onnxruntime", "onnxruntime"), "timm": ("timm", "timm"),
+             "open_clip": ("open_clip", "open_clip_torch")}  # kind -> (module, what to pip install)
+
+
 def check(model: str) -> None:
-    """Reject a model name no loader knows, before any work."""
+    """Reject, before any work, a model name no loader knows, a missing model file, or a model
+    whose library is not installed."""
     kind, _, arg = model.partition(":")
     if kind not in LOADERS.names():
         load(Settings(model, "cpu", 224, 0))  # raises the one-line message
     if kind in ("torchscript", "onnx") and not Path(arg).is_file():
         raise ConfigError(f"embed.model={model!r}: no such file")
+    module, package = LIBRARIES.get(kind, (None, None))
+    if module and importlib.util.find_spec(module) is None:
+        raise CurateError(f"embed.model={kind}:... needs {package}: pip install {package}")
 
 
 def sha256(path: Path) -> str:
@@ -169,10 +178,7 @@ def _torchscript(path: str, settings: Settings) -> Embedder:
 
 @loader("onnx")
 def _onnx(path: str, settings: Settings) -> Embedder:
-    try:
-        import onnxruntime as ort
-    except ImportError as exc:
-        raise CurateError("embed.model=onnx:... needs onnxruntime: pip install onnxruntime") from exc
+    import onnxruntime as ort
     file = Path(path)
     if not file.is_file():
         raise CurateError(f"embed.model=onnx:{path}: no such file")
@@ -198,10 +204,7 @@ def _offline_hub() -> None:
 
 @loader("timm")
 def _timm(name: str, settings: Settings) -> Embedder:
-    try:
-        import timm
-    except ImportError as exc:
-        raise CurateError("embed.model=timm:... needs timm: pip install timm") from exc
+    import timm
     _offline_hub()
     try:
         model = timm.create_model(name, pretrained=True, num_classes=0)
@@ -218,10 +221,7 @@ def _timm(name: str, settings: Settings) -> Embedder:
 
 @loader("open_clip")
 def _open_clip(spec: str, settings: Settings) -> Embedder:
-    try:
-        import open_clip
-    except ImportError as exc:
-        raise CurateError("embed.model=open_clip:... needs open_clip: pip install open_clip_torch") from exc
+    import open_clip
     _offline_hub()
     name, _, pretrained = spec.partition(":")
     try:
