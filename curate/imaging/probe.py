@@ -128,12 +128,9 @@ def probe(data: bytes, *, decode_size: int = 32, max_pixels: int = 178_956_970,
         return {**facts, **_classify_open_failure(data, exc)}, None
 
     with im:
-        orientation, exif_error = _read_orientation(im)
         w, h = im.size
-        if orientation >= 5:
-            w, h = h, w
         facts.update(format=im.format, width=w, height=h, mode=im.mode, n_frames=getattr(im, "n_frames", 1),
-                     exif_orientation=orientation, exif_error=exif_error, bit_depth=_bit_depth(im, data),
+                     bit_depth=_bit_depth(im, data),
                      icc_profile=bool(im.info.get("icc_profile")),
                      has_alpha="A" in im.mode or (im.mode == "P" and "transparency" in im.info))
         if w * h > max_pixels:
@@ -162,6 +159,11 @@ def probe(data: bytes, *, decode_size: int = 32, max_pixels: int = 178_956_970,
                 return _error(ErrorCode.TRUNCATED, message, recoverable=recoverable, **facts), None
             return _error(ErrorCode.CORRUPT, message, **facts), None
         facts["decode_scale"] = scale
+        # after the decode: reading a PNG's EXIF loads the image, and would swallow a decode error
+        orientation, exif_error = _read_orientation(im)
+        if orientation >= 5:
+            facts.update(width=h, height=w)
+        facts.update(exif_orientation=orientation, exif_error=exif_error)
         try:
             thumb = _thumbnail(im, orientation, facts["bit_depth"], background)
             facts["pixel_hash"] = _pixel_hash(im, data, orientation)
