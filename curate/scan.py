@@ -51,6 +51,7 @@ class ScanTask:
     isolate: bool = True
     timeout_s: float = 30.0
     max_memory_mb: int = 4096
+    structure_checks: bool = True
     decoders: int = 1  # decoder processes for this partition (more when it runs alone, in-process)
 
 
@@ -96,7 +97,7 @@ def _decode_all(task: ScanTask, paths: list[str]) -> Iterator[tuple[dict[str, An
         runs = max(1, min(task.decoders, len(paths) // MIN_PATHS_PER_DECODER))
         step = -(-len(paths) // runs) if paths else 1
         jobs = [DecodeJob(task.src, tuple(paths[i:i + step]), task.decode_size, task.max_pixels, task.background,
-                          task.max_memory_mb) for i in range(0, len(paths), step)]
+                          task.max_memory_mb, task.structure_checks) for i in range(0, len(paths), step)]
         if len(jobs) <= 1:
             for job in jobs:
                 yield from sandboxed(job, task.timeout_s)
@@ -105,7 +106,8 @@ def _decode_all(task: ScanTask, paths: list[str]) -> Iterator[tuple[dict[str, An
             for results in pool.map(lambda job: list(sandboxed(job, task.timeout_s)), jobs):
                 yield from results
         return
-    job = DecodeJob(task.src, tuple(paths), task.decode_size, task.max_pixels, task.background, task.max_memory_mb)
+    job = DecodeJob(task.src, tuple(paths), task.decode_size, task.max_pixels, task.background, task.max_memory_mb,
+                    task.structure_checks)
     open_file, root = opener(task.src)
     for path in paths:
         yield decode_file(open_file, root, path, job)
@@ -173,7 +175,7 @@ def plan_tasks(src: str, out: str, cfg: Config, files: list[SourceFile],
         paths = {f.path for f in chunk}
         tasks.append(ScanTask(src, out, i // size, chunk, frozenset(paths & reuse), frozenset(paths & removed),
                               cfg.scan.decode_size, cfg.scan.max_pixels, cfg.scan.background, isolate,
-                              cfg.scan.timeout_s, cfg.scan.max_memory_mb))
+                              cfg.scan.timeout_s, cfg.scan.max_memory_mb, cfg.scan.structure_checks))
     return tasks
 
 

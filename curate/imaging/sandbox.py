@@ -11,6 +11,7 @@ Run as `python -m curate.imaging.sandbox`; the protocol is length-prefixed pickl
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
 import select
@@ -38,6 +39,7 @@ class DecodeJob:
     max_pixels: int
     background: str
     max_memory_mb: int
+    structure_checks: bool = True
 
 
 def _widen_pipe(fd: int) -> None:
@@ -106,7 +108,8 @@ def decode_file(open_file: Callable[[str], BinaryIO], root: str, path: str, job:
     except OSError as exc:
         return ({"status": Status.ERROR.value, "error_code": ErrorCode.UNREADABLE.value,
                  "error_message": f"{type(exc).__name__}: {exc}"}, None, None)
-    facts, thumb = probe(data, decode_size=job.decode_size, max_pixels=job.max_pixels, background=job.background)
+    facts, thumb = probe(data, decode_size=job.decode_size, max_pixels=job.max_pixels, background=job.background,
+                         structure_checks=job.structure_checks)
     return facts, thumb, len(data)
 
 
@@ -141,8 +144,7 @@ def sandboxed(job: DecodeJob, timeout_s: float) -> Iterator[tuple[dict[str, Any]
         try:
             assert child.stdin is not None and child.stdout is not None
             _widen_pipe(child.stdout.fileno())
-            _send(child.stdin, DecodeJob(job.src, tuple(remaining), job.decode_size, job.max_pixels,
-                                         job.background, job.max_memory_mb))
+            _send(child.stdin, dataclasses.replace(job, paths=tuple(remaining)))
             grace = STARTUP_S
             while remaining:
                 result = _receive(child.stdout.fileno(), time.monotonic() + timeout_s + grace)
