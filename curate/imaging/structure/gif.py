@@ -9,7 +9,7 @@ use it) does:
 | `gif.truncated` a descriptor, colour table or sub-block chain past the end | "Failed to read from given file" | error |
 | `gif.trailer` no trailer (0x3B) after the last block | reads past the end: "Failed to read from given file" | error |
 | `gif.lzw` LZW minimum code size outside 2-8 | "Image is defective" | error |
-| `gif.frame` a frame outside the logical screen | accepted (decoders clip it) | warning |
+| `gif.frame` a frame outside the logical screen | `gif2rgb`: "Image N is not confined to screen dimension, aborted" (Pillow and browsers clip it) | error |
 
 Only frame 0's LZW data is decoded (by Pillow, which rejects a broken code stream); later
 frames' LZW data is walked as sub-blocks, not decoded.
@@ -59,7 +59,7 @@ def check(data: bytes, decoded: Image.Image) -> list[Finding]:
                 left, top, w, h = (int.from_bytes(data[i + k:i + k + 2], "little") for k in (1, 3, 5, 7))
                 if left + w > screen_w or top + h > screen_h:
                     findings.append(Finding("gif.frame", where, i, f"frame {w}x{h}+{left}+{top} extends past the "
-                                            f"{screen_w}x{screen_h} logical screen", False))
+                                            f"{screen_w}x{screen_h} logical screen", True))
                 start = i + 10 + (3 << ((data[i + 9] & 7) + 1) if data[i + 9] & 0x80 else 0)
                 if start < n and not 2 <= data[start] <= 8:
                     findings.append(Finding("gif.lzw", where, start, f"LZW minimum code size {data[start]} "
