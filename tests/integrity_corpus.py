@@ -3,12 +3,13 @@
 `variants(photo, seed)` turns one RGB photo into (format, kind, expected, bytes) cases: clean
 encodings of PNG, JPEG, GIF, TIFF and WebP, and broken copies of each: CRC flips in IDAT and in
 ancillary chunks, bad row-filter bytes, reordered and duplicate chunks, junk before JPEG markers,
-entropy data cut short (closed with EOI or not), restart markers lost, broken GIF blocks, bad
-TIFF directories, wrong RIFF sizes. `expected` is what `curate scan` should make of it: "ok",
-"warning" (ok with structure_warnings) or "error"; "missed" for a broken file the checks are known
-not to catch (scanned as ok), "varies" where it depends on the bytes (bits flipped in JPEG
-entropy data: caught when the decode runs out of data; noise in GIF LZW data: often valid codes). The tests use it on tiny images; the
-benchmark (benchmarks/integrity.py) on real photos, against the strict reference decoders.
+entropy data cut short (closed with EOI or not), restart markers lost, broken GIF blocks, bad TIFF
+directories, wrong RIFF sizes. `expected` is what `curate scan` should make of it: "ok", "warning"
+(ok with structure_warnings) or "error"; "missed" for a broken file the checks are known not to
+catch (scanned as ok), "varies" where it depends on the bytes (bits flipped in JPEG entropy data:
+caught when the decode runs out of data; noise in GIF LZW data: often valid codes). The tests use it
+on tiny images; the benchmark (benchmarks/integrity.py) on real photos, against the strict reference
+decoders.
 """
 from __future__ import annotations
 

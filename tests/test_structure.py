@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from integrity_corpus import cut_scan, encode, png_build, png_chunks, variants
 from PIL import Image
 
 from curate.config import from_dict
@@ -19,7 +20,6 @@ from curate.schema import ISSUES, MANIFEST
 from curate.workspace import Workspace
 
 from conftest import SAMPLE, photo_like, write
-from integrity_corpus import cut_scan, encode, png_build, png_chunks, variants
 
 PHOTOS = [photo_like(1, (96, 72)), Image.open(SAMPLE / "train" / "cat" / "cat_01.jpg").convert("RGB")]
 
@@ -120,7 +120,8 @@ def test_every_rule_is_documented_with_the_strict_decoder():
         used = set(re.findall(r'"((?:png|jpeg|gif|tiff|webp)\.[a-z_]+)"', source))
         assert used, module.__name__
         for rule in used:
-            assert re.search(rf"^\| `{re.escape(rule)}`.*\| (error|warning) \|$", module.__doc__ or "", re.M), rule
+            entry = rf"^- `{re.escape(rule)}` \((error|warning)\) .*\. [a-z]+: "
+            assert re.search(entry, (module.__doc__ or "").replace("\n  ", " "), re.M), rule
 
 
 def test_scan_records_warnings_and_validate_reports_nonconforming(tmp_path):

@@ -3,13 +3,14 @@
 Rules (GIF89a §17-27) and what giflib 5 (`DGifSlurp`, as `gif2rgb` and TensorFlow's decode_gif
 use it) does:
 
-| rule | giflib | severity |
-| --- | --- | --- |
-| `gif.block` a byte that starts no block (not 0x21, 0x2C or 0x3B) | "Wrong record type detected" | error |
-| `gif.truncated` a descriptor, colour table or sub-block chain past the end | "Failed to read from given file" | error |
-| `gif.trailer` no trailer (0x3B) after the last block | reads past the end: "Failed to read from given file" | error |
-| `gif.lzw` LZW minimum code size outside 2-8 | "Image is defective" | error |
-| `gif.frame` a frame outside the logical screen | `gif2rgb`: "Image N is not confined to screen dimension, aborted" (Pillow and browsers clip it) | error |
+- `gif.block` (error) a byte that starts no block (not 0x21, 0x2C or 0x3B). giflib: "Wrong record type detected".
+- `gif.truncated` (error) a descriptor, colour table or sub-block chain past the end. giflib: "Failed to read from
+  given file".
+- `gif.trailer` (error) no trailer (0x3B) after the last block. giflib: reads past the end: "Failed to read from
+  given file".
+- `gif.lzw` (error) LZW minimum code size outside 2-8. giflib: "Image is defective".
+- `gif.frame` (error) a frame outside the logical screen. giflib: `gif2rgb`: "Image N is not confined to screen
+  dimension, aborted" (Pillow and browsers clip it).
 
 Only frame 0's LZW data is decoded (by Pillow, which rejects a broken code stream); later
 frames' LZW data is walked as sub-blocks, not decoded.

@@ -3,15 +3,21 @@
 Rules (ITU T.81 Annex B, G) and what libjpeg-turbo does (`djpeg -strict` turns its warnings
 into errors):
 
-| rule | libjpeg-turbo | severity |
-| --- | --- | --- |
-| `jpeg.extraneous` bytes where a header marker should start | "Corrupt JPEG data: N extraneous bytes before marker 0xXX" (warning; skipped, pixels right) | warning |
-| `jpeg.segment` a segment length under 2 or past the end, SOS before SOF, a second SOI or SOF | "Bogus marker length", "Improper call", JERR_SOI/SOF_DUPLICATE | error |
-| `jpeg.marker` a marker libjpeg does not know (0x02-0xBF, JPGn, DHP, EXP) | "Unsupported marker type" | error |
-| `jpeg.restart` RSTn out of sequence, or more/fewer RSTn than the restart interval needs | "found marker 0xXX instead of RSTn" / "N extraneous bytes before marker 0xD?" (resyncs: an interval of grey or misplaced MCUs) | error |
-| `jpeg.eoi` entropy data runs to the end of the file with no EOI | "Premature end of JPEG file" (Pillow: truncated) | error |
-| `jpeg.scans` a component never coded (sequential) or a progressive scan script that stops before every coefficient is complete | a file cut and closed with EOI: "premature end of data segment" | error |
-| `jpeg.premature` the entropy-coded data of a sequential scan ends before its last MCU | "Corrupt JPEG data: premature end of data segment"; the missing MCUs are left at zero: flat grey | error |
+- `jpeg.extraneous` (warning) bytes where a header marker should start. libjpeg: "Corrupt JPEG data: N extraneous
+  bytes before marker 0xXX" (warning; skipped, pixels right).
+- `jpeg.segment` (error) a segment length under 2 or past the end, SOS before SOF, a second SOI or SOF. libjpeg:
+  "Bogus marker length", "Improper call", JERR_SOI/SOF_DUPLICATE.
+- `jpeg.marker` (error) a marker libjpeg does not know (0x02-0xBF, JPGn, DHP, EXP). libjpeg: "Unsupported marker
+  type".
+- `jpeg.restart` (error) RSTn out of sequence, or more/fewer RSTn than the restart interval needs. libjpeg: "found
+  marker 0xXX instead of RSTn" / "N extraneous bytes before marker 0xD?" (resyncs: an interval of grey or misplaced
+  MCUs).
+- `jpeg.eoi` (error) entropy data runs to the end of the file with no EOI. libjpeg: "Premature end of JPEG file"
+  (Pillow: truncated).
+- `jpeg.scans` (error) a component never coded (sequential) or a progressive scan script that stops before every
+  coefficient is complete. libjpeg: a file cut and closed with EOI: "premature end of data segment".
+- `jpeg.premature` (error) the entropy-coded data of a sequential scan ends before its last MCU. libjpeg: "Corrupt
+  JPEG data: premature end of data segment"; the missing MCUs are left at zero: flat grey.
 
 `jpeg.premature` needs to know where the Huffman-coded MCUs end, which only a decode tells.
 Rather than decode twice, it reads what Pillow's decode (libjpeg-turbo) already produced:
@@ -20,6 +26,12 @@ MCUs of exactly 128 grey. An image that really ends in flat grey is told apart b
 last MCUs are then coded as "DC difference 0, end of block" per block, so the bits before the
 final padding repeat that pattern; in a file cut short they do not. Progressive files cut short
 are caught by `jpeg.scans`; arithmetic-coded files are not checked for it.
+
+Not caught (they need a Huffman decode of the whole scan, i.e. a second decode): a progressive
+file cut inside its last scan (every scan is there, its last refinement bits are not), and bits
+flipped inside entropy-coded data when the decoder, out of step, still finds enough bits
+(libjpeg: "N extraneous bytes before marker 0xd9"); flips that make it run out of data end in
+flat grey and are caught (benchmarks/RESULTS.md, "Integrity vs strict decoders").
 """
 from __future__ import annotations
 
@@ -79,7 +91,7 @@ class _Scan:
     al: int
     restarts: int = 0
     tail_start: int = 0  # first entropy byte after the last RSTn (or the SOS header)
-    end: int = 0  # offset of the marker that ends the entropy-coded data
+    end: int = 0  # offset of the marker that ends the entropy-coded data (0: not searched for)
 
 
 @dataclass
@@ -87,21 +99,21 @@ class _Parse:
     findings: list[Finding] = field(default_factory=list)
     frame: _Frame | None = None
     scans: list[_Scan] = field(default_factory=list)
-    tables: dict[tuple[int, int], tuple[bytes, bytes]] = field(default_factory=dict)  # (class, id) -> counts, symbols
+    huffman: list[tuple[int, int]] = field(default_factory=list)  # (start, end) of each DHT segment's body
     interval: int = 0  # restart interval (DRI), in MCUs
+    failed: bool = False  # an error was found: later rules would only repeat it
 
     def add(self, rule: str, where: str, offset: int, detail: str, error: bool) -> None:
         self.findings.append(Finding(rule, where, offset, detail, error))
-
-    @property
-    def failed(self) -> bool:
-        return any(f.error for f in self.findings)
+        self.failed = self.failed or error
 
 
 def _next_marker(data: bytes, i: int) -> tuple[int, int]:
     """(offset of the next marker's final 0xFF, bytes skipped before it) from offset i, the way
     libjpeg's next_marker() discards non-marker bytes; offset -1 when none is left."""
     n, skipped = len(data), 0
+    if i + 1 < n and data[i] == 0xFF and data[i + 1] not in (0x00, 0xFF):  # the usual case: a marker right here
+        return i, 0
     while True:
         j = data.find(b"\xff", i)
         if j < 0:
@@ -118,9 +130,9 @@ def _next_marker(data: bytes, i: int) -> tuple[int, int]:
 
 
 def _segment(p: _Parse, data: bytes, marker: int, start: int, end: int, at: int) -> None:
-    """Parse the segments that later rules need (SOF, DHT, DRI); flag duplicate SOI/SOF."""
-    body = data[start:end]
+    """Parse the segments that later rules need (SOF, DRI; DHT's place); flag a duplicate SOF."""
     if marker in _SOF:
+        body = data[start:end]
         if p.frame is not None:
             p.add("jpeg.segment", f"SOF{marker - 0xC0}", at, "a second frame header (SOF)", True)
         elif len(body) < 6 or len(body) < 6 + 3 * body[5]:
@@ -132,13 +144,21 @@ def _segment(p: _Parse, data: bytes, marker: int, start: int, end: int, at: int)
             else:
                 p.frame = _Frame(marker, int.from_bytes(body[3:5], "big"), int.from_bytes(body[1:3], "big"), comps)
     elif marker == 0xC4:
-        i = 0
+        p.huffman.append((start, end))
+    elif marker == 0xDD and end - start >= 2:
+        p.interval = int.from_bytes(data[start:start + 2], "big")
+
+
+def _tables(data: bytes, segments: list[tuple[int, int]]) -> dict[tuple[int, int], tuple[bytes, bytes]]:
+    """The Huffman tables of DHT segments: (class, id) -> (16 code-length counts, symbols)."""
+    tables = {}
+    for start, end in segments:
+        body, i = data[start:end], 0
         while i + 17 <= len(body):
             counts = body[i + 1:i + 17]
-            p.tables[(body[i] >> 4, body[i] & 15)] = (counts, body[i + 17:i + 17 + sum(counts)])
+            tables[(body[i] >> 4, body[i] & 15)] = (counts, body[i + 17:i + 17 + sum(counts)])
             i += 17 + sum(counts)
-    elif marker == 0xDD and len(body) >= 2:
-        p.interval = int.from_bytes(body[:2], "big")
+    return tables
 
 
 def _sos(p: _Parse, data: bytes, start: int, end: int, at: int) -> _Scan | None:
@@ -216,9 +236,11 @@ def _parse(data: bytes) -> _Parse:
             i = end
             continue
         scan = _sos(p, data, at + 4, end, at)
-        if scan is None:
+        if scan is None or p.frame is None:
             break
         p.scans.append(scan)
+        if not (p.frame.progressive or p.interval) and len(scan.components) == len(p.frame.components):
+            break  # one interleaved sequential scan, no restart markers: nothing after it to check here
         i = _entropy(p, data, scan)
         if i < 0:
             break
@@ -237,7 +259,7 @@ def _coverage(p: _Parse) -> None:
             p.add("jpeg.scans", "EOI", p.scans[-1].end if p.scans else 0,
                   f"component {missing[0]} is in no scan (its pixels are never coded)", True)
         return
-    done = {c: [None] * 64 for c, _, _ in frame.components}
+    done: dict[int, list[int | None]] = {c: [None] * 64 for c, _, _ in frame.components}
     for s in p.scans:
         for c, _, _ in s.components:
             if c in done:
@@ -273,6 +295,9 @@ def _grey(decoded: Image.Image, box: tuple[int, int, int, int]) -> bool:
 
 def _premature(p: _Parse, data: bytes, decoded: Image.Image) -> None:
     """`jpeg.premature`: the image ends in flat-grey MCUs the bytes do not code (module doc)."""
+    corner = decoded.getpixel((decoded.width - 1, decoded.height - 1))  # cheap first look
+    if corner not in (128, (128, 128, 128)):
+        return
     frame, scan = p.frame, p.scans[-1] if p.scans else None
     if (frame is None or scan is None or frame.progressive or not frame.huffman or not frame.height
             or decoded.mode not in ("RGB", "L") or len(scan.components) != len(frame.components)):
@@ -288,9 +313,15 @@ def _premature(p: _Parse, data: bytes, decoded: Image.Image) -> None:
 
     if not grey(last):
         return
+    if not scan.end:
+        m = _MARKER.search(data, scan.tail_start)
+        if m is None:
+            return
+        scan.end = m.start()
     tail_mcus = frame.mcus([c[0] for c in scan.components]) - (p.interval * scan.restarts if p.interval else 0)
     sampling = {c: (h * v if len(scan.components) > 1 else 1) for c, h, v in frame.components}
-    codes = [(_code(p.tables.get((0, dc)), 0), _code(p.tables.get((1, ac)), 0), sampling[c])
+    tables = _tables(data, p.huffman)
+    codes = [(_code(tables.get((0, dc)), 0), _code(tables.get((1, ac)), 0), sampling[c])
              for c, dc, ac in scan.components]
     # a zero MCU: per block, the DC code of difference 0 then the AC end-of-block code
     pattern = "" if any(dc is None or ac is None for dc, ac, _ in codes) else \

@@ -2,21 +2,23 @@
 
 Rules (PNG 3rd edition §5.3-5.6, §11) and what libpng 1.6 does with a file that breaks them:
 
-| rule | libpng | severity |
-| --- | --- | --- |
-| `png.crc` on a critical chunk (IHDR, PLTE, IDAT, IEND) | "CRC error": png_chunk_error, no image | error |
-| `png.crc` on an ancillary chunk | warns and discards the chunk | warning |
-| `png.chunk` type not four ASCII letters, length over 2^31-1, chunk past the end | error (pngcheck: "invalid chunk name", EOF) | error |
-| `png.ihdr`: not first, not once, not 13 bytes, invalid size/depth/colour/method | "IHDR: out of place" / "Invalid IHDR data" | error |
-| `png.critical` unknown critical chunk | "unknown critical chunk" | error |
-| `png.plte` duplicate PLTE, PLTE missing for a palette image | "duplicate" / "Missing PLTE before IDAT" | error |
-| `png.plte` PLTE after IDAT or in a greyscale image | benign error: a warning, chunk ignored | warning |
-| `png.idat` no IDAT, IDATs not consecutive | "Not enough image data" (pixels missing) | error |
-| `png.iend` missing IEND | png_read_end reads past the end: error | error |
-| `png.order` ancillary chunk in the wrong place (gAMA after PLTE, tRNS after IDAT, ...) | "out of place": warns, ignores it | warning |
-| `png.duplicate` second sRGB, gAMA, tRNS, ... | "duplicate": warns, ignores it | warning |
-| `png.srgb_iccp` both sRGB and iCCP | warns ("profile mismatch"/ignored) | warning |
-| `png.trailing` bytes after IEND | never read | warning |
+- `png.crc` (error) on a critical chunk (IHDR, PLTE, IDAT, IEND). libpng: "CRC error": png_chunk_error, no image.
+- `png.crc` (warning) on an ancillary chunk. libpng: warns and discards the chunk.
+- `png.chunk` (error) type not four ASCII letters, length over 2^31-1, chunk past the end. libpng: error (pngcheck:
+  "invalid chunk name", EOF).
+- `png.ihdr` (error) not first, not once, not 13 bytes, invalid size/depth/colour/method. libpng: "IHDR: out of
+  place" / "Invalid IHDR data".
+- `png.critical` (error) unknown critical chunk. libpng: "unknown critical chunk".
+- `png.plte` (error) duplicate PLTE, PLTE missing for a palette image. libpng: "duplicate" / "Missing PLTE before
+  IDAT".
+- `png.plte` (warning) PLTE after IDAT or in a greyscale image. libpng: benign error: a warning, chunk ignored.
+- `png.idat` (error) no IDAT, IDATs not consecutive. libpng: "Not enough image data" (pixels missing).
+- `png.iend` (error) missing IEND. libpng: png_read_end reads past the end: error.
+- `png.order` (warning) ancillary chunk in the wrong place (gAMA after PLTE, tRNS after IDAT). libpng: "out of
+  place": warns, ignores it.
+- `png.duplicate` (warning) a second sRGB, gAMA, tRNS or other once-only chunk. libpng: "duplicate": warns, ignores it.
+- `png.srgb_iccp` (warning) both sRGB and iCCP. libpng: warns ("profile mismatch"/ignored).
+- `png.trailing` (warning) bytes after IEND. libpng: never read.
 
 pngcheck treats every one of these as an error. The IDAT zlib stream (its header, data, Adler-32)
 and the row-filter bytes are not re-inflated here (that costs 40-50% of a PNG's scan time):

@@ -2,16 +2,20 @@
 
 Rules (TIFF 6.0 §2, §7-8) and what libtiff 4 (`tiffinfo -D`, `tiffcp`) does:
 
-| rule | libtiff | severity |
-| --- | --- | --- |
-| `tiff.ifd` an IFD offset past the end, an IFD that does not fit, an IFD chain that loops | "Can not read TIFF directory count", "IFD looping" | error |
-| `tiff.entry` an image-structure tag whose values lie past the end of the file | "IO error reading tag" / "Incorrect count": directory rejected | error |
-| `tiff.entry` another tag whose values lie past the end, an unknown field type | "IO error" / "Unknown field type": tag ignored, warning | warning |
-| `tiff.order` tags not in ascending order | "Invalid TIFF directory; tags are not sorted in ascending order" (warning) | warning |
-| `tiff.required` no ImageWidth, ImageLength or Strip/TileOffsets | "TIFF directory is missing required ... field" | error |
-| `tiff.required` no StripByteCounts or PhotometricInterpretation | warns, derives a value | warning |
-| `tiff.strip` a strip or tile whose bytes lie past the end of the file | "Read error on strip" | error |
-| `tiff.strip` a strip byte count of 0 | "Bogus StripByteCounts field, ignoring and calculating from imagelength" | warning |
+- `tiff.ifd` (error) an IFD offset past the end, an IFD that does not fit, an IFD chain that loops. libtiff: "Can
+  not read TIFF directory count", "IFD looping".
+- `tiff.entry` (error) an image-structure tag whose values lie past the end of the file. libtiff: "IO error reading
+  tag" / "Incorrect count": directory rejected.
+- `tiff.entry` (warning) another tag whose values lie past the end, an unknown field type. libtiff: "IO error" /
+  "Unknown field type": tag ignored, warning.
+- `tiff.order` (warning) tags not in ascending order. libtiff: "Invalid TIFF directory; tags are not sorted in
+  ascending order" (warning).
+- `tiff.required` (error) no ImageWidth, ImageLength or Strip/TileOffsets. libtiff: "TIFF directory is missing
+  required .. field".
+- `tiff.required` (warning) no StripByteCounts or PhotometricInterpretation. libtiff: warns, derives a value.
+- `tiff.strip` (error) a strip or tile whose bytes lie past the end of the file. libtiff: "Read error on strip".
+- `tiff.strip` (warning) a strip byte count of 0. libtiff: "Bogus StripByteCounts field, ignoring and calculating
+  from imagelength".
 
 BigTIFF (version 43) is left to the decoder.
 """
@@ -89,7 +93,8 @@ def check(data: bytes, decoded: Image.Image) -> list[Finding]:
     if fmt is None or len(data) < 8:
         return []
     findings: list[Finding] = []
-    at, seen = struct.unpack_from(f"{fmt}I", data, 4)[0], set()
+    at: int = struct.unpack_from(f"{fmt}I", data, 4)[0]
+    seen: set[int] = set()
     while at and len(seen) < _MAX_IFDS:
         if at in seen or at + 2 > len(data):
             findings.append(Finding("tiff.ifd", f"IFD {len(seen)}", at, "IFD chain loops back" if at in seen else

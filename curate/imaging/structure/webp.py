@@ -2,12 +2,12 @@
 
 Rules (the WebP container spec, RFC 9649 §2-3) and what libwebp (`dwebp`) does:
 
-| rule | libwebp | severity |
-| --- | --- | --- |
-| `webp.riff` RIFF size past the end of the file | NOT_ENOUGH_DATA / BITSTREAM_ERROR | error |
-| `webp.chunk` a chunk that runs past the RIFF size, or a first chunk that is not VP8, VP8L or VP8X | BITSTREAM_ERROR | error |
-| `webp.trailing` bytes after the RIFF container | ignored (libwebp reads RIFF size bytes) | warning |
-| `webp.flags` VP8X flags that do not match the chunks (alpha, animation, ICC, EXIF, XMP) | ignored | warning |
+- `webp.riff` (error) RIFF size past the end of the file. libwebp: NOT_ENOUGH_DATA / BITSTREAM_ERROR.
+- `webp.chunk` (error) a chunk that runs past the RIFF size, or a first chunk that is not VP8, VP8L or VP8X.
+  libwebp: BITSTREAM_ERROR.
+- `webp.trailing` (warning) bytes after the RIFF container. libwebp: ignored (libwebp reads RIFF size bytes).
+- `webp.flags` (warning) VP8X flags that do not match the chunks (alpha, animation, ICC, EXIF, XMP). libwebp:
+  ignored.
 """
 from __future__ import annotations
 
