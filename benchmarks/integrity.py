@@ -49,6 +49,7 @@ import pyarrow.parquet as pq  # noqa: E402
 from hostinfo import cpu_model, ram_gib  # noqa: E402
 from integrity_corpus import EXTENSIONS, variants  # noqa: E402
 from PIL import Image  # noqa: E402
+from scan import ForeignCpu, wait_idle  # noqa: E402
 
 RESULTS = HERE / "RESULTS.md"
 SECTION = "## Integrity vs strict decoders"
@@ -140,7 +141,7 @@ def _met(pair: tuple[int, int], target: float) -> bool:
     return not pair[1] or pair[0] / pair[1] >= target
 
 
-def cost(tmp: Path, workers: int, repeats: int, count: int) -> dict:
+def cost(tmp: Path, workers: int, repeats: int, count: int, idle_wait: float) -> dict:
     """Scan wall and CPU seconds with and without the structure checks, interleaved."""
     clean = tmp / "clean"
     sources = photos()
@@ -154,17 +155,22 @@ def cost(tmp: Path, workers: int, repeats: int, count: int) -> dict:
         if p.is_file():
             p.read_bytes()
     runs: dict[bool, list[tuple[float, float]]] = {True: [], False: []}
+    foreign: dict[bool, list[float]] = {True: [], False: []}
     for r in range(repeats):
         for checks in ((True, False) if r % 2 == 0 else (False, True)):
+            wait_idle(idle_wait)
             before = os.times()
-            wall = scan(clean, tmp / f"cost-{checks}", workers, checks)
+            with ForeignCpu() as watch:
+                wall = scan(clean, tmp / f"cost-{checks}", workers, checks)
             after = os.times()
             cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
             runs[checks].append((wall, cpu))
-            print(f"   cost repeat {r + 1}: checks={checks} {wall:.2f}s wall, {cpu:.2f}s CPU", file=sys.stderr,
-                  flush=True)
+            foreign[checks].append(watch.share)
+            print(f"   cost repeat {r + 1}: checks={checks} {wall:.2f}s wall, {cpu:.2f}s CPU, other load "
+                  f"{watch.share:.0%}", file=sys.stderr, flush=True)
     med = {k: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v)) for k, v in runs.items()}
     return {"files": count, "repeats": repeats, "runs": runs, "median": med, "probe": probe_cost(clean, repeats),
+            "foreign": {k: max(v) for k, v in foreign.items()},
             "wall_ratio": med[True][0] / med[False][0], "cpu_ratio": med[True][1] / med[False][1]}
 
 
@@ -237,7 +243,10 @@ def report(records: list[dict], table: dict[str, dict], spent: dict, args: argpa
     lines += [
         "", "### Scan cost of the checks", "",
         f"`curate scan --workers {args.workers}` over {spent['files']} clean 500x375 photos (PNG, JPEG, GIF, TIFF, "
-        f"WebP in equal numbers), page cache warm, {spent['repeats']} interleaved repeats each; medians.", "",
+        f"WebP in equal numbers), page cache warm, {spent['repeats']} interleaved repeats each (each waits up to "
+        f"{args.wait_idle:.0f} s for the machine to go idle); medians. Largest share of the machine's CPU time "
+        f"used by other processes during a run: {spent['foreign'][True]:.0%} (true), {spent['foreign'][False]:.0%} "
+        "(false).", "",
         "| structure_checks | wall s | CPU s (process tree) |", "| --- | ---: | ---: |",
         f"| true | {on_wall:.2f} | {on_cpu:.2f} |",
         f"| false | {off_wall:.2f} | {off_cpu:.2f} |", "",
@@ -285,6 +294,8 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--repeats", type=int, default=7, help="interleaved scan runs with and without the checks")
     p.add_argument("--cost-files", type=int, default=2000, help="clean photos in the cost measurement")
+    p.add_argument("--wait-idle", type=float, default=120.0,
+                   help="before each timed scan, wait up to this many seconds for other processes to go quiet")
     p.add_argument("--no-write", action="store_true", help="print only; leave benchmarks/RESULTS.md alone")
     args = p.parse_args()
     missing = [c[0] for c in REFERENCE.values() if shutil.which(c[0]) is None]
@@ -307,7 +318,7 @@ def main() -> None:
             r["curate"] = got[r["path"]]
         table = agreement(records)
         print("measuring the scan cost ...", file=sys.stderr, flush=True)
-        spent = cost(tmp, args.workers, args.repeats, args.cost_files)
+        spent = cost(tmp, args.workers, args.repeats, args.cost_files, args.wait_idle)
         body = report(records, table, spent, args)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
