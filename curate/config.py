@@ -47,6 +47,9 @@ class ScanConfig:
     isolate: bool = option(True, "decode in a child process with the time and memory limits below")
     timeout_s: float = option(30.0, "per-image decode time limit (isolate)", min=0.1, max=3600.0)
     max_memory_mb: int = option(4096, "decoder process memory limit (isolate)", min=256)
+    structure_checks: bool = option(True, "check each file's container the way strict decoders do (PNG chunk CRCs "
+                                    "and order, JPEG markers, GIF blocks, TIFF directories, WebP RIFF sizes): "
+                                    "errors make the file corrupt, tolerated deviations are structure_warnings")
     follow_symlinks: bool = option(False, "follow symbolic links (each folder is entered once, so loops end)")
     ignore: list[str] = option([".*", "*.md", "*.txt", "*.py", "*.json", "*.csv", "*.parquet", "*.npz", "*.toml",
                            "*.yaml", "*.yml"],

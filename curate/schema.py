@@ -52,6 +52,7 @@ MANIFEST = pa.schema(
         pa.field("status", pa.string(), nullable=False),
         pa.field("error_code", pa.string()),
         pa.field("error_message", pa.string()),
+        pa.field("structure_warnings", pa.list_(pa.string())),  # format rules broken in ways decoders tolerate
     ]
 )
 

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image, ImageCms, UnidentifiedImageError
 
 from curate.codes import ErrorCode, Status
-from curate.imaging import formats
+from curate.imaging import formats, structure
 from curate.imaging.hashes import THUMB, dhash, phash_d8
 from curate.imaging.quality import quality_stats
 
@@ -109,12 +109,14 @@ def _classify_open_failure(data: bytes, exc: Exception) -> dict[str, Any]:
 
 
 def probe(data: bytes, *, decode_size: int = 32, max_pixels: int = 178_956_970,
-          background: str = "white") -> tuple[dict[str, Any], bytes | None]:
+          background: str = "white", structure_checks: bool = True) -> tuple[dict[str, Any], bytes | None]:
     """Facts about one file's bytes: format, oriented size, mode, hashes, quality statistics.
 
     JPEGs are decoded once at the smallest DCT scale (1/2, 1/4, 1/8) that keeps both sides at
     least `decode_size`: that still reads every entropy-coded byte, so truncation is caught.
-    Other formats are decoded in full. Returns manifest columns (no path/label/size/mtime, no
+    Other formats are decoded in full. With `structure_checks`, the container is then checked
+    the way strict decoders check it (`curate.imaging.structure`): an error makes the row
+    `corrupt`, tolerated deviations go to `structure_warnings`. Returns manifest columns (no path/label/size/mtime, no
     hashes or statistics yet) and the 64x64 RGB thumbnail that `fingerprint` reads, or None.
     """
     if not data:
@@ -130,12 +132,9 @@ def probe(data: bytes, *, decode_size: int = 32, max_pixels: int = 178_956_970,
         return {**facts, **_classify_open_failure(data, exc)}, None
 
     with im:
-        orientation, exif_error = _read_orientation(im)
         w, h = im.size
-        if orientation >= 5:
-            w, h = h, w
         facts.update(format=im.format, width=w, height=h, mode=im.mode, n_frames=getattr(im, "n_frames", 1),
-                     exif_orientation=orientation, exif_error=exif_error, bit_depth=_bit_depth(im, data),
+                     bit_depth=_bit_depth(im, data),
                      icc_profile=bool(im.info.get("icc_profile")),
                      has_alpha="A" in im.mode or (im.mode == "P" and "transparency" in im.info))
         if w * h > max_pixels:
@@ -164,6 +163,15 @@ def probe(data: bytes, *, decode_size: int = 32, max_pixels: int = 178_956_970,
                 return _error(ErrorCode.TRUNCATED, message, recoverable=recoverable, **facts), None
             return _error(ErrorCode.CORRUPT, message, **facts), None
         facts["decode_scale"] = scale
+        # after the decode: reading a PNG's EXIF loads the image, and would swallow a decode error
+        orientation, exif_error = _read_orientation(im)
+        if orientation >= 5:
+            facts.update(width=h, height=w)
+        facts.update(exif_orientation=orientation, exif_error=exif_error)
+        if structure_checks:
+            broken, facts["structure_warnings"] = structure.verdict(data, im)
+            if broken:
+                return _error(ErrorCode.CORRUPT, broken, **facts), None
         try:
             thumb = _thumbnail(im, orientation, facts["bit_depth"], background)
             facts["pixel_hash"] = _pixel_hash(im, data, orientation)

@@ -46,6 +46,7 @@ class DecodeJob:
     max_pixels: int
     background: str
     max_memory_mb: int
+    structure_checks: bool = True
     pixels: int = 0  # > 0: decode to (pixels, pixels, 3) uint8 RGB instead of probing
 
 
@@ -104,7 +105,8 @@ def decode_file(source: Source, path: str, job: DecodeJob) -> tuple[dict[str, An
                  "error_message": f"{type(exc).__name__}: {exc}"}, None, None)
     if job.pixels:
         return (*_pixels(data, job), len(data))
-    facts, thumb = probe(data, decode_size=job.decode_size, max_pixels=job.max_pixels, background=job.background)
+    facts, thumb = probe(data, decode_size=job.decode_size, max_pixels=job.max_pixels, background=job.background,
+                         structure_checks=job.structure_checks)
     return facts, thumb, len(data)
 
 

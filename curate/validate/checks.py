@@ -65,7 +65,8 @@ _INTEGRITY_HELP = {
     ErrorCode.NOT_IMAGE: "the bytes are not an image",
     ErrorCode.UNSUPPORTED_CODEC: "an image codec the installed decoders cannot read (HEIC, AVIF, 12-bit JPEG, …)",
     ErrorCode.TRUNCATED: "the file ends early (error message says whether a lenient decode recovers it)",
-    ErrorCode.CORRUPT: "the pixel data or header cannot be decoded",
+    ErrorCode.CORRUPT: "the pixel data or header cannot be decoded, or the container breaks a rule strict decoders "
+                       "enforce (chunk CRC, marker sequence, block structure: see the message)",
     ErrorCode.DECOMPRESSION_BOMB: "more pixels than scan.max_pixels",
     ErrorCode.UNREADABLE: "the file could not be read (permissions, I/O error)",
     ErrorCode.VANISHED: "the file disappeared during the scan",
@@ -92,6 +93,15 @@ for _code, _help in _INTEGRITY_HELP.items():
 def _extension_mismatch(rows: pd.DataFrame, ctx: Context) -> pd.Series:
     mismatch = [isinstance(f, str) and not extension_matches(f, e) for f, e in zip(rows["format"], rows["extension"])]
     return _flag(pd.Series(mismatch, index=rows.index))
+
+
+@check("nonconforming", Severity.WARNING, 0, below=False, message="{score:.0f} format rule(s) broken; decoders "
+       "tolerate them (manifest structure_warnings)",
+       help="the container breaks its format's rules in ways decoders tolerate (ancillary PNG chunk out of place "
+            "or with a bad CRC, bytes before a JPEG marker, trailing bytes); score: how many")
+def _nonconforming(rows: pd.DataFrame, ctx: Context) -> pd.Series:
+    warnings = rows["structure_warnings"]
+    return warnings.map(lambda w: float(len(w)) if w is not None and len(w) else np.nan)
 
 
 @check("animated", Severity.WARNING, 1, below=False, message="{score:.0f} frames; frame 0 is used",
