@@ -24,8 +24,8 @@ class IVF:
 
     dims: int = 256  # PCA projection
     cells_per_row: float = 1 / 256  # nlist = rows * this (at least 64)
-    nprobe: int = 16
-    margin: float = 0.08  # candidates down to threshold - margin in the projection
+    nprobe: int = 24
+    margin: float = 0.1  # candidates down to threshold - margin in the projection
     train_rows: int = 200_000
 
 
@@ -54,15 +54,18 @@ def _joined(i: list[np.ndarray], j: list[np.ndarray], s: list[np.ndarray]) -> tu
 
 
 def _index(x: np.ndarray, ivf: IVF) -> tuple[Any, np.ndarray]:
-    """A trained, filled IVF index over the PCA projection of x, and the projected rows."""
+    """A trained, filled IVF index over the PCA projection of x, and the projected rows (x may
+    be float16: it is projected a block at a time, never copied whole as float32)."""
     import faiss
 
     rng = np.random.default_rng(0)
-    sample = x[rng.choice(len(x), min(len(x), ivf.train_rows), replace=False)]
+    sample = _unit(x[np.sort(rng.choice(len(x), min(len(x), ivf.train_rows), replace=False))])
     dims = min(ivf.dims, x.shape[1])
     pca = faiss.PCAMatrix(x.shape[1], dims)
     pca.train(sample)
-    projected = pca.apply(x)
+    projected = np.empty((len(x), dims), np.float32)
+    for lo in range(0, len(x), 65536):
+        projected[lo:lo + 65536] = pca.apply(_unit(x[lo:lo + 65536]))
     faiss.normalize_L2(projected)
     nlist = max(64, int(len(x) * ivf.cells_per_row))
     index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dims), dims, nlist, faiss.METRIC_INNER_PRODUCT)
@@ -82,7 +85,7 @@ def _pairs_ivf(x: np.ndarray, threshold: float, ivf: IVF) -> tuple[np.ndarray, n
         q = lo + np.repeat(np.arange(len(lims) - 1), np.diff(lims).astype(np.int64))
         keep = q < ids
         q, j = q[keep], ids[keep].astype(np.int64)
-        sims = np.einsum("ij,ij->i", x[q], x[j])  # exact, on the full embeddings
+        sims = np.einsum("ij,ij->i", _unit(x[q]), _unit(x[j]))  # exact, on the full embeddings
         hit = sims >= threshold
         found_i.append(q[hit])
         found_j.append(j[hit])
@@ -94,10 +97,9 @@ def similar_pairs(vectors: np.ndarray, threshold: float, ivf: IVF = IVF(), exact
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(i, j, similarity) for every pair i < j of rows with cosine similarity >= threshold
     (exact up to `exact_max` rows, else the IVF index: see module doc)."""
-    x = _unit(vectors)
-    if len(x) <= exact_max:
-        return _pairs_exact(x, threshold)
-    return _pairs_ivf(x, threshold, ivf)
+    if len(vectors) <= exact_max:
+        return _pairs_exact(_unit(vectors), threshold)
+    return _pairs_ivf(vectors, threshold, ivf)
 
 
 def neighbours(vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

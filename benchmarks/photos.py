@@ -1,0 +1,65 @@
+"""Distinct real photographs for the accuracy benchmarks, from package registries only.
+
+- "calibration": the colour photographs inside installed Python packages (scikit-image's sample
+  data, scikit-learn's two sample images, matplotlib's Grace Hopper): 11 scenes.
+- "held-out": Debian's desktop wallpaper packages (mate-backgrounds' nature photographs and
+  plasma-workspace-wallpapers: the largest image of each set), fetched with `apt-get download`
+  into benchmarks/data/debian-wallpapers/ once: about 40 scenes, none seen while tuning.
+
+Every photo is returned as RGB with its longer side at most MAX_SIDE pixels.
+"""
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from PIL import Image
+
+HERE = Path(__file__).resolve().parent
+WALLPAPERS = HERE / "data" / "debian-wallpapers"
+DEBS = ("mate-backgrounds", "plasma-workspace-wallpapers")
+MAX_SIDE = 1024
+SKIP = {"Flow", "Honeywave", "Opal", "Volna", "Kokkini", "Cluster", "Patak", "Shell", "FlyingKonqui", "Grey",
+        "IceCold", "Elarun", "Kay", "summer_1am", "Altai", "Next"}  # abstract renderings, not photographs
+
+
+def _fit(im: Image.Image) -> Image.Image:
+    im = im.convert("RGB")
+    im.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
+    return im
+
+
+def calibration() -> dict[str, Image.Image]:
+    import matplotlib
+    import skimage.data as d
+    from sklearn.datasets import load_sample_images
+
+    photos = {name: Image.fromarray(getattr(d, name)()) for name in
+              ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry", "retina")}
+    photos["motorcycle"] = Image.fromarray(d.stereo_motorcycle()[0])
+    china, flower = load_sample_images().images
+    photos |= {"china": Image.fromarray(china), "flower": Image.fromarray(flower)}
+    photos["grace_hopper"] = Image.open(Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg")
+    return {k: _fit(v) for k, v in photos.items()}
+
+
+def held_out() -> dict[str, Image.Image]:
+    if not WALLPAPERS.exists():
+        debs = WALLPAPERS / "debs"
+        debs.mkdir(parents=True)
+        subprocess.run(["apt-get", "download", *DEBS], cwd=debs, check=True, capture_output=True)
+        for deb in debs.glob("*.deb"):
+            subprocess.run(["dpkg-deb", "-x", str(deb), str(WALLPAPERS / "files")], check=True)
+    photos: dict[str, Image.Image] = {}
+    for path in sorted((WALLPAPERS / "files").rglob("*.jpg")):
+        if "/nature/" in path.as_posix():
+            photos[f"mate-{path.stem}"] = _fit(Image.open(path))
+    sets: dict[str, Path] = {}
+    for path in (WALLPAPERS / "files").rglob("*"):
+        parts = path.parts
+        if path.suffix.lower() in (".jpg", ".jpeg", ".png") and "wallpapers" in parts and "contents" in parts:
+            name = parts[parts.index("wallpapers") + 1]
+            if name not in SKIP and (name not in sets or path.stat().st_size > sets[name].stat().st_size):
+                sets[name] = path
+    photos |= {f"plasma-{name}": _fit(Image.open(path)) for name, path in sorted(sets.items())}
+    return photos
