@@ -91,8 +91,8 @@ class DedupConfig:
     dihedral: bool = option(False, "also match flipped and 90-degree-rotated copies")
     semantic: bool = option(False, "also match by image embeddings (needs `curate embed`): crops, borders, "
                                    "watermarks, small rotations that the hash misses")
-    similarity: float = option(0.8, "semantic: the cosine similarity at or above which two images are duplicates",
-                               min=0.0, max=1.0)
+    similarity: float = option(0.78, "semantic: the cosine similarity at or above which two images are duplicates "
+                                     "(chosen on distinct photos: benchmarks/RESULTS.md)", min=0.0, max=1.0)
     conflicts: str = option("drop", "clusters whose members carry different labels",
                             choices=("drop", "keep-majority", "keep"))
     keep_policy: list[str] = option(["split", "resolution", "file_size", "format", "path"],

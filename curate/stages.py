@@ -134,7 +134,7 @@ stage(StageSpec(
         Option("--threshold", "near-duplicate pHash distance in bits (default 8)", "dedup.threshold", int),
         Option("--dihedral/--no-dihedral", "also match flipped and rotated copies", "dedup.dihedral"),
         Option("--semantic/--no-semantic", "also match by image embeddings (curate embed first)", "dedup.semantic"),
-        Option("--similarity", "semantic: cosine similarity of duplicates (default 0.8)", "dedup.similarity",
+        Option("--similarity", "semantic: cosine similarity of duplicates (default 0.78)", "dedup.similarity",
                float),
         Option("--conflicts", "what to keep of clusters whose members carry different labels", "dedup.conflicts",
                choices=("drop", "keep-majority", "keep")))))

@@ -39,7 +39,7 @@ def test_every_ok_image_gets_a_unit_embedding(embedded):
              .to_pandas().query("status == 'ok'")["sample_id"])
     assert set(got.sample_ids) == ok and got.vectors.shape == (len(ok), 1280)
     assert np.allclose(np.linalg.norm(got.vectors, axis=1), 1.0, atol=1e-2)
-    assert got.model == f"efficientnet-lite0@{models.LITE0_SHA256[:12]}"
+    assert got.model == models.identify("efficientnet-lite0")
 
 
 def test_a_copy_is_nearer_its_original_than_any_other_photo(tmp_path):
@@ -156,5 +156,5 @@ def test_dataset_json_names_the_model_and_its_weights(embedded, tmp_path):
     import json
 
     doc = json.loads((out / "dataset.json").read_text())["embeddings"]
-    assert doc == {"model": f"efficientnet-lite0@{models.LITE0_SHA256[:12]}", "weights_sha256": models.LITE0_SHA256,
+    assert doc == {"model": models.identify("efficientnet-lite0"), "weights_sha256": models.LITE0_SHA256,
                    "dim": 1280, "images": 66}
