@@ -74,7 +74,9 @@ def test_flipped_digits_are_found_with_the_label_they_should_have(tmp_path, runn
     config.write_text("[validate]\nthresholds = {label_suspect = 1.01}\n")
     assert runner.invoke(main, ["validate", str(out), "--config", str(config)]).exit_code == 0
     ranked = issues(out).query("check == 'label_suspect'").sort_values("score").head(len(flipped))
-    assert ranked["path"].map(lambda p: p.split("/")[0] != truth[p]).mean() >= 0.75  # precision in the top N
+    # precision in the top N: 0.75-0.95 over eight draws of 400 (0.91 on all 1,797 digits); a random
+    # ranking gets 0.05. One image is 0.05 here, so the bar leaves room for the CPU's rounding.
+    assert ranked["path"].map(lambda p: p.split("/")[0] != truth[p]).mean() >= 0.6
 
 
 def test_label_suspect_needs_a_class_in_every_fold():
