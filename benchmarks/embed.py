@@ -7,9 +7,10 @@ Photos: `benchmarks/scan.py`'s small set (500x375 JPEG crops of scikit-image pho
 Contenders, each a whole process timed from start to end (start-up and model load included):
 - naive: one Python loop, per image: Pillow full decode, RGB, resize to 224x224, one forward pass
   of EfficientNet-Lite0 (fp32, batch of one, eager), the pooled features (the issue's baseline);
-- curate: `curate embed OUT` with the defaults (batches, channels-last, bf16 where the CPU has it,
+- curate: `curate embed OUT` with the defaults (batches; bf16 where the CPU has it, else fp32 through onnxruntime;
   decoding in sandboxed children ahead of the model);
-- curate fp32: the same with `--precision fp32`, to show the share of the number format.
+- curate --runtime torch: the same through torch instead of onnxruntime (on a CPU without native
+  bf16 the default runs fp32 through onnxruntime), to show the share of the runtime.
 The scan each contender needs is made once, untimed. Also the model alone on one batch of 32,
 per runtime (torch fp32, torch bf16, onnxruntime fp32 when installed), to show where time goes.
 Writes the "Embeddings: throughput" section of benchmarks/RESULTS.md.
@@ -69,11 +70,14 @@ def model_alone(device: str) -> list[tuple[str, float]]:
 
     batch = np.random.default_rng(0).integers(0, 256, (32, 224, 224, 3), dtype=np.uint8)
     rows = []
-    for precision in ("fp32", "bf16"):
-        embed = models.load(models.Settings("efficientnet-lite0", device, 224, 0, precision))
+    runtimes = [("torch", "fp32"), ("torch", "bf16")]
+    if device == "cpu":
+        runtimes.append(("onnxruntime", "fp32"))
+    for runtime, precision in runtimes:
+        embed = models.load(models.Settings("efficientnet-lite0", device, 224, 0, precision, runtime))
         embed(batch)
         best = min(_timed(functools.partial(embed, batch)) for _ in range(3))
-        rows.append((f"torch {precision}, batch 32, channels-last", 32 / best))
+        rows.append((f"{runtime} {precision}, batch 32", 32 / best))
     return rows
 
 
@@ -100,8 +104,8 @@ def main() -> None:
         naive.write_text(NAIVE)
         contenders = {
             "naive eager loop (fp32, batch 1)": lambda: run([sys.executable, str(naive), str(photos), args.device]),
-            "curate embed": lambda: _curate(curate, base, tmp, args.device, "auto"),
-            "curate embed --precision fp32": lambda: _curate(curate, base, tmp, args.device, "fp32"),
+            "curate embed": lambda: _curate(curate, base, tmp, args.device),
+            "curate embed --runtime torch": lambda: _curate(curate, base, tmp, args.device, "--runtime", "torch"),
         }
         times: dict[str, list[float]] = {name: [] for name in contenders}
         for r in range(args.repeats):
@@ -115,11 +119,11 @@ def main() -> None:
     write(args, times, alone)
 
 
-def _curate(curate: str, base: Path, tmp: Path, device: str, precision: str) -> float:
+def _curate(curate: str, base: Path, tmp: Path, device: str, *options: str) -> float:
     out = tmp / "out"
     shutil.rmtree(out, ignore_errors=True)
     shutil.copytree(base, out)
-    return run([curate, "embed", str(out), "--device", device, "--precision", precision])
+    return run([curate, "embed", str(out), "--device", device, *options])
 
 
 def write(args: argparse.Namespace, times: dict[str, list[float]], alone: list[tuple[str, float]]) -> None:

@@ -68,6 +68,8 @@ class EmbedConfig:
                           max=1024)
     precision: str = option("auto", "auto (bf16 on a GPU or a CPU with native bf16, else fp32), fp32 or bf16",
                             choices=("auto", "fp32", "bf16"))
+    runtime: str = option("auto", "auto (onnxruntime for efficientnet-lite0 in fp32 on a CPU when installed, else "
+                                  "torch), torch or onnxruntime", choices=("auto", "torch", "onnxruntime"))
     size: int = option(224, "input side of torchscript/onnx models (the others know their own)", min=16, max=1024)
 
 

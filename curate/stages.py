@@ -116,7 +116,9 @@ stage(StageSpec(
         Option("--device", "auto (cuda when present) | cpu | cuda | cuda:N", "embed.device"),
         Option("--batch", "images per batch through the model", "embed.batch_size", int),
         Option("--precision", "auto (bf16 on a GPU or a CPU with native bf16) | fp32 | bf16", "embed.precision",
-               choices=("auto", "fp32", "bf16")), *DASK)))
+               choices=("auto", "fp32", "bf16")),
+        Option("--runtime", "auto (onnxruntime for fp32 on a CPU when installed) | torch | onnxruntime",
+               "embed.runtime", choices=("auto", "torch", "onnxruntime")), *DASK)))
 
 stage(StageSpec(
     "validate", "Check OUT's manifest: integrity, image quality and labels; writes OUT/issues/.",

@@ -121,10 +121,21 @@ def test_tampered_weights_are_refused(tmp_path, monkeypatch):
         models.load(models.Settings("efficientnet-lite0", "cpu", 224, 1))
 
 
+def test_onnxruntime_and_torch_give_the_same_embeddings(tmp_path):
+    pixels = np.stack([np.asarray(Image.open(p).convert("RGB").resize((224, 224)))
+                       for p in sorted((SAMPLE / "train").rglob("*.jpg"))[:6]])
+    runs = {runtime: models.load(models.Settings("efficientnet-lite0", "cpu", 224, 1, "fp32", runtime))(pixels)
+            for runtime in ("torch", "onnxruntime")}
+    assert (runs["torch"] * runs["onnxruntime"]).sum(axis=1).min() > 0.9999
+    assert models.resolve_runtime("auto", "efficientnet-lite0", "cpu", "fp32") == "onnxruntime"
+    assert models.resolve_runtime("auto", "efficientnet-lite0", "cpu", "bf16") == "torch"
+
+
 @pytest.mark.parametrize("args, message", [
     (["--model", "resnet"], "embed.model='resnet': unknown model"),
     (["--model", "torchscript:/nowhere.pt"], "embed.model='torchscript:/nowhere.pt': no such file"),
     (["--device", "tpu"], "embed.device='tpu' is not allowed"),
+    (["--runtime", "onnxruntime", "--precision", "bf16"], "embed.runtime=onnxruntime runs efficientnet-lite0 in fp32"),
 ])
 def test_cli_mistakes_are_one_line(embedded, runner, args, message):
     result = runner.invoke(main, ["embed", str(embedded), *args])

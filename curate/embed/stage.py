@@ -61,6 +61,7 @@ class EmbedSummary:
     weights_sha256: str = ""
     device: str = ""
     precision: str = ""
+    runtime: str = ""
     dim: int = 0
     images: int = 0  # rows with an embedding
     embedded: int = 0  # embedded this run (the rest were kept from the previous run)
@@ -73,18 +74,22 @@ class EmbedSummary:
         if len(self.failed) > 10:
             blocks.append(f"... and {len(self.failed) - 10} more (rows with an error in {out}/{NAME}/)")
         return View("embed", f"{self.images} images embedded with {self.model} ({self.dim} dimensions) on "
-                             f"{self.device} ({self.precision}); {self.embedded} this run, "
+                             f"{self.device} ({self.precision}, {self.runtime}); {self.embedded} this run, "
                              f"{self.images_per_s:.1f} images/s ({self.elapsed_s:.1f}s)", blocks,
                     {"embeddings": f"{out}/{NAME}/"})
 
 
 def resolve(cfg: Config) -> None:
-    """Reject an unknown model, a missing model file or a bad device before any work."""
-    models.check(cfg.embed.model)
-    if cfg.embed.device not in ("auto", "cpu") and not cfg.embed.device.startswith("cuda"):
+    """Reject an unknown model, a missing model file, a bad device or a runtime that cannot run
+    the model there, before any work."""
+    e = cfg.embed
+    models.check(e.model)
+    if e.device not in ("auto", "cpu") and not e.device.startswith("cuda"):
         from curate.errors import ConfigError
 
-        raise ConfigError(f"embed.device={cfg.embed.device!r} is not allowed; use auto, cpu, cuda or cuda:N")
+        raise ConfigError(f"embed.device={e.device!r} is not allowed; use auto, cpu, cuda or cuda:N")
+    device = models.resolve_device(e.device)
+    models.resolve_runtime(e.runtime, e.model, device, models.resolve_precision(e.precision, device))
 
 
 @functools.lru_cache(maxsize=2)
@@ -192,8 +197,9 @@ def embed(src: str, out: str, cfg: Config) -> EmbedSummary:
     processes = 1 if on_gpu or len(parts) == 1 else (cfg.engine.workers or os.cpu_count() or 1)
     cores = os.cpu_count() or 1
     threads = e.threads or max(1, cores // processes)
-    settings = models.Settings(e.model, device, e.size, 0 if on_gpu else threads,
-                               models.resolve_precision(e.precision, device))
+    precision = models.resolve_precision(e.precision, device)
+    settings = models.Settings(e.model, device, e.size, 0 if on_gpu else threads, precision,
+                               models.resolve_runtime(e.runtime, e.model, device, precision))
     decoders = cores if on_gpu else max(1, cores // processes)
     isolate = cfg.scan.isolate and not src.startswith("memory://")
     s = cfg.scan
@@ -204,7 +210,8 @@ def embed(src: str, out: str, cfg: Config) -> EmbedSummary:
     with dask_client(cfg.engine, 1 if on_gpu else len(tasks), urls) as client:
         results = run_tasks(client, embed_partition, tasks, label="embed", retries=cfg.engine.retries)
     ws.swap_in(STAGING, NAME)
-    summary = EmbedSummary(device=device, precision=settings.precision, elapsed_s=time.perf_counter() - started)
+    summary = EmbedSummary(device=device, precision=settings.precision, runtime=settings.runtime,
+                           elapsed_s=time.perf_counter() - started)
     for r in results:
         summary.model, summary.dim = r["model"], r["dim"] or summary.dim
         summary.weights_sha256 = r["weights_sha256"] or summary.weights_sha256
