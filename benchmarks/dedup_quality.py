@@ -28,6 +28,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import photos as photo_sets  # noqa: E402
+from results import write_section  # noqa: E402
 
 from curate.config import Config, from_dict  # noqa: E402
 from curate.imaging.hashes import hamming  # noqa: E402
@@ -36,7 +37,6 @@ from curate.schema import MANIFEST  # noqa: E402
 from curate.tables import embeddings_for  # noqa: E402
 from curate.workspace import Workspace  # noqa: E402
 
-RESULTS = HERE / "RESULTS.md"
 SECTION = "## Duplicates: hash and embeddings"
 SIDE = 640
 DEFAULTS = Config()
@@ -154,14 +154,7 @@ def main() -> None:
                   f"({len(rows)} images); recall per transform:", "", *recall, "", *false, ""]
         print("\n".join(lines[-(len(recall) + len(false) + 4):]), flush=True)
     body = "\n".join(lines) + "\n"
-    text = RESULTS.read_text()
-    if SECTION in text:
-        start = text.index(SECTION)
-        end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + body + (text[end + 1:] if end >= 0 else "")
-    else:
-        text = text.rstrip() + "\n\n" + body
-    RESULTS.write_text(text)
+    write_section(SECTION, body)
 
 
 if __name__ == "__main__":

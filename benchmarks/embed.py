@@ -32,9 +32,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from hostinfo import cpu_model, ram_gib  # noqa: E402
+from results import write_section  # noqa: E402
 from scan import ensure_data, wait_idle  # noqa: E402
 
-RESULTS = HERE / "RESULTS.md"
 SECTION = "## Embeddings: throughput"
 NAIVE = r'''
 import sys, time, numpy as np, torch
@@ -145,14 +145,7 @@ def write(args: argparse.Namespace, times: dict[str, list[float]], alone: list[t
               "| runtime | images/s |", "|---|---:|"]
     lines += [f"| {name} | {ips:.1f} |" for name, ips in alone]
     body = "\n".join(lines) + "\n"
-    text = RESULTS.read_text()
-    if SECTION in text:
-        start = text.index(SECTION)
-        end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + body + (text[end + 1:] if end >= 0 else "")
-    else:
-        text = text.rstrip() + "\n\n" + body
-    RESULTS.write_text(text)
+    write_section(SECTION, body)
     print(body)
     print(json.dumps({k: v for k, v in times.items()}), file=sys.stderr)
 

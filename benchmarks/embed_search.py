@@ -26,10 +26,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from hostinfo import cpu_model, ram_gib  # noqa: E402
+from results import write_section  # noqa: E402
 
 from curate.embed.search import IVF, similar_pairs  # noqa: E402
 
-RESULTS = HERE / "RESULTS.md"
 SECTION = "## Embeddings: search at scale"
 DIM = 1280
 
@@ -94,14 +94,7 @@ def main() -> None:
              f"| {args.rows:,} | {len(found):,} | {elapsed:.0f} s | {peak:.2f} GiB (data alone {before:.2f}) | "
              f"{recall_planted:.4f} ({len(planted_above):,}) | {recall_sample:.4f} ({len(truth):,}) |", ""]
     body = "\n".join(lines) + "\n"
-    text = RESULTS.read_text()
-    if SECTION in text:
-        start = text.index(SECTION)
-        end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + body + (text[end + 1:] if end >= 0 else "")
-    else:
-        text = text.rstrip() + "\n\n" + body
-    RESULTS.write_text(text)
+    write_section(SECTION, body)
     print(body)
 
 

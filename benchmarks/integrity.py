@@ -49,6 +49,7 @@ import pyarrow.parquet as pq  # noqa: E402
 from hostinfo import cpu_model, ram_gib  # noqa: E402
 from integrity_corpus import EXTENSIONS, variants  # noqa: E402
 from PIL import Image  # noqa: E402
+from results import write_section  # noqa: E402
 from scan import ForeignCpu, wait_idle  # noqa: E402
 
 RESULTS = HERE / "RESULTS.md"
@@ -275,20 +276,6 @@ def versions() -> str:
     return ", ".join(pkg(p) for p in ("pngcheck", "libjpeg-turbo-progs", "giflib-tools", "libtiff-tools", "webp"))
 
 
-def write_section(body: str) -> None:
-    """Replace (or append) this benchmark's section of RESULTS.md, keeping a hand-written `### Notes`."""
-    text = RESULTS.read_text()
-    start = text.find(SECTION + "\n")
-    if start < 0:
-        RESULTS.write_text(text.rstrip("\n") + "\n\n" + body + "\n")
-        return
-    end = text.find("\n## ", start + len(SECTION))
-    end = len(text) if end < 0 else end
-    old = text[start:end]
-    notes = old[old.find("\n### Notes"):] if "\n### Notes" in old else ""
-    RESULTS.write_text(text[:start] + body + "\n" + notes.rstrip("\n") + ("\n" if notes else "") + text[end:])
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--workers", type=int, default=2)
@@ -324,7 +311,7 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
     print(body)
     if not args.no_write:
-        write_section(body)
+        write_section(SECTION, body, keep_notes=True)
         print(f"\nwrote the '{SECTION}' section of {RESULTS}", file=sys.stderr)
 
 
