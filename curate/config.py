@@ -168,6 +168,15 @@ class PublishConfig:
 
 
 @dataclass
+class StorageConfig:
+    """Object stores (s3://, gs://, az://): fsspec options per protocol, on top of the store's own
+    environment and profile (credentials belong there: AWS_PROFILE, AWS_ACCESS_KEY_ID, ...)."""
+
+    options: dict[str, dict[str, Any]] = option({}, "fsspec options per protocol, e.g. {s3 = {endpoint_url = "
+                                          "\"http://127.0.0.1:9000\", client_kwargs = {region_name = \"eu-west-1\"}}}")
+
+
+@dataclass
 class RunConfig:
     """Where `curate schedule` and the flows read and write when not told on the command line."""
 
@@ -189,6 +198,7 @@ class Config:
     shard: ShardConfig = field(default_factory=ShardConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     publish: PublishConfig = field(default_factory=PublishConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:

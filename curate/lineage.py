@@ -7,8 +7,8 @@ source location from the scan's record; `curate status` and `curate run`'s skipp
 
 A stage's last run is *current* when its record exists, everything it wrote is still there, no
 entry it read was rewritten since (else it is *stale*), and it ran with the same source, curate
-version and settings (every config section but `engine` and `run`, which decide how the work
-runs, not what it produces).
+version and settings (every config section but `engine`, `run` and `storage`, which decide how
+the work runs, not what it produces). Storage options are recorded with their secrets masked.
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
+from curate import storage
 from curate.config import Config
 from curate.errors import CurateError
 from curate.stages import StageSpec, shown
@@ -28,7 +29,7 @@ from curate.workspace import Workspace
 
 PACKAGES = ("curate", "pillow", "pillow-simd", "numpy", "pyarrow", "dask", "distributed", "imagehash", "torch",
             "kornia", "prefect", "fiftyone")
-HOW_NOT_WHAT = ("engine", "run")  # config sections that do not change a stage's output
+HOW_NOT_WHAT = ("engine", "run", "storage")  # config sections that do not change a stage's output
 
 
 def versions() -> dict[str, str]:
@@ -79,8 +80,15 @@ def record(ws: Workspace, spec: StageSpec, src: str | None, cfg: Config, summary
     written = {entry: fp for entry in spec.writes if (fp := ws.fingerprint(entry)) is not None}
     ws.write_json(_path(spec.name), {
         "stage": spec.name, "source": src, "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "config": cfg.to_dict(), "settings": settings_digest(cfg.to_dict()), "versions": versions(),
+        "config": recorded_config(cfg), "settings": settings_digest(cfg.to_dict()), "versions": versions(),
         "read": read, "wrote": written, "summary": plain(summary), "next": summary.view(ws.url).next})
+
+
+def recorded_config(cfg: Config) -> dict[str, Any]:
+    """The config as a run record keeps it: storage options with every secret masked."""
+    config = cfg.to_dict()
+    config["storage"] = storage.redacted(config["storage"])
+    return config
 
 
 def last_run(ws: Workspace, stage: str) -> dict[str, Any] | None:

@@ -4,6 +4,11 @@ A second run on the same OUT is refused with the owner named. A lock left by a k
 stale once its process is gone (same host) or, from another host, once it is older than
 `stale_after` seconds; a stale lock is taken over. Re-entrant within one process, so a flow's
 stage tasks and `curate run`'s stages share their run's lock.
+
+On an object store the lock is created with a conditional write (`If-None-Match: *`), which the
+server refuses when the object exists, so of two runs starting together only one gets it; the
+run that gets it first finishes any folder swap a killed run left journalled
+(`Workspace.finish_swaps`).
 """
 from __future__ import annotations
 
@@ -51,6 +56,12 @@ def _try_create(ws: Workspace, me: dict[str, Any]) -> bool:
         with os.fdopen(fd, "w") as f:
             json.dump(me, f)
         return True
+    if ws.object_store:
+        try:
+            ws.fs.pipe_file(path, json.dumps(me).encode(), mode="create")
+        except FileExistsError:
+            return False
+        return True
     if ws.fs.exists(path):
         return False
     ws.fs.pipe(path, json.dumps(me).encode())
@@ -81,6 +92,11 @@ def workspace_lock(out: str, stale_after: float = 6 * 3600) -> Iterator[None]:
             ws.fs.rm(key)
         with _guard:
             _held[key] = 1
+        try:
+            ws.finish_swaps()
+        except BaseException:
+            _release(ws, key)
+            raise
     try:
         yield
     finally:
@@ -91,3 +107,9 @@ def workspace_lock(out: str, stale_after: float = 6 * 3600) -> Iterator[None]:
                 del _held[key]
         if last:
             ws.fs.rm(key)
+
+
+def _release(ws: Workspace, key: str) -> None:
+    with _guard:
+        _held.pop(key, None)
+    ws.fs.rm(key)
