@@ -204,6 +204,15 @@ class Config:
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return dataclasses.asdict(self)
 
+    def to_record(self) -> dict[str, dict[str, Any]]:
+        """`to_dict` as records keep it (run records, dataset.json, a flow's task parameters): every
+        secret in the storage options masked (`curate.storage.redacted`)."""
+        from curate import storage
+
+        config = self.to_dict()
+        config["storage"] = storage.redacted(config["storage"])
+        return config
+
 
 def _sections() -> dict[str, type]:
     return {f.name: f.default_factory for f in dataclasses.fields(Config)}  # type: ignore[misc]

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
-from curate import storage
 from curate.config import Config
 from curate.errors import CurateError
 from curate.stages import StageSpec, shown
@@ -80,15 +79,8 @@ def record(ws: Workspace, spec: StageSpec, src: str | None, cfg: Config, summary
     written = {entry: fp for entry in spec.writes if (fp := ws.fingerprint(entry)) is not None}
     ws.write_json(_path(spec.name), {
         "stage": spec.name, "source": src, "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "config": recorded_config(cfg), "settings": settings_digest(cfg.to_dict()), "versions": versions(),
+        "config": cfg.to_record(), "settings": settings_digest(cfg.to_dict()), "versions": versions(),
         "read": read, "wrote": written, "summary": plain(summary), "next": summary.view(ws.url).next})
-
-
-def recorded_config(cfg: Config) -> dict[str, Any]:
-    """The config as a run record keeps it: storage options with every secret masked."""
-    config = cfg.to_dict()
-    config["storage"] = storage.redacted(config["storage"])
-    return config
 
 
 def last_run(ws: Workspace, stage: str) -> dict[str, Any] | None:

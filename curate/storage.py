@@ -37,14 +37,20 @@ def apply(options: dict[str, Any]) -> None:
     """Make `options` ({protocol: {option: value}}) the fsspec defaults for those protocols, here and
     in the processes started from here (decoder children, local Dask workers), which read
     `FSSPEC_<PROTOCOL>` when they import fsspec. Workers of a remote cluster need the same options
-    in their own environment (as they need their own credentials)."""
+    in their own environment (as they need their own credentials). Masked values (`REDACTED`, as a
+    flow's task receives the config) are skipped: the flow's process applied the real ones."""
     if not options:
         return
     import fsspec.config
 
     for protocol, values in options.items():
-        fsspec.config.conf.setdefault(protocol, {}).update(values)
+        fsspec.config.conf.setdefault(protocol, {}).update(_unmasked(values))
         os.environ[f"FSSPEC_{protocol.upper()}"] = json.dumps(fsspec.config.conf[protocol])
+
+
+def _unmasked(values: dict[str, Any]) -> dict[str, Any]:
+    """`values` without the masked ones, at any depth (a masked value, from a record, is no value)."""
+    return {k: _unmasked(v) if isinstance(v, dict) else v for k, v in values.items() if v != REDACTED}
 
 
 def redacted(obj: Any) -> Any:
