@@ -158,3 +158,5 @@ def s3(s3_server, monkeypatch):
         monkeypatch.delenv(key)
     monkeypatch.setattr(fsspec.config, "conf", {})
     yield s3_server
+    for key in [k for k in os.environ if k.startswith("FSSPEC_")]:  # set by `curate.storage.apply`
+        del os.environ[key]
