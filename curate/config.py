@@ -50,6 +50,8 @@ class ScanConfig:
     structure_checks: bool = option(True, "check each file's container the way strict decoders do (PNG chunk CRCs "
                                     "and order, JPEG markers, GIF blocks, TIFF directories, WebP RIFF sizes): "
                                     "errors make the file corrupt, tolerated deviations are structure_warnings")
+    fetch_batch: int = option(32, "files of a remote source (s3://, gs://, ...) fetched at once, concurrently, "
+                                  "one batch ahead of the decoder", min=1, max=4096)
     follow_symlinks: bool = option(False, "follow symbolic links (each folder is entered once, so loops end)")
     ignore: list[str] = option([".*", "*.md", "*.txt", "*.py", "*.json", "*.csv", "*.parquet", "*.npz", "*.toml",
                            "*.yaml", "*.yml"],

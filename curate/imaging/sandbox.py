@@ -48,6 +48,7 @@ class DecodeJob:
     max_memory_mb: int
     structure_checks: bool = True
     pixels: int = 0  # > 0: decode to (pixels, pixels, 3) uint8 RGB instead of probing
+    fetch_batch: int = 32  # files of a remote source fetched at once (`Source.read_many`)
 
 
 def _widen_pipe(fd: int) -> None:
@@ -132,7 +133,7 @@ def _child() -> None:
     job: DecodeJob = _receive(sys.stdin.fileno(), None)
     limit = job.max_memory_mb * 2**20
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    for _path, data in Source(job.src).read_many(job.paths):
+    for _path, data in Source(job.src).read_many(job.paths, job.fetch_batch):
         try:
             result = decode_file(data, job)
         except MemoryError:
@@ -187,7 +188,7 @@ def decode_all(job: DecodeJob, decoders: int, timeout_s: float, isolate: bool = 
     wait to be taken, so a slow consumer bounds the memory; leaving the loop early stops the
     children."""
     if not isolate:
-        for path, data in Source(job.src).read_many(job.paths):
+        for path, data in Source(job.src).read_many(job.paths, job.fetch_batch):
             yield path, decode_file(data, job)
         return
     runs = max(1, min(decoders, len(job.paths) // MIN_PATHS_PER_DECODER))
