@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import socket
 import threading
@@ -22,6 +23,8 @@ from typing import Any, Iterator
 
 from curate.errors import WorkspaceLocked
 from curate.workspace import Workspace, is_local
+
+log = logging.getLogger(__name__)
 
 LOCK = ".lock"
 _held: dict[str, int] = {}
@@ -59,9 +62,11 @@ def _try_create(ws: Workspace, me: dict[str, Any]) -> bool:
     if ws.object_store:
         try:
             ws.fs.pipe_file(path, json.dumps(me).encode(), mode="create")
+            return True
         except FileExistsError:
             return False
-        return True
+        except (TypeError, NotImplementedError):  # this store's fsspec backend has no conditional create
+            log.warning("%s cannot create objects conditionally: the lock only checks before it writes", ws.url)
     if ws.fs.exists(path):
         return False
     ws.fs.pipe(path, json.dumps(me).encode())
