@@ -72,16 +72,21 @@ def cli(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess
 
 def test_scan_from_a_bucket_equals_the_local_scan_and_reads_a_labels_file_there(bucket_src, tmp_path, runner):
     bucket, src, local = bucket_src
-    result = runner.invoke(main, ["scan", src, "-o", str(tmp_path / "from-s3"), "--workers", "1"])
+    out = f"s3://{bucket}/scanned"
+    result = runner.invoke(main, ["scan", src, "-o", out, "--workers", "1"])
     assert result.exit_code == 0, result.output
     assert runner.invoke(main, ["scan", str(local), "-o", str(tmp_path / "from-disk"), "--workers", "1"]).exit_code == 0
-    got, want = decided(str(tmp_path / "from-s3")), decided(str(tmp_path / "from-disk"))
+    got, want = decided(out), decided(str(tmp_path / "from-disk"))
     assert got == want
+    s3 = Workspace(f"s3://{bucket}").fs
+    s3.pipe_file(f"{bucket}/photos/train/dog/new.jpg", encode(photo_like(999, (64, 48))))
+    result = runner.invoke(main, ["scan", src, "-o", out, "--workers", "1"])  # incremental, OUT in the bucket
+    assert result.exit_code == 0 and "decoded 1 (reused 14)" in result.output, result.output
+    assert len(decided(out)["manifest"]) == 15 and not Workspace(out).exists("manifest.new")
     by_path = {r["path"]: r for r in got["manifest"]}
     assert (by_path["train/dog/1.jpg"]["label"], by_path["train/dog/1.jpg"]["split"]) == ("dog", "train")
     assert by_path["train/cat/notes.jpg"]["status"] == "error" and by_path["train/dog/p.png"]["status"] == "ok"
 
-    s3 = Workspace(f"s3://{bucket}").fs
     s3.pipe_file(f"{bucket}/meta/labels.csv",
                  b"path,label,split\ntrain/cat/0.jpg,tabby,val\ntest/dog/0.jpg,puppy,test\n")
     result = runner.invoke(main, ["scan", src, "-o", str(tmp_path / "labelled"), "--labels",
