@@ -119,16 +119,33 @@ class Source:
                 yield rel, got[rel]
 
     def _cat(self, rels: list[str]) -> dict[str, bytes | OSError]:
-        """The bytes of `rels` (a remote source), fetched concurrently; a failed file's OSError."""
-        paths = {self.path(rel): rel for rel in rels}
-        try:
-            fetched = self.fs.cat(list(paths), on_error="return")
-        except OSError as exc:  # the whole batch failed (e.g. the store went away): each file says why
-            return {rel: exc for rel in rels}
+        """The bytes of `rels` (a remote source), fetched concurrently on an async file system (s3fs,
+        gcsfs, adlfs), else one after the other; a failed file's OSError. Each path is fetched as
+        it is named (fsspec's `cat` would take `[`, `*` or `?` in a file name for a glob)."""
+        import asyncio
+
+        from fsspec.asyn import AsyncFileSystem, sync
+
+        fs = self.fs
+
+        async def one(rel: str) -> bytes | OSError:
+            try:
+                data: bytes = await fs._cat_file(self.path(rel))
+                return data
+            except OSError as exc:
+                return exc
+
+        async def every() -> list[bytes | OSError]:
+            return list(await asyncio.gather(*(one(rel) for rel in rels)))
+
+        if isinstance(fs, AsyncFileSystem):
+            return dict(zip(rels, sync(fs.loop, every)))
         out: dict[str, bytes | OSError] = {}
-        for path, rel in paths.items():
-            value = fetched.get(path, FileNotFoundError(path)) if isinstance(fetched, dict) else fetched
-            out[rel] = value if isinstance(value, (bytes, OSError)) else OSError(f"{type(value).__name__}: {value}")
+        for rel in rels:
+            try:
+                out[rel] = fs.cat_file(self.path(rel))
+            except OSError as exc:
+                out[rel] = exc
         return out
 
     def check(self) -> None:

@@ -28,7 +28,8 @@ BIN = Path(sys.executable).parent
 
 
 def make_tree(root: Path) -> Path:
-    """train/{cat: 5, dog: 4}, test/{cat: 2, dog: 1} small JPEGs, a PNG, a text file named .jpg."""
+    """train/{cat: 5, dog: 4}, test/{cat: 2, dog: 1} small JPEGs, a PNG, a text file named .jpg, and a
+    JPEG whose name has glob characters."""
     seed = 100
     for split, cls, n in [("train", "cat", 5), ("train", "dog", 4), ("test", "cat", 2), ("test", "dog", 1)]:
         for i in range(n):
@@ -36,6 +37,7 @@ def make_tree(root: Path) -> Path:
             write(root / split / cls / f"{i}.jpg", encode(photo_like(seed, (64, 48))))
     write(root / "train" / "dog" / "p.png", encode(photo_like(7, (40, 40)), "PNG"))
     write(root / "train" / "cat" / "notes.jpg", b"not an image\n")
+    write(root / "train" / "cat" / "odd [1] *?.jpg", encode(photo_like(8, (64, 48))))
     return root
 
 
@@ -81,11 +83,12 @@ def test_scan_from_a_bucket_equals_the_local_scan_and_reads_a_labels_file_there(
     s3 = Workspace(f"s3://{bucket}").fs
     s3.pipe_file(f"{bucket}/photos/train/dog/new.jpg", encode(photo_like(999, (64, 48))))
     result = runner.invoke(main, ["scan", src, "-o", out, "--workers", "1"])  # incremental, OUT in the bucket
-    assert result.exit_code == 0 and "decoded 1 (reused 14)" in result.output, result.output
-    assert len(decided(out)["manifest"]) == 15 and not Workspace(out).exists("manifest.new")
+    assert result.exit_code == 0 and "decoded 1 (reused 15)" in result.output, result.output
+    assert len(decided(out)["manifest"]) == 16 and not Workspace(out).exists("manifest.new")
     by_path = {r["path"]: r for r in got["manifest"]}
     assert (by_path["train/dog/1.jpg"]["label"], by_path["train/dog/1.jpg"]["split"]) == ("dog", "train")
     assert by_path["train/cat/notes.jpg"]["status"] == "error" and by_path["train/dog/p.png"]["status"] == "ok"
+    assert by_path["train/cat/odd [1] *?.jpg"]["status"] == "ok"
 
     s3.pipe_file(f"{bucket}/meta/labels.csv",
                  b"path,label,split\ntrain/cat/0.jpg,tabby,val\ntest/dog/0.jpg,puppy,test\n")
