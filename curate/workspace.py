@@ -91,7 +91,7 @@ class Workspace:
         return f"{head}/{TMP_MARK}{uuid.uuid4().hex[:8]}-{tail}"
 
     def write_bytes(self, rel: str, data: bytes) -> None:
-        """Write `data` to `rel` atomically (temporary name, then rename)."""
+        """Write `data` to `rel` atomically (temporary name, then rename; on an object store, one PUT)."""
         final = self.path(rel)
         if self.object_store:
             self.fs.pipe_file(final, data)  # one PUT: the object appears whole or not at all
