@@ -50,6 +50,8 @@ class ScanConfig:
     structure_checks: bool = option(True, "check each file's container the way strict decoders do (PNG chunk CRCs "
                                     "and order, JPEG markers, GIF blocks, TIFF directories, WebP RIFF sizes): "
                                     "errors make the file corrupt, tolerated deviations are structure_warnings")
+    fetch_batch: int = option(32, "files of a remote source (s3://, gs://, ...) fetched at once, concurrently, "
+                                  "one batch ahead of the decoder", min=1, max=4096)
     follow_symlinks: bool = option(False, "follow symbolic links (each folder is entered once, so loops end)")
     ignore: list[str] = option([".*", "*.md", "*.txt", "*.py", "*.json", "*.csv", "*.parquet", "*.npz", "*.toml",
                            "*.yaml", "*.yml"],
@@ -170,6 +172,15 @@ class PublishConfig:
 
 
 @dataclass
+class StorageConfig:
+    """Object stores (s3://, gs://, az://): fsspec options per protocol, on top of the store's own
+    environment and profile (credentials belong there: AWS_PROFILE, AWS_ACCESS_KEY_ID, ...)."""
+
+    options: dict[str, dict[str, Any]] = option({}, "fsspec options per protocol, e.g. {s3 = {endpoint_url = "
+                                          "\"http://127.0.0.1:9000\", client_kwargs = {region_name = \"eu-west-1\"}}}")
+
+
+@dataclass
 class RunConfig:
     """Where `curate schedule` and the flows read and write when not told on the command line."""
 
@@ -191,10 +202,20 @@ class Config:
     shard: ShardConfig = field(default_factory=ShardConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     publish: PublishConfig = field(default_factory=PublishConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return dataclasses.asdict(self)
+
+    def to_record(self) -> dict[str, dict[str, Any]]:
+        """`to_dict` as records keep it (run records, dataset.json, a flow's task parameters): every
+        secret in the storage options masked (`curate.storage.redacted`)."""
+        from curate import storage
+
+        config = self.to_dict()
+        config["storage"] = storage.redacted(config["storage"])
+        return config
 
 
 def _sections() -> dict[str, type]:

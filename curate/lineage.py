@@ -7,8 +7,8 @@ source location from the scan's record; `curate status` and `curate run`'s skipp
 
 A stage's last run is *current* when its record exists, everything it wrote is still there, no
 entry it read was rewritten since (else it is *stale*), and it ran with the same source, curate
-version and settings (every config section but `engine` and `run`, which decide how the work
-runs, not what it produces).
+version and settings (every config section but `engine`, `run` and `storage`, which decide how
+the work runs, not what it produces). Storage options are recorded with their secrets masked.
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from curate.workspace import Workspace
 
 PACKAGES = ("curate", "pillow", "pillow-simd", "numpy", "pyarrow", "dask", "distributed", "imagehash", "torch",
             "kornia", "prefect", "fiftyone")
-HOW_NOT_WHAT = ("engine", "run")  # config sections that do not change a stage's output
+HOW_NOT_WHAT = ("engine", "run", "storage")  # config sections that do not change a stage's output
 
 
 def versions() -> dict[str, str]:
@@ -79,7 +79,7 @@ def record(ws: Workspace, spec: StageSpec, src: str | None, cfg: Config, summary
     written = {entry: fp for entry in spec.writes if (fp := ws.fingerprint(entry)) is not None}
     ws.write_json(_path(spec.name), {
         "stage": spec.name, "source": src, "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "config": cfg.to_dict(), "settings": settings_digest(cfg.to_dict()), "versions": versions(),
+        "config": cfg.to_record(), "settings": settings_digest(cfg.to_dict()), "versions": versions(),
         "read": read, "wrote": written, "summary": plain(summary), "next": summary.view(ws.url).next})
 
 

@@ -10,7 +10,7 @@ import os
 import posixpath
 import stat
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import PurePosixPath
 from typing import Sequence
 
 import fsspec
@@ -93,13 +93,16 @@ def layout_label(rel: str) -> tuple[str | None, str | None]:
 
 
 def read_labels(path: str) -> dict[str, tuple[str | None, str | None]]:
-    """path -> (label, split) from a CSV or Parquet labels file with columns path,label[,split]."""
-    p = Path(path)
-    if not p.is_file():
+    """path -> (label, split) from a CSV or Parquet labels file with columns path,label[,split]: a
+    local file or an fsspec URL (e.g. s3://bucket/labels.csv)."""
+    fs, p = fsspec.core.url_to_fs(path)
+    if not fs.isfile(p):
         raise CurateError(f"labels file {path} not found")
     try:
-        table = pq.read_table(p) if p.suffix.lower() in (".parquet", ".pq") else pacsv.read_csv(
-            p, convert_options=pacsv.ConvertOptions(column_types={"path": pa.string(), "label": pa.string(),
+        with fs.open(p, "rb") as f:
+            data = pa.BufferReader(f.read())
+        table = pq.read_table(data) if PurePosixPath(p).suffix.lower() in (".parquet", ".pq") else pacsv.read_csv(
+            data, convert_options=pacsv.ConvertOptions(column_types={"path": pa.string(), "label": pa.string(),
                                                                   "split": pa.string()}))
     except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as exc:
         raise CurateError(f"labels file {path} cannot be read: {str(exc).splitlines()[0]}") from exc

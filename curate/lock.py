@@ -4,11 +4,17 @@ A second run on the same OUT is refused with the owner named. A lock left by a k
 stale once its process is gone (same host) or, from another host, once it is older than
 `stale_after` seconds; a stale lock is taken over. Re-entrant within one process, so a flow's
 stage tasks and `curate run`'s stages share their run's lock.
+
+On an object store the lock is created with a conditional write (`If-None-Match: *`), which the
+server refuses when the object exists, so of two runs starting together only one gets it; the
+run that gets it first finishes any folder swap a killed run left journalled
+(`Workspace.finish_swaps`).
 """
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import socket
 import threading
@@ -17,6 +23,8 @@ from typing import Any, Iterator
 
 from curate.errors import WorkspaceLocked
 from curate.workspace import Workspace, is_local
+
+log = logging.getLogger(__name__)
 
 LOCK = ".lock"
 _held: dict[str, int] = {}
@@ -51,6 +59,14 @@ def _try_create(ws: Workspace, me: dict[str, Any]) -> bool:
         with os.fdopen(fd, "w") as f:
             json.dump(me, f)
         return True
+    if ws.object_store:
+        try:
+            ws.fs.pipe_file(path, json.dumps(me).encode(), mode="create")
+            return True
+        except FileExistsError:
+            return False
+        except (TypeError, NotImplementedError):  # this store's fsspec backend has no conditional create
+            log.warning("%s cannot create objects conditionally: the lock only checks before it writes", ws.url)
     if ws.fs.exists(path):
         return False
     ws.fs.pipe(path, json.dumps(me).encode())
@@ -81,6 +97,11 @@ def workspace_lock(out: str, stale_after: float = 6 * 3600) -> Iterator[None]:
             ws.fs.rm(key)
         with _guard:
             _held[key] = 1
+        try:
+            ws.finish_swaps()
+        except BaseException:
+            _release(ws, key)
+            raise
     try:
         yield
     finally:
@@ -91,3 +112,9 @@ def workspace_lock(out: str, stale_after: float = 6 * 3600) -> Iterator[None]:
                 del _held[key]
         if last:
             ws.fs.rm(key)
+
+
+def _release(ws: Workspace, key: str) -> None:
+    with _guard:
+        _held.pop(key, None)
+    ws.fs.rm(key)

@@ -7,7 +7,7 @@ import importlib
 import logging
 from typing import Any, Callable, Collection
 
-from curate import lineage
+from curate import lineage, storage
 from curate.config import Config
 from curate.errors import ConfigError, MissingInput
 from curate.listing import read_labels
@@ -42,6 +42,7 @@ def preflight(cfg: Config, src: str | None = None, stages: list[StageSpec] | Non
     """Reject a bad source, labels file or setting of the stages about to run (default: those
     `[run] stages` selects), and, given OUT, an input that neither OUT holds nor an earlier of
     these stages writes, before any work starts, so that a mistake leaves nothing behind."""
+    storage.apply(cfg.storage.options)
     specs = stages if stages is not None else selected_stages(cfg)
     for spec in specs:
         if spec.check:
@@ -70,6 +71,7 @@ def require_inputs(ws: Workspace, spec: StageSpec, cfg: Config, made: Collection
 def run_stage(name: str, src: str | None, out: str, cfg: Config) -> Any:
     """Run one stage (SRC defaults to the one OUT was scanned from) under OUT's lock, record it,
     and return its summary."""
+    storage.apply(cfg.storage.options)
     spec = STAGES.get(name)
     ws = Workspace(out)
     require_inputs(ws, spec, cfg)  # before the lock: a wrong OUT leaves nothing

@@ -52,6 +52,7 @@ class ScanTask:
     timeout_s: float = 30.0
     max_memory_mb: int = 4096
     structure_checks: bool = True
+    fetch_batch: int = 32  # files of a remote source fetched at once
     decoders: int = 1  # decoder processes for this partition (more when it runs alone, in-process)
 
 
@@ -105,7 +106,7 @@ def scan_partition(task: ScanTask) -> dict[str, int]:
     old = _previous_rows(task)
     to_decode = [f.path for f in task.files if f.path not in old and not f.error]
     job = DecodeJob(task.src, tuple(to_decode), task.decode_size, task.max_pixels, task.background,
-                    task.max_memory_mb, task.structure_checks)
+                    task.max_memory_mb, task.structure_checks, fetch_batch=task.fetch_batch)
     decoded = dict(decode_all(job, task.decoders, task.timeout_s, task.isolate))
     rows: list[dict[str, Any]] = []
     thumbs: list[bytes | None] = []
@@ -177,7 +178,8 @@ def plan_tasks(src: str, out: str, cfg: Config, files: list[SourceFile],
         paths = {f.path for f in chunk}
         tasks.append(ScanTask(src, out, i // size, chunk, frozenset(paths & reuse), frozenset(paths & removed),
                               cfg.scan.decode_size, cfg.scan.max_pixels, cfg.scan.background, isolate,
-                              cfg.scan.timeout_s, cfg.scan.max_memory_mb, cfg.scan.structure_checks))
+                              cfg.scan.timeout_s, cfg.scan.max_memory_mb, cfg.scan.structure_checks,
+                              cfg.scan.fetch_batch))
     return tasks
 
 

@@ -2,13 +2,17 @@
 
 `Source` is the one place that turns SRC plus a path relative to it into bytes. Local folders
 are read with plain `open`, so a decoder child process that reads them never imports fsspec;
-anything else goes through fsspec. Importing this module does no work and imports nothing heavy.
+anything else goes through fsspec, and `read_many` fetches a remote source's files many at a
+time (fsspec's concurrent `cat`) one batch ahead of the consumer, so a scan from an object store
+is not bound by the latency of one request. Importing this module does no work and imports
+nothing heavy.
 """
 from __future__ import annotations
 
 import functools
 import os
-from typing import TYPE_CHECKING, BinaryIO
+import threading
+from typing import TYPE_CHECKING, BinaryIO, Iterator, Sequence
 
 from curate.errors import CurateError
 
@@ -77,6 +81,72 @@ class Source:
     def read(self, rel: str) -> bytes:
         with self.open(rel) as f:
             return f.read()
+
+    def read_many(self, rels: Sequence[str], batch: int = 32) -> Iterator[tuple[str, bytes | OSError]]:
+        """(rel, its bytes or the OSError that reading it raised) for every rel, in order. A
+        remote source is fetched `batch` files at a time, concurrently, with the next batch
+        fetched while the current one is consumed; a local one is read file by file."""
+        if self.local_root is not None:
+            for rel in rels:
+                try:
+                    yield rel, self.read(rel)
+                except OSError as exc:
+                    yield rel, exc
+            return
+        batches = [list(rels[i:i + batch]) for i in range(0, len(rels), batch)]
+        ahead: list[dict[str, bytes | OSError] | BaseException] = [{}]
+        fetcher: threading.Thread | None = None
+
+        def fetch(i: int) -> None:
+            try:
+                ahead[0] = self._cat(batches[i])
+            except BaseException as exc:  # noqa: BLE001  (raised in the consumer: e.g. no credentials)
+                ahead[0] = exc
+
+        for i, names in enumerate(batches):
+            if fetcher is None:
+                fetch(i)
+            else:
+                fetcher.join()
+            got = ahead[0]
+            if isinstance(got, BaseException):
+                raise got
+            fetcher = None
+            if i + 1 < len(batches):
+                fetcher = threading.Thread(target=fetch, args=(i + 1,), daemon=True)
+                fetcher.start()
+            for rel in names:
+                yield rel, got[rel]
+
+    def _cat(self, rels: list[str]) -> dict[str, bytes | OSError]:
+        """The bytes of `rels` (a remote source), fetched concurrently on an async file system (s3fs,
+        gcsfs, adlfs), else one after the other; a failed file's OSError. Each path is fetched as
+        it is named (fsspec's `cat` would take `[`, `*` or `?` in a file name for a glob)."""
+        import asyncio
+
+        from fsspec.asyn import AsyncFileSystem, sync
+
+        fs = self.fs
+
+        async def one(rel: str) -> bytes | OSError:
+            try:
+                data: bytes = await fs._cat_file(self.path(rel))
+                return data
+            except OSError as exc:
+                return exc
+
+        async def every() -> list[bytes | OSError]:
+            return list(await asyncio.gather(*(one(rel) for rel in rels)))
+
+        if isinstance(fs, AsyncFileSystem):
+            return dict(zip(rels, sync(fs.loop, every)))
+        out: dict[str, bytes | OSError] = {}
+        for rel in rels:
+            try:
+                out[rel] = fs.cat_file(self.path(rel))
+            except OSError as exc:
+                out[rel] = exc
+        return out
 
     def check(self) -> None:
         """Fail with one line when SRC is missing or not a folder."""

@@ -58,7 +58,7 @@ def status(out: str, cfg: Config | None = None) -> View:
         finished = (s.finished or "-").replace("T", " ").removesuffix("+00:00")
         rows.append([spec.name, s.state, finished, ", ".join(custom) or "defaults", wrote])
         notes += [f"{spec.name} is stale: {why}" for why in s.why]
-        if cfg is not None and (now := changed_keys(ran, cfg.to_dict())):
+        if cfg is not None and (now := changed_keys(ran, cfg.to_record())):
             notes.append(f"{spec.name} ran with other settings than the given config: {', '.join(now)}")
     done = sum(r[1] == "done" for r in rows)
     blocks: list[Block] = [Table.of("stages", ["stage", "state", "finished (UTC)", "settings", "wrote"], rows), *notes]

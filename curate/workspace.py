@@ -4,6 +4,12 @@ Layout (ARCHITECTURE.md, "The workspace"): `manifest/`, `issues/`, `duplicates/`
 `shards/<split>/`, `index.parquet`, `dataset.json`, `report/`, `runs/`. A file is written under a
 temporary name and renamed into place, so a reader never sees a half-written file and a killed
 run leaves only temporaries that the next run removes.
+
+On an object store (`curate.storage.is_object_store`: s3://, gs://, az://) there is no rename, but
+an object is written whole by one PUT (or one multipart upload, visible only once complete): each
+file is put straight under its final name, and a folder is replaced by a journalled swap (the
+`<name>.swap` object, written once the staging folder is complete, is the commit point; whoever
+next takes OUT's lock finishes the copy; readers read the staging folder meanwhile).
 """
 from __future__ import annotations
 
@@ -11,6 +17,8 @@ import hashlib
 import io
 import json
 import logging
+import os
+import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -20,6 +28,7 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from curate import storage
 from curate.errors import CurateError, MissingInput
 
 if TYPE_CHECKING:
@@ -28,6 +37,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TMP_MARK = ".tmp-"
+SWAP_MARK = ".swap"  # `<name>.swap` on an object store: `<name>.new/` is complete and replaces `<name>/`
 
 
 @dataclass(frozen=True)
@@ -38,21 +48,40 @@ class Workspace:
 
     @property
     def fs(self) -> fsspec.AbstractFileSystem:
-        return fsspec.core.url_to_fs(self.url)[0]
+        return _fs_root(self.url)[0]
 
     @property
     def root(self) -> str:
-        return str(fsspec.core.url_to_fs(self.url)[1])
+        return _fs_root(self.url)[1]
+
+    @property
+    def object_store(self) -> bool:
+        """Whether OUT is on an object store (whole-object writes, no rename)."""
+        return storage.is_object_store(self.fs)
 
     def path(self, *parts: str) -> str:
         """The filesystem path of `parts` under the workspace root."""
         return str(PurePosixPath(self.root, *parts))
 
+    def location(self, *parts: str) -> str:
+        """Where `parts` is, for people: a local path, or a URL with its protocol (s3://...)."""
+        p = self.path(*parts)
+        return p if is_local(self.fs) else str(self.fs.unstrip_protocol(p))
+
     def exists(self, *parts: str) -> bool:
         return bool(self.fs.exists(self.path(*parts)))
 
     def makedirs(self, *parts: str) -> str:
+        """Create the folder `parts` (OUT itself when empty). An object store has no folders: there
+        OUT's bucket must exist (curate never creates one)."""
         p = self.path(*parts)
+        if self.object_store:
+            if not parts:
+                bucket = self.root.partition("/")[0]
+                if not self.fs.exists(bucket):
+                    raise CurateError(f"the bucket of {self.url} does not exist: create it first "
+                                      "(curate never creates buckets)")
+            return p
         self.fs.makedirs(p, exist_ok=True)
         return p
 
@@ -62,8 +91,11 @@ class Workspace:
         return f"{head}/{TMP_MARK}{uuid.uuid4().hex[:8]}-{tail}"
 
     def write_bytes(self, rel: str, data: bytes) -> None:
-        """Write `data` to `rel` atomically (temporary name, then rename)."""
+        """Write `data` to `rel` atomically (temporary name, then rename; on an object store, one PUT)."""
         final = self.path(rel)
+        if self.object_store:
+            self.fs.pipe_file(final, data)  # one PUT: the object appears whole or not at all
+            return
         self.fs.makedirs(final.rpartition("/")[0], exist_ok=True)
         tmp = self._tmp_name(final)
         try:
@@ -87,18 +119,30 @@ class Workspace:
         column but `uncompressed` (e.g. already-compressed image bytes). Returns the file's sha256,
         computed while writing."""
         final = self.path(rel)
-        self.fs.makedirs(final.rpartition("/")[0], exist_ok=True)
-        tmp = self._tmp_name(final)
         codecs: Any = "zstd"
         if uncompressed:
             codecs = {name: "zstd" for name in _leaf_paths(schema)} | {name: "none" for name in uncompressed}
+
+        def write(f: Any) -> str:
+            hashing = _HashingWriter(f)
+            pq.write_table(table.select(schema.names).cast(schema), hashing, row_group_size=row_group_size,
+                           compression=codecs)
+            return hashing.hexdigest()
+
+        if self.object_store:  # written in full on local disk first, then uploaded whole
+            with tempfile.TemporaryDirectory(prefix="curate-put-") as folder:
+                local = os.path.join(folder, "part")
+                with open(local, "wb") as f:
+                    digest = write(f)
+                self.fs.put_file(local, final)
+            return digest
+        self.fs.makedirs(final.rpartition("/")[0], exist_ok=True)
+        tmp = self._tmp_name(final)
         try:
             with self.fs.open(tmp, "wb") as f:
-                hashing = _HashingWriter(f)
-                pq.write_table(table.select(schema.names).cast(schema), hashing, row_group_size=row_group_size,
-                               compression=codecs)
+                digest = write(f)
             self.fs.mv(tmp, final)
-            return hashing.hexdigest()
+            return digest
         except OSError as exc:
             _cleanup(self.fs, tmp)
             raise _disk_error(exc, final) from exc
@@ -113,13 +157,50 @@ class Workspace:
         self.swap_in(staging, name)
 
     def swap_in(self, staging: str, name: str) -> None:
-        """Make the folder `staging` the new `name`, replacing the old one."""
+        """Make the folder `staging` the new `name`, replacing the old one. On an object store:
+        write the `<name>.swap` journal (the commit point), then `finish_swap`."""
+        if self.object_store:
+            self.write_json(f"{name}{SWAP_MARK}", {"staging": staging})
+            self.finish_swap(name)
+            return
         old = f"{name}.old"
         self.remove(old)
         if self.exists(name):
             self.fs.mv(self.path(name), self.path(old), recursive=True)
         self.fs.mv(self.path(staging), self.path(name), recursive=True)
         self.remove(old)
+
+    def pending_swap(self, name: str) -> str | None:
+        """The complete staging folder that replaces `name/` (object stores: a swap journalled and
+        not finished yet, e.g. by a killed run), or None."""
+        if not self.object_store or not self.exists(f"{name}{SWAP_MARK}"):
+            return None
+        return str(self.read_json(f"{name}{SWAP_MARK}")["staging"])
+
+    def finish_swap(self, name: str) -> None:
+        """Finish replacing `name/` by its journalled staging folder (object stores; idempotent, so a
+        run killed halfway through is finished by the next): drop the objects of `name/` that the
+        staging folder lacks, copy each staged object over (a server-side copy, atomic per object),
+        then remove the staging folder and, last, the journal."""
+        staging = self.pending_swap(name)
+        if staging is None:
+            return
+        new = self.files(staging)
+        wanted = {rel[len(staging):] for rel in new}
+        for rel in self.files(name):
+            if rel[len(name):] not in wanted:
+                self.fs.rm_file(self.path(rel))
+        for rel in new:
+            self.fs.copy(self.path(rel), self.path(name + rel[len(staging):]))
+        self.remove(staging)
+        self.fs.rm_file(self.path(f"{name}{SWAP_MARK}"))
+
+    def finish_swaps(self) -> None:
+        """Finish every swap a killed run left journalled (object stores; call holding OUT's lock)."""
+        if not self.object_store:
+            return
+        for p in self.fs.glob(self.path(f"*{SWAP_MARK}")):
+            self.finish_swap(p.rpartition("/")[2].removesuffix(SWAP_MARK))
 
     def remove(self, rel: str) -> None:
         if self.exists(rel):
@@ -157,7 +238,9 @@ class Workspace:
         return h.hexdigest()[:16]
 
     def parts(self, name: str) -> list[str]:
-        """The finished Parquet files of the dataset `name/`, in order."""
+        """The finished Parquet files of the dataset `name/`, in order (on an object store, those of
+        the staging folder replacing it while a swap is pending)."""
+        name = self.pending_swap(name) or name
         if not self.exists(name):
             from curate.stages import producer, shown
 
@@ -247,6 +330,16 @@ def _disk_error(exc: OSError, path: str) -> Exception:
     if getattr(exc, "errno", None) == 28:  # ENOSPC
         return CurateError(f"out of disk space while writing {path}: free space and rerun; finished parts are kept")
     return exc
+
+
+def _fs_root(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    """OUT's file system and root path. On an object store, listings are not cached: other
+    processes (workers, a concurrent reader) write objects that a cached listing would hide."""
+    if storage.is_object_url(url):
+        fs, root = fsspec.core.url_to_fs(url, use_listings_cache=False)
+    else:
+        fs, root = fsspec.core.url_to_fs(url)
+    return fs, str(root)
 
 
 def is_local(fs: fsspec.AbstractFileSystem) -> bool:

@@ -26,7 +26,7 @@ def curate_pipeline(src: str | None = None, out: str | None = None, config: str 
     with shared_cluster(cfg.engine) as engine:
         cfg = dataclasses.replace(cfg, engine=engine)
         for spec in selected_stages(cfg):
-            results[spec.name] = stage_task(spec.name, src, out, cfg.to_dict())
+            results[spec.name] = stage_task(spec.name, src, out, cfg.to_record())
     publish_artifact(out, results, key="curate-pipeline-summary")
     return {name: result.summary for name, result in results.items()}
 

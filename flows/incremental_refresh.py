@@ -27,7 +27,7 @@ def incremental_refresh(src: str | None = None, out: str | None = None, config: 
     results: dict[str, StageResult] = {}
     with shared_cluster(cfg.engine) as engine:
         cfg = dataclasses.replace(cfg, engine=engine)
-        results["scan"] = scan = stage_task("scan", src, out, cfg.to_dict())
+        results["scan"] = scan = stage_task("scan", src, out, cfg.to_record())
         changed = scan.summary["decoded"] + scan.summary["newly_removed"]
         if changed == 0:
             logger.info("nothing changed in %s since the last scan: nothing to do", src)
@@ -36,7 +36,7 @@ def incremental_refresh(src: str | None = None, out: str | None = None, config: 
                     scan.summary["newly_removed"])
         for spec in selected_stages(cfg):
             if spec.name != "scan":
-                results[spec.name] = stage_task(spec.name, src, out, cfg.to_dict())
+                results[spec.name] = stage_task(spec.name, src, out, cfg.to_record())
     publish_artifact(out, results, key="curate-incremental-refresh-summary")
     return {**{name: result.summary for name, result in results.items()}, "changed": changed}
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -133,3 +134,29 @@ def reconnect_fiftyone() -> None:
         from fiftyone.core.odm import database
 
         database._disconnect()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """moto's S3 server as a separate process on loopback, for the whole test run (tests/s3server.py)."""
+    from s3server import S3Server
+
+    server = S3Server(free_port(), tmp_path_factory.mktemp("moto") / "moto.log").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3(s3_server, monkeypatch):
+    """The S3 server with the standard AWS environment pointing at it (also for the processes a test
+    starts); fsspec's storage options from a config (`[storage]`) are undone after the test."""
+    import fsspec.config
+
+    for key, value in s3_server.env().items():
+        monkeypatch.setenv(key, value)
+    for key in [k for k in os.environ if k.startswith("FSSPEC_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setattr(fsspec.config, "conf", {})
+    yield s3_server
+    for key in [k for k in os.environ if k.startswith("FSSPEC_")]:  # set by `curate.storage.apply`
+        del os.environ[key]

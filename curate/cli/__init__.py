@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from curate import storage
 from curate.errors import CurateError
 
 
@@ -28,6 +29,12 @@ class CurateGroup(click.Group):
         except CurateError as exc:
             click.echo(f"{exc.kind}: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except Exception as exc:  # from an object store: one line; anything else is a bug, raised
+            error = storage.user_error(exc)
+            if error is None:
+                raise
+            click.echo(f"{error.kind}: {error}", err=True)
+            ctx.exit(error.exit_code)
         except KeyboardInterrupt:
             click.echo("interrupted: rerun the same command to resume", err=True)
             ctx.exit(130)

@@ -48,6 +48,7 @@ class DecodeJob:
     max_memory_mb: int
     structure_checks: bool = True
     pixels: int = 0  # > 0: decode to (pixels, pixels, 3) uint8 RGB instead of probing
+    fetch_batch: int = 32  # files of a remote source fetched at once (`Source.read_many`)
 
 
 def _widen_pipe(fd: int) -> None:
@@ -90,19 +91,18 @@ def _receive(fd: int, deadline: float | None) -> Any:
     return None if body is None else pickle.loads(body)
 
 
-def decode_file(source: Source, path: str, job: DecodeJob) -> tuple[dict[str, Any], bytes | None, int | None]:
-    """(facts, thumbnail or pixels, size in bytes) of one source file; read errors become facts."""
+def decode_file(data: bytes | OSError, job: DecodeJob) -> tuple[dict[str, Any], bytes | None, int | None]:
+    """(facts, thumbnail or pixels, size in bytes) of one source file's bytes (`Source.read_many`);
+    a read error becomes facts."""
     from curate.codes import ErrorCode, Status
     from curate.imaging.probe import probe
 
-    try:
-        data = source.read(path)
-    except FileNotFoundError as exc:
+    if isinstance(data, FileNotFoundError):
         return ({"status": Status.ERROR.value, "error_code": ErrorCode.VANISHED.value,
-                 "error_message": f"file vanished during the scan: {exc}"}, None, None)
-    except OSError as exc:
+                 "error_message": f"file vanished during the scan: {data}"}, None, None)
+    if isinstance(data, OSError):
         return ({"status": Status.ERROR.value, "error_code": ErrorCode.UNREADABLE.value,
-                 "error_message": f"{type(exc).__name__}: {exc}"}, None, None)
+                 "error_message": f"{type(data).__name__}: {data}"}, None, None)
     if job.pixels:
         return (*_pixels(data, job), len(data))
     facts, thumb = probe(data, decode_size=job.decode_size, max_pixels=job.max_pixels, background=job.background,
@@ -133,10 +133,9 @@ def _child() -> None:
     job: DecodeJob = _receive(sys.stdin.fileno(), None)
     limit = job.max_memory_mb * 2**20
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    source = Source(job.src)
-    for path in job.paths:
+    for _path, data in Source(job.src).read_many(job.paths, job.fetch_batch):
         try:
-            result = decode_file(source, path, job)
+            result = decode_file(data, job)
         except MemoryError:
             result = ({"status": Status.ERROR.value, "error_code": ErrorCode.MEMORY_LIMIT.value,
                        "error_message": f"decoding needed more than {job.max_memory_mb} MB"}, None, None)
@@ -189,9 +188,8 @@ def decode_all(job: DecodeJob, decoders: int, timeout_s: float, isolate: bool = 
     wait to be taken, so a slow consumer bounds the memory; leaving the loop early stops the
     children."""
     if not isolate:
-        source = Source(job.src)
-        for path in job.paths:
-            yield path, decode_file(source, path, job)
+        for path, data in Source(job.src).read_many(job.paths, job.fetch_batch):
+            yield path, decode_file(data, job)
         return
     runs = max(1, min(decoders, len(job.paths) // MIN_PATHS_PER_DECODER))
     step = -(-len(job.paths) // runs) if job.paths else 1

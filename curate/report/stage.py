@@ -106,7 +106,7 @@ def report(src: str | None, out: str, cfg: Config) -> ReportSummary:
         ws.write_json("dataset.json", doc)
     counts = facts["counts"]
     return ReportSummary(
-        page=ws.path(FOLDER, "index.html"), plots=pngs, classes=len(facts["classes"]),
+        page=ws.location(FOLDER, "index.html"), plots=pngs, classes=len(facts["classes"]),
         before=sum(n for c in counts["before"].values() for n in c.values()),
         after=sum(n for c in counts["after"].values() for n in c.values()),
         imbalance_before=facts["imbalance"]["before"].get("all"),

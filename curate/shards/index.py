@@ -84,7 +84,7 @@ def write_dataset_json(ws: Workspace, cfg: Config, classes: list[str]) -> dict[s
         "shards": [{k: s[k] for k in ("shard", "count", "bytes", "sha256")} for s in stats],
         "source": lineage.source_of(ws),
         "image_encoding": encoding,
-        "config": cfg.to_dict(),
+        "config": cfg.to_record(),
         "versions": lineage.versions(),
     }
     embedded = lineage.last_run(ws, "embed")

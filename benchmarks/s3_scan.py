@@ -1,0 +1,218 @@
+"""Scan from an object store vs the same files on local disk, in one run.
+
+    .venv/bin/python benchmarks/s3_scan.py [--files 2000] [--repeats 3] [--workers 2]
+
+Generates `--files` small JPEGs (photo-like, 160x120, quality 90, 20 class folders, fixed seed),
+writes them to a local folder and to a bucket of moto's S3 server (`moto_server`, started here
+on loopback as a separate process, tests/s3server.py), then times, interleaved, `--repeats` times
+each (median reported):
+  * `curate scan DIR -o OUT --workers N` (local disk, page cache warm);
+  * `curate scan s3://BUCKET/photos -o OUT --workers N` (`[scan] fetch_batch` 32, the default:
+    32 files fetched at once, one batch ahead of the decoder);
+and S3 scans with fetch_batch 32 and 1 (one GET at a time) through a loopback proxy that holds every request `--latency-ms`
+(default 30) before passing it on, as a round trip to a remote store would: a latency-bound scan
+(one GET at a time) slows down by that much per file, a concurrent one should not. Also the
+server's own ceiling: every object fetched with s3fs `cat` in batches of 32, no decoding.
+Each scan is a fresh `curate` process into a fresh local OUT; "images/s" is the scan stage's own
+rate (files decoded / the stage's elapsed time, from OUT/runs/scan.json), "process" the wall
+time from spawn to exit (interpreter start and imports included: s3fs costs ~1 s more).
+
+Writes the "Object stores: scan from S3 vs local disk" section of benchmarks/RESULTS.md
+(`--no-write` to skip).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import io
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from hostinfo import cpu_model, ram_gib
+from PIL import Image
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT / "tests"))
+from s3server import S3Server  # noqa: E402  (the tests' server process, started the same way)
+
+RESULTS = HERE / "RESULTS.md"
+SECTION = "## Object stores: scan from S3 vs local disk"
+CURATE = Path(sys.executable).parent / "curate"
+
+
+def photos(n: int, seed: int = 0) -> dict[str, bytes]:
+    """n small photo-like JPEGs: relative path -> bytes."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for i in range(n):
+        coarse = rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)
+        img = np.asarray(Image.fromarray(coarse, "RGB").resize((160, 120), Image.Resampling.BICUBIC), dtype=float)
+        img = np.clip(img + rng.normal(0, 8, img.shape), 0, 255).astype(np.uint8)
+        buf = io.BytesIO()
+        Image.fromarray(img, "RGB").save(buf, "JPEG", quality=90)
+        out[f"class{i % 20:02d}/{i:06d}.jpg"] = buf.getvalue()
+    return out
+
+
+class LatencyProxy:
+    """A TCP proxy on loopback, in a thread, that holds each chunk a client sends for `delay_s`
+    before passing it to `port` (one HTTP request is one chunk: one added round trip per request)."""
+
+    def __init__(self, port: int, delay_s: float) -> None:
+        import asyncio
+        import threading
+
+        self.port, self.delay_s, self.listen = port, delay_s, free_port()
+        self.loop = asyncio.new_event_loop()
+        ready = threading.Event()
+
+        async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float) -> None:
+            try:
+                while data := await reader.read(1 << 16):
+                    if delay:
+                        await asyncio.sleep(delay)
+                    writer.write(data)
+                    await writer.drain()
+            except ConnectionError:
+                pass
+            finally:
+                writer.close()
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.port)
+            await asyncio.gather(pipe(reader, up_writer, self.delay_s), pipe(up_reader, writer, 0.0))
+
+        async def serve() -> None:
+            await asyncio.start_server(handle, "127.0.0.1", self.listen)
+            ready.set()
+
+        def run() -> None:
+            self.loop.run_until_complete(serve())
+            self.loop.run_forever()
+
+        threading.Thread(target=run, daemon=True).start()
+        ready.wait(10)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.listen}"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def scan_once(src: str, work: Path, workers: int, fetch_batch: int, env: dict[str, str]) -> tuple[float, float]:
+    """(images/s of the scan stage, process wall seconds) of one `curate scan` into a fresh OUT."""
+    out = Path(tempfile.mkdtemp(dir=work))
+    config = out.with_suffix(".toml")
+    config.write_text(f"[scan]\nfetch_batch = {fetch_batch}\n")
+    started = time.perf_counter()
+    done = subprocess.run([str(CURATE), "scan", src, "-o", str(out), "--workers", str(workers), "--config",
+                           str(config)], capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - started
+    if done.returncode:
+        raise SystemExit(f"curate scan {src} failed:\n{done.stderr[-2000:]}")
+    summary = json.loads((out / "runs" / "scan.json").read_text())["summary"]
+    shutil.rmtree(out)
+    return summary["decoded"] / summary["elapsed_s"], wall
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--files", type=int, default=2000)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--latency-ms", type=float, default=30.0)
+    ap.add_argument("--no-write", action="store_true")
+    args = ap.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="curate-s3-bench-"))
+    server = S3Server(free_port(), work / "moto.log").start()
+    try:
+        env = {**os.environ, **server.env()}
+        files = photos(args.files)
+        local = work / "photos"
+        for rel, data in files.items():
+            (local / rel).parent.mkdir(parents=True, exist_ok=True)
+            (local / rel).write_bytes(data)
+        fs = server.fs()
+        bucket = server.bucket()
+        fs.pipe({f"{bucket}/photos/{rel}": data for rel, data in files.items()})
+        size = sum(map(len, files.values()))
+
+        keys = [f"{bucket}/photos/{rel}" for rel in files]
+        ceiling: list[float] = []
+
+        proxy = LatencyProxy(server.port, args.latency_ms / 1000)
+        far = {**env, "AWS_ENDPOINT_URL": proxy.endpoint}
+        s3 = f"s3://{bucket}/photos"
+        ms = f"{args.latency_ms:g} ms"
+        contenders = {"local disk": (str(local), 32, env), "S3, fetch_batch 32 (default)": (s3, 32, env),
+                      f"S3 + {ms} per request, fetch_batch 32 (default)": (s3, 32, far),
+                      f"S3 + {ms} per request, fetch_batch 1": (s3, 1, far)}
+        scan_once(str(local), work, args.workers, 32, env)  # warm the page cache and the imports
+        rates: dict[str, list[float]] = {k: [] for k in contenders}
+        walls: dict[str, list[float]] = {k: [] for k in contenders}
+        for _ in range(args.repeats):
+            started = time.perf_counter()
+            for i in range(0, len(keys), 32):
+                fs.cat(keys[i:i + 32])
+            ceiling.append(len(keys) / (time.perf_counter() - started))
+            for name, (src, batch, environment) in contenders.items():
+                ips, wall = scan_once(src, work, args.workers, batch, environment)
+                rates[name].append(ips)
+                walls[name].append(wall)
+                print(f"{name}: {ips:.0f} images/s, process {wall:.1f} s", file=sys.stderr)
+    finally:
+        server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+    local_rate = statistics.median(rates["local disk"])
+    load = os.getloadavg()
+    lines = [SECTION, "",
+             f"`.venv/bin/python benchmarks/s3_scan.py --files {args.files} --repeats {args.repeats} "
+             f"--workers {args.workers}`, {dt.date.today().isoformat()}; {cpu_model()}, {os.cpu_count()} logical "
+             f"CPUs, {ram_gib():.0f} GiB, Python {platform.python_version()}; load average at the end "
+             f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1/5/15 min).", "",
+             f"{args.files} JPEGs, 160x120, {size / args.files / 1024:.1f} KiB each on average, in 20 class folders; "
+             "the same files on local disk and in a bucket of moto's S3 server (a separate `moto_server` process "
+             "on loopback, on the same cores). Median of the repeats, interleaved; each repeat's figure beside it "
+             "(the machine's load changes between repeats).", "",
+             "| source | scan images/s | vs local | each repeat | process wall (s) |", "|---|---:|---:|---|---:|"]
+    for name in contenders:
+        rate = statistics.median(rates[name])
+        each = ", ".join(f"{r:.0f}" for r in rates[name])
+        lines.append(f"| {name} | {rate:.0f} | {rate / local_rate:.0%} | {each} | "
+                     f"{statistics.median(walls[name]):.1f} |")
+    server_rate = statistics.median(ceiling)
+    lines += [f"| the server alone: s3fs `cat`, 32 objects at a time, nothing decoded (objects/s) | {server_rate:.0f} "
+              f"| {server_rate / local_rate:.0%} | {', '.join(f'{c:.0f}' for c in ceiling)} | |"]
+    body = "\n".join(lines) + "\n"
+    print(body)
+    if not args.no_write:
+        text = RESULTS.read_text()
+        if SECTION in text:
+            start = text.index(SECTION)
+            end = text.find("\n## ", start + len(SECTION))
+            text = text[:start] + body + (text[end + 1:] if end >= 0 else "")
+        else:
+            text = text.rstrip() + "\n\n" + body
+        RESULTS.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
