@@ -84,8 +84,9 @@ class Workspace:
     def write_table(self, rel: str, table: pa.Table, schema: pa.Schema, row_group_size: int | None = None,
                     uncompressed: Iterable[str] = ()) -> str:
         """Write `table` as one Parquet file at `rel`, cast to `schema`, atomically; zstd for every
-        column but `uncompressed` (e.g. already-compressed image bytes). Returns the file's sha256,
-        computed while writing."""
+        column but `uncompressed` (e.g. already-compressed image bytes). An empty table is a file
+        with the schema and no row group (readers such as Hugging Face `datasets` fail on a row
+        group of 0 rows). Returns the file's sha256, computed while writing."""
         final = self.path(rel)
         self.fs.makedirs(final.rpartition("/")[0], exist_ok=True)
         tmp = self._tmp_name(final)
@@ -95,8 +96,9 @@ class Workspace:
         try:
             with self.fs.open(tmp, "wb") as f:
                 hashing = _HashingWriter(f)
-                pq.write_table(table.select(schema.names).cast(schema), hashing, row_group_size=row_group_size,
-                               compression=codecs)
+                with pq.ParquetWriter(hashing, schema, compression=codecs) as writer:
+                    if table.num_rows:
+                        writer.write_table(table.select(schema.names).cast(schema), row_group_size=row_group_size)
             self.fs.mv(tmp, final)
             return hashing.hexdigest()
         except OSError as exc:
