@@ -1,6 +1,7 @@
 """Prefect flows: no server, a real `prefect server`, incremental refresh, a separate Dask cluster."""
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -159,3 +160,65 @@ def test_flow_on_a_separate_dask_scheduler_and_two_workers(tmp_path, in_process_
         for p in reversed(procs):
             p.terminate()
             p.wait(timeout=30)
+
+
+def group_processes(pgid: int) -> list[str]:
+    """The running (not zombie) processes of process group `pgid`, as 'pid args'."""
+    import psutil
+
+    found = []
+    for p in psutil.process_iter(["pid", "status", "cmdline"]):
+        try:
+            if os.getpgid(p.pid) == pgid and p.info["status"] != psutil.STATUS_ZOMBIE:
+                found.append(f"{p.pid} {' '.join(p.info['cmdline'] or [])}")
+        except (ProcessLookupError, psutil.Error):
+            pass
+    return found
+
+
+def test_ctrl_c_stops_a_schedule_within_seconds_pausing_it(tmp_path, prefect_server):
+    """SIGINT to `curate schedule` while a refresh runs (kill -INT: only the serving process gets
+    it) cancels the run, pauses the deployment and ends every process within seconds; Prefect's
+    own serve waited for the run to finish."""
+    from prefect.client.orchestration import SyncPrefectClient
+
+    config = tmp_path / "c.toml"
+    config.write_text(f'[run]\nsrc = "{SAMPLE}"\nout = "{tmp_path / "out"}"\n'
+                      'stages = ["scan", "validate", "dedup", "rebalance", "shard"]\n[engine]\nworkers = 2\n')
+    env = dict(os.environ, PREFECT_API_URL=prefect_server, PREFECT_HOME=str(tmp_path / "home"))
+    log = tmp_path / "schedule.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([str(BIN / "curate"), "schedule", str(config), "--cron", "0 2 * * *",
+                                 "--name", "nightly"], env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    try:
+        deadline = time.time() + 180
+        while "Ctrl-C stops" not in log.read_text():
+            assert proc.poll() is None and time.time() < deadline, log.read_text()[-3000:]
+            time.sleep(0.2)
+        with SyncPrefectClient(prefect_server) as client:
+            deployment = client.read_deployment_by_name("curate-incremental-refresh/nightly")
+            assert not deployment.paused
+            run = client.create_flow_run_from_deployment(deployment.id)
+            while client.read_flow_run(run.id).state_type.value != "RUNNING":
+                assert proc.poll() is None and time.time() < deadline, log.read_text()[-3000:]
+                time.sleep(0.2)
+            os.kill(proc.pid, signal.SIGINT)
+            sent = time.time()
+            proc.wait(timeout=60)
+            stopped_in = time.time() - sent
+            text = log.read_text()
+            assert stopped_in < 15, text[-3000:]
+            assert proc.returncode == 0 and "Traceback" not in text, text[-3000:]
+            assert text.splitlines()[-1] == "stopped serving nightly: its schedule is paused"
+            assert client.read_deployment(deployment.id).paused
+            assert client.read_flow_run(run.id).state_type.value != "COMPLETED"  # cancelled, not waited for
+        assert not (tmp_path / "out" / "index.parquet").exists()
+        deadline = time.time() + 5  # multiprocessing's resource tracker ends when its parent has
+        while group_processes(proc.pid) and time.time() < deadline:
+            time.sleep(0.2)
+        assert group_processes(proc.pid) == []
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)

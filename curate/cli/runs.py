@@ -64,6 +64,10 @@ def schedule(config_path: str, cron: str, name: str) -> None:
     except ValueError as exc:
         raise CurateError(f"--cron {cron!r} is not a valid cron expression") from exc
     from flows.incremental_refresh import incremental_refresh
+    from flows.serve import serve
 
-    click.echo(f"serving {name} ({cron}) for {cfg.run.src} -> {cfg.run.out}; Ctrl-C stops")
-    incremental_refresh.serve(name=name, cron=cron, parameters={"config": str(Path(config_path).resolve())})
+    def serving() -> None:
+        click.echo(f"serving {name} ({cron}) for {cfg.run.src} -> {cfg.run.out}; Ctrl-C stops")
+
+    serve(incremental_refresh, name, cron, {"config": str(Path(config_path).resolve())}, on_serving=serving)
+    click.echo(f"stopped serving {name}: its schedule is paused")
