@@ -57,14 +57,15 @@ def outputs(out: Path) -> dict:
 def test_flow_without_server_with_process_workers(tmp_path):
     before = server_processes()
     config = tmp_path / "c.toml"
-    config.write_text("[engine]\nworkers = 2\n")
+    config.write_text("[engine]\nworkers = 2\npartition_size = 20\n")  # several partitions: a cluster starts
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env["PREFECT_HOME"] = str(tmp_path / "prefect")
     run = subprocess.run([str(BIN / "python"), "-m", "flows.curate_pipeline", str(SAMPLE), "-o", str(tmp_path / "flow"),
                           "--config", str(config)], env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "Finished in state Completed" in run.stdout + run.stderr
-    plain = subprocess.run([str(BIN / "curate"), "run", str(SAMPLE), "-o", str(tmp_path / "plain")],
+    plain = subprocess.run([str(BIN / "curate"), "run", str(SAMPLE), "-o", str(tmp_path / "plain"), "--config",
+                            str(config)],
                            capture_output=True, text=True, timeout=600)
     assert plain.returncode == 0, plain.stderr[-3000:]
     assert outputs(tmp_path / "flow") == outputs(tmp_path / "plain")
@@ -114,9 +115,10 @@ def test_flow_against_a_real_prefect_server(tmp_path, prefect_server):
 def in_process_prefect():
     """Flows called in this process: Prefect's temporary server, started once with the start-up
     allowance a busy machine needs (Prefect's own default is 20 s), and stopped afterwards."""
-    from flows.common import prefect_api
+    from flows.server import prefect_api
 
-    with prefect_api():
+    with prefect_api() as ready:
+        ready()
         yield
 
 

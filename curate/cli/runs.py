@@ -27,17 +27,22 @@ def run(src: str, out: str, flow: bool, force: bool, config_path: str | None, **
     current (same settings and source, no input rewritten since: see `curate status`) is
     skipped unless --force; the scan and publish always run."""
     cfg = apply_options(config_mod.load_config(config_path), DASK, engine)
-    if flow:
-        from flows.common import prefect_api
-        from flows.curate_pipeline import curate_pipeline
+    from curate.pipeline import load, run_pipeline, selected_stages
 
-        with prefect_api():
+    if flow:
+        from flows.server import prefect_api
+
+        with prefect_api() as ready:  # a temporary server starts in the background
+            from flows.curate_pipeline import curate_pipeline
+
+            for spec in selected_stages(cfg):  # import the stages while it starts
+                load(spec.run)
+            ready()
             curate_pipeline(src, out, config_path, cfg.engine.scheduler or None)
         click.echo(f"flow run finished: outputs in {out}")
         return
     from curate.cli.run_display import RunDisplay
     from curate.console import console
-    from curate.pipeline import run_pipeline, selected_stages
     from curate.progress import reporting_to
 
     with RunDisplay([s.name for s in selected_stages(cfg)], console) as display, reporting_to(display):
