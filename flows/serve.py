@@ -15,10 +15,10 @@ import logging
 import os
 import signal
 import threading
-import time
 from typing import Any, Callable
 from uuid import UUID
 
+import httpx
 import psutil
 from prefect import Flow
 from prefect.client.orchestration import get_client
@@ -28,10 +28,11 @@ STOP_GRACE_S = 5  # what our processes get to end after a stop signal, before SI
 
 
 def serve(flow: Flow[..., Any], name: str, cron: str, parameters: dict[str, Any],
-          on_serving: Callable[[], None] = lambda: None) -> None:
+          on_serving: Callable[[], None] = lambda: None) -> bool:
     """Serve `flow` as the deployment `name` on `cron` until SIGINT or SIGTERM (`on_serving()` is
-    called once the deployment exists); return once its runs are cancelled, the deployment is
-    paused and every process started under it has ended."""
+    called once the deployment exists); return once its runs are cancelled and every process
+    started under it has ended: whether the deployment is paused (False: the server could not
+    be reached to pause it)."""
     runner = Runner(name=name, pause_on_shutdown=True)
     deployment_id = runner.add_flow(flow, name=name, cron=cron, parameters=parameters)
     assert isinstance(deployment_id, UUID)  # called outside an event loop: add_flow ran to the end
@@ -45,19 +46,21 @@ def serve(flow: Flow[..., Any], name: str, cron: str, parameters: dict[str, Any]
         pass
     finally:
         signal.signal(signal.SIGINT, previous)
-        pause(deployment_id)
+        stopper.done.set()
         end_processes(stopper.seen + descendants())
+    return pause(deployment_id)
 
 
 class Stopper:
     """What Ctrl-C does while serving: the runner's graceful stop (it cancels the runs in
     progress, stops polling and pauses), and after `grace_s` SIGKILL for our processes still
-    running. A flow run's process that gets SIGTERM before Prefect has armed its handler in it
-    keeps running, and the runner waits for it (seen: a whole refresh)."""
+    running. The runner's own stop is not enough: a flow run's process signalled right after it
+    started was seen to run on until its refresh finished (27 s), the runner waiting for it."""
 
     def __init__(self, runner: Runner, grace_s: float = STOP_GRACE_S) -> None:
         self.runner, self.grace_s = runner, grace_s
         self.asked = False
+        self.done = threading.Event()  # set when serving is over: nothing left to kill
         self.seen: list[psutil.Process] = []  # our processes when asked to stop (a killed run's workers outlive it)
 
     def on_signal(self, _signum: int, _frame: Any) -> None:
@@ -69,7 +72,8 @@ class Stopper:
         self.runner.handle_sigterm()  # start() returns once its runs have ended
 
     def _kill_late(self) -> None:
-        time.sleep(self.grace_s)
+        if self.done.wait(self.grace_s):
+            return
         for process in self.seen + descendants():
             with contextlib.suppress(psutil.Error):
                 process.kill()
@@ -83,11 +87,15 @@ def quiet_runner() -> None:
             logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def pause(deployment_id: UUID) -> None:
+def pause(deployment_id: UUID) -> bool:
     """Pause the deployment (again: the runner does it when it stops in order, not when stopped
-    before it started or by a second signal)."""
-    with get_client(sync_client=True) as client:
-        client.pause_deployment(deployment_id)
+    before it started or by a second signal); False when the server cannot be reached."""
+    try:
+        with get_client(sync_client=True) as client:
+            client.pause_deployment(deployment_id)
+    except (httpx.HTTPError, OSError):
+        return False
+    return True
 
 
 def descendants() -> list[psutil.Process]:

@@ -9,7 +9,7 @@ import click
 
 from curate import config as config_mod
 from curate.cli.stage_commands import apply_options, config_option
-from curate.errors import CurateError
+from curate.errors import CurateError, RunFailed
 from curate.stages import DASK
 
 
@@ -74,5 +74,8 @@ def schedule(config_path: str, cron: str, name: str) -> None:
     def serving() -> None:
         click.echo(f"serving {name} ({cron}) for {cfg.run.src} -> {cfg.run.out}; Ctrl-C stops")
 
-    serve(incremental_refresh, name, cron, {"config": str(Path(config_path).resolve())}, on_serving=serving)
-    click.echo(f"stopped serving {name}: its schedule is paused")
+    if serve(incremental_refresh, name, cron, {"config": str(Path(config_path).resolve())}, on_serving=serving):
+        click.echo(f"stopped serving {name}: its schedule is paused")
+    else:
+        raise RunFailed(f"stopped serving {name}, but the Prefect server could not be reached to pause its "
+                        "schedule: pause it in the UI or with `prefect deployment pause`")
