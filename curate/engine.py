@@ -26,9 +26,10 @@ def dask_client(cfg: EngineConfig, n_tasks: int, urls: Sequence[str] = (), worth
                 ) -> Iterator[Any]:
     """A `distributed.Client` for `n_tasks` tasks, or None to run them in-process.
 
-    Uses `cfg.scheduler` (or DASK_SCHEDULER_ADDRESS) when set, else a local cluster of
-    `cfg.workers` processes (0 = one per core), closed on exit; with no scheduler, a single task
-    or work too small to repay a cluster's start-up (`worth_a_cluster`) runs in-process.
+    Uses `cfg.scheduler` (or DASK_SCHEDULER_ADDRESS) when set, else the `shared_cluster` of the
+    run when there is one, else a local cluster of `cfg.workers` processes (0 = one per core),
+    closed on exit; with no scheduler, a single task or work too small to repay a cluster's
+    start-up (`worth_a_cluster`) runs in-process.
     """
     address = cfg.scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS", "")
     in_memory = any(str(u).startswith("memory://") for u in urls)
@@ -38,6 +39,8 @@ def dask_client(cfg: EngineConfig, n_tasks: int, urls: Sequence[str] = (), worth
     from distributed import Client
 
     quiet_distributed()
+    if not address and _shared is not None:
+        address = _shared.address()
     if address:
         try:
             client = Client(address, timeout="10s")
@@ -48,26 +51,59 @@ def dask_client(cfg: EngineConfig, n_tasks: int, urls: Sequence[str] = (), worth
         finally:
             client.close()
         return
-    workers = min(cfg.workers or os.cpu_count() or 1, max(n_tasks, 1))
-    with shared_cluster(dataclasses.replace(cfg, workers=workers)) as local, Client(local.scheduler) as client:
-        yield client
+    local = _LazyCluster(dataclasses.replace(cfg, workers=min(cfg.workers or os.cpu_count() or 1, max(n_tasks, 1))))
+    try:
+        with Client(local.address()) as client:
+            yield client
+    finally:
+        local.close()
 
 
 @contextlib.contextmanager
 def shared_cluster(cfg: EngineConfig) -> Iterator[EngineConfig]:
-    """One Dask cluster for a whole multi-stage run: an `EngineConfig` whose `scheduler` points
-    at it. An existing scheduler (config or DASK_SCHEDULER_ADDRESS) is used as it is; otherwise a
-    local cluster of worker processes is started here and closed on exit."""
+    """One Dask cluster for a whole multi-stage run. An existing scheduler (config or
+    DASK_SCHEDULER_ADDRESS) is used as it is: the `EngineConfig` yielded points at it. Otherwise
+    a local cluster of worker processes is started when the first job in the block is worth one
+    (`dask_client`), reused by every later job, and closed on exit; a run whose jobs are all
+    small (sample_data) starts none and runs in-process, as `curate run` does."""
+    global _shared
     address = cfg.scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS", "")
     if address:
         yield dataclasses.replace(cfg, scheduler=address)
         return
-    from distributed import LocalCluster
+    outer, _shared = _shared, _LazyCluster(cfg)
+    try:
+        yield cfg
+    finally:
+        lazy, _shared = _shared, outer
+        lazy.close()
 
-    quiet_distributed()
-    with LocalCluster(n_workers=cfg.workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
-                      host="127.0.0.1", dashboard_address=None, silence_logs=logging.ERROR) as cluster:
-        yield dataclasses.replace(cfg, scheduler=cluster.scheduler_address)
+
+class _LazyCluster:
+    """A local cluster started on first use (`address()`), closed by `close()`. A module global,
+    not a context variable: Prefect may run a flow's tasks in another thread."""
+
+    def __init__(self, cfg: EngineConfig) -> None:
+        self.cfg = cfg
+        self.cluster: Any = None
+
+    def address(self) -> str:
+        if self.cluster is None:
+            from distributed import LocalCluster
+
+            quiet_distributed()
+            self.cluster = LocalCluster(n_workers=self.cfg.workers or os.cpu_count() or 1, threads_per_worker=1,
+                                        processes=True, host="127.0.0.1", dashboard_address=None,
+                                        silence_logs=logging.ERROR)
+        return str(self.cluster.scheduler_address)
+
+    def close(self) -> None:
+        if self.cluster is not None:
+            self.cluster.close()
+            self.cluster = None
+
+
+_shared: _LazyCluster | None = None
 
 
 def quiet_distributed() -> None:

@@ -103,11 +103,13 @@ PLAN = pa.schema(
 )
 
 
-# A shard row. `image` is the struct Hugging Face `datasets` reads as an Image feature.
+# A shard row. Each column has the Arrow type of its Hugging Face `datasets` feature in
+# `hf_metadata` (`image`: Image's struct, `label`: ClassLabel's int64): `datasets` takes a feature
+# from the metadata only where the column's type is exactly the feature's.
 SHARD = pa.schema(
     [
         pa.field("image", pa.struct([pa.field("bytes", pa.binary()), pa.field("path", pa.string())])),
-        pa.field("label", pa.int32()),
+        pa.field("label", pa.int64()),
         pa.field("label_name", pa.string()),
         pa.field("sample_id", pa.string()),
         pa.field("source_path", pa.string()),
@@ -134,7 +136,7 @@ INDEX = pa.schema(
     [
         pa.field("sample_id", pa.string(), nullable=False),
         pa.field("split", pa.string(), nullable=False),
-        pa.field("label", pa.int32()),
+        pa.field("label", pa.int64()),
         pa.field("copy_index", pa.int32()),
         pa.field("shard", pa.string(), nullable=False),  # path relative to OUT
         pa.field("row_group", pa.int32(), nullable=False),
@@ -144,12 +146,8 @@ INDEX = pa.schema(
 
 
 def hf_metadata(classes: list[str]) -> dict[bytes, bytes]:
-    """Schema metadata that makes Hugging Face `datasets` read `image` as Image, `label` as ClassLabel."""
-    features = {"image": {"_type": "Image"}, "label": {"_type": "ClassLabel", "names": classes},
-                "label_name": {"dtype": "string", "_type": "Value"}, "sample_id": {"dtype": "string", "_type": "Value"},
-                "source_path": {"dtype": "string", "_type": "Value"}, "width": {"dtype": "int32", "_type": "Value"},
-                "height": {"dtype": "int32", "_type": "Value"}, "copy_index": {"dtype": "int32", "_type": "Value"},
-                "source_sample_id": {"dtype": "string", "_type": "Value"},
-                "augment_ops": {"dtype": "string", "_type": "Value"},
-                "augment_seed": {"dtype": "int64", "_type": "Value"}}
+    """Schema metadata that makes Hugging Face `datasets` read `image` as Image, `label` as ClassLabel
+    (with `classes`, in order: label i is classes[i]) and the other columns as their own types."""
+    special = {"image": {"_type": "Image"}, "label": {"_type": "ClassLabel", "names": classes}}
+    features = {f.name: special.get(f.name) or {"dtype": str(f.type), "_type": "Value"} for f in SHARD}
     return {b"huggingface": json.dumps({"info": {"features": features}}).encode()}

@@ -116,8 +116,9 @@ class Workspace:
     def write_table(self, rel: str, table: pa.Table, schema: pa.Schema, row_group_size: int | None = None,
                     uncompressed: Iterable[str] = ()) -> str:
         """Write `table` as one Parquet file at `rel`, cast to `schema`, atomically; zstd for every
-        column but `uncompressed` (e.g. already-compressed image bytes). Returns the file's sha256,
-        computed while writing."""
+        column but `uncompressed` (e.g. already-compressed image bytes). An empty table is a file
+        with the schema and no row group (readers such as Hugging Face `datasets` fail on a row
+        group of 0 rows). Returns the file's sha256, computed while writing."""
         final = self.path(rel)
         codecs: Any = "zstd"
         if uncompressed:
@@ -125,8 +126,9 @@ class Workspace:
 
         def write(f: Any) -> str:
             hashing = _HashingWriter(f)
-            pq.write_table(table.select(schema.names).cast(schema), hashing, row_group_size=row_group_size,
-                           compression=codecs)
+            with pq.ParquetWriter(hashing, schema, compression=codecs) as writer:
+                if table.num_rows:
+                    writer.write_table(table.select(schema.names).cast(schema), row_group_size=row_group_size)
             return hashing.hexdigest()
 
         if self.object_store:  # written in full on local disk first, then uploaded whole

@@ -2,20 +2,19 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
 from curate import lineage
 from curate.config import Config, from_dict, load_config, override
-from curate.errors import CurateError, RunFailed
+from curate.errors import CurateError
 from curate.view import View
-from flows import SERVER_STARTUP_S
+from flows.server import prefect_api
 
 
 @dataclass
@@ -55,30 +54,6 @@ def publish_artifact(out: str, results: dict[str, StageResult], key: str) -> Non
     create_markdown_artifact(key=key, markdown=summary_markdown(out, results), description="curate run summary")
 
 
-@contextlib.contextmanager
-def prefect_api(startup_timeout_s: int = SERVER_STARTUP_S) -> Iterator[None]:
-    """A Prefect API for the flow runs in this block: PREFECT_API_URL's server when set, else
-    Prefect's temporary server, started here with a start-up allowance that a busy machine with
-    a fresh database needs, and stopped on exit (no process left behind)."""
-    if os.environ.get("PREFECT_API_URL"):
-        yield
-        return
-    from prefect.server.api.server import SubprocessASGIServer
-
-    server = SubprocessASGIServer()  # the instance Prefect's own client will find and reuse
-    try:
-        server.start(timeout=startup_timeout_s)
-    except RuntimeError as exc:
-        raise RunFailed(f"Prefect's temporary server did not start: {str(exc).splitlines()[0]}") from exc
-    try:
-        yield
-    finally:
-        from prefect.logging.handlers import APILogWorker
-
-        APILogWorker.drain_all()  # send the run's last logs while the server is still up
-        server.stop()
-
-
 def main(flow_fn: Callable[..., Any], description: str) -> int:
     """`python -m flows.<flow> [SRC] [-o OUT] [--config FILE] [--scheduler ADDRESS]`."""
     parser = argparse.ArgumentParser(description=description)
@@ -88,7 +63,8 @@ def main(flow_fn: Callable[..., Any], description: str) -> int:
     parser.add_argument("--scheduler", help="address of an existing Dask scheduler")
     args = parser.parse_args()
     try:
-        with prefect_api():
+        with prefect_api() as ready:
+            ready()
             flow_fn(args.src, args.out, args.config, args.scheduler)
     except CurateError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -1,6 +1,7 @@
 """Prefect flows: no server, a real `prefect server`, incremental refresh, a separate Dask cluster."""
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -56,14 +57,15 @@ def outputs(out: Path) -> dict:
 def test_flow_without_server_with_process_workers(tmp_path):
     before = server_processes()
     config = tmp_path / "c.toml"
-    config.write_text("[engine]\nworkers = 2\n")
+    config.write_text("[engine]\nworkers = 2\npartition_size = 20\n")  # several partitions: a cluster starts
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env["PREFECT_HOME"] = str(tmp_path / "prefect")
     run = subprocess.run([str(BIN / "python"), "-m", "flows.curate_pipeline", str(SAMPLE), "-o", str(tmp_path / "flow"),
                           "--config", str(config)], env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "Finished in state Completed" in run.stdout + run.stderr
-    plain = subprocess.run([str(BIN / "curate"), "run", str(SAMPLE), "-o", str(tmp_path / "plain")],
+    plain = subprocess.run([str(BIN / "curate"), "run", str(SAMPLE), "-o", str(tmp_path / "plain"), "--config",
+                            str(config)],
                            capture_output=True, text=True, timeout=600)
     assert plain.returncode == 0, plain.stderr[-3000:]
     assert outputs(tmp_path / "flow") == outputs(tmp_path / "plain")
@@ -113,9 +115,10 @@ def test_flow_against_a_real_prefect_server(tmp_path, prefect_server):
 def in_process_prefect():
     """Flows called in this process: Prefect's temporary server, started once with the start-up
     allowance a busy machine needs (Prefect's own default is 20 s), and stopped afterwards."""
-    from flows.common import prefect_api
+    from flows.server import prefect_api
 
-    with prefect_api():
+    with prefect_api() as ready:
+        ready()
         yield
 
 
@@ -159,3 +162,65 @@ def test_flow_on_a_separate_dask_scheduler_and_two_workers(tmp_path, in_process_
         for p in reversed(procs):
             p.terminate()
             p.wait(timeout=30)
+
+
+def group_processes(pgid: int) -> list[str]:
+    """The running (not zombie) processes of process group `pgid`, as 'pid args'."""
+    import psutil
+
+    found = []
+    for p in psutil.process_iter(["pid", "status", "cmdline"]):
+        try:
+            if os.getpgid(p.pid) == pgid and p.info["status"] != psutil.STATUS_ZOMBIE:
+                found.append(f"{p.pid} {' '.join(p.info['cmdline'] or [])}")
+        except (ProcessLookupError, psutil.Error):
+            pass
+    return found
+
+
+def test_ctrl_c_stops_a_schedule_within_seconds_pausing_it(tmp_path, prefect_server):
+    """SIGINT to `curate schedule` while a refresh runs (kill -INT: only the serving process gets
+    it) cancels the run, pauses the deployment and ends every process within seconds; Prefect's
+    own serve waited for the run to finish."""
+    from prefect.client.orchestration import SyncPrefectClient
+
+    config = tmp_path / "c.toml"
+    config.write_text(f'[run]\nsrc = "{SAMPLE}"\nout = "{tmp_path / "out"}"\n'
+                      'stages = ["scan", "validate", "dedup", "rebalance", "shard"]\n[engine]\nworkers = 2\n')
+    env = dict(os.environ, PREFECT_API_URL=prefect_server, PREFECT_HOME=str(tmp_path / "home"))
+    log = tmp_path / "schedule.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([str(BIN / "curate"), "schedule", str(config), "--cron", "0 2 * * *",
+                                 "--name", "nightly"], env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    try:
+        deadline = time.time() + 180
+        while "Ctrl-C stops" not in log.read_text():
+            assert proc.poll() is None and time.time() < deadline, log.read_text()[-3000:]
+            time.sleep(0.2)
+        with SyncPrefectClient(prefect_server) as client:
+            deployment = client.read_deployment_by_name("curate-incremental-refresh/nightly")
+            assert not deployment.paused
+            run = client.create_flow_run_from_deployment(deployment.id)
+            while client.read_flow_run(run.id).state_type.value != "RUNNING":
+                assert proc.poll() is None and time.time() < deadline, log.read_text()[-3000:]
+                time.sleep(0.2)
+            os.kill(proc.pid, signal.SIGINT)
+            sent = time.time()
+            proc.wait(timeout=60)
+            stopped_in = time.time() - sent
+            text = log.read_text()
+            assert stopped_in < 15, text[-3000:]
+            assert proc.returncode == 0 and "Traceback" not in text, text[-3000:]
+            assert text.splitlines()[-1] == "stopped serving nightly: its schedule is paused"
+            assert client.read_deployment(deployment.id).paused
+            assert client.read_flow_run(run.id).state_type.value != "COMPLETED"  # cancelled, not waited for
+        assert not (tmp_path / "out" / "index.parquet").exists()
+        deadline = time.time() + 5  # multiprocessing's resource tracker ends when its parent has
+        while group_processes(proc.pid) and time.time() < deadline:
+            time.sleep(0.2)
+        assert group_processes(proc.pid) == []
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from curate.data import ShardDataset, ShardIterableDataset
 from curate.pipeline import run_stage
 from curate.schema import PLAN
 from curate.shards.index import read_shard_stats
+from curate.shards.writer import SHARD_FORMAT, sidecar
 from curate.workspace import TMP_MARK, Workspace
 
 from conftest import SAMPLE
@@ -144,3 +146,14 @@ def test_killed_shard_run_leaves_no_partial_shard_and_resumes(tmp_path):
         run_stage(stage, str(SAMPLE), str(reference), from_dict(cfg))
     for p in sorted((reference / "shards").glob("*/*.parquet")):
         assert (out / p.relative_to(reference)).read_bytes() == p.read_bytes()
+
+
+def test_a_shard_written_under_another_schema_is_rewritten(sharded, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(sharded.root, out)
+    ws = Workspace(str(out))
+    rel = read_shard_stats(ws)[0]["shard"]
+    stats = ws.read_json(sidecar(rel))
+    ws.write_json(sidecar(rel), {**stats, "format": "an older curate's"})
+    summary = run_stage("shard", str(SAMPLE), str(out), from_dict(CFG))
+    assert summary.written == 1 and ws.read_json(sidecar(rel))["format"] == SHARD_FORMAT

@@ -9,7 +9,7 @@ import click
 
 from curate import config as config_mod
 from curate.cli.stage_commands import apply_options, config_option
-from curate.errors import CurateError
+from curate.errors import CurateError, RunFailed
 from curate.stages import DASK
 
 
@@ -27,17 +27,22 @@ def run(src: str, out: str, flow: bool, force: bool, config_path: str | None, **
     current (same settings and source, no input rewritten since: see `curate status`) is
     skipped unless --force; the scan and publish always run."""
     cfg = apply_options(config_mod.load_config(config_path), DASK, engine)
-    if flow:
-        from flows.common import prefect_api
-        from flows.curate_pipeline import curate_pipeline
+    from curate.pipeline import load, run_pipeline, selected_stages
 
-        with prefect_api():
+    if flow:
+        from flows.server import prefect_api
+
+        with prefect_api() as ready:  # a temporary server starts in the background
+            from flows.curate_pipeline import curate_pipeline
+
+            for spec in selected_stages(cfg):  # import the stages while it starts
+                load(spec.run)
+            ready()
             curate_pipeline(src, out, config_path, cfg.engine.scheduler or None)
         click.echo(f"flow run finished: outputs in {out}")
         return
     from curate.cli.run_display import RunDisplay
     from curate.console import console
-    from curate.pipeline import run_pipeline, selected_stages
     from curate.progress import reporting_to
 
     with RunDisplay([s.name for s in selected_stages(cfg)], console) as display, reporting_to(display):
@@ -64,6 +69,13 @@ def schedule(config_path: str, cron: str, name: str) -> None:
     except ValueError as exc:
         raise CurateError(f"--cron {cron!r} is not a valid cron expression") from exc
     from flows.incremental_refresh import incremental_refresh
+    from flows.serve import serve
 
-    click.echo(f"serving {name} ({cron}) for {cfg.run.src} -> {cfg.run.out}; Ctrl-C stops")
-    incremental_refresh.serve(name=name, cron=cron, parameters={"config": str(Path(config_path).resolve())})
+    def serving() -> None:
+        click.echo(f"serving {name} ({cron}) for {cfg.run.src} -> {cfg.run.out}; Ctrl-C stops")
+
+    if serve(incremental_refresh, name, cron, {"config": str(Path(config_path).resolve())}, on_serving=serving):
+        click.echo(f"stopped serving {name}: its schedule is paused")
+    else:
+        raise RunFailed(f"stopped serving {name}, but the Prefect server could not be reached to pause its "
+                        "schedule: pause it in the UI or with `prefect deployment pause`")

@@ -8,11 +8,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
+import xxhash
 
 from curate.schema import SHARD
 from curate.shards.normalize import Normalize, normalize
 from curate.source import Source
 from curate.workspace import Workspace
+
+# The shard schema's fingerprint, kept in every sidecar: a shard written under another schema (an
+# older curate's) is not complete for this one, so a rerun rewrites it rather than mixing the two.
+SHARD_FORMAT = xxhash.xxh3_64_hexdigest(SHARD.to_string().encode())
 
 
 @dataclass(frozen=True)
@@ -36,14 +41,15 @@ def sidecar(rel: str) -> str:
 def write_rows(out: str, rel: str, columns: dict[str, list], row_group_size: int,
                schema_metadata: dict[bytes, bytes], layout: str = "") -> dict[str, Any]:
     """Write `columns` (the SHARD schema's columns) as the shard `rel` under OUT, atomically,
-    then its stats sidecar (count, bytes, sha256, class histogram, layout fingerprint), which
-    marks it complete."""
+    then its stats sidecar (count, bytes, sha256, class histogram, layout and schema fingerprints),
+    which marks it complete."""
     schema = SHARD.with_metadata(schema_metadata)
     table = pa.table(columns, schema=schema)
     ws = Workspace(out)
     digest = ws.write_table(rel, table, schema, row_group_size=row_group_size, uncompressed=["image.bytes"])
     stats = {"shard": rel, "count": table.num_rows, "bytes": ws.fs.size(ws.path(rel)), "sha256": digest,
-             "histogram": dict(sorted(Counter(columns["label_name"]).items())), "layout": layout}
+             "histogram": dict(sorted(Counter(columns["label_name"]).items())), "layout": layout,
+             "format": SHARD_FORMAT}
     ws.write_bytes(sidecar(rel), json.dumps(stats, sort_keys=True).encode())
     return stats
 
@@ -71,8 +77,11 @@ def write_shard(task: ShardTask) -> dict[str, Any]:
 
 
 def is_complete(ws: Workspace, rel: str, layout: str) -> bool:
-    """Whether `rel` was written with this layout (its sidecar exists and matches)."""
-    return ws.exists(sidecar(rel)) and ws.read_json(sidecar(rel)).get("layout") == layout
+    """Whether `rel` was written with this layout and this shard schema (its sidecar exists and matches)."""
+    if not ws.exists(sidecar(rel)):
+        return False
+    stats = ws.read_json(sidecar(rel))
+    return stats.get("layout") == layout and stats.get("format") == SHARD_FORMAT
 
 
 def remove_shards_from(ws: Workspace, folder: str, first: int) -> None:
