@@ -39,8 +39,9 @@ class ScanConfig:
     """`curate scan`: list, decode once, fingerprint."""
 
     labels: str = option("", "CSV or Parquet file with path,label[,split]; empty = labels from folders")
-    decode_size: int = option(32, "JPEGs are decoded at the smallest scale keeping both sides >= this", min=32,
-                              max=4096)
+    decode_size: int = option(256, "JPEGs are decoded at the smallest DCT scale keeping both sides >= this; the "
+                                   "blur score (check `blurry`) is calibrated at 256, smaller is faster but blind "
+                                   "to blur", min=32, max=4096)
     max_pixels: int = option(178_956_970, "images with more pixels are flagged decompression_bomb, not decoded",
                              min=1)
     background: str = option("white", "background for transparent images", choices=("white", "black"))

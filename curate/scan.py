@@ -10,6 +10,7 @@ of the sorted path list, so the same tree gives the same manifest whatever the n
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import time
@@ -141,13 +142,24 @@ def _previous_rows(task: ScanTask) -> dict[str, dict[str, Any]]:
     return {r["path"]: r for r in table.to_pylist()}
 
 
+# Columns added to the manifest since some manifests were written: an ok row without them was
+# scanned by an older curate, and its file is decoded again (as if it had changed).
+ADDED_COLUMNS = ("edge_sharpness",)
+
+
 def _previous_listing(ws: Workspace) -> dict[str, tuple[int, float, str, str | None, str | None]]:
-    """path -> (size, mtime, status, label, split) of the previous manifest."""
+    """path -> (size, mtime, status, label, split) of the previous manifest; the size of a row that
+    lacks an `ADDED_COLUMNS` value is -1, so that its file counts as changed."""
     if not ws.exists("manifest"):
         return {}
-    t = ws.read("manifest", MANIFEST, columns=["path", "size_bytes", "mtime", "status", "label", "split"])
-    return {p: (size, mtime, status, label, split)
-            for p, size, mtime, status, label, split in zip(*(t.column(c).to_pylist() for c in t.column_names))}
+    t = ws.read("manifest", MANIFEST, columns=["path", "size_bytes", "mtime", "status", "label", "split",
+                                               *ADDED_COLUMNS])
+    lacking = functools.reduce(pc.or_, (pc.is_null(t.column(c)) for c in ADDED_COLUMNS))
+    old = pc.and_(pc.equal(t.column("status"), Status.OK.value), lacking)
+    return {p: (-1 if outdated else size, mtime, status, label, split)
+            for p, size, mtime, status, label, split, outdated in
+            zip(*(t.column(c).to_pylist() for c in ["path", "size_bytes", "mtime", "status", "label", "split"]),
+                old.to_pylist())}
 
 
 def unchanged(files: list[SourceFile], previous: dict[str, tuple[int, float, str, str | None, str | None]]) -> bool:

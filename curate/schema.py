@@ -46,7 +46,8 @@ MANIFEST = pa.schema(
         pa.field("brightness_p95", pa.float32()),
         pa.field("contrast", pa.float32()),
         pa.field("entropy", pa.float32()),
-        pa.field("sharpness", pa.float32()),  # variance of the Laplacian; low = blurry
+        pa.field("sharpness", pa.float32()),  # variance of the Laplacian of the 64x64 thumbnail
+        pa.field("edge_sharpness", pa.float32()),  # steepest edges for their height, at <= 512 px; low = blurry
         pa.field("channel_spread", pa.float32()),
         pa.field("recoverable", pa.bool_()),  # truncated, but a lenient decode works
         pa.field("status", pa.string(), nullable=False),

@@ -15,7 +15,10 @@ from curate.pipeline import run_stage
 from curate.schema import ISSUES, MANIFEST
 from curate.workspace import Workspace
 
-from conftest import encode, photo_like, write
+from conftest import SAMPLE, encode, photo_like, write
+
+ORDINARY = [SAMPLE / "train" / c / f"{c}_01.jpg" for c in ("astronaut", "cat", "coffee", "flower", "raccoon",
+                                                          "temple")]
 
 
 def _exif_jpeg(img: Image.Image, orientation: int) -> bytes:
@@ -127,8 +130,9 @@ def _quality_tree(root: Path) -> None:
     write(root / "a" / "gray_rgb.jpg", encode(photo_like(3).convert("L").convert("RGB")))
     write(root / "a" / "strip.jpg", encode(photo_like(4, (400, 40))))
     write(root / "a" / "tiny.png", encode(photo_like(5, (12, 9)), "PNG"))
-    for i in range(6):
-        write(root / "b" / f"ok_{i}.jpg", encode(photo_like(20 + i)))
+    # ordinary photos (real ones: photo_like's smooth upscaled noise is blurred by construction)
+    for i, photo in enumerate(ORDINARY):
+        write(root / "b" / f"ok_{i}.jpg", photo.read_bytes())
 
 
 def test_quality_checks_fire_on_generated_images(tmp_path):

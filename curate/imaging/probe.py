@@ -16,6 +16,7 @@ from PIL import Image, ImageCms, UnidentifiedImageError
 
 from curate.codes import ErrorCode, Status
 from curate.imaging import formats, structure
+from curate.imaging.blur import edge_sharpness, working_luma
 from curate.imaging.hashes import THUMB, dhash, phash_d8
 from curate.imaging.quality import quality_stats
 
@@ -108,7 +109,7 @@ def _classify_open_failure(data: bytes, exc: Exception) -> dict[str, Any]:
     return _error(ErrorCode.CORRUPT, f"{type(exc).__name__}: {exc}")
 
 
-def probe(data: bytes, *, decode_size: int = 32, max_pixels: int = 178_956_970,
+def probe(data: bytes, *, decode_size: int = 256, max_pixels: int = 178_956_970,
           background: str = "white", structure_checks: bool = True) -> tuple[dict[str, Any], bytes | None]:
     """Facts about one file's bytes: format, oriented size, mode, hashes, quality statistics.
 
@@ -116,8 +117,10 @@ def probe(data: bytes, *, decode_size: int = 32, max_pixels: int = 178_956_970,
     least `decode_size`: that still reads every entropy-coded byte, so truncation is caught.
     Other formats are decoded in full. With `structure_checks`, the container is then checked
     the way strict decoders check it (`curate.imaging.structure`): an error makes the row
-    `corrupt`, tolerated deviations go to `structure_warnings`. Returns manifest columns (no path/label/size/mtime, no
-    hashes or statistics yet) and the 64x64 RGB thumbnail that `fingerprint` reads, or None.
+    `corrupt`, tolerated deviations go to `structure_warnings`. The decoded image also gives
+    `edge_sharpness` (`curate.imaging.blur`), measured at up to 512 px before the thumbnail is made.
+    Returns manifest columns (no path/label/size/mtime, no hashes or statistics yet) and the 64x64
+    RGB thumbnail that `fingerprint` reads, or None.
     """
     if not data:
         return _error(ErrorCode.ZERO_BYTE, "file is empty (0 bytes)"), None
@@ -173,18 +176,20 @@ def probe(data: bytes, *, decode_size: int = 32, max_pixels: int = 178_956_970,
             if broken:
                 return _error(ErrorCode.CORRUPT, broken, **facts), None
         try:
-            thumb = _thumbnail(im, orientation, facts["bit_depth"], background)
+            shown = to_display(im, facts["bit_depth"], background)
+            thumb = _thumbnail(shown, orientation)
+            facts["edge_sharpness"] = edge_sharpness(working_luma(shown))
             facts["pixel_hash"] = _pixel_hash(im, data, orientation)
         except Exception as exc:  # noqa: BLE001  (a decoder quirk on an odd mode is a bad file, not a crash)
             return _error(ErrorCode.CORRUPT, f"{type(exc).__name__}: {exc}", **facts), None
         return {**facts, "status": Status.OK.value}, thumb
 
 
-def _thumbnail(im: Image.Image, orientation: int, bit_depth: int, background: str) -> bytes:
-    """The 64x64 thumbnail of frame 0 after EXIF orientation: RGB bytes, then luma bytes."""
+def _thumbnail(shown: Image.Image, orientation: int) -> bytes:
+    """The 64x64 thumbnail of frame 0 (already `to_display`ed) after EXIF orientation: RGB bytes,
+    then luma bytes."""
     if orientation in _ORIENT_OPS:
-        im = im.transpose(_ORIENT_OPS[orientation])
-    shown = to_display(im, bit_depth, background)
+        shown = shown.transpose(_ORIENT_OPS[orientation])
     thumb = shown.resize((THUMB, THUMB), Image.Resampling.BILINEAR, reducing_gap=2.0)
     if thumb.mode == "L":
         return thumb.convert("RGB").tobytes() + thumb.tobytes()

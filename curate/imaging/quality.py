@@ -15,8 +15,9 @@ def quality_stats(rgb: np.ndarray, gray: np.ndarray) -> dict[str, np.ndarray]:
 
     brightness_p05/p50/p95: luma percentiles (0-255); contrast: luma standard deviation;
     entropy: of the 256-bin luma histogram (bits, 0-8); sharpness: variance of the 4-neighbour
-    Laplacian of luma (low = blurry); channel_spread: mean of max(R,G,B) - min(R,G,B) scaled to
-    0-1 (0 = grayscale, even when stored as RGB).
+    Laplacian of luma (detail at 64 px; the blur score is `curate.imaging.blur`'s);
+    channel_spread: mean of max(R,G,B) - min(R,G,B) scaled to 0-1 (0 = grayscale, even when
+    stored as RGB).
     """
     n = len(gray)
     offsets = (256 * np.arange(n, dtype=np.int64))[:, None]

@@ -23,7 +23,7 @@ COLUMNS: tuple[str, ...] = ("filepath", *NAMES)
 
 _MANIFEST_COLUMNS = ["sample_id", "path", "label", "split", "status", "error_code", "error_message", "width", "height",
                      "format", "size_bytes", "brightness_p05", "brightness_p50", "brightness_p95", "contrast",
-                     "entropy", "sharpness", "channel_spread"]
+                     "entropy", "sharpness", "edge_sharpness", "channel_spread"]
 _SEVERITY_ORDER = {s.value: i for i, s in enumerate(Severity)}
 
 

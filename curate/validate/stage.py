@@ -121,15 +121,18 @@ class ValidateSummary:
     by_check: dict[str, dict[str, int]] = field(default_factory=dict)  # severity -> check -> count
     worst_classes: list[tuple[str, int, int]] = field(default_factory=list)  # (class, images with issues, images)
     excluded: int = 0
+    unscored_blur: int = 0  # ok images without edge_sharpness (scanned by an older curate)
     elapsed_s: float = 0.0
 
     def count(self, severity: str) -> int:
         return sum(self.by_check.get(severity, {}).values())
 
     def view(self, out: str) -> View:
+        notes = [f"{self.unscored_blur} images have no edge_sharpness (scanned by an older curate), so `blurry` "
+                 "did not score them: rerun `curate scan` (it decodes only those again)"] if self.unscored_blur else []
         return View("validate", f"{self.count('error')} errors, {self.count('warning')} warnings, "
                                 f"{self.count('info')} info; {self.excluded} images excluded ({self.elapsed_s:.1f}s)",
-                    [Table.of("issues by check", ["check", "severity", "count"],
+                    [*notes, Table.of("issues by check", ["check", "severity", "count"],
                               ((check, severity, n) for severity, checks in self.by_check.items()
                                for check, n in checks.items())),
                      Table.of("classes with the most flagged images", ["class", "flagged", "images"],
@@ -142,7 +145,7 @@ def validate(src: str | None, out: str, cfg: Config) -> ValidateSummary:
     started = time.perf_counter()
     settings = resolve(cfg)
     ws = Workspace(out)
-    facts = ws.read("manifest", MANIFEST, columns=["status", "width", "height", "label", "split"],
+    facts = ws.read("manifest", MANIFEST, columns=["status", "width", "height", "label", "split", "edge_sharpness"],
                     filter=pc.field("status") == Status.OK.value).to_pandas()
     area = (facts["width"].astype("float64") * facts["height"]).to_numpy()
     ctx = Context(median_area=float(np.median(area)) if len(area) else 1.0, classes=settings.classes)
@@ -160,6 +163,8 @@ def validate(src: str | None, out: str, cfg: Config) -> ValidateSummary:
         ws.write_table(f"{STAGING}/part-embedding.parquet", pa.Table.from_pylist(found, schema=ISSUES), ISSUES)
     ws.swap_in(STAGING, "issues")
     summary = summarize(ws, cfg)
+    if "blurry" not in settings.disabled:
+        summary.unscored_blur = int(facts["edge_sharpness"].isna().sum())
     summary.elapsed_s = time.perf_counter() - started
     return summary
 

@@ -22,9 +22,11 @@ into errors):
 `jpeg.premature` needs to know where the Huffman-coded MCUs end, which only a decode tells.
 Rather than decode twice, it reads what Pillow's decode (libjpeg-turbo) already produced:
 libjpeg fills every MCU after the end of the data with zero coefficients, so the image ends in
-MCUs of exactly 128 grey. An image that really ends in flat grey is told apart by its bytes: its
-last MCUs are then coded as "DC difference 0, end of block" per block, so the bits before the
-final padding repeat that pattern; in a file cut short they do not. Progressive files cut short
+MCUs of exactly 128 grey (but for their first row and column of pixels, which chroma upsampling
+blends with the MCU above and to the left when the decode is not at 1/8 scale). An image that
+really ends in flat grey is told apart by its bytes: its last MCUs are then coded as "DC
+difference 0, end of block" per block, so the bits before the final padding repeat that pattern;
+in a file cut short they do not. Progressive files cut short
 are caught by `jpeg.scans`; arithmetic-coded files are not checked for it.
 
 Not caught (they need a Huffman decode of the whole scan, i.e. a second decode): a progressive
@@ -307,9 +309,14 @@ def _premature(p: _Parse, data: bytes, decoded: Image.Image) -> None:
     cols, rows = math.ceil(decoded.width / mw), math.ceil(decoded.height / mh)
     last = cols * rows - 1
 
+    # at 1/1, 1/2 or 1/4 scale libjpeg's fancy upsampling blends chroma across MCU borders: the first row
+    # and column of a zero MCU take some of a coded neighbour's colour, so they are left out
+    edge = 1 if min(mw, mh) > 2 else 0
+
     def grey(k: int) -> bool:
         x, y = (k % cols) * mw, (k // cols) * mh
-        return _grey(decoded, (x, y, min(x + mw, decoded.width), min(y + mh, decoded.height)))
+        x1, y1 = min(x + mw, decoded.width), min(y + mh, decoded.height)
+        return _grey(decoded, (x + edge if x + edge < x1 else x, y + edge if y + edge < y1 else y, x1, y1))
 
     if not grey(last):
         return

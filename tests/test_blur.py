@@ -1,0 +1,88 @@
+"""Blur: the edge-sharpness measure, and `blurry` through the CLI on real photos."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image, ImageFilter
+
+from curate.cli import main
+from curate.imaging.blur import WORKING_SIDE, edge_sharpness, working_luma
+from curate.validate.checks import CHECKS
+
+from conftest import SAMPLE, encode, write
+
+THRESHOLD = CHECKS.get("blurry").threshold
+PHOTO = SAMPLE / "train" / "coffee" / "coffee_01.jpg"  # 195x173, a real photograph
+
+
+def _astronaut() -> Image.Image:
+    import skimage.data
+
+    return Image.fromarray(skimage.data.astronaut())  # 512x512
+
+
+def score(im: Image.Image) -> float:
+    return edge_sharpness(working_luma(im.convert("RGB")))
+
+
+def test_step_edge_scores_one_and_flat_scores_zero():
+    step = np.zeros((40, 40), np.uint8)
+    step[:, 20:] = 200
+    assert score(Image.fromarray(step)) == pytest.approx(1.0)
+    assert score(Image.new("L", (40, 40), 128)) == 0.0  # no edge at all
+    assert score(Image.new("L", (4, 4), 128)) == 0.0  # smaller than the window
+
+
+def test_blur_lowers_the_score_and_contrast_does_not_move_it():
+    photo = _astronaut()
+    sharp = score(photo)
+    blurred = [score(photo.filter(ImageFilter.GaussianBlur(r))) for r in (1.5, 3, 6)]
+    assert sharp > THRESHOLD > blurred[1]
+    assert sharp > blurred[0] > blurred[1] > blurred[2]
+    a = np.asarray(photo, dtype=np.float32)
+    halved = Image.fromarray((a * 0.5 + 64).astype(np.uint8))  # half the contrast, brighter
+    assert score(halved) == pytest.approx(sharp, abs=0.05)
+
+
+def test_working_luma_scales_down_only():
+    assert working_luma(Image.new("RGB", (1024, 640))).shape == (320, WORKING_SIDE)
+    assert working_luma(Image.new("RGB", (195, 173))).shape == (173, 195)
+
+
+@pytest.mark.parametrize("name", ["sample_data", "astronaut"])
+def test_cli_flags_the_blurred_copy_not_the_photo(tmp_path, runner, name):
+    photo = Image.open(PHOTO).convert("RGB") if name == "sample_data" else _astronaut()
+    src = tmp_path / "src"
+    write(src / "a" / "photo.jpg", encode(photo, quality=90))
+    write(src / "a" / "photo_r3.jpg", encode(photo.filter(ImageFilter.GaussianBlur(3)), quality=90))
+    out = tmp_path / "out"
+    for cmd in (["scan", str(src), "-o", str(out), "--workers", "1"], ["validate", str(out), "--workers", "1"]):
+        result = runner.invoke(main, cmd)
+        assert result.exit_code == 0, result.output
+    issues = pq.read_table(out / "issues").to_pandas()
+    blurry = issues[issues["check"] == "blurry"]
+    assert list(blurry["path"]) == ["a/photo_r3.jpg"]
+    assert blurry["threshold"].iloc[0] == THRESHOLD and blurry["score"].iloc[0] < THRESHOLD
+
+
+def test_an_older_manifest_without_the_column_is_rescanned(tmp_path, runner):
+    """A manifest written before `edge_sharpness` existed: validate says blur was not scored (no
+    traceback); the next scan decodes those files again and fills the column."""
+    src = tmp_path / "src"
+    write(src / "a" / "photo_r3.jpg", encode(Image.open(PHOTO).filter(ImageFilter.GaussianBlur(3)), quality=90))
+    out = tmp_path / "out"
+    assert runner.invoke(main, ["scan", str(src), "-o", str(out), "--workers", "1"]).exit_code == 0
+    part = next(Path(out / "manifest").glob("part-*.parquet"))
+    pq.write_table(pq.read_table(part).drop(["edge_sharpness"]), part)  # as an older curate wrote it
+    result = runner.invoke(main, ["validate", str(out), "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    assert "rerun `curate scan`" in result.output
+    assert "blurry" not in set(pq.read_table(out / "issues").column("check").to_pylist())
+    result = runner.invoke(main, ["scan", str(src), "-o", str(out), "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    assert pq.read_table(out / "manifest").column("edge_sharpness").null_count == 0
+    assert runner.invoke(main, ["validate", str(out), "--workers", "1"]).exit_code == 0
+    assert "blurry" in set(pq.read_table(out / "issues").column("check").to_pylist())
