@@ -6,6 +6,7 @@ and out-of-range values before any work starts, naming the key and what is allow
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -316,7 +317,7 @@ def default_toml() -> str:
     lines = ["# curate configuration: every option with its default.", "# Unknown keys are an error.", ""]
     for name, cls in _sections().items():
         section = cls()
-        lines.append(f"# {(cls.__doc__ or name).strip()}")
+        lines += [f"# {line}" for line in inspect.cleandoc(cls.__doc__ or name).splitlines()]
         lines.append(f"[{name}]")
         for f in dataclasses.fields(section):
             meta = f.metadata
