@@ -1,24 +1,28 @@
 """Scan from an object store vs the same files on local disk, in one run.
 
+    npm install --prefix benchmarks/.node s3rver@3.7.1   # once: the second server (Node.js, MIT)
     .venv/bin/python benchmarks/s3_scan.py [--files 2000] [--repeats 3] [--workers 2]
 
 Generates `--files` small JPEGs (photo-like, 160x120, quality 90, 20 class folders, fixed seed),
-writes them to a local folder and to a bucket of moto's S3 server (`moto_server`, started here
-on loopback as a separate process, tests/s3server.py), then times, interleaved, `--repeats` times
-each (median reported):
+writes them to a local folder and to a bucket of each of two S3 API servers, each a separate
+process on loopback on the same cores: moto's server (`moto_server`, the one the tests use,
+tests/s3server.py; one Python process) and s3rver (a Node.js S3 server that keeps objects as
+files, from benchmarks/.node; left out with a note if it is not installed). Then times,
+interleaved, `--repeats` times each (median reported):
   * `curate scan DIR -o OUT --workers N` (local disk, page cache warm);
-  * `curate scan s3://BUCKET/photos -o OUT --workers N` (`[scan] fetch_batch` 32, the default:
-    32 files fetched at once, one batch ahead of the decoder);
-and S3 scans with fetch_batch 32 and 1 (one GET at a time) through a loopback proxy that holds every request `--latency-ms`
-(default 30) before passing it on, as a round trip to a remote store would: a latency-bound scan
-(one GET at a time) slows down by that much per file, a concurrent one should not. Also the
-server's own ceiling: every object fetched with s3fs `cat` in batches of 32, no decoding.
+  * `curate scan s3://BUCKET/photos -o OUT --workers N` against each server (`[scan] fetch_batch`
+    32, the default: 32 files fetched at once, one batch ahead of the decoder);
+and, against the faster server, S3 scans with fetch_batch 32 and 1 (one GET at a time) through a
+loopback proxy that holds every request `--latency-ms` (default 30) before passing it on, as a
+round trip to a remote store would: a latency-bound scan (one GET at a time) slows down by that
+much per file, a concurrent one should not. Also each server's own ceiling: every object fetched
+with s3fs `cat` in batches of 32, no decoding.
 Each scan is a fresh `curate` process into a fresh local OUT; "images/s" is the scan stage's own
 rate (files decoded / the stage's elapsed time, from OUT/runs/scan.json), "process" the wall
 time from spawn to exit (interpreter start and imports included: s3fs costs ~1 s more).
 
-Writes the "Object stores: scan from S3 vs local disk" section of benchmarks/RESULTS.md
-(`--no-write` to skip).
+Writes the "Object stores: scan from S3 vs local disk" section of benchmarks/RESULTS.md, keeping
+its hand-written "### Notes" (`--no-write` to skip).
 """
 from __future__ import annotations
 
@@ -44,9 +48,11 @@ from PIL import Image
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "tests"))
+from results import write_section  # noqa: E402
+
 from s3server import S3Server  # noqa: E402  (the tests' server process, started the same way)
 
-RESULTS = HERE / "RESULTS.md"
+S3RVER = HERE / ".node" / "node_modules" / ".bin" / "s3rver"
 SECTION = "## Object stores: scan from S3 vs local disk"
 CURATE = Path(sys.executable).parent / "curate"
 
@@ -63,6 +69,18 @@ def photos(n: int, seed: int = 0) -> dict[str, bytes]:
         Image.fromarray(img, "RGB").save(buf, "JPEG", quality=90)
         out[f"class{i % 20:02d}/{i:06d}.jpg"] = buf.getvalue()
     return out
+
+
+class S3rver(S3Server):
+    """s3rver (Node.js) on loopback, objects kept as files under the log's folder; its fixed keys."""
+
+    access_key = secret_key = "S3RVER"
+    ready_path = "/"
+
+    def command(self) -> list[str]:
+        data = self.log.with_suffix(".data")
+        data.mkdir(exist_ok=True)
+        return [str(S3RVER), "-d", str(data), "-a", "127.0.0.1", "-p", str(self.port), "--silent"]
 
 
 class LatencyProxy:
@@ -131,6 +149,15 @@ def scan_once(src: str, work: Path, workers: int, fetch_batch: int, env: dict[st
     return summary["decoded"] / summary["elapsed_s"], wall
 
 
+def ceiling(server: S3Server, keys: list[str]) -> float:
+    """Objects/s the server serves to s3fs `cat`, 32 at a time, nothing decoded."""
+    fs = server.fs()
+    started = time.perf_counter()
+    for i in range(0, len(keys), 32):
+        fs.cat(keys[i:i + 32])
+    return len(keys) / (time.perf_counter() - started)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--files", type=int, default=2000)
@@ -141,44 +168,51 @@ def main() -> None:
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="curate-s3-bench-"))
-    server = S3Server(free_port(), work / "moto.log").start()
+    servers = {"moto": S3Server(free_port(), work / "moto.log")}
+    if S3RVER.exists():
+        servers["s3rver"] = S3rver(free_port(), work / "s3rver.log")
+    else:
+        print(f"s3rver is not installed ({S3RVER}): moto only", file=sys.stderr)
     try:
-        env = {**os.environ, **server.env()}
         files = photos(args.files)
         local = work / "photos"
         for rel, data in files.items():
             (local / rel).parent.mkdir(parents=True, exist_ok=True)
             (local / rel).write_bytes(data)
-        fs = server.fs()
-        bucket = server.bucket()
-        fs.pipe({f"{bucket}/photos/{rel}": data for rel, data in files.items()})
         size = sum(map(len, files.values()))
-
-        keys = [f"{bucket}/photos/{rel}" for rel in files]
-        ceiling: list[float] = []
-
-        proxy = LatencyProxy(server.port, args.latency_ms / 1000)
-        far = {**env, "AWS_ENDPOINT_URL": proxy.endpoint}
-        s3 = f"s3://{bucket}/photos"
+        contenders = {"local disk": (str(local), 32, dict(os.environ))}
+        keys: dict[str, list[str]] = {}
+        for name, server in servers.items():
+            server.start()
+            bucket = server.bucket()
+            server.fs().pipe({f"{bucket}/photos/{rel}": data for rel, data in files.items()})
+            keys[name] = [f"{bucket}/photos/{rel}" for rel in files]
+            contenders[f"S3 ({name}), fetch_batch 32 (default)"] = (f"s3://{bucket}/photos", 32,
+                                                                   {**os.environ, **server.env()})
+        far_name = list(servers)[-1]  # the faster server when both run
+        far_server = servers[far_name]
+        proxy = LatencyProxy(far_server.port, args.latency_ms / 1000)
+        far = {**os.environ, **far_server.env(), "AWS_ENDPOINT_URL": proxy.endpoint}
+        far_src = contenders[f"S3 ({far_name}), fetch_batch 32 (default)"][0]
         ms = f"{args.latency_ms:g} ms"
-        contenders = {"local disk": (str(local), 32, env), "S3, fetch_batch 32 (default)": (s3, 32, env),
-                      f"S3 + {ms} per request, fetch_batch 32 (default)": (s3, 32, far),
-                      f"S3 + {ms} per request, fetch_batch 1": (s3, 1, far)}
-        scan_once(str(local), work, args.workers, 32, env)  # warm the page cache and the imports
+        contenders[f"S3 ({far_name}) + {ms} per request, fetch_batch 32 (default)"] = (far_src, 32, far)
+        contenders[f"S3 ({far_name}) + {ms} per request, fetch_batch 1"] = (far_src, 1, far)
+
+        scan_once(str(local), work, args.workers, 32, dict(os.environ))  # warm the page cache and the imports
         rates: dict[str, list[float]] = {k: [] for k in contenders}
         walls: dict[str, list[float]] = {k: [] for k in contenders}
+        ceilings: dict[str, list[float]] = {k: [] for k in servers}
         for _ in range(args.repeats):
-            started = time.perf_counter()
-            for i in range(0, len(keys), 32):
-                fs.cat(keys[i:i + 32])
-            ceiling.append(len(keys) / (time.perf_counter() - started))
+            for name, server in servers.items():
+                ceilings[name].append(ceiling(server, keys[name]))
             for name, (src, batch, environment) in contenders.items():
                 ips, wall = scan_once(src, work, args.workers, batch, environment)
                 rates[name].append(ips)
                 walls[name].append(wall)
                 print(f"{name}: {ips:.0f} images/s, process {wall:.1f} s", file=sys.stderr)
     finally:
-        server.stop()
+        for server in servers.values():
+            server.stop()
         shutil.rmtree(work, ignore_errors=True)
 
     local_rate = statistics.median(rates["local disk"])
@@ -189,29 +223,23 @@ def main() -> None:
              f"CPUs, {ram_gib():.0f} GiB, Python {platform.python_version()}; load average at the end "
              f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1/5/15 min).", "",
              f"{args.files} JPEGs, 160x120, {size / args.files / 1024:.1f} KiB each on average, in 20 class folders; "
-             "the same files on local disk and in a bucket of moto's S3 server (a separate `moto_server` process "
-             "on loopback, on the same cores). Median of the repeats, interleaved; each repeat's figure beside it "
-             "(the machine's load changes between repeats).", "",
+             f"the same files on local disk and in a bucket of each S3 API server ({', '.join(servers)}: separate "
+             "processes on loopback, on the same cores as the scan). Median of the repeats, interleaved; each "
+             "repeat's figure beside it (the machine's load changes between repeats).", "",
              "| source | scan images/s | vs local | each repeat | process wall (s) |", "|---|---:|---:|---|---:|"]
     for name in contenders:
         rate = statistics.median(rates[name])
         each = ", ".join(f"{r:.0f}" for r in rates[name])
         lines.append(f"| {name} | {rate:.0f} | {rate / local_rate:.0%} | {each} | "
                      f"{statistics.median(walls[name]):.1f} |")
-    server_rate = statistics.median(ceiling)
-    lines += [f"| the server alone: s3fs `cat`, 32 objects at a time, nothing decoded (objects/s) | {server_rate:.0f} "
-              f"| {server_rate / local_rate:.0%} | {', '.join(f'{c:.0f}' for c in ceiling)} | |"]
+    for name, values in ceilings.items():
+        rate = statistics.median(values)
+        lines.append(f"| the {name} server alone: s3fs `cat`, 32 objects at a time, nothing decoded (objects/s) "
+                     f"| {rate:.0f} | {rate / local_rate:.0%} | {', '.join(f'{c:.0f}' for c in values)} | |")
     body = "\n".join(lines) + "\n"
     print(body)
     if not args.no_write:
-        text = RESULTS.read_text()
-        if SECTION in text:
-            start = text.index(SECTION)
-            end = text.find("\n## ", start + len(SECTION))
-            text = text[:start] + body + (text[end + 1:] if end >= 0 else "")
-        else:
-            text = text.rstrip() + "\n\n" + body
-        RESULTS.write_text(text)
+        write_section(SECTION, body, keep_notes=True)
 
 
 if __name__ == "__main__":

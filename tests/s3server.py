@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -29,21 +30,29 @@ def moto_server_binary() -> str:
 
 
 class S3Server:
-    """One `moto_server -H 127.0.0.1 -p PORT` process."""
+    """One `moto_server -H 127.0.0.1 -p PORT` process. A subclass names another S3 API server
+    (benchmarks/s3_scan.py: s3rver) by its command, its keys and the path it answers on once up."""
+
+    access_key, secret_key = ACCESS_KEY, SECRET
+    ready_path = "/moto-api/"
 
     def __init__(self, port: int, log: Path) -> None:
         self.port, self.log = port, log
         self.endpoint = f"http://127.0.0.1:{port}"
         self.proc: subprocess.Popen[bytes] | None = None
 
+    def command(self) -> list[str]:
+        return [moto_server_binary(), "-H", "127.0.0.1", "-p", str(self.port)]
+
     def start(self, timeout_s: float = 60.0) -> S3Server:
         with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen([moto_server_binary(), "-H", "127.0.0.1", "-p", str(self.port)],
-                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.time() + timeout_s
         while True:
             try:
-                urllib.request.urlopen(f"{self.endpoint}/moto-api/", timeout=2).close()
+                urllib.request.urlopen(self.endpoint + self.ready_path, timeout=2).close()
+                return self
+            except urllib.error.HTTPError:  # it answers (an unsigned request may be refused)
                 return self
             except OSError:
                 assert self.proc.poll() is None and time.time() < deadline, self.log.read_text()[-2000:]
@@ -60,15 +69,15 @@ class S3Server:
 
     def env(self) -> dict[str, str]:
         """The standard AWS variables that point botocore at this server (no config files)."""
-        return {"AWS_ENDPOINT_URL": self.endpoint, "AWS_ACCESS_KEY_ID": ACCESS_KEY,
-                "AWS_SECRET_ACCESS_KEY": SECRET, "AWS_DEFAULT_REGION": "us-east-1",
+        return {"AWS_ENDPOINT_URL": self.endpoint, "AWS_ACCESS_KEY_ID": self.access_key,
+                "AWS_SECRET_ACCESS_KEY": self.secret_key, "AWS_DEFAULT_REGION": "us-east-1",
                 "AWS_SHARED_CREDENTIALS_FILE": os.devnull, "AWS_CONFIG_FILE": os.devnull,
                 "AWS_EC2_METADATA_DISABLED": "true"}
 
     def fs(self):  # noqa: ANN201  (an s3fs.S3FileSystem)
         import s3fs
 
-        return s3fs.S3FileSystem(key=ACCESS_KEY, secret=SECRET, endpoint_url=self.endpoint,
+        return s3fs.S3FileSystem(key=self.access_key, secret=self.secret_key, endpoint_url=self.endpoint,
                                  use_listings_cache=False, skip_instance_cache=True)
 
     def bucket(self) -> str:
