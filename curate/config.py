@@ -50,8 +50,9 @@ class ScanConfig:
     timeout_s: float = option(30.0, "per-image decode time limit (isolate)", min=0.1, max=3600.0)
     max_memory_mb: int = option(4096, "decoder process memory limit (isolate)", min=256)
     structure_checks: bool = option(True, "check each file's container the way strict decoders do (PNG chunk CRCs "
-                                    "and order, JPEG markers, GIF blocks, TIFF directories, WebP RIFF sizes): "
-                                    "errors make the file corrupt, tolerated deviations are structure_warnings")
+                                    "and order, JPEG markers and libjpeg's strict decode, GIF blocks, TIFF "
+                                    "directories, WebP RIFF sizes): errors make the file corrupt, tolerated "
+                                    "deviations are structure_warnings")
     fetch_batch: int = option(32, "files of a remote source (s3://, gs://, ...) fetched at once, concurrently, "
                                   "one batch ahead of the decoder", min=1, max=4096)
     follow_symlinks: bool = option(False, "follow symbolic links (each folder is entered once, so loops end)")

@@ -5,11 +5,10 @@ encodings of PNG, JPEG, GIF, TIFF and WebP, and broken copies of each: CRC flips
 ancillary chunks, bad row-filter bytes, reordered and duplicate chunks, junk before JPEG markers,
 entropy data cut short (closed with EOI or not), restart markers lost, broken GIF blocks, bad TIFF
 directories, wrong RIFF sizes. `expected` is what `curate scan` should make of it: "ok", "warning"
-(ok with structure_warnings) or "error"; "missed" for a broken file the checks are known not to
-catch (scanned as ok), "varies" where it depends on the bytes (bits flipped in JPEG entropy data:
-caught when the decode runs out of data; noise in GIF LZW data: often valid codes). The tests use it
-on tiny images; the benchmark (benchmarks/integrity.py) on real photos, against the strict reference
-decoders.
+(ok with structure_warnings) or "error"; "varies" where it depends on the bytes (bits flipped in
+JPEG entropy data: often a Huffman stream libjpeg itself accepts; noise in GIF LZW data: often
+valid codes). The tests use it on tiny images; the benchmark (benchmarks/integrity.py) on real
+photos, against the strict reference decoders.
 """
 from __future__ import annotations
 
@@ -123,8 +122,8 @@ def _jpeg_cases(img: Image.Image, rng: np.random.Generator) -> Iterator[Case]:
     frac = float(rng.uniform(0.2, 0.95))
     yield "JPEG", "entropy_cut_eoi", "error", cut_scan(base, frac) + b"\xff\xd9"
     yield "JPEG", "entropy_cut_eoi_progressive", "error", cut_scan(prog, frac) + b"\xff\xd9"
-    # cut inside a progressive file's last scan (the final refinement): not caught (jpeg.py's doc)
-    yield "JPEG", "entropy_cut_eoi_progressive_last_scan", "missed", cut_scan(prog, frac, True) + b"\xff\xd9"
+    # cut inside a progressive file's last scan (the final refinement): libjpeg's strict decode says so
+    yield "JPEG", "entropy_cut_eoi_progressive_last_scan", "error", cut_scan(prog, frac, True) + b"\xff\xd9"
     yield "JPEG", "entropy_cut_eoi_restart", "error", cut_scan(rst, frac) + b"\xff\xd9"
     yield "JPEG", "entropy_cut", "error", cut_scan(base, frac)
     flipped = bytearray(base)

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image, ImageCms, UnidentifiedImageError
 
 from curate.codes import ErrorCode, Status
-from curate.imaging import formats, structure
+from curate.imaging import formats, strict_jpeg, structure
 from curate.imaging.blur import edge_sharpness, working_luma
 from curate.imaging.hashes import THUMB, dhash, phash_d8
 from curate.imaging.quality import quality_stats
@@ -28,6 +28,7 @@ _ORIENT_OPS = {
 _MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM", b"II*\x00", b"MM\x00*", b"RIFF")
 _BACKGROUNDS = {"white": (255, 255, 255), "black": (0, 0, 0)}
 _SRGB = ImageCms.createProfile("sRGB")
+_SKIPPED_RULE = "[jpeg.extraneous]"  # the structure warning for bytes skipped between header segments
 
 
 def _error(code: ErrorCode, message: str, **facts: Any) -> dict[str, Any]:
@@ -99,6 +100,22 @@ def _lenient_jpeg_decodes(data: bytes) -> bool:
         return False
 
 
+def _strict_jpeg(im: Image.Image, data: bytes, scale: int, strict: bool) -> tuple[Image.Image | None, str | None]:
+    """The JPEG decoded by libjpeg-turbo, `strict`ly or not (`curate.imaging.strict_jpeg`), or None
+    where Pillow decodes it instead: where that path does not apply, and where libjpeg skipped
+    bytes before a marker (its complaint comes back too: the structure checks decide whether
+    they lie between header segments, which is harmless). Raises `JpegDamage` for every other complaint."""
+    if not strict_jpeg.decodable(im):
+        return None, None
+    w, h = im.size
+    try:
+        return strict_jpeg.decode(data, im.mode, w, h, scale, strict=strict), None
+    except strict_jpeg.JpegDamage as damage:
+        if not damage.skipped_bytes:
+            raise
+        return None, str(damage)
+
+
 def _classify_open_failure(data: bytes, exc: Exception) -> dict[str, Any]:
     codec = formats.sniff_unsupported(data)
     if codec:
@@ -115,9 +132,11 @@ def probe(data: bytes, *, decode_size: int = 256, max_pixels: int = 178_956_970,
 
     JPEGs are decoded once at the smallest DCT scale (1/2, 1/4, 1/8) that keeps both sides at
     least `decode_size`: that still reads every entropy-coded byte, so truncation is caught.
-    Other formats are decoded in full. With `structure_checks`, the container is then checked
-    the way strict decoders check it (`curate.imaging.structure`): an error makes the row
-    `corrupt`, tolerated deviations go to `structure_warnings`. The decoded image also gives
+    8-bit RGB and greyscale JPEGs are decoded by libjpeg-turbo directly (`strict_jpeg`), in strict
+    mode with `structure_checks`: what libjpeg warns about makes the row `corrupt` (or
+    `truncated`). Other formats are decoded in full by Pillow. With `structure_checks`, the
+    container is then checked the way strict decoders check it (`curate.imaging.structure`): an
+    error makes the row `corrupt`, tolerated deviations go to `structure_warnings`. The decoded image also gives
     `edge_sharpness` (`curate.imaging.blur`), measured at up to 512 px before the thumbnail is made.
     Returns manifest columns (no path/label/size/mtime, no hashes or statistics yet) and the 64x64
     RGB thumbnail that `fingerprint` reads, or None.
@@ -146,25 +165,36 @@ def probe(data: bytes, *, decode_size: int = 256, max_pixels: int = 178_956_970,
         if im.format == "JPEG" and facts["bit_depth"] not in (8,):
             return _error(ErrorCode.UNSUPPORTED_CODEC, f"{facts['bit_depth']}-bit JPEG is not supported",
                           **facts), None
-        scale = 1
+        scale, decoded, skipped = 1, None, None
         if im.format == "JPEG":
-            full = im.size
-            im.draft(None, (decode_size, decode_size))
-            scale = max(1, round(full[0] / im.size[0]))
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                im.load()
-        except Image.DecompressionBombError as exc:
-            return _error(ErrorCode.DECOMPRESSION_BOMB, str(exc), **facts), None
-        except MemoryError:
-            return _error(ErrorCode.MEMORY_LIMIT, f"not enough memory to decode {w}x{h} pixels", **facts), None
-        except (OSError, SyntaxError, ValueError, EOFError, zlib.error, IndexError, TypeError) as exc:
-            message = f"{type(exc).__name__}: {exc}"
-            if "truncated" in str(exc).lower() or isinstance(exc, EOFError):
-                recoverable = _lenient_jpeg_decodes(data) if im.format == "JPEG" else None
-                return _error(ErrorCode.TRUNCATED, message, recoverable=recoverable, **facts), None
-            return _error(ErrorCode.CORRUPT, message, **facts), None
+            scale = strict_jpeg.draft_scale(w, h, decode_size)
+            try:
+                decoded, skipped = _strict_jpeg(im, data, scale, structure_checks)
+            except strict_jpeg.JpegDamage as damage:
+                if damage.truncated:
+                    return _error(ErrorCode.TRUNCATED, f"libjpeg: {damage}", recoverable=_lenient_jpeg_decodes(data),
+                                  **facts), None
+                return _error(ErrorCode.CORRUPT, f"libjpeg: {damage}", **facts), None
+            except MemoryError:
+                return _error(ErrorCode.MEMORY_LIMIT, f"not enough memory to decode {w}x{h} pixels", **facts), None
+            if decoded is None:
+                im.draft(None, (decode_size, decode_size))
+        if decoded is None:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    im.load()
+            except Image.DecompressionBombError as exc:
+                return _error(ErrorCode.DECOMPRESSION_BOMB, str(exc), **facts), None
+            except MemoryError:
+                return _error(ErrorCode.MEMORY_LIMIT, f"not enough memory to decode {w}x{h} pixels", **facts), None
+            except (OSError, SyntaxError, ValueError, EOFError, zlib.error, IndexError, TypeError) as exc:
+                message = f"{type(exc).__name__}: {exc}"
+                if "truncated" in str(exc).lower() or isinstance(exc, EOFError):
+                    recoverable = _lenient_jpeg_decodes(data) if im.format == "JPEG" else None
+                    return _error(ErrorCode.TRUNCATED, message, recoverable=recoverable, **facts), None
+                return _error(ErrorCode.CORRUPT, message, **facts), None
+            decoded = im
         facts["decode_scale"] = scale
         # after the decode: reading a PNG's EXIF loads the image, and would swallow a decode error
         orientation, exif_error = _read_orientation(im)
@@ -172,14 +202,17 @@ def probe(data: bytes, *, decode_size: int = 256, max_pixels: int = 178_956_970,
             facts.update(width=h, height=w)
         facts.update(exif_orientation=orientation, exif_error=exif_error)
         if structure_checks:
-            broken, facts["structure_warnings"] = structure.verdict(data, im)
+            broken, facts["structure_warnings"] = structure.verdict(data, decoded, im.format)
+            if broken is None and skipped is not None and not any(
+                    m.endswith(_SKIPPED_RULE) for m in facts["structure_warnings"] or ()):
+                broken = f"libjpeg: {skipped}"  # bytes skipped where the structure walk sees none: entropy data
             if broken:
                 return _error(ErrorCode.CORRUPT, broken, **facts), None
         try:
-            shown = to_display(im, facts["bit_depth"], background)
+            shown = to_display(decoded, facts["bit_depth"], background)
             thumb = _thumbnail(shown, orientation)
             facts["edge_sharpness"] = edge_sharpness(working_luma(shown))
-            facts["pixel_hash"] = _pixel_hash(im, data, orientation)
+            facts["pixel_hash"] = _pixel_hash(decoded, im.format, data, orientation)
         except Exception as exc:  # noqa: BLE001  (a decoder quirk on an odd mode is a bad file, not a crash)
             return _error(ErrorCode.CORRUPT, f"{type(exc).__name__}: {exc}", **facts), None
         return {**facts, "status": Status.OK.value}, thumb
@@ -196,9 +229,9 @@ def _thumbnail(shown: Image.Image, orientation: int) -> bytes:
     return thumb.tobytes() + thumb.convert("L").tobytes()
 
 
-def _pixel_hash(im: Image.Image, data: bytes, orientation: int) -> str:
+def _pixel_hash(im: Image.Image, fmt: str | None, data: bytes, orientation: int) -> str:
     """Hash of the decoded, oriented pixels; for JPEG, of what decides them (no decode)."""
-    digest = formats.jpeg_pixel_digest(data, orientation) if im.format == "JPEG" else None
+    digest = formats.jpeg_pixel_digest(data, orientation) if fmt == "JPEG" else None
     if digest is None:
         oriented = im.transpose(_ORIENT_OPS[orientation]) if orientation in _ORIENT_OPS else im
         digest = formats.pixels_digest(oriented.mode, oriented.size, oriented.tobytes())

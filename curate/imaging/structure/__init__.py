@@ -30,17 +30,17 @@ _CHECKS: dict[str, Callable[[bytes, Image.Image], list[Finding]]] = {
 }
 
 
-def inspect(data: bytes, decoded: Image.Image) -> list[Finding]:
-    """The structural findings for `data`, whose frame 0 Pillow has decoded into `decoded`
-    (its `format` chooses the rules; formats without rules here give no findings)."""
-    check = _CHECKS.get(decoded.format or "")
+def inspect(data: bytes, decoded: Image.Image, fmt: str | None = None) -> list[Finding]:
+    """The structural findings for `data`, whose frame 0 is decoded into `decoded` (`fmt`, by
+    default its `format`, chooses the rules; formats without rules here give no findings)."""
+    check = _CHECKS.get(fmt or decoded.format or "")
     return check(data, decoded) if check else []
 
 
-def verdict(data: bytes, decoded: Image.Image) -> tuple[str | None, list[str] | None]:
+def verdict(data: bytes, decoded: Image.Image, fmt: str | None = None) -> tuple[str | None, list[str] | None]:
     """`inspect` summed up for a manifest row: (error message, warnings): the first error (and
     how many more), and every warning's message; None where there are none."""
-    findings = inspect(data, decoded)
+    findings = inspect(data, decoded, fmt)
     errors = [f.message for f in findings if f.error]
     warnings = [f.message for f in findings if not f.error]
     error = errors[0] + (f" (and {len(errors) - 1} more structural errors)" if len(errors) > 1 else "") \

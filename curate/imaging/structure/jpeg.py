@@ -19,21 +19,22 @@ into errors):
 - `jpeg.premature` (error) the entropy-coded data of a sequential scan ends before its last MCU. libjpeg: "Corrupt
   JPEG data: premature end of data segment"; the missing MCUs are left at zero: flat grey.
 
+The scan decodes 8-bit RGB and greyscale JPEGs with libjpeg-turbo in strict mode
+(`curate.imaging.strict_jpeg`), which reports every entropy-data fault itself, including what
+these rules cannot see without a second decode: a progressive file cut inside its last scan,
+and bits flipped inside entropy-coded data (libjpeg: "N extraneous bytes before marker 0xd9",
+"bad Huffman code"). The rules below stand on their own for what Pillow decodes (CMYK, and
+headers TurboJPEG cannot read).
+
 `jpeg.premature` needs to know where the Huffman-coded MCUs end, which only a decode tells.
-Rather than decode twice, it reads what Pillow's decode (libjpeg-turbo) already produced:
+Rather than decode twice, it reads what the decode (libjpeg-turbo) already produced:
 libjpeg fills every MCU after the end of the data with zero coefficients, so the image ends in
 MCUs of exactly 128 grey (but for their first row and column of pixels, which chroma upsampling
 blends with the MCU above and to the left when the decode is not at 1/8 scale). An image that
 really ends in flat grey is told apart by its bytes: its last MCUs are then coded as "DC
 difference 0, end of block" per block, so the bits before the final padding repeat that pattern;
-in a file cut short they do not. Progressive files cut short
-are caught by `jpeg.scans`; arithmetic-coded files are not checked for it.
-
-Not caught (they need a Huffman decode of the whole scan, i.e. a second decode): a progressive
-file cut inside its last scan (every scan is there, its last refinement bits are not), and bits
-flipped inside entropy-coded data when the decoder, out of step, still finds enough bits
-(libjpeg: "N extraneous bytes before marker 0xd9"); flips that make it run out of data end in
-flat grey and are caught (benchmarks/RESULTS.md, "Integrity vs strict decoders").
+in a file cut short they do not. Progressive files cut short are caught by `jpeg.scans` (unless
+cut inside the last scan); arithmetic-coded files are not checked for it.
 """
 from __future__ import annotations
 

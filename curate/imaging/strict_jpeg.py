@@ -1,0 +1,66 @@
+"""Decode a JPEG the way a strict reader does: libjpeg-turbo (simplejpeg), its warnings as errors.
+
+Pillow's decoder (libjpeg-turbo too) swallows libjpeg's warnings: a file cut inside the last
+scan of a progressive JPEG, or bits flipped in the entropy-coded data, decodes to wrong pixels
+with no complaint, while `djpeg -strict`, TensorFlow's `decode_jpeg` and OpenCV's strict reads
+refuse it. `decode(data, size, scale)` decodes through TurboJPEG with `strict=True`, at the same
+reduced DCT scale as Pillow's `draft` (the pixels are identical to Pillow's at 1/1, 1/2, 1/4 and
+1/8), so the scan still decodes each file once. What libjpeg reports becomes a `JpegDamage`:
+
+* "Premature end of JPEG file": the file ends inside the entropy-coded data (truncated);
+* "Corrupt JPEG data: N extraneous bytes before marker 0xXX": bytes libjpeg skipped. Between
+  header segments the pixels are right (a warning, `jpeg.extraneous` in the structure checks,
+  which decide); after entropy-coded data the decoder has fallen out of step with it (corrupt);
+* anything else ("premature end of data segment", "bad Huffman table", ...): corrupt.
+
+Only 8-bit RGB and greyscale JPEGs take this path; CMYK, and the rare files whose header
+TurboJPEG cannot read (unusual sampling factors), keep Pillow's decode and the structure checks.
+"""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import simplejpeg
+from PIL import Image
+
+_COLORSPACES = {"RGB": "RGB", "L": "GRAY"}
+_EXTRANEOUS = re.compile(r"extraneous bytes before marker")
+_TRUNCATED = "Premature end of JPEG file"
+
+
+class JpegDamage(Exception):
+    """libjpeg refused the file in strict mode; `truncated` when the file ends inside the scan."""
+
+    @property
+    def truncated(self) -> bool:
+        return _TRUNCATED in str(self)
+
+    @property
+    def skipped_bytes(self) -> bool:
+        """libjpeg skipped bytes in front of a marker (between header segments: harmless)."""
+        return _EXTRANEOUS.search(str(self)) is not None
+
+
+def draft_scale(width: int, height: int, decode_size: int) -> int:
+    """The DCT scale (1, 2, 4 or 8) Pillow's `draft` picks to keep both sides >= `decode_size`."""
+    fits = min(width // decode_size, height // decode_size)
+    return next((s for s in (8, 4, 2) if fits >= s), 1)
+
+
+def decodable(im: Image.Image) -> bool:
+    """Whether this opened JPEG takes the strict path (8-bit RGB or greyscale)."""
+    return im.format == "JPEG" and im.mode in _COLORSPACES
+
+
+def decode(data: bytes, mode: str, width: int, height: int, scale: int, *, strict: bool = True) -> Image.Image | None:
+    """The JPEG's pixels at 1/`scale` in Pillow's `mode` ("RGB" or "L"); None where TurboJPEG
+    cannot read its header (the caller decodes with Pillow). Raises `JpegDamage` in strict mode."""
+    try:
+        pixels = simplejpeg.decode_jpeg(data, _COLORSPACES[mode], strict=strict,
+                                        min_width=-(-width // scale), min_height=-(-height // scale))
+    except ValueError as exc:
+        if "header" in str(exc).lower() or "subsampling" in str(exc).lower():
+            return None
+        raise JpegDamage(str(exc)) from None
+    return Image.fromarray(pixels[..., 0] if mode == "L" else np.ascontiguousarray(pixels), mode)
