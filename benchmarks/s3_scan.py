@@ -1,9 +1,9 @@
 """Scan from an object store vs the same files on local disk, in one run.
 
     npm install --prefix benchmarks/.node s3rver@3.7.1   # once: the second server (Node.js, MIT)
-    .venv/bin/python benchmarks/s3_scan.py [--files 2000] [--repeats 3] [--workers 2]
+    .venv/bin/python benchmarks/s3_scan.py [--files 1000] [--sizes 160x120,500x375] [--repeats 3] [--workers 2]
 
-Generates `--files` small JPEGs (photo-like, 160x120, quality 90, 20 class folders, fixed seed),
+For each of `--sizes`, generates `--files` JPEGs (photo-like, quality 90, 20 class folders, fixed seed),
 writes them to a local folder and to a bucket of each of two S3 API servers, each a separate
 process on loopback on the same cores: moto's server (`moto_server`, the one the tests use,
 tests/s3server.py; one Python process) and s3rver (a Node.js S3 server that keeps objects as
@@ -57,13 +57,13 @@ SECTION = "## Object stores: scan from S3 vs local disk"
 CURATE = Path(sys.executable).parent / "curate"
 
 
-def photos(n: int, seed: int = 0) -> dict[str, bytes]:
-    """n small photo-like JPEGs: relative path -> bytes."""
+def photos(n: int, size: tuple[int, int], seed: int = 0) -> dict[str, bytes]:
+    """n photo-like JPEGs of `size`: relative path -> bytes."""
     rng = np.random.default_rng(seed)
     out = {}
     for i in range(n):
         coarse = rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)
-        img = np.asarray(Image.fromarray(coarse, "RGB").resize((160, 120), Image.Resampling.BICUBIC), dtype=float)
+        img = np.asarray(Image.fromarray(coarse, "RGB").resize(size, Image.Resampling.BICUBIC), dtype=float)
         img = np.clip(img + rng.normal(0, 8, img.shape), 0, 255).astype(np.uint8)
         buf = io.BytesIO()
         Image.fromarray(img, "RGB").save(buf, "JPEG", quality=90)
@@ -158,74 +158,47 @@ def ceiling(server: S3Server, keys: list[str]) -> float:
     return len(keys) / (time.perf_counter() - started)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--files", type=int, default=2000)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--latency-ms", type=float, default=30.0)
-    ap.add_argument("--no-write", action="store_true")
-    args = ap.parse_args()
+def measure(size: tuple[int, int], servers: dict[str, S3Server], args: argparse.Namespace, work: Path) -> list[str]:
+    """One size of photos: every contender, interleaved, `args.repeats` times; the table's lines."""
+    w, h = size
+    files = photos(args.files, size)
+    local = work / f"photos-{w}x{h}"
+    for rel, data in files.items():
+        (local / rel).parent.mkdir(parents=True, exist_ok=True)
+        (local / rel).write_bytes(data)
+    contenders = {"local disk": (str(local), 32, dict(os.environ))}
+    keys: dict[str, list[str]] = {}
+    for name, server in servers.items():
+        bucket = server.bucket()
+        server.fs().pipe({f"{bucket}/{local.name}/{rel}": data for rel, data in files.items()})
+        keys[name] = [f"{bucket}/{local.name}/{rel}" for rel in files]
+        contenders[f"S3 ({name}), fetch_batch 32 (default)"] = (f"s3://{bucket}/{local.name}", 32,
+                                                               {**os.environ, **server.env()})
+    far_name = list(servers)[-1]  # the faster server when both run
+    far_server = servers[far_name]
+    proxy = LatencyProxy(far_server.port, args.latency_ms / 1000)
+    far = {**os.environ, **far_server.env(), "AWS_ENDPOINT_URL": proxy.endpoint}
+    far_src = contenders[f"S3 ({far_name}), fetch_batch 32 (default)"][0]
+    ms = f"{args.latency_ms:g} ms"
+    contenders[f"S3 ({far_name}) + {ms} per request, fetch_batch 32 (default)"] = (far_src, 32, far)
+    contenders[f"S3 ({far_name}) + {ms} per request, fetch_batch 1"] = (far_src, 1, far)
 
-    work = Path(tempfile.mkdtemp(prefix="curate-s3-bench-"))
-    servers = {"moto": S3Server(free_port(), work / "moto.log")}
-    if S3RVER.exists():
-        servers["s3rver"] = S3rver(free_port(), work / "s3rver.log")
-    else:
-        print(f"s3rver is not installed ({S3RVER}): moto only", file=sys.stderr)
-    try:
-        files = photos(args.files)
-        local = work / "photos"
-        for rel, data in files.items():
-            (local / rel).parent.mkdir(parents=True, exist_ok=True)
-            (local / rel).write_bytes(data)
-        size = sum(map(len, files.values()))
-        contenders = {"local disk": (str(local), 32, dict(os.environ))}
-        keys: dict[str, list[str]] = {}
+    scan_once(str(local), work, args.workers, 32, dict(os.environ))  # warm the page cache and the imports
+    rates: dict[str, list[float]] = {k: [] for k in contenders}
+    walls: dict[str, list[float]] = {k: [] for k in contenders}
+    ceilings: dict[str, list[float]] = {k: [] for k in servers}
+    for _ in range(args.repeats):
         for name, server in servers.items():
-            server.start()
-            bucket = server.bucket()
-            server.fs().pipe({f"{bucket}/photos/{rel}": data for rel, data in files.items()})
-            keys[name] = [f"{bucket}/photos/{rel}" for rel in files]
-            contenders[f"S3 ({name}), fetch_batch 32 (default)"] = (f"s3://{bucket}/photos", 32,
-                                                                   {**os.environ, **server.env()})
-        far_name = list(servers)[-1]  # the faster server when both run
-        far_server = servers[far_name]
-        proxy = LatencyProxy(far_server.port, args.latency_ms / 1000)
-        far = {**os.environ, **far_server.env(), "AWS_ENDPOINT_URL": proxy.endpoint}
-        far_src = contenders[f"S3 ({far_name}), fetch_batch 32 (default)"][0]
-        ms = f"{args.latency_ms:g} ms"
-        contenders[f"S3 ({far_name}) + {ms} per request, fetch_batch 32 (default)"] = (far_src, 32, far)
-        contenders[f"S3 ({far_name}) + {ms} per request, fetch_batch 1"] = (far_src, 1, far)
-
-        scan_once(str(local), work, args.workers, 32, dict(os.environ))  # warm the page cache and the imports
-        rates: dict[str, list[float]] = {k: [] for k in contenders}
-        walls: dict[str, list[float]] = {k: [] for k in contenders}
-        ceilings: dict[str, list[float]] = {k: [] for k in servers}
-        for _ in range(args.repeats):
-            for name, server in servers.items():
-                ceilings[name].append(ceiling(server, keys[name]))
-            for name, (src, batch, environment) in contenders.items():
-                ips, wall = scan_once(src, work, args.workers, batch, environment)
-                rates[name].append(ips)
-                walls[name].append(wall)
-                print(f"{name}: {ips:.0f} images/s, process {wall:.1f} s", file=sys.stderr)
-    finally:
-        for server in servers.values():
-            server.stop()
-        shutil.rmtree(work, ignore_errors=True)
+            ceilings[name].append(ceiling(server, keys[name]))
+        for name, (src, batch, environment) in contenders.items():
+            ips, wall = scan_once(src, work, args.workers, batch, environment)
+            rates[name].append(ips)
+            walls[name].append(wall)
+            print(f"{w}x{h} {name}: {ips:.0f} images/s, process {wall:.1f} s", file=sys.stderr)
 
     local_rate = statistics.median(rates["local disk"])
-    load = os.getloadavg()
-    lines = [SECTION, "",
-             f"`.venv/bin/python benchmarks/s3_scan.py --files {args.files} --repeats {args.repeats} "
-             f"--workers {args.workers}`, {dt.date.today().isoformat()}; {cpu_model()}, {os.cpu_count()} logical "
-             f"CPUs, {ram_gib():.0f} GiB, Python {platform.python_version()}; load average at the end "
-             f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1/5/15 min).", "",
-             f"{args.files} JPEGs, 160x120, {size / args.files / 1024:.1f} KiB each on average, in 20 class folders; "
-             f"the same files on local disk and in a bucket of each S3 API server ({', '.join(servers)}: separate "
-             "processes on loopback, on the same cores as the scan). Median of the repeats, interleaved; each "
-             "repeat's figure beside it (the machine's load changes between repeats).", "",
+    average = sum(map(len, files.values())) / args.files / 1024
+    lines = [f"**{args.files} JPEGs, {w}x{h}**, {average:.1f} KiB each on average:", "",
              "| source | scan images/s | vs local | each repeat | process wall (s) |", "|---|---:|---:|---|---:|"]
     for name in contenders:
         rate = statistics.median(rates[name])
@@ -236,7 +209,47 @@ def main() -> None:
         rate = statistics.median(values)
         lines.append(f"| the {name} server alone: s3fs `cat`, 32 objects at a time, nothing decoded (objects/s) "
                      f"| {rate:.0f} | {rate / local_rate:.0%} | {', '.join(f'{c:.0f}' for c in values)} | |")
-    body = "\n".join(lines) + "\n"
+    return lines + [""]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--files", type=int, default=1000)
+    ap.add_argument("--sizes", default="160x120,500x375", help="photo sizes, one table each")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--latency-ms", type=float, default=30.0)
+    ap.add_argument("--no-write", action="store_true")
+    args = ap.parse_args()
+    sizes = [tuple(int(v) for v in size.split("x")) for size in args.sizes.split(",")]
+
+    work = Path(tempfile.mkdtemp(prefix="curate-s3-bench-"))
+    servers = {"moto": S3Server(free_port(), work / "moto.log")}
+    if S3RVER.exists():
+        servers["s3rver"] = S3rver(free_port(), work / "s3rver.log")
+    else:
+        print(f"s3rver is not installed ({S3RVER}): moto only", file=sys.stderr)
+    tables: list[str] = []
+    try:
+        for server in servers.values():
+            server.start()
+        for size in sizes:
+            tables += measure((size[0], size[1]), servers, args, work)
+    finally:
+        for server in servers.values():
+            server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+    load = os.getloadavg()
+    lines = [SECTION, "",
+             f"`.venv/bin/python benchmarks/s3_scan.py --files {args.files} --sizes {args.sizes} --repeats "
+             f"{args.repeats} --workers {args.workers}`, {dt.date.today().isoformat()}; {cpu_model()}, "
+             f"{os.cpu_count()} logical CPUs, {ram_gib():.0f} GiB, Python {platform.python_version()}; load average "
+             f"at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1/5/15 min).", "",
+             "Photo-like JPEGs (quality 90) in 20 class folders; the same files on local disk and in a bucket of "
+             f"each S3 API server ({', '.join(servers)}: separate processes on loopback, on the same cores as the "
+             "scan). Median of the repeats, interleaved; each repeat's figure beside it.", "", *tables]
+    body = "\n".join(lines)
     print(body)
     if not args.no_write:
         write_section(SECTION, body, keep_notes=True)
