@@ -13,11 +13,13 @@ Every photo is returned as RGB with its longer side at most MAX_SIDE pixels.
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 from PIL import Image
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests"))  # package_photos: the photographs the tests use too
 WALLPAPERS = HERE / "data" / "debian-wallpapers"
 DEBS = ("mate-backgrounds", "plasma-workspace-wallpapers", "gnome-backgrounds")
 MAX_SIDE = 1024
@@ -33,14 +35,9 @@ def _fit(im: Image.Image) -> Image.Image:
 
 def calibration() -> dict[str, Image.Image]:
     import matplotlib
-    import skimage.data as d
-    from sklearn.datasets import load_sample_images
+    from package_photos import package_photographs
 
-    photos = {name: Image.fromarray(getattr(d, name)()) for name in
-              ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry", "retina")}
-    photos["motorcycle"] = Image.fromarray(d.stereo_motorcycle()[0])
-    china, flower = load_sample_images().images
-    photos |= {"china": Image.fromarray(china), "flower": Image.fromarray(flower)}
+    photos = package_photographs()
     photos["grace_hopper"] = Image.open(Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg")
     return {k: _fit(v) for k, v in photos.items()}
 

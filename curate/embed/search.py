@@ -3,8 +3,9 @@ nearest neighbours. Pure functions over arrays (no I/O).
 
 Up to EXACT_MAX rows the search is exact: blocked matrix products, every pair found. Above it,
 an inverted-file index (faiss IVF) over a PCA projection finds candidates, at a slightly lower
-similarity, in the `nprobe` cells nearest each query; every candidate is then scored again on the
-full embeddings, so the reported similarities are exact and recall is what the probes reach
+similarity, in the `nprobe` cells nearest each query; a pair is a candidate when either member's
+probes reach the other; every candidate is then scored again on the full embeddings, so the
+reported similarities are exact and recall is what the probes reach
 (measured by `benchmarks/embed_search.py` against the exact search).
 """
 from __future__ import annotations
@@ -24,7 +25,7 @@ class IVF:
 
     dims: int = 256  # PCA projection
     cells_per_row: float = 1 / 256  # nlist = rows * this (at least 64)
-    nprobe: int = 24
+    nprobe: int = 48
     margin: float = 0.1  # candidates down to threshold - margin in the projection
     train_rows: int = 200_000
 
@@ -83,14 +84,17 @@ def _pairs_ivf(x: np.ndarray, threshold: float, ivf: IVF) -> tuple[np.ndarray, n
     for lo in range(0, len(x), BLOCK * 8):
         lims, _d, ids = index.range_search(projected[lo:lo + BLOCK * 8], threshold - ivf.margin)
         q = lo + np.repeat(np.arange(len(lims) - 1), np.diff(lims).astype(np.int64))
-        keep = q < ids
+        keep = q != ids  # a pair counts when either member's probes reach the other's cell
         q, j = q[keep], ids[keep].astype(np.int64)
+        q, j = np.minimum(q, j), np.maximum(q, j)
         sims = np.einsum("ij,ij->i", _unit(x[q]), _unit(x[j]))  # exact, on the full embeddings
         hit = sims >= threshold
         found_i.append(q[hit])
         found_j.append(j[hit])
         found_s.append(sims[hit])
-    return _joined(found_i, found_j, found_s)
+    i, j, s = _joined(found_i, found_j, found_s)
+    _, first = np.unique(i * len(x) + j, return_index=True)  # found from both ends: once, in (i, j) order
+    return i[first], j[first], s[first]
 
 
 def similar_pairs(vectors: np.ndarray, threshold: float, ivf: IVF = IVF(), exact_max: int = EXACT_MAX
