@@ -1,0 +1,133 @@
+"""Where `probe()`'s time goes: the scan's per-image work, part by part, in one process.
+
+    .venv/bin/python benchmarks/probe_parts.py [--passes 5]
+
+Images: sample_data/'s JPEG photos re-encoded (quality 90) at 500x375 (the size most training
+collections hold) and, one in five, at 4000x3000 (12 MP). Each part is timed alone over every image
+(CPU time of this process, best of `--passes` passes), on the intermediate results the scan itself
+produces: the whole `probe()`; the JPEG decode it does (libjpeg-turbo, strict, at the smallest DCT
+scale keeping both sides >= `scan.decode_size`); the 64x64 thumbnail; the luma the blur score is
+measured on and the score itself (`curate.imaging.blur`); header, EXIF, structure checks and
+hashes. Beside them, two references: the scan benchmark's "bare loop" decode (Pillow,
+`draft(None, (32, 32))`, 1/8 scale) and the same strict decode to greyscale (what a luma-only
+path would cost). Writes the "Scan: where probe()'s time goes" section of RESULTS.md (its
+"### Notes" kept).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import io
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from hostinfo import cpu_model, ram_gib  # noqa: E402
+from PIL import Image  # noqa: E402
+from results import write_section  # noqa: E402
+
+from curate.imaging import formats, probe, strict_jpeg, structure  # noqa: E402
+from curate.imaging.blur import edge_sharpness, working_luma  # noqa: E402
+
+SECTION = "## Scan: where probe()'s time goes"
+DECODE_SIZE = 256  # scan.decode_size's default
+SIZES = {"500x375": (500, 375), "12 MP": (4000, 3000)}
+
+
+def photos() -> dict[str, list[bytes]]:
+    """JPEG bytes per size, re-encoded from sample_data/'s photos."""
+    out: dict[str, list[bytes]] = {name: [] for name in SIZES}
+    sources = sorted(p for p in (ROOT / "sample_data").rglob("*.jpg") if "planted" not in p.name)
+    for i, path in enumerate(sources):
+        rgb = Image.open(path).convert("RGB")
+        for name, size in SIZES.items():
+            if name == "12 MP" and i % 5:
+                continue
+            buf = io.BytesIO()
+            rgb.resize(size, Image.Resampling.BICUBIC).save(buf, "JPEG", quality=90)
+            out[name].append(buf.getvalue())
+    return out
+
+
+def best_ms(fn: Callable[[Any], object], items: list[Any], passes: int) -> float:
+    """CPU milliseconds per item of `fn`, best of `passes` passes over `items`."""
+    best = float("inf")
+    for _ in range(passes):
+        started = time.process_time()
+        for item in items:
+            fn(item)
+        best = min(best, (time.process_time() - started) / len(items) * 1e3)
+    return best
+
+
+def bare_decode(data: bytes) -> None:
+    with Image.open(io.BytesIO(data)) as im:
+        im.draft(None, (32, 32))
+        im.load()
+
+
+def parts(datas: list[bytes], size: tuple[int, int], passes: int) -> list[tuple[str, float]]:
+    w, h = size
+    scale = strict_jpeg.draft_scale(w, h, DECODE_SIZE)
+    decoded = [strict_jpeg.decode(d, "RGB", w, h, scale) for d in datas]
+    lumas = [working_luma(im) for im in decoded]
+    pairs = list(zip(datas, decoded))
+
+    def header(data: bytes) -> None:
+        formats.bytes_digest(data)
+        with Image.open(io.BytesIO(data)) as im:
+            im.getexif()
+        formats.jpeg_precision(data)
+
+    return [
+        ("`probe()`, the whole", best_ms(probe.probe, datas, passes)),
+        ("decode, strict, RGB, at the scan's DCT scale", best_ms(
+            lambda d: strict_jpeg.decode(d, "RGB", w, h, scale), datas, passes)),
+        ("64x64 thumbnail (resize, RGB and luma bytes)", best_ms(lambda im: probe._thumbnail(im, 1), decoded, passes)),
+        ("blur: luma at <= 512 px (`working_luma`)", best_ms(working_luma, decoded, passes)),
+        ("blur: `edge_sharpness`", best_ms(edge_sharpness, lumas, passes)),
+        ("bytes hash, header, EXIF, precision", best_ms(header, datas, passes)),
+        ("structure checks", best_ms(lambda p: structure.verdict(p[0], p[1], "JPEG"), pairs, passes)),
+        ("pixel hash (JPEG segments)", best_ms(lambda p: probe._pixel_hash(p[1], "JPEG", p[0], 1), pairs, passes)),
+        ("reference: bare loop decode (Pillow, 1/8)", best_ms(bare_decode, datas, passes)),
+        ("reference: decode, strict, greyscale, same scale", best_ms(
+            lambda d: strict_jpeg.decode(d, "L", w, h, scale), datas, passes)),
+    ]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--passes", type=int, default=5)
+    ap.add_argument("--no-write", action="store_true")
+    args = ap.parse_args()
+    sets = photos()
+    tables = {name: parts(datas, SIZES[name], args.passes) for name, datas in sets.items()}
+    names = list(tables)
+    lines = [SECTION, "",
+             f"Command: `.venv/bin/python benchmarks/probe_parts.py --passes {args.passes}`  ",
+             f"Date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; {cpu_model()}, {ram_gib():.0f} GiB, "
+             f"Python {platform.python_version()}; one process, CPU ms per image, best of {args.passes} passes. "
+             f"Images: {', '.join(f'{len(sets[n])} at {n}' for n in names)} (sample_data's photos re-encoded); "
+             "the scan's DCT scale (`scan.decode_size` 256): " + ", ".join(
+                 f"1/{strict_jpeg.draft_scale(*SIZES[n], DECODE_SIZE)} at {n}" for n in names) + ".", "",
+             "| part | " + " | ".join(f"{n} ms" for n in names) + " | " + " | ".join(f"{n} share" for n in names)
+             + " |", "| --- |" + " ---: |" * (2 * len(names))]
+    for k, (label, _) in enumerate(tables[names[0]]):
+        values = [tables[n][k][1] for n in names]
+        shares = [tables[n][k][1] / tables[n][0][1] for n in names]
+        lines.append(f"| {label} | " + " | ".join(f"{v:.3f}" for v in values) + " | "
+                     + " | ".join(f"{s:.0%}" for s in shares) + " |")
+    body = "\n".join(lines) + "\n"
+    print(body)
+    if not args.no_write:
+        write_section(SECTION, body, keep_notes=True)
+
+
+if __name__ == "__main__":
+    main()
