@@ -45,3 +45,12 @@ def test_what_libjpeg_reports_becomes_a_code():
     assert facts["recoverable"] is True
     facts, _ = probe(cut_scan(base, 0.5) + b"\xff\xd9", structure_checks=False)
     assert facts["status"] == "ok"  # without the checks the decode is lenient, as Pillow's is
+
+
+def test_a_header_turbojpeg_does_not_handle_is_decoded_by_pillow():
+    data = bytearray(encode(photo_like(13, (96, 64)), "JPEG", quality=90))
+    sof = data.index(b"\xff\xc0")
+    data[sof + 11] = 0x31  # luma sampled 3x1: TurboJPEG cannot name the subsampling, libjpeg decodes it
+    assert strict_jpeg.decode(bytes(data), "RGB", 96, 64, 1) is None
+    facts, thumb = probe(bytes(data))
+    assert facts["status"] == "ok" and thumb is not None

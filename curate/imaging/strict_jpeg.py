@@ -14,7 +14,8 @@ reduced DCT scale as Pillow's `draft` (the pixels are identical to Pillow's at 1
 * anything else ("premature end of data segment", "bad Huffman table", ...): corrupt.
 
 Only 8-bit RGB and greyscale JPEGs take this path; CMYK, and the rare files whose header
-TurboJPEG cannot read (unusual sampling factors), keep Pillow's decode and the structure checks.
+TurboJPEG does not handle (unusual sampling factors or colourspaces), keep Pillow's decode and
+the structure checks.
 """
 from __future__ import annotations
 
@@ -27,6 +28,9 @@ from PIL import Image
 _COLORSPACES = {"RGB": "RGB", "L": "GRAY"}
 _EXTRANEOUS = re.compile(r"extraneous bytes before marker")
 _TRUNCATED = "Premature end of JPEG file"
+# what TurboJPEG says of a header it does not handle (colourspace, sampling, precision, process):
+# not damage, so Pillow decodes the file instead
+_NOT_FOR_TURBOJPEG = ("Could not determine", "Invalid data returned in header", "Unsupported")
 
 
 class JpegDamage(Exception):
@@ -60,7 +64,7 @@ def decode(data: bytes, mode: str, width: int, height: int, scale: int, *, stric
         pixels = simplejpeg.decode_jpeg(data, _COLORSPACES[mode], strict=strict,
                                         min_width=-(-width // scale), min_height=-(-height // scale))
     except ValueError as exc:
-        if "header" in str(exc).lower() or "subsampling" in str(exc).lower():
+        if any(words in str(exc) for words in _NOT_FOR_TURBOJPEG):
             return None
         raise JpegDamage(str(exc)) from None
     return Image.fromarray(pixels[..., 0] if mode == "L" else np.ascontiguousarray(pixels), mode)
