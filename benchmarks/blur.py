@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import platform
 import shutil
 import subprocess
@@ -46,6 +45,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
+from evalset import EvalSet
 from hostinfo import cpu_model, ram_gib
 
 HERE = Path(__file__).resolve().parent
@@ -88,13 +88,10 @@ def build() -> pd.DataFrame:
     import photos
     from PIL import Image, ImageFilter
 
-    truth_csv = EVAL / "truth.csv"
-    stamp = EVAL / ".params.json"
-    if stamp.exists() and truth_csv.exists() and json.loads(stamp.read_text()) == PARAMS:
-        return pd.read_csv(truth_csv)
-    if EVAL.exists():
-        shutil.rmtree(EVAL)
-    t0 = time.perf_counter()
+    evalset = EvalSet(EVAL, EVAL / "truth.csv", PARAMS)
+    cached = evalset.cached()
+    if cached is not None:
+        return cached
     rows = []
     for set_name, load in (("calibration", photos.calibration), ("held-out", photos.held_out)):
         for scene, photo in sorted(load().items()):
@@ -124,11 +121,7 @@ def build() -> pd.DataFrame:
                 im.save(out, "JPEG", quality=90)
             rows.append({"set": "sample_data", "group": group, "scene": path.parts[-2], "path": f"{group}/{name}",
                          "width": clean.size[0], "height": clean.size[1], "quality": 90})
-    truth = pd.DataFrame(rows)
-    truth.to_csv(truth_csv, index=False)
-    stamp.write_text(json.dumps(PARAMS))
-    print(f"built {len(truth)} files in {EVAL} in {time.perf_counter() - t0:.0f}s", file=sys.stderr)
-    return truth
+    return evalset.save(pd.DataFrame(rows))
 
 
 # --------------------------------------------------------------------------------------------

@@ -50,6 +50,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
+from evalset import EvalSet
 from hostinfo import cpu_model, ram_gib
 
 HERE = Path(__file__).resolve().parent
@@ -133,12 +134,10 @@ def build_eval() -> pd.DataFrame:
     """The evaluation folder and its ground truth (built once; a stamp records the parameters)."""
     from PIL import Image, ImageFilter
 
-    stamp = EVAL / ".params.json"
-    if stamp.exists() and TRUTH.exists() and json.loads(stamp.read_text()) == PARAMS:
-        return pd.read_csv(TRUTH)
-    if EVAL.exists():
-        shutil.rmtree(EVAL)
-    t0 = time.perf_counter()
+    evalset = EvalSet(EVAL, TRUTH, PARAMS)
+    cached = evalset.cached()
+    if cached is not None:
+        return cached
     rng = np.random.default_rng(SEED)
     rows: list[dict] = []
     sample = sorted(p for p in (ROOT / "sample_data").glob("*/*/*")
@@ -190,11 +189,7 @@ def build_eval() -> pd.DataFrame:
             rel = f"{group}/{group}_{stem}.jpg"
             _save(v, EVAL / rel)
             rows.append({"path": rel, "group": group, "defect": group.removeprefix("mild_"), "source": name})
-    truth = pd.DataFrame(rows).sort_values("path").reset_index(drop=True)
-    truth.to_csv(TRUTH, index=False)
-    stamp.write_text(json.dumps(PARAMS))
-    print(f"built {len(truth)} files in {EVAL} in {time.perf_counter() - t0:.0f}s", file=sys.stderr)
-    return truth
+    return evalset.save(pd.DataFrame(rows).sort_values("path").reset_index(drop=True))
 
 
 # --------------------------------------------------------------------------------------------
