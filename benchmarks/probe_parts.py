@@ -93,7 +93,8 @@ def parts(datas: list[bytes], size: tuple[int, int], passes: int) -> list[tuple[
         ("blur: luma at <= 512 px (`working_luma`)", best_ms(working_luma, decoded, passes)),
         ("blur: `edge_sharpness`", best_ms(edge_sharpness, lumas, passes)),
         ("bytes hash, header, EXIF, precision", best_ms(header, datas, passes)),
-        ("structure checks", best_ms(lambda p: structure.verdict(p[0], p[1], "JPEG"), pairs, passes)),
+        ("structure checks", best_ms(lambda p: structure.verdict(structure.inspect(p[0], p[1], "JPEG")), pairs,
+                                               passes)),
         ("pixel hash (JPEG segments)", best_ms(lambda p: probe._pixel_hash(p[1], "JPEG", p[0], 1), pairs, passes)),
         ("reference: bare loop decode (Pillow, 1/8)", best_ms(bare_decode, datas, passes)),
         ("reference: decode, strict, greyscale, same scale", best_ms(

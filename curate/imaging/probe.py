@@ -28,7 +28,7 @@ _ORIENT_OPS = {
 _MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM", b"II*\x00", b"MM\x00*", b"RIFF")
 _BACKGROUNDS = {"white": (255, 255, 255), "black": (0, 0, 0)}
 _SRGB = ImageCms.createProfile("sRGB")
-_SKIPPED_RULE = "[jpeg.extraneous]"  # the structure warning for bytes skipped between header segments
+_SKIPPED_RULE = "jpeg.extraneous"  # the structure warning for bytes skipped between header segments
 
 
 def _error(code: ErrorCode, message: str, **facts: Any) -> dict[str, Any]:
@@ -166,35 +166,32 @@ def probe(data: bytes, *, decode_size: int = 256, max_pixels: int = 178_956_970,
             return _error(ErrorCode.UNSUPPORTED_CODEC, f"{facts['bit_depth']}-bit JPEG is not supported",
                           **facts), None
         scale, decoded, skipped = 1, None, None
-        if im.format == "JPEG":
-            scale = strict_jpeg.draft_scale(w, h, decode_size)
-            try:
+        try:
+            if im.format == "JPEG":
+                scale = strict_jpeg.draft_scale(w, h, decode_size)
                 decoded, skipped = _strict_jpeg(im, data, scale, structure_checks)
-            except strict_jpeg.JpegDamage as damage:
-                if damage.truncated:
-                    return _error(ErrorCode.TRUNCATED, f"libjpeg: {damage}", recoverable=_lenient_jpeg_decodes(data),
-                                  **facts), None
-                return _error(ErrorCode.CORRUPT, f"libjpeg: {damage}", **facts), None
-            except MemoryError:
-                return _error(ErrorCode.MEMORY_LIMIT, f"not enough memory to decode {w}x{h} pixels", **facts), None
+                if decoded is None:
+                    im.draft(None, (decode_size, decode_size))
             if decoded is None:
-                im.draft(None, (decode_size, decode_size))
-        if decoded is None:
-            try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     im.load()
-            except Image.DecompressionBombError as exc:
-                return _error(ErrorCode.DECOMPRESSION_BOMB, str(exc), **facts), None
-            except MemoryError:
-                return _error(ErrorCode.MEMORY_LIMIT, f"not enough memory to decode {w}x{h} pixels", **facts), None
-            except (OSError, SyntaxError, ValueError, EOFError, zlib.error, IndexError, TypeError) as exc:
-                message = f"{type(exc).__name__}: {exc}"
-                if "truncated" in str(exc).lower() or isinstance(exc, EOFError):
-                    recoverable = _lenient_jpeg_decodes(data) if im.format == "JPEG" else None
-                    return _error(ErrorCode.TRUNCATED, message, recoverable=recoverable, **facts), None
-                return _error(ErrorCode.CORRUPT, message, **facts), None
-            decoded = im
+                decoded = im
+        except strict_jpeg.JpegDamage as damage:
+            if damage.truncated:
+                return _error(ErrorCode.TRUNCATED, f"libjpeg: {damage}", recoverable=_lenient_jpeg_decodes(data),
+                              **facts), None
+            return _error(ErrorCode.CORRUPT, f"libjpeg: {damage}", **facts), None
+        except Image.DecompressionBombError as exc:
+            return _error(ErrorCode.DECOMPRESSION_BOMB, str(exc), **facts), None
+        except MemoryError:
+            return _error(ErrorCode.MEMORY_LIMIT, f"not enough memory to decode {w}x{h} pixels", **facts), None
+        except (OSError, SyntaxError, ValueError, EOFError, zlib.error, IndexError, TypeError) as exc:
+            message = f"{type(exc).__name__}: {exc}"
+            if "truncated" in str(exc).lower() or isinstance(exc, EOFError):
+                recoverable = _lenient_jpeg_decodes(data) if im.format == "JPEG" else None
+                return _error(ErrorCode.TRUNCATED, message, recoverable=recoverable, **facts), None
+            return _error(ErrorCode.CORRUPT, message, **facts), None
         facts["decode_scale"] = scale
         # after the decode: reading a PNG's EXIF loads the image, and would swallow a decode error
         orientation, exif_error = _read_orientation(im)
@@ -202,9 +199,9 @@ def probe(data: bytes, *, decode_size: int = 256, max_pixels: int = 178_956_970,
             facts.update(width=h, height=w)
         facts.update(exif_orientation=orientation, exif_error=exif_error)
         if structure_checks:
-            broken, facts["structure_warnings"] = structure.verdict(data, decoded, im.format)
-            if broken is None and skipped is not None and not any(
-                    m.endswith(_SKIPPED_RULE) for m in facts["structure_warnings"] or ()):
+            findings = structure.inspect(data, decoded, im.format)
+            broken, facts["structure_warnings"] = structure.verdict(findings)
+            if broken is None and skipped is not None and not any(f.rule == _SKIPPED_RULE for f in findings):
                 broken = f"libjpeg: {skipped}"  # bytes skipped where the structure walk sees none: entropy data
             if broken:
                 return _error(ErrorCode.CORRUPT, broken, **facts), None

@@ -37,10 +37,9 @@ def inspect(data: bytes, decoded: Image.Image, fmt: str | None = None) -> list[F
     return check(data, decoded) if check else []
 
 
-def verdict(data: bytes, decoded: Image.Image, fmt: str | None = None) -> tuple[str | None, list[str] | None]:
-    """`inspect` summed up for a manifest row: (error message, warnings): the first error (and
-    how many more), and every warning's message; None where there are none."""
-    findings = inspect(data, decoded, fmt)
+def verdict(findings: list[Finding]) -> tuple[str | None, list[str] | None]:
+    """`inspect`'s findings summed up for a manifest row: (error message, warnings): the first
+    error (and how many more), and every warning's message; None where there are none."""
     errors = [f.message for f in findings if f.error]
     warnings = [f.message for f in findings if not f.error]
     error = errors[0] + (f" (and {len(errors) - 1} more structural errors)" if len(errors) > 1 else "") \
