@@ -8,9 +8,9 @@ collections hold) and, one in five, at 4000x3000 (12 MP). Each part is timed alo
 produces: the whole `probe()`; the JPEG decode it does (libjpeg-turbo, strict, at the smallest DCT
 scale keeping both sides >= `scan.decode_size`); the 64x64 thumbnail; the luma the blur score is
 measured on and the score itself (`curate.imaging.blur`); header, EXIF, structure checks and
-hashes. Beside them, two references: the scan benchmark's "bare loop" decode (Pillow,
-`draft(None, (32, 32))`, 1/8 scale) and the same strict decode to greyscale (what a luma-only
-path would cost). Writes the "Scan: where probe()'s time goes" section of RESULTS.md (its
+hashes. Beside them, three references: the scan benchmark's "bare loop" decode (Pillow,
+`draft(None, (32, 32))`, 1/8 scale), Pillow's decode at the scan's scale (what the scan used before
+`strict_jpeg`) and the strict decode to greyscale (what a luma-only path would cost). Writes the "Scan: where probe()'s time goes" section of RESULTS.md (its
 "### Notes" kept).
 """
 from __future__ import annotations
@@ -66,9 +66,10 @@ def best_ms(fn: Callable[[Any], object], items: list[Any], passes: int) -> float
     return best
 
 
-def bare_decode(data: bytes) -> None:
+def pillow_decode(data: bytes, size: int) -> None:
+    """Pillow's reduced-scale decode: `draft` to keep both sides >= `size`, then `load`."""
     with Image.open(io.BytesIO(data)) as im:
-        im.draft(None, (32, 32))
+        im.draft(None, (size, size))
         im.load()
 
 
@@ -96,7 +97,9 @@ def parts(datas: list[bytes], size: tuple[int, int], passes: int) -> list[tuple[
         ("structure checks", best_ms(lambda p: structure.verdict(structure.inspect(p[0], p[1], "JPEG")), pairs,
                                                passes)),
         ("pixel hash (JPEG segments)", best_ms(lambda p: probe._pixel_hash(p[1], "JPEG", p[0], 1), pairs, passes)),
-        ("reference: bare loop decode (Pillow, 1/8)", best_ms(bare_decode, datas, passes)),
+        ("reference: bare loop decode (Pillow, 1/8)", best_ms(lambda d: pillow_decode(d, 32), datas, passes)),
+        ("reference: decode, Pillow, RGB, same scale (the scan's before strict_jpeg)", best_ms(
+            lambda d: pillow_decode(d, DECODE_SIZE), datas, passes)),
         ("reference: decode, strict, greyscale, same scale", best_ms(
             lambda d: strict_jpeg.decode(d, "L", w, h, scale), datas, passes)),
     ]
