@@ -8,18 +8,24 @@ collections hold) and, one in five, at 4000x3000 (12 MP). Each part is timed alo
 produces: the whole `probe()`; the JPEG decode it does (libjpeg-turbo, strict, at the smallest DCT
 scale keeping both sides >= `scan.decode_size`); the 64x64 thumbnail; the luma the blur score is
 measured on and the score itself (`curate.imaging.blur`); header, EXIF, structure checks and
-hashes. Beside them, three references: the scan benchmark's "bare loop" decode (Pillow,
-`draft(None, (32, 32))`, 1/8 scale), Pillow's decode at the scan's scale (what the scan used before
-`strict_jpeg`) and the strict decode to greyscale (what a luma-only path would cost). Writes the "Scan: where probe()'s time goes" section of RESULTS.md (its
-"### Notes" kept).
+hashes. Then `probe()` as the scan runs it, in a sandboxed decoder child (file read, pickle and
+pipe included, both processes' CPU, start-up excluded: each image 20 times over, 10 for 12 MP, less a
+one-image child), with the child's malloc settings and with glibc's defaults. Beside them, three
+references: the scan benchmark's "bare loop" decode (Pillow, `draft(None, (32, 32))`, 1/8 scale),
+Pillow's decode at the scan's scale (what the scan used before `strict_jpeg`) and the strict decode
+to greyscale (what a luma-only path would cost). Writes the "Scan: where probe()'s time goes"
+section of RESULTS.md (its "### Notes" kept).
 """
 from __future__ import annotations
 
 import argparse
 import datetime as dt
 import io
+import os
 import platform
+import resource
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -32,12 +38,13 @@ from hostinfo import cpu_model, ram_gib  # noqa: E402
 from PIL import Image  # noqa: E402
 from results import write_section  # noqa: E402
 
-from curate.imaging import formats, probe, strict_jpeg, structure  # noqa: E402
+from curate.imaging import formats, probe, sandbox, strict_jpeg, structure  # noqa: E402
 from curate.imaging.blur import edge_sharpness, working_luma  # noqa: E402
 
 SECTION = "## Scan: where probe()'s time goes"
 DECODE_SIZE = 256  # scan.decode_size's default
 SIZES = {"500x375": (500, 375), "12 MP": (4000, 3000)}
+COPIES = {"500x375": 20, "12 MP": 10}  # each image this many times over in the decoder-child rows
 
 
 def photos() -> dict[str, list[bytes]]:
@@ -73,7 +80,37 @@ def pillow_decode(data: bytes, size: int) -> None:
         im.load()
 
 
-def parts(datas: list[bytes], size: tuple[int, int], passes: int) -> list[tuple[str, float]]:
+def child_ms(datas: list[bytes], copies: int, malloc: dict[str, str]) -> float:
+    """CPU milliseconds per image of `probe()` in a sandboxed decoder child (read, probe, pickle,
+    pipe; both processes), with `malloc` as the child's `DECODER_MALLOC`: the images `copies` times
+    over (hard links) in one child, less a one-image child (start-up), per extra image."""
+    saved = sandbox.DECODER_MALLOC
+    sandbox.DECODER_MALLOC = malloc
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            names = []
+            for i, data in enumerate(datas):
+                first = Path(tmp, f"{i}-0.jpg")
+                first.write_bytes(data)
+                for c in range(copies):
+                    if c:
+                        os.link(first, Path(tmp, f"{i}-{c}.jpg"))
+                    names.append(f"{i}-{c}.jpg")
+
+            def cpu_s(paths: list[str]) -> float:
+                before = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+                job = sandbox.DecodeJob(tmp, tuple(paths), DECODE_SIZE, 178_956_970, "white", 2048)
+                assert all(facts["status"] == "ok" for facts, _t, _s in sandbox.sandboxed(job, 60.0))
+                after = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+                return sum(a.ru_utime + a.ru_stime - b.ru_utime - b.ru_stime for a, b in zip(after, before))
+
+            one, many = cpu_s(names[:1]), cpu_s(names)
+            return (many - one) / (len(names) - 1) * 1e3
+    finally:
+        sandbox.DECODER_MALLOC = saved
+
+
+def parts(datas: list[bytes], size: tuple[int, int], passes: int, copies: int) -> list[tuple[str, float]]:
     w, h = size
     scale = strict_jpeg.draft_scale(w, h, DECODE_SIZE)
     decoded = [strict_jpeg.decode(d, "RGB", w, h, scale) for d in datas]
@@ -97,6 +134,10 @@ def parts(datas: list[bytes], size: tuple[int, int], passes: int) -> list[tuple[
         ("structure checks", best_ms(lambda p: structure.verdict(structure.inspect(p[0], p[1], "JPEG")), pairs,
                                                passes)),
         ("pixel hash (JPEG segments)", best_ms(lambda p: probe._pixel_hash(p[1], "JPEG", p[0], 1), pairs, passes)),
+        ("`probe()` in the scan's decoder child (read, probe, pickle, pipe; `sandbox.DECODER_MALLOC`)",
+         min(child_ms(datas, copies, sandbox.DECODER_MALLOC) for _ in range(2))),
+        ("the same with glibc's default malloc (the child before 886bfe4)",
+         min(child_ms(datas, copies, {}) for _ in range(2))),
         ("reference: bare loop decode (Pillow, 1/8)", best_ms(lambda d: pillow_decode(d, 32), datas, passes)),
         ("reference: decode, Pillow, RGB, same scale (the scan's before strict_jpeg)", best_ms(
             lambda d: pillow_decode(d, DECODE_SIZE), datas, passes)),
@@ -111,7 +152,7 @@ def main() -> None:
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
     sets = photos()
-    tables = {name: parts(datas, SIZES[name], args.passes) for name, datas in sets.items()}
+    tables = {name: parts(datas, SIZES[name], args.passes, COPIES[name]) for name, datas in sets.items()}
     names = list(tables)
     lines = [SECTION, "",
              f"Command: `.venv/bin/python benchmarks/probe_parts.py --passes {args.passes}`  ",
