@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
+from commits import environment, export
 from evalset import EvalSet
 from hostinfo import cpu_model, ram_gib
 
@@ -136,20 +137,10 @@ def _run(cmd: list[str], env: dict[str, str] | None = None) -> float:
     return time.perf_counter() - t0
 
 
-def export(base: str) -> Path:
-    """The `curate` package of commit `base`, in a temporary folder (put it on PYTHONPATH)."""
-    import tempfile
-
-    tmp = Path(tempfile.mkdtemp(prefix=f"curate-{base}-"))
-    subprocess.run(f"git -C {ROOT} archive {base} curate | tar -x -C {tmp}", shell=True, check=True)
-    return tmp
-
-
 def curate_scores(set_name: str, workers: int, base_tree: Path) -> tuple[pd.DataFrame, dict[str, float]]:
     """`curate scan` + `curate validate` on one set: per file, the new check's score (recomputed
     from the manifest with the check's own function) and whether validate flagged it; and the old
     check's score, `sharpness` from a scan by the code before this change (`base_tree`)."""
-    import os
 
     from curate.validate.checks import CHECKS, Context
 
@@ -159,7 +150,7 @@ def curate_scores(set_name: str, workers: int, base_tree: Path) -> tuple[pd.Data
     t_scan = _run([str(CURATE), "scan", str(EVAL / set_name), "-o", str(out), "--workers", str(workers)])
     t_val = _run([str(CURATE), "validate", str(out), "--workers", str(workers)])
     _run([str(CURATE), "scan", str(EVAL / set_name), "-o", str(old_out), "--workers", str(workers)],
-         env={**os.environ, "PYTHONPATH": str(base_tree)})
+         env=environment(base_tree))
     manifest = pq.read_table(out / "manifest").to_pandas()
     before = pq.read_table(old_out / "manifest", columns=["path", "sharpness"]).to_pandas()
     issues = pq.read_table(out / "issues").to_pandas()
@@ -310,7 +301,7 @@ def scan_cost(base: str, workers: int, repeats: int, sizes: dict[str, int]) -> l
             for arm, tree in trees.items():
                 out = tmp / f"out-{arm}"
                 shutil.rmtree(out, ignore_errors=True)
-                env = {**os.environ, "PYTHONPATH": tree}
+                env = environment(tree)
                 t0 = time.perf_counter()
                 subprocess.run([str(CURATE), "scan", str(folder), "-o", str(out), "--workers", str(workers)],
                                env=env, check=True, capture_output=True)

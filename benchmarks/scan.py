@@ -45,6 +45,7 @@ from functools import partial
 from multiprocessing import Pool
 from pathlib import Path
 
+from commits import environment, export
 from hostinfo import cpu_model, ram_gib
 
 HERE = Path(__file__).resolve().parent
@@ -343,7 +344,9 @@ def _run(cmd: list[str], **kw) -> tuple[float, subprocess.CompletedProcess, floa
     return wall, proc, foreign, cpu
 
 
-def time_curate(folder: Path, workers: int, tmp: Path, config: Path | None = None) -> dict:
+def time_curate(folder: Path, workers: int, tmp: Path, config: Path | None = None, tree: Path | None = None) -> dict:
+    """`curate scan` of `folder` into a fresh OUT under `tmp`, with `config`; `tree`: run the
+    `curate` package in that folder instead of this checkout's (`commits.export`)."""
     out = tmp / "curate-out"
     if out.exists():
         shutil.rmtree(out)
@@ -351,7 +354,7 @@ def time_curate(folder: Path, workers: int, tmp: Path, config: Path | None = Non
     cmd = [str(CURATE), "scan", str(folder), "-o", str(out), "--workers", str(workers)]
     if config:
         cmd += ["--config", str(config)]
-    wall, proc, foreign, cpu = _run(cmd, env={**os.environ, "COLUMNS": "200"})
+    wall, proc, foreign, cpu = _run(cmd, env={**(environment(tree) if tree else os.environ), "COLUMNS": "200"})
     m = re.search(r"decoded (\d+) \(reused \d+\) in ([\d.]+)s", proc.stdout)
     return {"seconds": wall, "images": int(m.group(1)) if m else None, "foreign": foreign, "cpu_s": cpu,
             "inner_s": float(m.group(2)) if m else None, "manifest": out / "manifest"}
@@ -545,23 +548,28 @@ def target_verdicts(name: str, vs_imagededup: float, vs_bare: float, cpu_vs_bare
     return ", ".join(parts)
 
 
-def curate_variants(args: argparse.Namespace, n: int, stem: Path) -> dict[str, tuple[str, Path]]:
-    """The other `curate scan` configurations to time beside the default: key -> (label, config file)."""
+def curate_variants(args: argparse.Namespace, n: int, stem: Path, base_tree: Path | None
+                    ) -> dict[str, tuple[str, Path | None, Path | None]]:
+    """The other `curate scan` runs to time beside the default: key -> (label, config file, code
+    tree): other settings, and `--base`'s commit with the default settings."""
     settings = []
     if args.partition_size:
         psize = -(-n // (2 * args.workers)) if args.partition_size == "auto" else int(args.partition_size)
         settings.append(("curate_ps", "engine", "partition_size", psize))
     settings += [(f"curate_ds{size}", "scan", "decode_size", size) for size in args.decode_sizes]
-    variants = {}
+    variants: dict[str, tuple[str, Path | None, Path | None]] = {}
+    if base_tree:
+        variants["curate_base"] = (f"`curate scan --workers {args.workers}` at {args.base} (before)", None, base_tree)
     for key, section, option, value in settings:
         config = stem.with_name(f"{stem.name}-{key}.toml")
         config.write_text(f"[{section}]\n{option} = {value}\n")
-        variants[key] = (f"`curate scan --workers {args.workers}` with `{section}.{option} = {value}`", config)
+        variants[key] = (f"`curate scan --workers {args.workers}` with `{section}.{option} = {value}`", config, None)
     return variants
 
 
 def throughput(args: argparse.Namespace) -> str:
     tmp = Path(tempfile.mkdtemp(prefix="curate-bench-"))
+    base_tree = export(args.base) if args.base else None
     sets = [("small", args.small), ("12mp", args.large)]
     folders = {name: ensure_data(name, n, args.gen_workers) for name, n in sets if n}
     rows, agreement, notes = [], [], []
@@ -571,7 +579,7 @@ def throughput(args: argparse.Namespace) -> str:
             if not n:
                 continue
             folder = folders[name]
-            variants = curate_variants(args, n, tmp / name)
+            variants = curate_variants(args, n, tmp / name, base_tree)
             size_mb = warm_cache(folder) / 1e6
             results: dict[str, list[dict]] = {"curate": [], **{k: [] for k in variants}, "imagededup": [], "bare": []}
             for r in range(args.repeats):
@@ -579,8 +587,8 @@ def throughput(args: argparse.Namespace) -> str:
                 runs = [("bare", partial(time_bare, folder, args.workers)),
                         ("imagededup", partial(time_imagededup, folder, args.workers, tmp)),
                         ("curate", partial(time_curate, folder, args.workers, tmp / "curate"))]
-                runs += [(k, partial(time_curate, folder, args.workers, tmp / k, config))
-                         for k, (_label, config) in variants.items()]
+                runs += [(k, partial(time_curate, folder, args.workers, tmp / k, config, tree))
+                         for k, (_label, config, tree) in variants.items()]
                 for k, fn in runs:
                     wait_idle(args.wait_idle)
                     results[k].append(fn())
@@ -594,7 +602,7 @@ def throughput(args: argparse.Namespace) -> str:
             all_s = {k: " / ".join(f"{x['seconds']:.2f}" for x in v) for k, v in results.items()}
             labels = {
                 "curate": f"`curate scan --workers {args.workers}` (end-to-end)",
-                **{k: label for k, (label, _config) in variants.items()},
+                **{k: label for k, (label, _config, _tree) in variants.items()},
                 "imagededup": f"imagededup `PHash().encode_images(num_enc_workers={args.workers})`",
                 "bare": f"bare loop: Pool({args.workers}), `draft(None, (32, 32))` + `load()`",
             }
@@ -645,6 +653,8 @@ def throughput(args: argparse.Namespace) -> str:
                     name, ips[k] / ips["imagededup"], ips[k] / ips["bare"], cpu_per[k] / cpu_per["bare"]))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        if base_tree:
+            shutil.rmtree(base_tree, ignore_errors=True)
     cmd = "python benchmarks/scan.py " + " ".join(a for a in sys.argv[1:])
     lines = [
         "### Throughput",
@@ -769,6 +779,7 @@ def main() -> None:
                    help="before each timed run, wait up to this many seconds for other processes to go quiet")
     p.add_argument("--decode-sizes", type=lambda v: [int(x) for x in v.split(",") if x], default=[],
                    help="also time curate with each of these scan.decode_size values (comma-separated)")
+    p.add_argument("--base", default="", help="also time `curate scan` at this commit (the code before a change)")
     p.add_argument("--gen-workers", type=int, default=os.cpu_count() or 2, help="processes generating data")
     p.add_argument("--memory", action="store_true", help="run the peak-memory benchmark instead")
     p.add_argument("--mem-sizes", type=lambda s: [int(x) for x in s.split(",")], default=[10_000, 100_000],
