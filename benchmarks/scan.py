@@ -452,7 +452,8 @@ def _tree_memory(proc) -> tuple[int, int, int]:
     return rss, pss, n
 
 
-def measure_memory(folder: Path, workers: int, tmp: Path, interval: float = 0.2) -> dict:
+def measure_memory(folder: Path, workers: int, tmp: Path, tree: Path | None = None, interval: float = 0.2) -> dict:
+    """Peak memory of `curate scan` (this checkout's, or the package in `tree`) and its process tree."""
     import psutil
 
     out = tmp / "curate-mem-out"
@@ -461,7 +462,7 @@ def measure_memory(folder: Path, workers: int, tmp: Path, interval: float = 0.2)
     cmd = [str(CURATE), "scan", str(folder), "-o", str(out), "--workers", str(workers)]
     t0 = time.perf_counter()
     popen = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             env={**os.environ, "COLUMNS": "200"})
+                             env={**(environment(tree) if tree else os.environ), "COLUMNS": "200"})
     proc = psutil.Process(popen.pid)
     peak_rss = peak_pss = peak_n = samples = peak_main = 0
     while popen.poll() is None:
@@ -708,29 +709,37 @@ def throughput(args: argparse.Namespace) -> str:
 
 def memory(args: argparse.Namespace) -> str:
     tmp = Path(tempfile.mkdtemp(prefix="curate-bench-mem-"))
+    trees = {"this tree": None, **({f"{args.base} (before)": export(args.base)} if args.base else {})}
     rows = []
     try:
         for n in args.mem_sizes:
             folder = ensure_data("tiny", n, args.gen_workers)
             warm_cache(folder)
-            print(f"[memory] {n} files", file=sys.stderr, flush=True)
-            wait_idle(args.wait_idle)
-            with ForeignCpu() as watch:
-                r = measure_memory(folder, args.workers, tmp)
-            r["foreign"] = watch.share
-            rows.append(r | {"n": n})
-            print(f"   {r}", file=sys.stderr, flush=True)
+            for code, tree in trees.items():
+                print(f"[memory] {n} files, {code}", file=sys.stderr, flush=True)
+                wait_idle(args.wait_idle)
+                with ForeignCpu() as watch:
+                    r = measure_memory(folder, args.workers, tmp, tree)
+                r["foreign"] = watch.share
+                rows.append(r | {"n": n, "code": code})
+                print(f"   {r}", file=sys.stderr, flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    table = [f"| {r['n']:,} | {r['files']:,} | {r['seconds']:.1f} | {r['n'] / r['seconds']:.0f} "
+        for tree in trees.values():
+            if tree:
+                shutil.rmtree(tree, ignore_errors=True)
+    table = [f"| {r['code']} | {r['n']:,} | {r['files']:,} | {r['seconds']:.1f} | {r['n'] / r['seconds']:.0f} "
              f"| {r['peak_rss'] / 2 ** 20:.0f} | {r['peak_pss'] / 2 ** 20:.0f} | {r['peak_main'] / 2 ** 20:.0f} "
              f"| {r['processes']} | {r['foreign']:.0%} |"
              for r in rows]
-    growth = ""
-    if len(rows) >= 2:
-        a, b = rows[0], rows[-1]
-        growth = (f"Peak RSS grows {b['peak_rss'] / a['peak_rss']:.2f}x (PSS {b['peak_pss'] / a['peak_pss']:.2f}x) "
-                  f"for {b['n'] / a['n']:.0f}x the files.")
+    growth = []
+    for code in trees:
+        mine = [r for r in rows if r["code"] == code]
+        if len(mine) >= 2:
+            a, b = mine[0], mine[-1]
+            growth.append(f"- {code}: peak RSS grows {b['peak_rss'] / a['peak_rss']:.2f}x (PSS "
+                          f"{b['peak_pss'] / a['peak_pss']:.2f}x, driver {b['peak_main'] / a['peak_main']:.2f}x) "
+                          f"for {b['n'] / a['n']:.0f}x the files.")
     cmd = "python benchmarks/scan.py " + " ".join(sys.argv[1:])
     return "\n".join([
         "### Peak memory",
@@ -745,12 +754,12 @@ def memory(args: argparse.Namespace) -> str:
         f"alone (listing, planning, scheduler). \"other load\": share of the machine's CPU time used by "
         f"processes outside the benchmark meanwhile.",
         "",
-        "| files | decoded | seconds | files/s | peak RSS (MiB) | peak PSS (MiB) | driver process peak RSS (MiB) "
+        "| code | files | decoded | seconds | files/s | peak RSS (MiB) | peak PSS (MiB) | driver process peak RSS (MiB) "
         "| processes | other load |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         *table,
         "",
-        growth,
+        *growth,
     ])
 
 
