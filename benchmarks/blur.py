@@ -28,6 +28,10 @@ cleanvision's `blurry` side by side on the same files in the same run.
    like comparison next to each tool's own default. The held-out set only reports.
 5. --scan-cost: `curate scan` before (--base) and after this measure, on benchmarks/scan.py's
    photo sets (RESULTS-blur-cost.md).
+6. --decode-sizes 256,128: the new score only, with the scan decoding JPEGs at each
+   `scan.decode_size` (smaller = cheaper, blur measured on fewer pixels): per size, the threshold
+   the rule above gives on the calibration photos, and the false positives and recall it has on
+   every set (RESULTS-blur-decode.md). Needs no cleanvision.
 
 Writes benchmarks/RESULTS-blur.md (a fragment for benchmarks/RESULTS.md).
 """
@@ -162,6 +166,47 @@ def curate_scores(set_name: str, workers: int, base_tree: Path) -> tuple[pd.Data
         "new_flagged": manifest["path"].isin(flagged).to_numpy(),
     }).merge(before.rename(columns={"sharpness": "old"}), on="path", validate="1:1")
     return scores, {"scan_s": t_scan, "validate_s": t_val, "threshold": check.threshold}
+
+
+def decode_size_scores(set_name: str, workers: int, decode_size: int) -> pd.DataFrame:
+    """`curate scan` of one set with `scan.decode_size = decode_size`: per file, `blurry`'s score."""
+    from curate.validate.checks import CHECKS, Context
+
+    out = DATA / "blur-eval-out" / f"{set_name}-decode-{decode_size}"
+    shutil.rmtree(out, ignore_errors=True)
+    config = out.with_suffix(".toml")
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(f"[scan]\ndecode_size = {decode_size}\n")
+    _run([str(CURATE), "scan", str(EVAL / set_name), "-o", str(out), "--workers", str(workers), "--config",
+          str(config)])
+    manifest = pq.read_table(out / "manifest").to_pandas()
+    return pd.DataFrame({"path": manifest["path"],
+                         "new": CHECKS.get("blurry").score(manifest, Context(median_area=1.0, classes=None))})
+
+
+def decode_size_report(truth: pd.DataFrame, workers: int, sizes: list[int]) -> str:
+    """Section 6: for each decode size, the rule's threshold on the calibration photos and what it
+    flags on every set."""
+    from curate.validate.checks import CHECKS
+
+    default = CHECKS.get("blurry").threshold
+    lines = [f"## Blur: `blurry` at other scan decode sizes ({dt.date.today().isoformat()})", "",
+             f"Command: `.venv/bin/python benchmarks/blur.py --decode-sizes {','.join(map(str, sizes))} "
+             f"--workers {workers}`; {cpu_model()}, nproc 2. Per `scan.decode_size`: the threshold the calibration "
+             "rule gives (midway between the clean calibration photos' 1st percentile and their r3 copies' 99th), "
+             "then clean photos flagged (false positives) and blurred copies flagged (recall) at that threshold "
+             "and at the default threshold.", "",
+             "| decode_size | threshold | set | clean (FP) | r1.5 | r3 | r6 |", "| ---: | --- | --- | ---: | ---: | ---: | ---: |"]
+    for size in sizes:
+        scores = {name: truth[truth["set"] == name].merge(decode_size_scores(name, workers, size), on="path",
+                                                          validate="1:1") for name in SETS}
+        cal = pd.concat([scores[name] for name in CALIBRATION])
+        chosen = rule(cal[cal["group"] == "clean"]["new"], cal[cal["group"] == "r3"]["new"])
+        for label, threshold in ((f"{chosen:g} (the rule)", chosen), (f"{default:g} (default)", default)):
+            for name in SETS:
+                cells = [rate(scores[name], g, "new", threshold) for g in ("clean", *RADII)]
+                lines.append(f"| {size} | {label} | {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def cleanvision_scores(set_name: str, workers: int) -> tuple[pd.DataFrame, float]:
@@ -341,7 +386,15 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--small", type=int, default=2000, help="~500x375 photos (--scan-cost)")
     ap.add_argument("--large", type=int, default=60, help="12 MP photos (--scan-cost)")
+    ap.add_argument("--decode-sizes", type=lambda v: [int(x) for x in v.split(",") if x], default=[],
+                    help="the new score at these scan.decode_size values instead (section 6)")
     args = ap.parse_args()
+    if args.decode_sizes:
+        text = decode_size_report(build(), args.workers, args.decode_sizes)
+        print(text)
+        if not args.no_write:
+            (HERE / "RESULTS-blur-decode.md").write_text(text)
+        return
     if args.scan_cost:
         sizes = {k: n for k, n in (("small", args.small), ("12mp", args.large)) if n}
         text = cost_report(scan_cost(args.base, args.workers, args.repeats, sizes), args.base, args.workers,
