@@ -33,7 +33,8 @@ cleanvision's `blurry` side by side on the same files in the same run.
    the rule above gives on the calibration photos, and the false positives and recall it has on
    every set (RESULTS-blur-decode.md). Needs no cleanvision.
 
-Writes benchmarks/RESULTS-blur.md (a fragment for benchmarks/RESULTS.md).
+Writes benchmarks/RESULTS-blur.md (a fragment for benchmarks/RESULTS.md). Section 3 needs
+cleanvision importable from the project venv (0.3.7 was used; it is not a project dependency).
 """
 from __future__ import annotations
 
