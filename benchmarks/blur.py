@@ -146,8 +146,7 @@ def curate_scores(set_name: str, workers: int, base_tree: Path) -> tuple[pd.Data
     """`curate scan` + `curate validate` on one set: per file, the new check's score (recomputed
     from the manifest with the check's own function) and whether validate flagged it; and the old
     check's score, `sharpness` from a scan by the code before this change (`base_tree`)."""
-
-    from curate.validate.checks import CHECKS, Context
+    from curate.validate.checks import CHECKS
 
     out, old_out = DATA / "blur-eval-out" / set_name, DATA / "blur-eval-out" / f"{set_name}-before"
     for o in (out, old_out):
@@ -163,16 +162,21 @@ def curate_scores(set_name: str, workers: int, base_tree: Path) -> tuple[pd.Data
     check = CHECKS.get("blurry")
     scores = pd.DataFrame({
         "path": manifest["path"],
-        "new": check.score(manifest, Context(median_area=1.0, classes=None)).to_numpy(),
+        "new": blurry_scores(manifest).to_numpy(),
         "new_flagged": manifest["path"].isin(flagged).to_numpy(),
     }).merge(before.rename(columns={"sharpness": "old"}), on="path", validate="1:1")
     return scores, {"scan_s": t_scan, "validate_s": t_val, "threshold": check.threshold}
 
 
-def decode_size_scores(set_name: str, workers: int, decode_size: int) -> pd.DataFrame:
-    """`curate scan` of one set with `scan.decode_size = decode_size`: per file, `blurry`'s score."""
+def blurry_scores(manifest: pd.DataFrame) -> pd.Series:
+    """The `blurry` check's score of every manifest row, by the check's own scoring function."""
     from curate.validate.checks import CHECKS, Context
 
+    return CHECKS.get("blurry").score(manifest, Context(median_area=1.0, classes=None))
+
+
+def decode_size_scores(set_name: str, workers: int, decode_size: int) -> pd.DataFrame:
+    """`curate scan` of one set with `scan.decode_size = decode_size`: per file, `blurry`'s score."""
     out = DATA / "blur-eval-out" / f"{set_name}-decode-{decode_size}"
     shutil.rmtree(out, ignore_errors=True)
     config = out.with_suffix(".toml")
@@ -181,8 +185,7 @@ def decode_size_scores(set_name: str, workers: int, decode_size: int) -> pd.Data
     _run([str(CURATE), "scan", str(EVAL / set_name), "-o", str(out), "--workers", str(workers), "--config",
           str(config)])
     manifest = pq.read_table(out / "manifest").to_pandas()
-    return pd.DataFrame({"path": manifest["path"],
-                         "new": CHECKS.get("blurry").score(manifest, Context(median_area=1.0, classes=None))})
+    return pd.DataFrame({"path": manifest["path"], "new": blurry_scores(manifest)})
 
 
 def decode_size_report(truth: pd.DataFrame, workers: int, sizes: list[int]) -> str:

@@ -344,6 +344,11 @@ def _run(cmd: list[str], **kw) -> tuple[float, subprocess.CompletedProcess, floa
     return wall, proc, foreign, cpu
 
 
+def _curate_env(tree: Path | None) -> dict[str, str]:
+    """The environment of a timed `curate scan`: this checkout's, or the package in `tree`'s."""
+    return {**(environment(tree) if tree else os.environ), "COLUMNS": "200"}
+
+
 def time_curate(folder: Path, workers: int, tmp: Path, config: Path | None = None, tree: Path | None = None) -> dict:
     """`curate scan` of `folder` into a fresh OUT under `tmp`, with `config`; `tree`: run the
     `curate` package in that folder instead of this checkout's (`commits.export`)."""
@@ -354,7 +359,7 @@ def time_curate(folder: Path, workers: int, tmp: Path, config: Path | None = Non
     cmd = [str(CURATE), "scan", str(folder), "-o", str(out), "--workers", str(workers)]
     if config:
         cmd += ["--config", str(config)]
-    wall, proc, foreign, cpu = _run(cmd, env={**(environment(tree) if tree else os.environ), "COLUMNS": "200"})
+    wall, proc, foreign, cpu = _run(cmd, env=_curate_env(tree))
     m = re.search(r"decoded (\d+) \(reused \d+\) in ([\d.]+)s", proc.stdout)
     return {"seconds": wall, "images": int(m.group(1)) if m else None, "foreign": foreign, "cpu_s": cpu,
             "inner_s": float(m.group(2)) if m else None, "manifest": out / "manifest"}
@@ -462,7 +467,7 @@ def measure_memory(folder: Path, workers: int, tmp: Path, tree: Path | None = No
     cmd = [str(CURATE), "scan", str(folder), "-o", str(out), "--workers", str(workers)]
     t0 = time.perf_counter()
     popen = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             env={**(environment(tree) if tree else os.environ), "COLUMNS": "200"})
+                             env=_curate_env(tree))
     proc = psutil.Process(popen.pid)
     peak_rss = peak_pss = peak_n = samples = peak_main = 0
     while popen.poll() is None:

@@ -42,7 +42,7 @@ MIN_PATHS_PER_DECODER = 64  # fewer files than this are not worth another decode
 DECODER_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(128 << 20)}
 
 
-def child_env() -> dict[str, str]:
+def _child_env() -> dict[str, str]:
     """The decoder child's environment: `DECODER_MALLOC`, and one BLAS thread (the child needs
     none, and idle BLAS threads reserve address space)."""
     return {**os.environ, **DECODER_MALLOC, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -159,7 +159,7 @@ def sandboxed(job: DecodeJob, timeout_s: float) -> Iterator[tuple[dict[str, Any]
     remaining = list(job.paths)
     while remaining:
         child = subprocess.Popen([sys.executable, "-m", "curate.imaging.sandbox"], stdin=subprocess.PIPE,
-                                 stdout=subprocess.PIPE, env=child_env())
+                                 stdout=subprocess.PIPE, env=_child_env())
         try:
             assert child.stdin is not None and child.stdout is not None
             _widen_pipe(child.stdout.fileno())
