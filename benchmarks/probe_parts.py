@@ -10,10 +10,10 @@ scale keeping both sides >= `scan.decode_size`); the 64x64 thumbnail; the luma t
 measured on and the score itself (`curate.imaging.blur`); header, EXIF, structure checks and
 hashes. Then `probe()` as the scan runs it, in a sandboxed decoder child (file read, pickle and
 pipe included, both processes' CPU, start-up excluded: each image 20 times over, 10 for 12 MP, less a
-one-image child), with the child's malloc settings and with glibc's defaults. Beside them, three
-references: the scan benchmark's "bare loop" decode (Pillow, `draft(None, (32, 32))`, 1/8 scale),
-Pillow's decode at the scan's scale (what the scan used before `strict_jpeg`) and the strict decode
-to greyscale (what a luma-only path would cost). Writes the "Scan: where probe()'s time goes"
+one-image child), with the child's malloc settings and with glibc's defaults, and the child's
+page faults per image. Beside them, three references: the scan benchmark's "bare loop" decode
+(Pillow, `draft(None, (32, 32))`, 1/8 scale), Pillow's decode at the scan's scale (what the scan
+used before `strict_jpeg`) and the strict decode to greyscale (what a luma-only path would cost). Writes the "Scan: where probe()'s time goes"
 section of RESULTS.md (its "### Notes" kept).
 """
 from __future__ import annotations
@@ -44,7 +44,8 @@ from curate.imaging.blur import edge_sharpness, working_luma  # noqa: E402
 SECTION = "## Scan: where probe()'s time goes"
 DECODE_SIZE = 256  # scan.decode_size's default
 SIZES = {"500x375": (500, 375), "12 MP": (4000, 3000)}
-COPIES = {"500x375": 20, "12 MP": 10}  # each image this many times over in the decoder-child rows
+COPIES = {"500x375": 20, "12 MP": 10}
+COUNT = "(a count, not ms)"  # marks the rows that are not times: no share of `probe()`  # each image this many times over in the decoder-child rows
 
 
 def photos() -> dict[str, list[bytes]]:
@@ -80,10 +81,11 @@ def pillow_decode(data: bytes, size: int) -> None:
         im.load()
 
 
-def child_ms(datas: list[bytes], copies: int, malloc: dict[str, str]) -> float:
-    """CPU milliseconds per image of `probe()` in a sandboxed decoder child (read, probe, pickle,
-    pipe; both processes), with `malloc` as the child's `DECODER_MALLOC`: the images `copies` times
-    over (hard links) in one child, less a one-image child (start-up), per extra image."""
+def in_child(datas: list[bytes], copies: int, malloc: dict[str, str]) -> tuple[float, float]:
+    """(CPU milliseconds, the child's minor page faults) per image of `probe()` in a sandboxed
+    decoder child (read, probe, pickle, pipe; CPU of both processes), with `malloc` as the child's
+    `DECODER_MALLOC`: the images `copies` times over (hard links) in one child, less a one-image
+    child (start-up), per extra image."""
     saved = sandbox.DECODER_MALLOC
     sandbox.DECODER_MALLOC = malloc
     try:
@@ -97,15 +99,17 @@ def child_ms(datas: list[bytes], copies: int, malloc: dict[str, str]) -> float:
                         os.link(first, Path(tmp, f"{i}-{c}.jpg"))
                     names.append(f"{i}-{c}.jpg")
 
-            def cpu_s(paths: list[str]) -> float:
+            def cost(paths: list[str]) -> tuple[float, int]:
                 before = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
                 job = sandbox.DecodeJob(tmp, tuple(paths), DECODE_SIZE, 178_956_970, "white", 2048)
                 assert all(facts["status"] == "ok" for facts, _t, _s in sandbox.sandboxed(job, 60.0))
                 after = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
-                return sum(a.ru_utime + a.ru_stime - b.ru_utime - b.ru_stime for a, b in zip(after, before))
+                cpu = sum(a.ru_utime + a.ru_stime - b.ru_utime - b.ru_stime for a, b in zip(after, before))
+                return cpu, after[1].ru_minflt - before[1].ru_minflt
 
-            one, many = cpu_s(names[:1]), cpu_s(names)
-            return (many - one) / (len(names) - 1) * 1e3
+            (cpu_one, faults_one), (cpu_many, faults_many) = cost(names[:1]), cost(names)
+            extra = len(names) - 1
+            return (cpu_many - cpu_one) / extra * 1e3, (faults_many - faults_one) / extra
     finally:
         sandbox.DECODER_MALLOC = saved
 
@@ -116,6 +120,7 @@ def parts(datas: list[bytes], size: tuple[int, int], passes: int, copies: int) -
     decoded = [strict_jpeg.decode(d, "RGB", w, h, scale) for d in datas]
     lumas = [working_luma(im) for im in decoded]
     pairs = list(zip(datas, decoded))
+    tuned, plain = (min(in_child(datas, copies, malloc) for _ in range(2)) for malloc in (sandbox.DECODER_MALLOC, {}))
 
     def header(data: bytes) -> None:
         formats.bytes_digest(data)
@@ -134,10 +139,10 @@ def parts(datas: list[bytes], size: tuple[int, int], passes: int, copies: int) -
         ("structure checks", best_ms(lambda p: structure.verdict(structure.inspect(p[0], p[1], "JPEG")), pairs,
                                                passes)),
         ("pixel hash (JPEG segments)", best_ms(lambda p: probe._pixel_hash(p[1], "JPEG", p[0], 1), pairs, passes)),
-        ("`probe()` in the scan's decoder child (read, probe, pickle, pipe; `sandbox.DECODER_MALLOC`)",
-         min(child_ms(datas, copies, sandbox.DECODER_MALLOC) for _ in range(2))),
-        ("the same with glibc's default malloc (the child before 886bfe4)",
-         min(child_ms(datas, copies, {}) for _ in range(2))),
+        ("`probe()` in the scan's decoder child (read, probe, pickle, pipe; `sandbox.DECODER_MALLOC`)", tuned[0]),
+        ("the same with glibc's default malloc (the child before 886bfe4)", plain[0]),
+        (f"the child's minor page faults per image {COUNT}, `sandbox.DECODER_MALLOC`", tuned[1]),
+        (f"the child's minor page faults per image {COUNT}, glibc's default malloc", plain[1]),
         ("reference: bare loop decode (Pillow, 1/8)", best_ms(lambda d: pillow_decode(d, 32), datas, passes)),
         ("reference: decode, Pillow, RGB, same scale (the scan's before strict_jpeg)", best_ms(
             lambda d: pillow_decode(d, DECODE_SIZE), datas, passes)),
@@ -165,9 +170,9 @@ def main() -> None:
              + " |", "| --- |" + " ---: |" * (2 * len(names))]
     for k, (label, _) in enumerate(tables[names[0]]):
         values = [tables[n][k][1] for n in names]
-        shares = [tables[n][k][1] / tables[n][0][1] for n in names]
+        shares = ["" if COUNT in label else f"{tables[n][k][1] / tables[n][0][1]:.0%}" for n in names]
         lines.append(f"| {label} | " + " | ".join(f"{v:.3f}" for v in values) + " | "
-                     + " | ".join(f"{s:.0%}" for s in shares) + " |")
+                     + " | ".join(shares) + " |")
     body = "\n".join(lines) + "\n"
     print(body)
     if not args.no_write:

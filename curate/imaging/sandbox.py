@@ -35,10 +35,10 @@ MIN_PATHS_PER_DECODER = 64  # fewer files than this are not worth another decode
 
 # glibc's malloc in the decoder child. By default it maps each large NumPy temporary afresh and
 # hands freed memory straight back to the kernel, so every image's arrays (a 500x375 photo's blur
-# score allocates a few MB) fault their pages in again: ~500 page faults per image, ~20% of the
+# score allocates a few MB) fault their pages in again: ~650 page faults per image, ~20% of the
 # child's CPU time on small JPEGs (benchmarks/probe_parts.py, "decoder child" rows). Served from
-# the heap and kept up to the trim threshold, the pages are reused; the peak is unchanged. Other C
-# libraries (musl, macOS) ignore these variables.
+# the heap and kept up to the trim threshold, the pages are reused; the scan's peak memory moves
+# a few percent (benchmarks/scan.py --memory). Other C libraries (musl, macOS) ignore these variables.
 DECODER_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(128 << 20)}
 
 
