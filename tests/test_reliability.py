@@ -158,6 +158,54 @@ def test_decoder_time_and_memory_limits_contain_hostile_images(tmp_path):
         assert got["a/0_first.png"]["status"] == got["a/2_after.png"]["status"] == "ok"  # the scan went on
 
 
+# A sitecustomize for the decoder children (via PYTHONPATH): while the file named by
+# CURATE_TEST_CHILD_DEATHS counts above zero, a starting child counts it down and dies before it
+# reads its job. Its stdout closes first and SIGKILL follows a moment later: the order the kernel
+# tears a process down in (its files close before its exit can be waited for), the moment widened
+# so that every death shows it.
+_DIE_BEFORE_READING = """
+import os, signal, time
+
+left = os.environ["CURATE_TEST_CHILD_DEATHS"]
+with open(left) as f:
+    deaths = int(f.read())
+if deaths:
+    with open(left, "w") as f:
+        f.write(str(deaths - 1))
+    os.close(1)
+    time.sleep(0.05)
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@pytest.mark.parametrize("depth", [0, 8], ids=["small job", "job larger than a pipe's buffer"])
+def test_a_decoder_child_killed_before_it_reads_gives_decoder_crashed_not_timeout(tmp_path, monkeypatch, depth):
+    """Three children in a row die before reading their job: each one's first file gets
+    `decoder_crashed` (the pipe ended; it never timed out), and a fourth child decodes the rest
+    exactly as this process does. A job larger than a pipe's buffer (long paths, as a partition of
+    thousands of files has) cannot even be sent whole to a child that never reads it."""
+    import pickle
+
+    from curate.imaging.sandbox import DecodeJob, decode_file, sandboxed
+
+    folder = Path(*["d" * 250] * depth)
+    names = [(folder / f"{i}.png").as_posix() for i in range(40)]
+    for i, name in enumerate(names):
+        write(tmp_path / "src" / name, encode(photo_like(i), "PNG"))
+    site = write(tmp_path / "site" / "sitecustomize.py", _DIE_BEFORE_READING.encode()).parent
+    deaths = write(tmp_path / "deaths", b"3")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])))
+    monkeypatch.setenv("CURATE_TEST_CHILD_DEATHS", str(deaths))
+    job = DecodeJob(str(tmp_path / "src"), tuple(names), 256, 10**8, "white", 2048)
+    assert (len(pickle.dumps(job)) > 1 << 16) == bool(depth)  # Linux's default pipe buffer: 64 KiB
+    got = list(sandboxed(job, 30.0))
+    assert deaths.read_text() == "0"
+    crashed = [facts for facts, _thumb, _size in got[:3]]
+    assert [facts["error_code"] for facts in crashed] == ["decoder_crashed"] * 3, crashed
+    assert all(facts["error_message"] == "the decoder process died (exit -9)" for facts in crashed), crashed
+    assert got[3:] == [decode_file((tmp_path / "src" / name).read_bytes(), job) for name in names[3:]]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("delay_s", [1.0, 3.0, 6.0])
 def test_killed_run_resumes_to_the_same_outputs(tmp_path, delay_s):

@@ -2,11 +2,12 @@
 
 The parent sends one partition's file paths; the child reads and probes them in order (or, for
 a job with `pixels`, decodes each to a square of RGB pixels of that side, as a model wants it)
-and streams back one result per file. If a result does not arrive within `timeout_s` (a decoder
-stuck in a loop) the child is killed, that file gets the error code `timeout`, and a new child
-carries on with the next file. The child's address space is capped (`max_memory_mb`), so an
-allocation bomb fails inside it as a MemoryError row (or kills it: the file then gets
-`decoder_crashed`). The scan worker itself is never at risk.
+and streams back one result per file. If a result does not arrive within `timeout_s` while the
+child lives on (a decoder stuck in a loop) the child is killed, that file gets the error code
+`timeout`, and a new child carries on with the next file. The child's address space is capped
+(`max_memory_mb`), so an allocation bomb fails inside it as a MemoryError row (or kills it: a
+child whose output ends, or that has exited, gives its file `decoder_crashed`). The scan worker
+itself is never at risk.
 
 Run as `python -m curate.imaging.sandbox`; the protocol is length-prefixed pickles on stdin/stdout.
 """
@@ -31,6 +32,9 @@ from curate.source import Source
 _HEADER = struct.Struct("!Q")
 STARTUP_S = 10.0  # extra time for the first result: the child imports numpy and Pillow
 MIN_PATHS_PER_DECODER = 64  # fewer files than this are not worth another decoder process
+# A dying process's pipes close a moment before its exit can be waited for: a child whose output
+# ended is given this long to exit (it is killed after that) before its file's error is written.
+EXIT_WAIT_S = 5.0
 
 
 # glibc's malloc in the decoder child. By default it maps each large NumPy temporary afresh and
@@ -78,7 +82,7 @@ def _send(stream: IO[bytes], obj: Any) -> None:
 
 
 def _read_exact(fd: int, n: int, deadline: float | None) -> bytes | None:
-    """n bytes from fd, or None at EOF or when the deadline passes first."""
+    """n bytes from fd, or None when the deadline passes first; EOFError when the pipe ends first."""
     chunks, got = [], 0
     while got < n:
         if deadline is not None:
@@ -87,13 +91,14 @@ def _read_exact(fd: int, n: int, deadline: float | None) -> bytes | None:
                 return None
         chunk = os.read(fd, n - got)
         if not chunk:
-            return None
+            raise EOFError(f"the pipe ended after {got} of {n} bytes")
         chunks.append(chunk)
         got += len(chunk)
     return b"".join(chunks)
 
 
 def _receive(fd: int, deadline: float | None) -> Any:
+    """The next message on fd, or None when the deadline passes first; EOFError when the pipe ends."""
     head = _read_exact(fd, _HEADER.size, deadline)
     if head is None:
         return None
@@ -152,10 +157,30 @@ def _child() -> None:
         _send(sys.stdout.buffer, result)
 
 
-def sandboxed(job: DecodeJob, timeout_s: float) -> Iterator[tuple[dict[str, Any], bytes | None, int | None]]:
-    """Results for job.paths, in order, each decoded within `timeout_s` in a child process."""
+Result = tuple[dict[str, Any], bytes | None, int | None]  # facts, thumbnail or pixels, size in bytes
+
+
+def _no_result(child: subprocess.Popen[bytes], ended: bool, timeout_s: float) -> dict[str, Any]:
+    """The error facts of the file `child` gave no result for: `decoder_crashed` when its output
+    `ended` (waited on for up to EXIT_WAIT_S, then killed) or it has exited, else `timeout` (the
+    deadline passed while it was alive)."""
     from curate.codes import ErrorCode, Status
 
+    if ended:
+        try:
+            child.wait(EXIT_WAIT_S)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+    if child.poll() is None:
+        code, message = ErrorCode.TIMEOUT, f"decoding took longer than {timeout_s:g}s"
+    else:
+        code, message = ErrorCode.DECODER_CRASHED, f"the decoder process died (exit {child.returncode})"
+    return {"status": Status.ERROR.value, "error_code": code.value, "error_message": message}
+
+
+def sandboxed(job: DecodeJob, timeout_s: float) -> Iterator[Result]:
+    """Results for job.paths, in order, each decoded within `timeout_s` in a child process."""
     remaining = list(job.paths)
     while remaining:
         child = subprocess.Popen([sys.executable, "-m", "curate.imaging.sandbox"], stdin=subprocess.PIPE,
@@ -163,17 +188,18 @@ def sandboxed(job: DecodeJob, timeout_s: float) -> Iterator[tuple[dict[str, Any]
         try:
             assert child.stdin is not None and child.stdout is not None
             _widen_pipe(child.stdout.fileno())
-            _send(child.stdin, dataclasses.replace(job, paths=tuple(remaining)))
+            with contextlib.suppress(BrokenPipeError):  # a child already dead: its output has ended too
+                _send(child.stdin, dataclasses.replace(job, paths=tuple(remaining)))
             grace = STARTUP_S
             while remaining:
-                result = _receive(child.stdout.fileno(), time.monotonic() + timeout_s + grace)
+                ended = False
+                try:
+                    result = _receive(child.stdout.fileno(), time.monotonic() + timeout_s + grace)
+                except EOFError:
+                    result, ended = None, True
                 grace = 0.0
                 if result is None:
-                    crashed = child.poll() is not None
-                    code = (ErrorCode.DECODER_CRASHED if crashed else ErrorCode.TIMEOUT).value
-                    message = (f"the decoder process died (exit {child.returncode})" if crashed
-                               else f"decoding took longer than {timeout_s:g}s")
-                    yield {"status": Status.ERROR.value, "error_code": code, "error_message": message}, None, None
+                    yield _no_result(child, ended, timeout_s), None, None
                     remaining.pop(0)
                     break
                 yield result
@@ -184,10 +210,8 @@ def sandboxed(job: DecodeJob, timeout_s: float) -> Iterator[tuple[dict[str, Any]
             child.wait()
             for stream in (child.stdin, child.stdout):
                 if stream:
-                    stream.close()
-
-
-Result = tuple[dict[str, Any], bytes | None, int | None]  # facts, thumbnail or pixels, size in bytes
+                    with contextlib.suppress(BrokenPipeError):  # unsent bytes for a dead child
+                        stream.close()
 
 
 def decode_all(job: DecodeJob, decoders: int, timeout_s: float, isolate: bool = True, ahead: int = 256
