@@ -2,7 +2,9 @@
 
 A second run on the same OUT is refused with the owner named. A lock left by a killed run is
 stale once its process is gone (same host) or, from another host, once it is older than
-`stale_after` seconds; a stale lock is taken over. Re-entrant within one process, so a flow's
+`stale_after` seconds; a stale lock is taken over. Whoever takes the lock first claims OUT as
+curate's workspace (`Workspace.claim`: an OUT holding files curate did not write is refused).
+Re-entrant within one process, so a flow's
 stage tasks and `curate run`'s stages share their run's lock.
 
 On an object store the lock is created with a conditional write (`If-None-Match: *`), which the
@@ -98,6 +100,7 @@ def workspace_lock(out: str, stale_after: float = 6 * 3600) -> Iterator[None]:
         with _guard:
             _held[key] = 1
         try:
+            ws.claim(ignore=(LOCK,))
             ws.finish_swaps()
         except BaseException:
             _release(ws, key)

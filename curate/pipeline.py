@@ -12,7 +12,7 @@ from curate.config import Config
 from curate.errors import ConfigError, MissingInput
 from curate.listing import read_labels
 from curate.lock import workspace_lock
-from curate.source import Source
+from curate.source import Source, refuse_overlap
 from curate.stages import STAGES, StageSpec, producer, shown
 from curate.workspace import Workspace
 
@@ -41,12 +41,15 @@ def preflight(cfg: Config, src: str | None = None, stages: list[StageSpec] | Non
               out: str | None = None) -> None:
     """Reject a bad source, labels file or setting of the stages about to run (default: those
     `[run] stages` selects), and, given OUT, an input that neither OUT holds nor an earlier of
-    these stages writes, before any work starts, so that a mistake leaves nothing behind."""
+    these stages writes, and an OUT that overlaps SRC, before any work starts, so that a mistake
+    leaves nothing behind."""
     storage.apply(cfg.storage.options)
     specs = stages if stages is not None else selected_stages(cfg)
     for spec in specs:
         if spec.check:
             load(spec.check)(cfg)
+    if src is not None and out is not None:
+        refuse_overlap(src, out)
     if src is not None:
         Source(src).check()
         if cfg.scan.labels:
@@ -76,6 +79,7 @@ def run_stage(name: str, src: str | None, out: str, cfg: Config) -> Any:
     ws = Workspace(out)
     require_inputs(ws, spec, cfg)  # before the lock: a wrong OUT leaves nothing
     src = src if src is not None else lineage.source_of(ws)
+    refuse_overlap(src, out)
     with workspace_lock(out):
         read = lineage.started(ws, spec)
         summary = load(spec.run)(src, out, cfg)

@@ -28,6 +28,7 @@ from curate.imaging.probe import fingerprint
 from curate.imaging.sandbox import DecodeJob, decode_all
 from curate.listing import SourceFile, list_source
 from curate.schema import MANIFEST, ErrorCode, Status
+from curate.source import refuse_overlap
 from curate.view import Block, Table, View
 from curate.workspace import Workspace
 
@@ -206,9 +207,10 @@ def _listing_key(tasks: list[ScanTask]) -> str:
 def scan(src: str, out: str, cfg: Config) -> ScanSummary:
     """Scan SRC into OUT/manifest/ (incrementally when a manifest exists). See module doc."""
     started = time.perf_counter()
+    refuse_overlap(src, out)
     files = list_source(src, cfg.scan.labels, cfg.scan.follow_symlinks, cfg.scan.ignore)
     ws = Workspace(out)
-    ws.makedirs()
+    ws.claim()
     previous = _previous_listing(ws)
     if previous and not ws.exists(STAGING) and unchanged(files, previous):
         log.info("nothing changed in %s since the last scan: the manifest is kept as it is", src)

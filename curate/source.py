@@ -154,3 +154,42 @@ class Source:
             raise CurateError(f"source {self.url} does not exist")
         if not self.fs.isdir(self.root):
             raise CurateError(f"source {self.url} is not a folder")
+
+
+# Protocols that name the same store (one bucket namespace each).
+_SAME_STORE = {"s3a": "s3", "gcs": "gs", "abfs": "az", "abfss": "az"}
+
+
+def place(url: str) -> tuple[str, str]:
+    """Where `url` is, for comparing locations: (store, path) with symbolic links resolved on this
+    machine's disk ("file", its real path) and, on an object store, (protocol, "bucket/prefix"),
+    aliases of one protocol made one (s3a = s3)."""
+    protocol, sep, rest = url.partition("://")
+    if not sep or protocol == "file":
+        return "file", os.path.realpath(os.path.expanduser(rest if sep else url))
+    protocol = protocol.lower()
+    path = rest.split("?", 1)[0].split("#", 1)[0]
+    return _SAME_STORE.get(protocol, protocol), "/".join(part for part in path.split("/") if part)
+
+
+def _within(inner: str, outer: str) -> bool:
+    return inner == outer or inner.startswith(outer.rstrip("/") + "/") or outer in ("", "/")
+
+
+def refuse_overlap(src: str, other: str, role: str = "OUT") -> None:
+    """Fail with one line (exit 2) when the folder `other` (OUT, or quarantine's `--to`) is SRC,
+    lies inside SRC or contains it, before any work: curate writes and replaces folders there, and
+    SRC is only ever read."""
+    (store_a, a), (store_b, b) = place(src), place(other)
+    if store_a != store_b:
+        return
+    if a == b:
+        how = "is"
+    elif _within(b, a):
+        how = "lies inside"
+    elif _within(a, b):
+        how = "contains"
+    else:
+        return
+    raise CurateError(f"{role} {other} {how} the source {src}: curate never writes into its source; "
+                      f"choose a {role} outside it")

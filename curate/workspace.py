@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TMP_MARK = ".tmp-"
+WORKSPACE_MARK = ".curate"  # in OUT: curate made this folder its workspace (`Workspace.claim`)
+EARLIER_WORKSPACE = "runs/scan.json"  # what an OUT that an earlier curate wrote (without the marker) holds
 SWAP_MARK = ".swap"  # `<name>.swap` on an object store: `<name>.new/` is complete and replaces `<name>/`
 
 
@@ -69,6 +71,7 @@ class Workspace:
         return p if is_local(self.fs) else str(self.fs.unstrip_protocol(p))
 
     def exists(self, *parts: str) -> bool:
+        """Whether `parts` (OUT itself when empty) exists."""
         return bool(self.fs.exists(self.path(*parts)))
 
     def makedirs(self, *parts: str) -> str:
@@ -84,6 +87,30 @@ class Workspace:
             return p
         self.fs.makedirs(p, exist_ok=True)
         return p
+
+    def claim(self, ignore: Iterable[str] = ()) -> None:
+        """Make OUT curate's workspace: write the `.curate` marker into a new or empty OUT, or one an
+        earlier curate wrote (it holds the scan's run record). An OUT that holds anything else (besides
+        the names in `ignore`, e.g. the lock just taken) is refused with one line: curate replaces and
+        removes folders in its workspace, and a folder of someone else's must never be one of them."""
+        if self.exists(WORKSPACE_MARK):
+            return
+        self.makedirs()
+        if not self.exists(EARLIER_WORKSPACE):
+            skip = {*ignore, WORKSPACE_MARK}
+            foreign = sorted(name for p in (self.fs.ls(self.root, detail=False) if self.exists() else [])
+                             if (name := str(p).rstrip("/").rpartition("/")[2]) not in skip
+                             and not name.startswith(TMP_MARK))
+            if foreign:
+                raise CurateError(f"{self.url} already holds files that curate did not write ({foreign[0]!r}, "
+                                  f"{len(foreign)} entries): give OUT an empty or new folder")
+        self.write_json(WORKSPACE_MARK, {"workspace": "curate", "layout": "ARCHITECTURE.md, The workspace"})
+
+    def _refuse_unclaimed(self, rel: str) -> None:
+        """Fail before replacing or deleting `rel` when OUT is not curate's (`claim` never ran on it)."""
+        if not self.exists(WORKSPACE_MARK):
+            raise CurateError(f"refusing to replace or delete {self.location(rel)}: {self.url} is not a curate "
+                              f"workspace (it has no {WORKSPACE_MARK} marker)")
 
     # -- atomic writes -------------------------------------------------------------------
     def _tmp_name(self, final: str) -> str:
@@ -161,6 +188,7 @@ class Workspace:
     def swap_in(self, staging: str, name: str) -> None:
         """Make the folder `staging` the new `name`, replacing the old one. On an object store:
         write the `<name>.swap` journal (the commit point), then `finish_swap`."""
+        self._refuse_unclaimed(name)
         if self.object_store:
             self.write_json(f"{name}{SWAP_MARK}", {"staging": staging})
             self.finish_swap(name)
@@ -205,7 +233,9 @@ class Workspace:
             self.finish_swap(p.rpartition("/")[2].removesuffix(SWAP_MARK))
 
     def remove(self, rel: str) -> None:
+        """Delete the entry `rel` (a file or a folder) of a claimed workspace, if it exists."""
         if self.exists(rel):
+            self._refuse_unclaimed(rel)
             self.fs.rm(self.path(rel), recursive=True)
 
     def clean_temporaries(self, rel: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -71,7 +72,7 @@ def runner() -> CliRunner:
     return CliRunner()
 
 
-def _tree_digest(root: Path) -> dict[str, tuple[str, int]]:
+def tree_digest(root: Path) -> dict[str, tuple[str, int]]:
     import hashlib
 
     return {p.relative_to(root).as_posix(): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
@@ -81,9 +82,9 @@ def _tree_digest(root: Path) -> dict[str, tuple[str, int]]:
 @pytest.fixture(scope="session", autouse=True)
 def sample_data_is_never_modified():
     """Every test reads sample_data/; none may modify, move or delete a file in it."""
-    before = _tree_digest(SAMPLE)
+    before = tree_digest(SAMPLE)
     yield
-    assert _tree_digest(SAMPLE) == before, "a test run modified sample_data/"
+    assert tree_digest(SAMPLE) == before, "a test run modified sample_data/"
 
 
 def free_port() -> int:
@@ -160,3 +161,31 @@ def s3(s3_server, monkeypatch):
     yield s3_server
     for key in [k for k in os.environ if k.startswith("FSSPEC_")]:  # set by `curate.storage.apply`
         del os.environ[key]
+
+
+@pytest.fixture
+def prefect_server(tmp_path):
+    """A real `prefect server` process on loopback with its own home; yields its API URL."""
+    import httpx
+
+    port = free_port()
+    env = dict(os.environ, PREFECT_HOME=str(tmp_path / "server-home"), PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    env.pop("PREFECT_API_URL", None)
+    prefect = Path(sys.executable).parent / "prefect"
+    proc = subprocess.Popen([str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{port}/api"
+    try:
+        deadline = time.time() + 180
+        while time.time() < deadline:
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("prefect server did not start within 180 s")
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)

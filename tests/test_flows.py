@@ -73,30 +73,6 @@ def test_flow_without_server_with_process_workers(tmp_path):
     assert server_processes() - before == set()  # no temporary server or worker left behind
 
 
-@pytest.fixture
-def prefect_server(tmp_path):
-    port = free_port()
-    env = dict(os.environ, PREFECT_HOME=str(tmp_path / "server-home"), PREFECT_SERVER_ANALYTICS_ENABLED="false")
-    env.pop("PREFECT_API_URL", None)
-    proc = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    url = f"http://127.0.0.1:{port}/api"
-    try:
-        deadline = time.time() + 180
-        while time.time() < deadline:
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("prefect server did not start within 180 s")
-        yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
-
-
 def test_flow_against_a_real_prefect_server(tmp_path, prefect_server):
     env = dict(os.environ, PREFECT_API_URL=prefect_server)
     run = subprocess.run([str(BIN / "curate"), "run", str(SAMPLE), "-o", str(tmp_path / "out"), "--flow"],
