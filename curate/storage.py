@@ -1,5 +1,5 @@
 """Object stores (S3, GCS, Azure) behind fsspec: what counts as one, the storage options from the
-config, secrets kept out of records, and the store's errors as one line.
+config, secrets kept out of records and logs, and the store's errors as one line.
 
 Reads the config's `[storage] options` (fsspec options per protocol); writes nothing. Credentials
 and endpoints come from each store library's own environment, config files and profiles
@@ -9,13 +9,14 @@ and endpoints come from each store library's own environment, config files and p
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 from typing import Any
 
 from curate.errors import CurateError
 
 OBJECT_STORES = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl"})
-SECRET_WORDS = ("key", "secret", "token", "password", "credential", "sas", "signature", "session")
 REDACTED = "***"
 
 
@@ -44,23 +45,115 @@ def apply(options: dict[str, Any]) -> None:
     import fsspec.config
 
     for protocol, values in options.items():
-        fsspec.config.conf.setdefault(protocol, {}).update(_unmasked(values))
+        _merge(fsspec.config.conf.setdefault(protocol, {}), _unmasked(values))
         os.environ[f"FSSPEC_{protocol.upper()}"] = json.dumps(fsspec.config.conf[protocol])
 
 
 def _unmasked(values: dict[str, Any]) -> dict[str, Any]:
-    """`values` without the masked ones, at any depth (a masked value, from a record, is no value)."""
-    return {k: _unmasked(v) if isinstance(v, dict) else v for k, v in values.items() if v != REDACTED}
+    """`values` without the masked ones, at any depth (a masked value, from a record, is no value;
+    a URL with masked credentials is one too)."""
+    return {k: _unmasked(v) if isinstance(v, dict) else v for k, v in values.items()
+            if not (isinstance(v, str) and REDACTED in v)}
 
 
-def redacted(obj: Any) -> Any:
-    """`obj` (nested dicts and lists) with the value of every key that names a secret replaced."""
+def _merge(into: dict[str, Any], values: dict[str, Any]) -> None:
+    """Set `values` in `into`, tables merged key by key (a record's `client_kwargs` without its masked
+    `auth` keeps the real one)."""
+    for key, value in values.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+
+
+# Storage option keys (at any depth) whose values hold no secret, so records keep them: settings of
+# s3fs/botocore, gcsfs and adlfs that say where and how to connect, never with what credentials.
+# Every other value is masked; URLs among the kept ones lose their credentials (`safe_url`).
+SAFE_OPTIONS = frozenset({
+    "anon", "endpoint_url", "region_name", "client_kwargs", "config_kwargs", "use_ssl", "verify", "requester_pays",
+    "default_block_size", "default_fill_cache", "default_cache_type", "version_aware", "cache_regions",
+    "use_listings_cache", "listings_expiry_time", "max_concurrency", "fixed_upload_size", "skip_instance_cache",
+    "signature_version", "s3", "addressing_style", "use_accelerate_endpoint", "payload_signing_enabled",
+    "retries", "max_attempts", "mode", "connect_timeout", "read_timeout", "max_pool_connections",
+    "project", "consistency", "default_location", "access", "account_name", "blocksize", "timeout",
+})
+_URL = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/?#@\s]*@)?(?P<rest>[^?#\s]*)"
+                  r"(?P<query>\?[^#\s]*)?")
+
+
+def safe_url(text: str) -> str:
+    """`text` with the credentials of every URL in it masked: the password of `user:password@` (all
+    of the userinfo of an http(s) URL, where a lone user is often a token) and the value of every
+    query parameter (tokens, signatures, SAS). Names stay, so the URL still says where it points."""
+    def strip(m: re.Match[str]) -> str:
+        userinfo = m["userinfo"] or ""
+        if userinfo and (":" in userinfo or m["scheme"].lower().startswith("http")):
+            user = userinfo[:-1].partition(":")[0]
+            userinfo = f"{REDACTED}@" if m["scheme"].lower().startswith("http") else f"{user}:{REDACTED}@"
+        query = m["query"] or ""
+        if len(query) > 1:
+            query = "?" + "&".join(f"{part.partition('=')[0]}={REDACTED}" if "=" in part else part
+                                   for part in query[1:].split("&"))
+        return f"{m['scheme']}{userinfo}{m['rest']}{query}"
+
+    return _URL.sub(strip, text)
+
+
+def refuse_credentials(url: str, what: str) -> None:
+    """Fail with one line when `url` carries credentials (`safe_url` would mask some): for a value
+    that is kept where curate cannot mask it, such as a flow run's parameters on a Prefect server."""
+    if safe_url(url) != url:
+        raise CurateError(f"{what} {safe_url(url)} carries credentials, and a Prefect server keeps a flow run's "
+                          "parameters: set it as [run] src/out in the config file, or give the store its "
+                          "credentials through its environment")
+
+
+def scrubbed(obj: Any) -> Any:
+    """`obj` (nested dicts and lists) with every string passed through `safe_url`."""
     if isinstance(obj, dict):
-        return {k: REDACTED if any(w in str(k).lower() for w in SECRET_WORDS) and v not in ("", None)
-                else redacted(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [redacted(v) for v in obj]
-    return obj
+        return {k: scrubbed(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [scrubbed(v) for v in obj]
+    return safe_url(obj) if isinstance(obj, str) else obj
+
+
+def redacted(storage_section: dict[str, Any]) -> dict[str, Any]:
+    """The `[storage]` section as records keep it: under each protocol's options, a value is kept
+    only under a key in SAFE_OPTIONS (at any depth, URLs in it without credentials); every other
+    value is masked, whatever its key is called."""
+    def masked(values: Any) -> Any:
+        if isinstance(values, dict):
+            return {k: masked(v) if k in SAFE_OPTIONS else REDACTED for k, v in values.items()}
+        if isinstance(values, list):
+            return [masked(v) for v in values]
+        return scrubbed(values)
+
+    options = storage_section.get("options", {})
+    return {**storage_section, "options": {protocol: {k: masked(v) if k in SAFE_OPTIONS else REDACTED
+                                                      for k, v in values.items()} if isinstance(values, dict)
+                                           else REDACTED for protocol, values in options.items()}}
+
+
+def scrub_log_records() -> None:
+    """From now on, mask the credentials of every URL in the message of every log record made in
+    this process (`safe_url`), whichever logger makes it and whichever handler writes it: the
+    terminal, a log file, Prefect's API handler. Idempotent."""
+    make = logging.getLogRecordFactory()
+    if getattr(make, "scrubs_urls", False):
+        return
+
+    def scrubbing(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = make(*args, **kwargs)
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):  # arguments that do not fit the message: logging reports it later
+            return record
+        if (clean := safe_url(message)) != message:
+            record.msg, record.args = clean, None
+        return record
+
+    scrubbing.scrubs_urls = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(scrubbing)
 
 
 def _chain(exc: BaseException) -> list[BaseException]:

@@ -10,7 +10,7 @@ from typing import Any, Callable
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
-from curate import lineage
+from curate import lineage, storage
 from curate.config import Config, from_dict, load_config, override
 from curate.errors import CurateError
 from curate.view import View
@@ -51,7 +51,9 @@ def summary_markdown(out: str, results: dict[str, StageResult]) -> str:
 
 
 def publish_artifact(out: str, results: dict[str, StageResult], key: str) -> None:
-    create_markdown_artifact(key=key, markdown=summary_markdown(out, results), description="curate run summary")
+    """The run summary as a Markdown artifact on the Prefect server, URLs without their credentials."""
+    create_markdown_artifact(key=key, markdown=storage.safe_url(summary_markdown(out, results)),
+                             description="curate run summary")
 
 
 def main(flow_fn: Callable[..., Any], description: str) -> int:
@@ -62,11 +64,14 @@ def main(flow_fn: Callable[..., Any], description: str) -> int:
     parser.add_argument("--config", help="TOML config (curate init)")
     parser.add_argument("--scheduler", help="address of an existing Dask scheduler")
     args = parser.parse_args()
+    storage.scrub_log_records()
     try:
+        for url, what in ((args.src, "SRC"), (args.out, "OUT")):
+            storage.refuse_credentials(url or "", what)
         with prefect_api() as ready:
             ready()
             flow_fn(args.src, args.out, args.config, args.scheduler)
     except CurateError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(storage.safe_url(f"error: {exc}"), file=sys.stderr)
         return exc.exit_code
     return 0

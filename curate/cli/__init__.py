@@ -27,13 +27,13 @@ class CurateGroup(click.Group):
         try:
             return super().invoke(ctx)
         except CurateError as exc:
-            click.echo(f"{exc.kind}: {exc}", err=True)
+            click.echo(storage.safe_url(f"{exc.kind}: {exc}"), err=True)
             ctx.exit(exc.exit_code)
         except Exception as exc:  # from an object store: one line; anything else is a bug, raised
             error = storage.user_error(exc)
             if error is None:
                 raise
-            click.echo(f"{error.kind}: {error}", err=True)
+            click.echo(storage.safe_url(f"{error.kind}: {error}"), err=True)
             ctx.exit(error.exit_code)
         except KeyboardInterrupt:
             click.echo("interrupted: rerun the same command to resume", err=True)
@@ -47,6 +47,7 @@ def main(verbose: int) -> None:
     """Curate image collections for training: scan, validate, dedup, rebalance, shard, augment, publish, report."""
     level = max(logging.WARNING - 10 * verbose, logging.DEBUG)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    storage.scrub_log_records()
     if verbose < 2:
         for noisy in ("prefect", "fiftyone"):
             logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -30,8 +30,11 @@ def run(src: str, out: str, flow: bool, force: bool, config_path: str | None, **
     from curate.pipeline import load, run_pipeline, selected_stages
 
     if flow:
+        from curate.storage import refuse_credentials
         from flows.server import prefect_api
 
+        refuse_credentials(src, "SRC")
+        refuse_credentials(out, "OUT")
         with prefect_api() as ready:  # a temporary server starts in the background
             from flows.curate_pipeline import curate_pipeline
 

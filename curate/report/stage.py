@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from curate import lineage
+from curate import lineage, storage
 from curate.config import Config
 from curate.report.facts import collect
 from curate.source import Source
@@ -98,7 +98,7 @@ def report(src: str | None, out: str, cfg: Config) -> ReportSummary:
     plots = make_plots(facts, source_reader(src))
     for name, png in plots.items():
         ws.write_bytes(f"{FOLDER}/{name}.png", png)
-    ws.write_bytes(f"{FOLDER}/index.html", render_page(facts, plots, ws.url, src).encode())
+    ws.write_bytes(f"{FOLDER}/index.html", render_page(facts, plots, ws.url, storage.safe_url(src)).encode())
     pngs = [f"{FOLDER}/{name}.png" for name in plots]
     if ws.exists("dataset.json"):
         doc = ws.read_json("dataset.json")

@@ -12,7 +12,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curate import lineage
+from curate import lineage, storage
 from curate.config import Config
 from curate.schema import INDEX
 from curate.shards.writer import sidecar
@@ -82,7 +82,7 @@ def write_dataset_json(ws: Workspace, cfg: Config, classes: list[str]) -> dict[s
         "class_weights": rebalance.get("weights", {}),
         "class_weight_column": cfg.rebalance.weights,
         "shards": [{k: s[k] for k in ("shard", "count", "bytes", "sha256")} for s in stats],
-        "source": lineage.source_of(ws),
+        "source": lineage.recorded_source(ws),
         "image_encoding": encoding,
         "config": cfg.to_record(),
         "versions": lineage.versions(),
@@ -90,7 +90,7 @@ def write_dataset_json(ws: Workspace, cfg: Config, classes: list[str]) -> dict[s
     embedded = lineage.last_run(ws, "embed")
     if embedded is not None:
         doc["embeddings"] = {k: embedded["summary"][k] for k in ("model", "weights_sha256", "dim", "images")}
-    ws.write_json("dataset.json", doc)
+    ws.write_json("dataset.json", storage.scrubbed(doc))
     return doc
 
 
