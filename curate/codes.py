@@ -26,6 +26,7 @@ class ErrorCode(str, enum.Enum):
     TIMEOUT = "timeout"  # decoding took longer than scan.timeout_s
     MEMORY_LIMIT = "memory_limit"  # decoding needed more than scan.max_memory_mb
     DECODER_CRASHED = "decoder_crashed"  # the decoder process died on this file
+    OUTSIDE_SOURCE = "outside_source"  # a symbolic link (scan.follow_symlinks) to a file or folder outside SRC
 
 
 class Severity(str, enum.Enum):

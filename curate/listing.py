@@ -4,6 +4,7 @@ Reads the source tree (through `curate.source.Source`) and the labels file; writ
 """
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import logging
 import os
@@ -19,8 +20,8 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from curate.errors import CurateError
-from curate.schema import SPLITS
-from curate.source import Source
+from curate.schema import SPLITS, ErrorCode
+from curate.source import Source, within
 
 log = logging.getLogger(__name__)
 
@@ -35,15 +36,18 @@ class SourceFile:
     label: str | None = None
     split: str | None = None
     error: str | None = None  # why it could not even be listed (e.g. permission denied)
+    error_code: str = ErrorCode.UNREADABLE.value  # the manifest's error code when `error` is set
 
 
 def _walk_local(root: str, follow_symlinks: bool) -> list[SourceFile]:
     """Files under a local root. Symbolic links (to files or folders, inside or outside the
-    tree) are skipped unless `follow_symlinks`; a folder is entered once however many links
-    reach it, so link loops end; a folder or file that cannot be read becomes an entry with an
-    error."""
+    tree) are skipped unless `follow_symlinks`; followed, a link whose target is outside the root
+    becomes an entry with the error `outside_source` (SRC's bytes only ever come from SRC); a folder
+    is entered once however many links reach it, so link loops end; a folder or file that cannot
+    be read becomes an entry with an error."""
     found: list[SourceFile] = []
-    seen_dirs: set[str] = {os.path.realpath(root)}
+    real_root = os.path.realpath(root)
+    seen_dirs: set[str] = {real_root}
     stack = [root]
     while stack:
         folder = stack.pop()
@@ -56,8 +60,14 @@ def _walk_local(root: str, follow_symlinks: bool) -> list[SourceFile]:
         for entry in entries:
             rel = os.path.relpath(entry.path, root).replace(os.sep, "/")
             try:
-                if entry.is_symlink() and not follow_symlinks:
-                    continue
+                if entry.is_symlink():
+                    if not follow_symlinks:
+                        continue
+                    target = os.path.realpath(entry.path)
+                    if not within(target, real_root):
+                        found.append(SourceFile(rel, 0, 0.0, error=f"a symbolic link to {target}, outside the source",
+                                                error_code=ErrorCode.OUTSIDE_SOURCE.value))
+                        continue
                 st = entry.stat(follow_symlinks=True)
             except OSError as exc:
                 found.append(SourceFile(rel, 0, 0.0, error=f"{type(exc).__name__}: {exc.strerror or exc}"))
@@ -140,7 +150,7 @@ def list_source(src: str, labels_file: str = "", follow_symlinks: bool = False,
     labelled = []
     for f in files:
         label, split = labels.get(f.path, (None, None)) if labels is not None else layout_label(f.path)
-        labelled.append(SourceFile(f.path, f.size, f.mtime, label, split, f.error))
+        labelled.append(dataclasses.replace(f, label=label, split=split))
     if labels is not None:
         missing = len(set(labels) - {f.path for f in files})
         if missing:

@@ -24,10 +24,11 @@ import xxhash
 
 from curate.config import Config
 from curate.engine import dask_client, run_tasks
+from curate.imaging.formats import sample_id
 from curate.imaging.probe import fingerprint
 from curate.imaging.sandbox import DecodeJob, decode_all
 from curate.listing import SourceFile, list_source
-from curate.schema import MANIFEST, ErrorCode, Status
+from curate.schema import MANIFEST, Status
 from curate.source import refuse_overlap
 from curate.view import Block, Table, View
 from curate.workspace import Workspace
@@ -90,11 +91,6 @@ class ScanSummary:
                     blocks, {"manifest": f"{out}/manifest/"})
 
 
-def sample_id(path: str, bytes_hash: str | None) -> str:
-    """Stable id from the path and the content."""
-    return xxhash.xxh3_64_hexdigest(f"{path}\0{bytes_hash or ''}".encode())
-
-
 def _new_row(f: SourceFile, size: int | None, facts: dict[str, Any]) -> dict[str, Any]:
     extension = f.path.rpartition(".")[2].lower() if "." in f.path.rpartition("/")[2] else ""
     row = {"path": f.path, "label": f.label, "split": f.split, "mtime": f.mtime, "extension": extension,
@@ -123,7 +119,7 @@ def scan_partition(task: ScanTask) -> dict[str, int]:
             thumbs.append(None)
             continue
         if f.error:
-            facts, thumb, size = {"status": Status.ERROR.value, "error_code": ErrorCode.UNREADABLE.value,
+            facts, thumb, size = {"status": Status.ERROR.value, "error_code": f.error_code,
                                   "error_message": f.error}, None, None
         else:
             facts, thumb, size = decoded[f.path]

@@ -20,6 +20,26 @@ if TYPE_CHECKING:
     import fsspec
 
 
+class OutsideSource(OSError):
+    """A path under SRC that leads, through a symbolic link, to a file outside SRC."""
+
+    code = "outside_source"
+
+
+class ChangedSinceScan(OSError):
+    """A file whose bytes are no longer those the scan hashed."""
+
+    code = "changed_since_scan"
+
+
+def unusable_reason(exc: OSError) -> str:
+    """The reason code of a source file that could not be used as scanned: changed_since_scan,
+    outside_source, vanished (gone) or unreadable."""
+    if isinstance(exc, (OutsideSource, ChangedSinceScan)):
+        return exc.code
+    return "vanished" if isinstance(exc, FileNotFoundError) else "unreadable"
+
+
 class Source:
     """SRC given as a local path, `file://` URL or any fsspec URL. Picklable (for worker processes)."""
 
@@ -81,6 +101,32 @@ class Source:
     def read(self, rel: str) -> bytes:
         with self.open(rel) as f:
             return f.read()
+
+    @functools.cached_property
+    def _real_root(self) -> str | None:
+        local = self.local_root
+        return os.path.realpath(local) if local is not None else None
+
+    def refuse_outside(self, rel: str) -> None:
+        """Raise `OutsideSource` when `rel` (on this machine's disk) resolves, through a symbolic link
+        anywhere on its way, to a file outside SRC. Object stores have no links."""
+        if self._real_root is not None:
+            real = os.path.realpath(self.path(rel))
+            if not within(real, self._real_root):
+                raise OutsideSource(f"{rel} leads to {real}, outside the source")
+
+    def read_scanned(self, rel: str, sample_id: str) -> bytes:
+        """The bytes of `rel` exactly as the scan saw them: `OutsideSource` when it now leads out of
+        SRC through a link, `ChangedSinceScan` when its bytes differ from those the scan hashed (a
+        sample's id hashes its path and bytes), the OSError of a file gone or unreadable."""
+        from curate.imaging.formats import bytes_digest
+        from curate.imaging.formats import sample_id as scanned_id
+
+        self.refuse_outside(rel)
+        data = self.read(rel)
+        if scanned_id(rel, bytes_digest(data)) != sample_id:
+            raise ChangedSinceScan(f"{rel} changed since the scan: rescan to use its new bytes")
+        return data
 
     def read_many(self, rels: Sequence[str], batch: int = 32) -> Iterator[tuple[str, bytes | OSError]]:
         """(rel, its bytes or the OSError that reading it raised) for every rel, in order. A
@@ -172,7 +218,8 @@ def place(url: str) -> tuple[str, str]:
     return _SAME_STORE.get(protocol, protocol), "/".join(part for part in path.split("/") if part)
 
 
-def _within(inner: str, outer: str) -> bool:
+def within(inner: str, outer: str) -> bool:
+    """Whether the path `inner` is `outer` or lies under it."""
     return inner == outer or inner.startswith(outer.rstrip("/") + "/") or outer in ("", "/")
 
 
@@ -185,11 +232,11 @@ def refuse_overlap(src: str, other: str, role: str = "OUT") -> None:
         return
     if a == b:
         how = "is"
-    elif _within(b, a):
+    elif within(b, a):
         how = "lies inside"
-    elif _within(a, b):
+    elif within(a, b):
         how = "contains"
     else:
         return
     raise CurateError(f"{role} {other} {how} the source {src}: curate never writes into its source; "
-                      f"choose a {role} outside it")
+                      "choose one outside it")

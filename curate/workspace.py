@@ -188,7 +188,8 @@ class Workspace:
     def swap_in(self, staging: str, name: str) -> None:
         """Make the folder `staging` the new `name`, replacing the old one. On an object store:
         write the `<name>.swap` journal (the commit point), then `finish_swap`."""
-        self._refuse_unclaimed(name)
+        if self.exists(name):
+            self._refuse_unclaimed(name)
         if self.object_store:
             self.write_json(f"{name}{SWAP_MARK}", {"staging": staging})
             self.finish_swap(name)

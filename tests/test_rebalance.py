@@ -25,6 +25,7 @@ def workspace(out: Path, rows: list[tuple[str, str | None]], clusters: list[list
     """A workspace whose manifest has one ok image per (label, split) row, plus duplicate clusters
     (each cluster: row indices; the first is kept)."""
     ws = Workspace(str(out))
+    ws.claim()  # as a run's lock does
     manifest = [{"sample_id": f"s{i:05d}", "path": f"{split}/{label}/{i:05d}.jpg", "label": label, "split": split,
                  "status": "ok"} for i, (label, split) in enumerate(rows)]
     ws.write_dataset("manifest", pa.Table.from_pylist(manifest, schema=MANIFEST), MANIFEST)
@@ -164,7 +165,7 @@ def test_cli_rebalance(tmp_path, runner):
     from curate.cli import main
 
     ws = imbalanced(tmp_path)
-    ws.write_json("runs/scan.json", {"source": str(tmp_path)})
+    ws.write_json("runs/scan.json", {"source": str(tmp_path / "src")})
     r = runner.invoke(main, ["rebalance", ws.url, "--strategy", "cap", "--cap", "10"])
     assert r.exit_code == 0, r.output
     assert "38 -> 10" in r.output and "12 -> 10" in r.output

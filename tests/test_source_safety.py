@@ -102,3 +102,91 @@ def test_a_new_out_is_claimed_and_an_earlier_curates_out_is_adopted(runner, plan
     assert runner.invoke(main, ["scan", str(planned), "-o", str(out)]).exit_code == 0
     assert runner.invoke(main, ["rebalance", str(out)]).exit_code == 0
     assert (out / WORKSPACE_MARK).is_file() and (out / "plan").is_dir()
+
+
+# -- shards, augment and publish hold only what the scan saw ------------------------------------
+
+def _scanned_and_planned(src, out):
+    from curate.config import from_dict
+    from curate.pipeline import run_stage
+
+    cfg = from_dict({"engine": {"workers": 1}, "shard": {"shard_size": "1KB"}})
+    for stage in ("scan", "rebalance"):
+        run_stage(stage, str(src), str(out), cfg)
+    return cfg
+
+
+def test_shards_leave_out_a_file_changed_since_the_scan_or_now_linked_out_of_src(runner, planned, tmp_path):
+    import pyarrow.parquet as pq
+
+    from curate.pipeline import run_stage
+
+    out = tmp_path / "out"
+    cfg = _scanned_and_planned(planned, out)
+    changed, linked = planned / "cat" / "0.jpg", planned / "cat" / "1.jpg"
+    original = changed.read_bytes()
+    changed.write_bytes(encode(photo_like(999)))  # rewritten after the scan
+    outside = write(tmp_path / "elsewhere" / "1.jpg", linked.read_bytes())  # the very bytes the scan saw ...
+    linked.unlink()
+    linked.symlink_to(outside)  # ... but now read from outside SRC
+    summary = run_stage("shard", None, str(out), cfg)
+    assert summary.left_out == {"changed_since_scan": 1, "outside_source": 1}
+    assert {"cat/0.jpg (changed_since_scan)", "cat/1.jpg (outside_source)"} == set(summary.left_out_examples)
+    sharded = {p for f in out.glob("shards/*/*.parquet") for p in pq.read_table(f)["source_path"].to_pylist()}
+    assert sharded == {f"{c}/{i}.jpg" for c in ("cat", "plan") for i in range(3)} - {"cat/0.jpg", "cat/1.jpg"}
+    shown = runner.invoke(main, ["verify", str(out)])
+    assert shown.exit_code == 1 and "LEFT OUT cat/0.jpg: changed_since_scan" in shown.output
+    assert "LEFT OUT cat/1.jpg: outside_source" in shown.output and "Traceback" not in shown.output
+    changed.write_bytes(original)  # put back: the next shard run takes it again
+    linked.unlink()
+    linked.write_bytes(outside.read_bytes())
+    assert run_stage("shard", None, str(out), cfg).left_out == {}
+    assert runner.invoke(main, ["verify", str(out)]).exit_code == 0
+
+
+def test_follow_symlinks_keeps_targets_inside_src(planned, tmp_path):
+    from curate.config import from_dict
+    from curate.pipeline import run_stage
+    from curate.schema import MANIFEST
+
+    outside = tmp_path / "elsewhere"
+    write(outside / "secret.jpg", encode(photo_like(500)))
+    (planned / "cat" / "out.jpg").symlink_to(outside / "secret.jpg")
+    (planned / "cat" / "dir").symlink_to(outside)
+    (planned / "cat" / "inside.jpg").symlink_to(planned / "plan" / "0.jpg")
+    out = tmp_path / "out"
+    run_stage("scan", str(planned), str(out), from_dict({"scan": {"follow_symlinks": True}}))
+    rows = {r["path"]: r for r in Workspace(str(out)).read("manifest", MANIFEST).to_pylist()}
+    assert rows["cat/out.jpg"]["error_code"] == rows["cat/dir"]["error_code"] == "outside_source"
+    assert not any(p.startswith("cat/dir/") for p in rows)
+    assert rows["cat/inside.jpg"]["status"] == "ok"
+
+
+def test_augment_uses_no_file_changed_since_the_scan(planned, tmp_path):
+    from curate.config import from_dict
+    from curate.pipeline import run_stage
+
+    out = tmp_path / "out"
+    _scanned_and_planned(planned, out)
+    (planned / "cat" / "2.jpg").write_bytes(encode(photo_like(777)))
+    cfg = from_dict({"engine": {"workers": 1}, "augment": {"copies": 1, "size": 16, "device": "cpu"}})
+    summary = run_stage("augment", None, str(out), cfg)
+    assert list(summary.failed) == ["cat/2.jpg"] and "changed since the scan" in summary.failed["cat/2.jpg"]
+    assert summary.made == 5
+
+
+def test_publish_shows_no_file_that_now_leads_out_of_src(fodb, planned, tmp_path):
+    import fiftyone as fo
+
+    from curate.config import from_dict
+    from curate.pipeline import run_stage
+
+    out = tmp_path / "out"
+    _scanned_and_planned(planned, out)
+    target = planned / "plan" / "2.jpg"
+    outside = write(tmp_path / "elsewhere" / "2.jpg", target.read_bytes())
+    target.unlink()
+    target.symlink_to(outside)
+    summary = run_stage("publish", None, str(out), from_dict({"publish": {"name": "curate-test-outside"}}))
+    paths = fo.load_dataset("curate-test-outside").values("filepath")
+    assert summary.samples == 5 and str(target) not in paths and len(paths) == 5

@@ -123,11 +123,29 @@ def test_records_keep_what_each_stage_read_and_wrote(tree, tmp_path, runner, con
     assert invoke(runner, "run", tree, "-o", out, "--config", config_file).exit_code == 0
     ws = Workspace(str(out))
     rebalance = json.loads((out / "runs" / "rebalance.json").read_text())
-    assert set(rebalance["read"]) == {"manifest", "issues", "duplicates"}
+    assert {entry for entry, version in rebalance["read"].items() if version} == {"manifest", "issues", "duplicates"}
+    assert rebalance["read"]["embeddings"] is None  # absent: its appearing makes rebalance stale
     assert rebalance["read"]["manifest"] == ws.fingerprint("manifest")
     assert rebalance["wrote"] == {"plan": ws.fingerprint("plan")}
     scan = json.loads((out / "runs" / "scan.json").read_text())
     assert scan["read"] == {} and set(scan["wrote"]) == {"manifest"}  # its own previous manifest cannot stale it
+
+
+@pytest.mark.slow
+def test_an_input_used_where_present_that_appears_later_makes_its_readers_stale(tree, tmp_path, runner,
+                                                                                config_file):
+    out = tmp_path / "out"
+    assert invoke(runner, "run", tree, "-o", out, "--config", config_file).exit_code == 0
+    assert invoke(runner, "embed", out, "--batch", "4").exit_code == 0
+    status = invoke(runner, "status", out)
+    for name in ("validate", "dedup", "rebalance"):
+        assert f"{name} is stale: embeddings/ appeared since" in status.output, status.output
+    rerun = invoke(runner, "run", tree, "-o", out, "--config", config_file)
+    assert rerun.exit_code == 0 and "validate: current" not in rerun.output and "dedup: current" not in rerun.output
+    for name in ("validate", "dedup", "rebalance"):  # now run with the embeddings (outlier, label_suspect, ...)
+        read = json.loads((out / "runs" / f"{name}.json").read_text())["read"]
+        assert read["embeddings"] == Workspace(str(out)).fingerprint("embeddings"), name
+    assert "0 stale" in invoke(runner, "status", out).output
 
 
 def test_architecture_md_shows_the_registry():

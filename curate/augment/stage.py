@@ -77,15 +77,18 @@ def resolve_device(name: str) -> torch.device:
 
 @dataclass(frozen=True)
 class SourceReader:
-    """Reads a source image from SRC and brings it to size x size (picklable, for worker processes)."""
+    """Reads a source image from SRC exactly as the scan saw it (`Source.read_scanned`: `scanned` maps
+    its path to its sample id) and brings it to size x size (picklable, for worker processes)."""
 
     src: str
     size: int
     background: str
+    scanned: dict[str, str]
 
     def __call__(self, path: str) -> Loaded:
         try:
-            return square_rgb(Source(self.src).read(path), self.size, self.background), None
+            data = Source(self.src).read_scanned(path, self.scanned[path])
+            return square_rgb(data, self.size, self.background), None
         except Exception as exc:  # noqa: BLE001  (a source changed or gone since the scan is reported, never raised)
             log.warning("augment: cannot use %s: %s: %s", path, type(exc).__name__, exc)
             return None, f"{type(exc).__name__}: {exc}"
@@ -139,7 +142,8 @@ def _make(out: str, src: str, todo: list[ShardJob], pipeline: Pipeline, cfg: Con
     outputs: list[list[Output | None]] = [[None] * len(job.variants) for job in todo]
     remaining = [sum(o[0] == s for o in owner) for s in range(len(todo))]  # batches still to come, per shard
     made, failed = 0, {}
-    load = SourceReader(src, a.size, cfg.scan.background)
+    scanned = {path: sid for job in todo for path, sid in zip(job.variants["path"], job.variants["source_sample_id"])}
+    load = SourceReader(src, a.size, cfg.scan.background, scanned)
 
     def encode(pixels: Any) -> bytes:
         return images.encode(pixels, a.format, a.quality)

@@ -72,7 +72,10 @@ def verify(out: str) -> None:
     report = run_verify(out)
     for shard_path, problem in report.failures.items():
         click.echo(f"FAILED {shard_path}: {problem}", err=True)
+    for sample in report.left_out:
+        click.echo(f"LEFT OUT {sample['path']}: {sample['reason']} (from {sample['shard']})", err=True)
     if not report.ok:
-        click.echo(f"verify: {len(report.failures)} of {report.shards} shards failed", err=True)
+        click.echo(f"verify: {len(report.failures)} of {report.shards} shards failed, {len(report.left_out)} "
+                   "samples left out (rescan and reshard to include them)", err=True)
         sys.exit(1)
     click.echo(f"verify: {report.shards} shards, {report.samples} samples: all ok")

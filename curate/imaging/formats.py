@@ -98,6 +98,12 @@ def bytes_digest(data: bytes) -> str:
     return xxhash.xxh3_128_hexdigest(data)
 
 
+def sample_id(path: str, bytes_hash: str | None) -> str:
+    """A sample's stable id: a hash of its path under SRC and its bytes' `bytes_digest` (so bytes that
+    differ from the scanned ones give another id)."""
+    return xxhash.xxh3_64_hexdigest(f"{path}\0{bytes_hash or ''}".encode())
+
+
 def pixels_digest(mode: str, size: tuple[int, int], raw: bytes) -> str:
     """Hex hash of decoded pixels (mode and size included)."""
     h = xxhash.xxh3_128()

@@ -3,8 +3,9 @@
 Reads the manifest and, where they exist, issues, duplicates, plan, index.parquet, the augmented
 shards and the embeddings (see `curate.publish.table`, `curate.publish.augmented` and
 `curate.publish.brain`). Writes the persistent FiftyOne dataset `publish.name` (default
-"curate-" + OUT's folder name): one sample per image that is not `removed` (originals by their
-source path; augmented variants as files under `OUT/publish/augmented/`), the saved views of
+"curate-" + OUT's folder name): one sample per image that is not `removed` and does not now lead
+out of SRC through a symbolic link (originals by their source path, a URL without its credentials;
+augmented variants as files under `OUT/publish/augmented/`), the saved views of
 `curate.publish.views`, the embedding map and similarity index, and the class distribution
 before and after curation in the dataset's info. Re-publishing the same OUT updates the dataset
 in place (`curate.publish.sync`).
@@ -28,6 +29,7 @@ from curate.publish.dataset import INFO_KEY, default_name, describe, open_datase
 from curate.publish.sync import sync
 from curate.publish.table import originals, records
 from curate.publish.views import save_views
+from curate.storage import safe_url
 from curate.tables import class_counts, manifest_rows, not_written_yet, plan_rows
 from curate.view import Block, Table, View
 from curate.workspace import Workspace
@@ -100,8 +102,8 @@ def publish(src: str | None, out: str, cfg: Config) -> PublishSummary:
     summary.embeddings = index_embeddings(ds, ws, recorded.get("embeddings", {}))
     counts = class_counts(manifest_rows(ws), plan_rows(ws))
     classes = sorted({c for stage in counts.values() for by_class in stage.values() for c in by_class})
-    describe(fo, ds, out, src, classes, {"class_counts": counts, "views": summary.views, "missing": summary.missing,
-                                         "embeddings": summary.embeddings})
+    describe(fo, ds, out, safe_url(src), classes, {"class_counts": counts, "views": summary.views,
+                                                   "missing": summary.missing, "embeddings": summary.embeddings})
     summary.elapsed_s = time.perf_counter() - started
     log.info("published %s to %s: %d samples in %.1fs", out, name, summary.samples, summary.elapsed_s)
     return summary

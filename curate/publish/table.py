@@ -17,6 +17,8 @@ import xxhash
 
 from curate.publish.fields import FIELDS, NAMES
 from curate.schema import DUPLICATES, ISSUES, MANIFEST, PLAN, Severity, Status
+from curate.source import OutsideSource, Source
+from curate.storage import safe_url
 from curate.workspace import Workspace, local_path
 
 COLUMNS: tuple[str, ...] = ("filepath", *NAMES)
@@ -31,15 +33,32 @@ def media_prefix(root: str) -> str:
     """What FiftyOne's path for a file under `root` starts with: the absolute folder when local,
     else the URL (FiftyOne's open-source app shows local files only)."""
     local = local_path(root)
-    return os.path.abspath(local).rstrip("/") + "/" if local is not None else root.rstrip("/") + "/"
+    return os.path.abspath(local).rstrip("/") + "/" if local is not None else safe_url(root).rstrip("/") + "/"
+
+
+def leading_outside(src: str, paths: pd.Series) -> pd.Series:
+    """Which `paths` now lead out of SRC through a symbolic link (`Source.refuse_outside`): the app
+    must never show a file from outside SRC under a source image's name."""
+    source = Source(src)
+
+    def outside(rel: str) -> bool:
+        try:
+            source.refuse_outside(rel)
+        except OutsideSource:
+            return True
+        return False
+
+    return paths.map(outside).astype(bool)
 
 
 def originals(ws: Workspace, src: str) -> pd.DataFrame:
-    """One row per manifest image (removed files left out), every stage's decision joined in."""
+    """One row per manifest image (removed files, and files that now lead out of SRC through a link,
+    left out), every stage's decision joined in."""
     frame = ws.read("manifest", MANIFEST, columns=_MANIFEST_COLUMNS,
                     filter=pc.field("status") != Status.REMOVED.value).to_pandas()
     frame = frame.sort_values("path", kind="stable").reset_index(drop=True)
     frame = frame.rename(columns={"label": "ground_truth", "split": "source_split"})
+    frame = frame[~leading_outside(src, frame["path"])]
     frame["filepath"] = media_prefix(src) + frame["path"]
     frame = frame.merge(_issues(ws), on="sample_id", how="left")
     frame = frame.merge(_embedding_findings(ws), on="sample_id", how="left")

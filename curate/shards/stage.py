@@ -1,7 +1,10 @@
 """Shard: read the plan (kept rows, with copies) and write `OUT/shards/<split>/shard-NNNNN.parquet`,
 then `OUT/index.parquet` and `OUT/dataset.json`.
 
-Image bytes are copied unchanged unless normalisation is configured. Each shard's contents are
+Image bytes are copied unchanged unless normalisation is configured, and only the bytes the scan
+saw: a sample whose file changed since the scan (its bytes hash to another sample id), that now
+leads out of SRC through a link, or that is gone, is left out with its reason in its shard's stats
+(so in index.parquet's metadata and the summary), and `curate verify` names it. Each shard's contents are
 fingerprinted in its stats sidecar (`<split>/_stats/shard-N.json`, written last): a rerun, after
 a kill or after the plan changed, writes only the shards that are missing or whose contents
 changed, and removes shards beyond the new count.
@@ -23,10 +26,11 @@ from curate.shards.layout import assign, interleave, row_group_size, shard_count
 from curate.shards.normalize import Normalize
 from curate.shards.writer import ShardTask, is_complete, remove_shards_from, write_shard
 from curate.tables import kept_samples
-from curate.view import View
+from curate.view import Block, View
 from curate.workspace import Workspace
 
 CLUSTER_MIN_BYTES = 256 * 2**20  # below this, writing in-process beats starting a local cluster
+EXAMPLES = 20  # left-out samples a summary names (index.parquet holds them all)
 
 
 @dataclass
@@ -36,13 +40,20 @@ class ShardSummary:
     bytes: int = 0
     written: int = 0
     max_class_deviation: float = 0.0  # largest |shard class share - split class share|
+    left_out: dict[str, int] = field(default_factory=dict)  # reason -> samples left out of the shards
+    left_out_examples: list[str] = field(default_factory=list)  # "path (reason)", the first EXAMPLES
     elapsed_s: float = 0.0
 
     def view(self, out: str) -> View:
         parts = ", ".join(f"{split}: {self.samples[split]} samples in {n} shards" for split, n in self.shards.items())
+        lines: list[Block] = []
+        if self.left_out:
+            reasons = ", ".join(f"{n} {reason}" for reason, n in self.left_out.items())
+            lines.append(f"left out of the shards ({reasons}; all in index.parquet, `curate verify {out}` names "
+                         f"them; rescan and reshard to include them): {'; '.join(self.left_out_examples)}")
         return View("shard", f"{parts or 'nothing to write'}; {self.bytes / 2**20:.1f} MiB, {self.written} shards "
                              f"written this run; largest class-share deviation of a shard "
-                             f"{self.max_class_deviation:.3f} ({self.elapsed_s:.1f}s)",
+                             f"{self.max_class_deviation:.3f} ({self.elapsed_s:.1f}s)", blocks=lines,
                     paths={"shards": f"{out}/shards/", "index": f"{out}/index.parquet",
                            "dataset": f"{out}/dataset.json"})
 
@@ -126,5 +137,9 @@ def shard(src: str, out: str, cfg: Config) -> ShardSummary:
             summary.shards[split] = summary.shards.get(split, 0) + 1
             summary.samples[split] = summary.samples.get(split, 0) + st["count"]
             summary.bytes += st["bytes"]
+            for sample in st.get("left_out", []):
+                summary.left_out[sample["reason"]] = summary.left_out.get(sample["reason"], 0) + 1
+                if len(summary.left_out_examples) < EXAMPLES:
+                    summary.left_out_examples.append(f"{sample['path']} ({sample['reason']})")
     summary.max_class_deviation = max_class_deviation(ws, [s for s in stats if s["shard"].startswith("shards/")])
     return summary

@@ -1,5 +1,6 @@
 """Verify: every shard in OUT/index.parquet matches its checksum, decodes, and agrees with the
-index's counts and class histograms. Reads only; returns the failures."""
+index's counts and class histograms, and no sample the plan kept was left out of its shard (a file
+changed since the scan, ...). Reads only; returns the failures and the left-out samples."""
 from __future__ import annotations
 
 import hashlib
@@ -22,10 +23,11 @@ class VerifyReport:
     shards: int = 0
     samples: int = 0
     failures: dict[str, str] = field(default_factory=dict)  # shard -> first problem
+    left_out: list[dict] = field(default_factory=list)  # samples the plan kept that no shard holds, with why
 
     @property
     def ok(self) -> bool:
-        return not self.failures
+        return not self.failures and not self.left_out
 
 
 def _check_shard(ws: Workspace, st: dict, index_rows: int) -> str | None:
@@ -62,6 +64,7 @@ def verify(out: str) -> VerifyReport:
         problem = _check_shard(ws, st, rows)
         report.shards += 1
         report.samples += st["count"]
+        report.left_out += [{**sample, "shard": st["shard"]} for sample in st.get("left_out", [])]
         if problem:
             report.failures[st["shard"]] = problem
     return report

@@ -12,7 +12,7 @@ import xxhash
 
 from curate.schema import SHARD
 from curate.shards.normalize import Normalize, normalize
-from curate.source import Source
+from curate.source import Source, unusable_reason
 from curate.workspace import Workspace
 
 # The shard schema's fingerprint, kept in every sidecar: a shard written under another schema (an
@@ -39,10 +39,11 @@ def sidecar(rel: str) -> str:
 
 
 def write_rows(out: str, rel: str, columns: dict[str, list], row_group_size: int,
-               schema_metadata: dict[bytes, bytes], layout: str = "") -> dict[str, Any]:
+               schema_metadata: dict[bytes, bytes], layout: str = "",
+               left_out: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Write `columns` (the SHARD schema's columns) as the shard `rel` under OUT, atomically,
-    then its stats sidecar (count, bytes, sha256, class histogram, layout and schema fingerprints),
-    which marks it complete."""
+    then its stats sidecar (count, bytes, sha256, class histogram, layout and schema fingerprints,
+    and the samples `left_out` of it with their reasons), which marks it complete."""
     schema = SHARD.with_metadata(schema_metadata)
     table = pa.table(columns, schema=schema)
     ws = Workspace(out)
@@ -50,16 +51,26 @@ def write_rows(out: str, rel: str, columns: dict[str, list], row_group_size: int
     stats = {"shard": rel, "count": table.num_rows, "bytes": ws.fs.size(ws.path(rel)), "sha256": digest,
              "histogram": dict(sorted(Counter(columns["label_name"]).items())), "layout": layout,
              "format": SHARD_FORMAT}
+    if left_out:
+        stats["left_out"] = left_out
     ws.write_bytes(sidecar(rel), json.dumps(stats, sort_keys=True).encode())
     return stats
 
 
 def write_shard(task: ShardTask) -> dict[str, Any]:
-    """Read the task's samples from SRC and write them as one shard; return its stats."""
+    """Read the task's samples from SRC, each exactly as the scan saw it, and write them as one shard;
+    return its stats. A sample whose file changed since the scan, now leads out of SRC through a
+    link, is gone or unreadable is left out, with its reason in the stats."""
     source = Source(task.src)
     columns: dict[str, list] = {name: [] for name in SHARD.names}
+    left_out = []
     for s in task.samples:
-        data = source.read(s["path"])
+        try:
+            data = source.read_scanned(s["path"], s["sample_id"])
+        except OSError as exc:
+            left_out.append({"sample_id": s["sample_id"], "copy_index": s["copy_index"], "path": s["path"],
+                             "reason": unusable_reason(exc)})
+            continue
         width, height = s["width"], s["height"]
         if task.normalize is not None:
             data, width, height = normalize(data, task.normalize)
@@ -73,15 +84,17 @@ def write_shard(task: ShardTask) -> dict[str, Any]:
         columns["copy_index"].append(s["copy_index"])
         for name in ("source_sample_id", "augment_ops", "augment_seed"):
             columns[name].append(s.get(name))
-    return write_rows(task.out, task.rel, columns, task.row_group_size, dict(task.schema_metadata), task.layout)
+    return write_rows(task.out, task.rel, columns, task.row_group_size, dict(task.schema_metadata), task.layout,
+                      left_out)
 
 
 def is_complete(ws: Workspace, rel: str, layout: str) -> bool:
-    """Whether `rel` was written with this layout and this shard schema (its sidecar exists and matches)."""
+    """Whether `rel` was written with this layout and this shard schema (its sidecar exists and matches),
+    with nothing left out (a rerun tries the left-out samples again)."""
     if not ws.exists(sidecar(rel)):
         return False
     stats = ws.read_json(sidecar(rel))
-    return stats.get("layout") == layout and stats.get("format") == SHARD_FORMAT
+    return stats.get("layout") == layout and stats.get("format") == SHARD_FORMAT and not stats.get("left_out")
 
 
 def remove_shards_from(ws: Workspace, folder: str, first: int) -> None:
