@@ -3,6 +3,7 @@ command, and the page rendered by headless Chromium."""
 from __future__ import annotations
 
 import base64
+import html
 import io
 import json
 import os
@@ -21,9 +22,11 @@ from curate.cli import CurateGroup, main
 from curate.config import from_dict
 from curate.pipeline import run_stage
 from curate.report.facts import collect
+from curate.report.page import render_page
 from curate.report.plots import STAGE_COLORS
 from curate.report.stage import make_plots, source_reader
 from curate.report.stage import report as run_report
+from curate.report.text import visible
 from curate.schema import ISSUES
 from curate.workspace import Workspace
 
@@ -83,6 +86,22 @@ def test_plots_are_deterministic(reported):
     ws = Workspace(str(out))
     again = make_plots(collect(ws, from_dict({})), source_reader(str(SAMPLE)))
     assert all(again[name] == (out / "report" / f"{name}.png").read_bytes() for name in PLOTS)
+
+
+def test_names_are_drawn_and_shown_literally(reported):
+    """A class name is text: `$...$` is no math text for the plots (an unknown command made them
+    raise), markup is escaped and hidden characters are shown as escapes on the page."""
+    out, _summary = reported
+    facts = json.loads((out / "dataset.json").read_text())["report"]
+    names = {c: f"{c} x$\\undefinedcmd{{$y <b>\u202e\x1b[31m" for c in facts["classes"]}
+    text = json.dumps(facts)
+    for old, new in names.items():  # every label, as a key or a value
+        text = text.replace(json.dumps(old), json.dumps(new))
+    hostile = json.loads(text)
+    assert hostile["classes"] == sorted(names.values())
+    page = render_page(hostile, make_plots(hostile, source_reader(str(SAMPLE))), str(out), str(SAMPLE))
+    assert all(html.escape(visible(name)) in page for name in names.values())
+    assert "<b>" not in page and not {"\u202e", "\x1b"} & set(page)
 
 
 def test_report_before_later_stages_ran(reported, tmp_path):

@@ -79,11 +79,19 @@ def duplicates(ws: Workspace) -> dict[str, Any]:
                       "listed": clusters[:LISTED_LEAKS]}}
 
 
+def _text(value: Any) -> str | None:
+    """A table cell as JSON text: None for a missing value (pandas reads it as NaN, not valid JSON)."""
+    return None if pd.isna(value) else str(value)
+
+
 def _cluster(members: pd.DataFrame) -> dict[str, Any]:
+    """One duplicate cluster: its kind, the splits it spans (no split is train) and its first members."""
+    splits = members["split"].fillna("train")
     return {"cluster_id": int(members["cluster_id"].iloc[0]), "kind": str(members["kind"].iloc[0]),
-            "splits": sorted(members["split"].fillna("train").unique().tolist()),
-            "members": [{"path": r.path, "label": r.label, "split": r.split, "keep": bool(r.keep),
-                         "distance": int(r.distance)} for r in members.head(MEMBERS_PER_EXAMPLE).itertuples()]}
+            "splits": sorted(splits.unique().tolist()),
+            "members": [{"path": r.path, "label": _text(r.label), "split": split, "keep": bool(r.keep),
+                         "distance": int(r.distance)}
+                        for r, split in zip(members.head(MEMBERS_PER_EXAMPLE).itertuples(), splits)]}
 
 
 def class_weights(ws: Workspace, plan: pd.DataFrame | None, cfg: Config) -> tuple[dict[str, dict[str, float]], str]:
@@ -118,7 +126,7 @@ def embedding_facts(ws: Workspace) -> dict[str, Any]:
 
     def top(check: str) -> list[dict[str, Any]]:
         rows = issues[issues["check"] == check].sort_values("score").head(LISTED_FINDINGS)
-        return [{"path": r.path, "label": r.label, "score": round(float(r.score), 3),
+        return [{"path": r.path, "label": _text(r.label), "score": round(float(r.score), 3),
                  "suggested": r.suggested if isinstance(r.suggested, str) else None} for r in rows.itertuples()]
 
     return {"model": found.model, "images": len(found.sample_ids),

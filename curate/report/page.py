@@ -1,17 +1,21 @@
 """The report page: one self-contained HTML file (plots inlined as base64 PNG, no scripts, no
-links to fetch), readable offline and in a headless browser."""
+links to fetch), readable offline and in a headless browser. Every name and value on it goes
+through `_e`: hidden characters made visible (`curate.report.text.visible`), then HTML-escaped."""
 from __future__ import annotations
 
 import base64
 import html
 from typing import Any
 
+from curate.report.text import visible
+
 STYLE = """
 body { font-family: -apple-system, "Segoe UI", "DejaVu Sans", sans-serif; margin: 24px auto; max-width: 1000px;
        color: #1f2328; background: #ffffff; }
 h1 { font-size: 22px; } h2 { font-size: 17px; margin-top: 28px; border-bottom: 1px solid #d0d7de; }
 table { border-collapse: collapse; font-size: 13px; margin: 8px 0; }
-th, td { border: 1px solid #d0d7de; padding: 3px 8px; text-align: right; }
+th, td { border: 1px solid #d0d7de; padding: 3px 8px; text-align: right; overflow-wrap: anywhere; }
+code { overflow-wrap: anywhere; }
 th:first-child, td:first-child { text-align: left; }
 img { max-width: 100%; display: block; margin: 8px 0; }
 .note { color: #57606a; font-size: 13px; }
@@ -31,7 +35,8 @@ TITLES = {
 
 
 def _e(value: Any) -> str:
-    return html.escape(str(value))
+    """`value` as page text: shown literally, never markup."""
+    return html.escape(visible(str(value)))
 
 
 def _table(header: list[str], rows: list[list[Any]]) -> str:

@@ -1,13 +1,18 @@
 """The report's plots, each a small deterministic PNG (matplotlib's Agg canvas, no pyplot state).
 
 Every function takes plain data from `curate.report.facts` and returns PNG bytes; with nothing
-to show, the figure says so rather than being left out.
+to show, the figure says so rather than being left out. Names (classes, splits, the model) are
+drawn literally: through `curate.report.text.visible`, cut to LABEL_CHARS, with matplotlib's
+math text and TeX off (`_literal`), so a `$` in a class name is a dollar sign, not a formula.
 """
 from __future__ import annotations
 
+import functools
 import io
+import warnings
 from typing import Any, Callable, Mapping, Sequence
 
+import matplotlib
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -15,12 +20,33 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 from PIL import Image, ImageOps
 
+from curate.report.text import visible
+
 DPI = 100
 WIDTH = 8.0
 STAGE_COLORS = {"before": "#9aa5b1", "after": "#2f6fdf"}
 SEVERITY_COLORS = {"error": "#d64545", "warning": "#e8a33d", "info": "#6c8ebf"}
 KIND_COLORS = ("#2f6fdf", "#9aa5b1", "#d64545")
 THUMB = 112
+LABEL_CHARS = 30  # a name longer than this is cut in the middle on a plot (the page's tables show it whole)
+
+
+def _literal(plot: Callable[..., bytes]) -> Callable[..., bytes]:
+    """`plot` drawn with math text and TeX off: every Text it makes (titles, tick labels, legends,
+    made at creation or when drawn) shows its string as written. A character the font lacks is
+    drawn as a box without a warning per glyph (the page's tables show the name whole)."""
+    @functools.wraps(plot)
+    def drawn(*args: Any, **kwargs: Any) -> bytes:
+        with matplotlib.rc_context({"text.parse_math": False, "text.usetex": False}), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Glyph .* missing from font", UserWarning)
+            return plot(*args, **kwargs)
+
+    return drawn
+
+
+def _name(text: Any) -> str:
+    """A name as a plot shows it."""
+    return visible(str(text), LABEL_CHARS)
 
 
 def _figure(height: float, width: float = WIDTH) -> Figure:
@@ -54,18 +80,20 @@ def _bars(ax: Any, labels: list[str], series: Mapping[str, Sequence[float]], col
         offset = x - 0.4 + width * (i + 0.5)
         bars = (ax.barh if horizontal else ax.bar)(offset, values, width, label=name, color=color)
         ax.bar_label(bars, labels=[f"{v:g}" for v in values], fontsize=7, padding=2)
+    names = [_name(label) for label in labels]
     if horizontal:
-        ax.set_yticks(x, labels, fontsize=8)
+        ax.set_yticks(x, names, fontsize=8)
         ax.invert_yaxis()
     else:
-        ax.set_xticks(x, labels, fontsize=8, rotation=30 if len(labels) > 6 else 0, ha="right" if len(labels) > 6
-                      else "center")
+        ax.set_xticks(x, names, fontsize=8, rotation=30 if len(labels) > 6 else 0,
+                      ha="right" if len(labels) > 6 else "center")
     if all(float(v).is_integer() for values in series.values() for v in values):
         (ax.xaxis if horizontal else ax.yaxis).set_major_locator(MaxNLocator(integer=True))
     ax.spines[["top", "right"]].set_visible(False)
     ax.margins(x=0.02, y=0.15)
 
 
+@_literal
 def class_counts(counts: dict[str, dict[str, dict[str, int]]], classes: list[str]) -> bytes:
     """Samples per class before and after curation, one panel per split."""
     splits = list(dict.fromkeys([*counts["before"], *counts["after"]]))
@@ -76,13 +104,14 @@ def class_counts(counts: dict[str, dict[str, dict[str, int]]], classes: list[str
         ax = fig.add_subplot(len(splits), 1, i + 1)
         series = {stage: [counts[stage].get(split, {}).get(c, 0) for c in classes] for stage in ("before", "after")}
         _bars(ax, classes, series, STAGE_COLORS)
-        ax.set_title(f"{split}: samples per class (before: as scanned; after: kept, with repeats and augmented)",
+        ax.set_title(f"{_name(split)}: samples per class (before: as scanned; after: kept, with repeats and augmented)",
                      loc="left", fontsize=9)
         if i == 0:
             ax.legend(fontsize=8, frameon=False)
     return _png(fig)
 
 
+@_literal
 def imbalance(ratios: dict[str, dict[str, float]]) -> bytes:
     """Largest / smallest class, per split and overall, before and after."""
     groups = list(dict.fromkeys([*ratios["before"], *ratios["after"]]))
@@ -98,6 +127,7 @@ def imbalance(ratios: dict[str, dict[str, float]]) -> bytes:
     return _png(fig)
 
 
+@_literal
 def issues(rows: list[dict[str, Any]]) -> bytes:
     """Findings per check, coloured by severity."""
     if not rows:
@@ -118,6 +148,7 @@ def issues(rows: list[dict[str, Any]]) -> bytes:
     return _png(fig)
 
 
+@_literal
 def duplicates(by_kind: dict[str, dict[str, int]]) -> bytes:
     """Clusters, images in them and images dropped, per kind of match."""
     if not by_kind:
@@ -146,6 +177,7 @@ def _thumbnail(data: bytes | None) -> np.ndarray:
     return np.asarray(tile)
 
 
+@_literal
 def duplicate_examples(examples: list[dict[str, Any]], read: Callable[[str], bytes | None]) -> bytes:
     """A few clusters per kind, their members side by side (the kept one first), two clusters a row
     when they are small."""
@@ -165,11 +197,12 @@ def duplicate_examples(examples: list[dict[str, Any]], read: Callable[[str], byt
             m = members[c]
             ax.imshow(_thumbnail(read(m["path"])))
             state = "kept" if m["keep"] else f"dropped, {m['distance']} bits"
-            ax.set_title(f"#{example['cluster_id']} {example['kind']}: {state}\n{m['split']}/{m['label']}",
-                         fontsize=7)
+            where = f"{_name(m['split'])}/{_name(m['label'])}"
+            ax.set_title(f"#{example['cluster_id']} {example['kind']}: {state}\n{where}", fontsize=7)
     return _png(fig)
 
 
+@_literal
 def leaks(leak_facts: dict[str, Any]) -> bytes:
     """Duplicate clusters that span splits, per pair of splits."""
     by_splits = leak_facts["by_splits"]
@@ -182,6 +215,7 @@ def leaks(leak_facts: dict[str, Any]) -> bytes:
     return _png(fig)
 
 
+@_literal
 def embedding_map(facts: dict[str, Any]) -> bytes:
     """The images' embeddings in 2-D (t-SNE), coloured by class: tight, separate clouds mean the
     classes look different to the model; a point inside another class's cloud is worth a look."""
@@ -193,15 +227,17 @@ def embedding_map(facts: dict[str, Any]) -> bytes:
     palette = [f"C{i % 10}" for i in range(len(labels))]
     for label, color in zip(labels, palette):
         pts = [(p["x"], p["y"]) for p in facts["map"] if p["label"] == label]
-        ax.scatter([x for x, _ in pts], [y for _, y in pts], s=10, color=color, label=label, alpha=0.8)
+        ax.scatter([x for x, _ in pts], [y for _, y in pts], s=10, color=color, label=_name(label), alpha=0.8)
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.set_title(f"{len(facts['map'])} of {facts['images']} images by their embeddings ({facts['model']}), "
-                 "coloured by class", loc="left", fontsize=9)
+    model = visible(facts["model"], 3 * LABEL_CHARS)
+    ax.set_title(f"{len(facts['map'])} of {facts['images']} images by their embeddings ({model}), coloured by class",
+                 loc="left", fontsize=9)
     ax.legend(fontsize=7, frameon=False, markerscale=1.5, loc="center left", bbox_to_anchor=(1.0, 0.5))
     return _png(fig)
 
 
+@_literal
 def embedding_findings(facts: dict[str, Any], read: Callable[[str], bytes | None]) -> bytes:
     """The top outliers and label suspects, as thumbnails with their label (and the suggested one)."""
     rows = [(name, facts.get(key, [])) for name, key in (("outlier", "outliers"), ("label suspect", "label_suspects"))]
@@ -215,11 +251,12 @@ def embedding_findings(facts: dict[str, Any], read: Callable[[str], bytes | None
             ax = fig.add_subplot(len(rows), cols, r * cols + c + 1)
             ax.set_axis_off()
             ax.imshow(_thumbnail(read(item["path"])))
-            said = f" -> {item['suggested']}?" if item.get("suggested") else ""
-            ax.set_title(f"{name} {item['score']:.2f}\n{item['label']}{said}", fontsize=7)
+            said = f" -> {_name(item['suggested'])}?" if item.get("suggested") else ""
+            ax.set_title(f"{name} {item['score']:.2f}\n{_name(item['label'])}{said}", fontsize=7)
     return _png(fig)
 
 
+@_literal
 def class_weights(weights: dict[str, dict[str, float]], column: str, classes: list[str]) -> bytes:
     """Class weights per scheme; the scheme in the plan's weight column is drawn strongest."""
     if not weights or not classes:
