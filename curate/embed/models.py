@@ -12,7 +12,9 @@
   `embed.mean`/`embed.std`, to features (B, D).
 - `onnx:PATH`: the same as an ONNX graph, run with onnxruntime.
 - `timm:NAME`, `open_clip:NAME[:PRETRAINED]`: those libraries' models, when their weights are in
-  the local Hugging Face cache (read with HF_HUB_OFFLINE=1).
+  the local Hugging Face cache (or torch's hub cache, for the few timm weights hosted elsewhere).
+  They load offline (`_offline`): the Hub client's offline flags are set before the library is
+  imported, and the loading thread can neither resolve a host name nor connect a socket.
 
 A model missing its library or its weights fails with one line saying what to install or where
 to put the weights. Every model returns L2-normalised float32 embeddings; `Embedder.id` names the
@@ -20,13 +22,17 @@ model and its weights (the weights' sha256), so a different model recomputes eve
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import importlib.util
 import os
+import sys
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -251,20 +257,81 @@ def _onnx(path: str, settings: Settings) -> Embedder:
     return Embedder(identify(f"onnx:{path}"), settings.size, dim, run, sha256(file))
 
 
+# Read by huggingface_hub when it is first imported (TRANSFORMERS_OFFLINE as an alias; transformers,
+# which open_clip's Hugging Face text towers use, copies huggingface_hub's flag when imported, or
+# reads TRANSFORMERS_OFFLINE itself in old versions). HF_DATASETS_OFFLINE is left alone: no loader
+# here uses `datasets`.
+HUB_OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+# Audit events (sys.audit) that reach the network: a name lookup or an outbound socket.
+NETWORK_EVENTS = frozenset({"socket.getaddrinfo", "socket.gethostbyname", "socket.gethostbyaddr",
+                            "socket.getnameinfo", "socket.connect", "socket.sendto", "socket.sendmsg"})
+_loading = threading.local()  # .offline: this thread is loading a library model
+
+
+class NetworkRefused(RuntimeError):
+    """A library reached for the network while its model was loading (see `_offline`)."""
+
+
 def _offline_hub() -> None:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never a download at runtime
+    """Put the Hugging Face Hub client offline: the environment flags, which huggingface_hub reads
+    when it is first imported, and, when it was imported already (by `datasets`, say),
+    `huggingface_hub.constants.HF_HUB_OFFLINE`, which its requests read when they are made."""
+    os.environ.update(HUB_OFFLINE)
+    if "huggingface_hub.constants" in sys.modules:
+        from huggingface_hub import constants
+
+        constants.HF_HUB_OFFLINE = True
+
+
+def _refuse_network(event: str, args: tuple[Any, ...]) -> None:
+    """Audit hook: in a thread inside `_offline`, a name lookup or an outbound socket raises."""
+    if event in NETWORK_EVENTS and getattr(_loading, "offline", False):
+        target = args[1] if event.startswith("socket.send") or event == "socket.connect" else args[0]
+        raise NetworkRefused(f"it would reach {target!r} over the network ({event})")
+
+
+@functools.cache
+def _network_guard() -> None:
+    """`_refuse_network`, added once per process (an audit hook cannot be removed)."""
+    sys.addaudithook(_refuse_network)
+
+
+@contextlib.contextmanager
+def _offline() -> Iterator[None]:
+    """While a library model is imported and loaded in this thread: the Hub client offline (for
+    good: the flags stay set), and no download by other means (torch.hub, urllib): a name lookup
+    or an outbound socket raises `NetworkRefused`. Other threads (a Dask worker's comms) are not
+    affected."""
+    _offline_hub()
+    _network_guard()
+    _loading.offline = True
+    try:
+        yield
+    finally:
+        _loading.offline = False
+
+
+def _not_loaded(model: str, how: str, exc: Exception) -> CurateError:
+    """The one-line error for a library model that did not load offline: the library's reason
+    (its first line) and where the weights go."""
+    from huggingface_hub import constants
+    from torch.hub import get_dir
+
+    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    reason = reason if len(reason) <= 300 else f"{reason[:297]}..."
+    return CurateError(f"embed.model={model}: not loaded ({reason}); curate never downloads a model: put its "
+                       f"weights in the Hugging Face cache ({constants.HF_HUB_CACHE}) or torch's hub cache "
+                       f"({get_dir()}) (e.g. run {how} where a network is reachable) and retry")
 
 
 @loader("timm")
 def _timm(name: str, settings: Settings) -> Embedder:
-    import timm
-    _offline_hub()
-    try:
-        model = timm.create_model(name, pretrained=True, num_classes=0)
-    except Exception as exc:  # noqa: BLE001  (timm raises several kinds for a missing file)
-        raise CurateError(f"embed.model=timm:{name}: its weights are not in the local Hugging Face cache "
-                          f"(~/.cache/huggingface/hub); put them there (e.g. run timm.create_model({name!r}, "
-                          "pretrained=True) where a network is reachable) and retry") from exc
+    with _offline():
+        import timm
+        try:
+            model = timm.create_model(name, pretrained=True, num_classes=0)
+        except Exception as exc:  # noqa: BLE001  (timm raises several kinds for a missing file)
+            raise _not_loaded(f"timm:{name}", f"timm.create_model({name!r}, pretrained=True)", exc) from exc
     config = model.pretrained_cfg
     size = int(config.get("input_size", (3, settings.size, settings.size))[-1])
     run = _torch_runner(model, settings, tuple(config.get("mean", IMAGENET_MEAN)),
@@ -274,14 +341,14 @@ def _timm(name: str, settings: Settings) -> Embedder:
 
 @loader("open_clip")
 def _open_clip(spec: str, settings: Settings) -> Embedder:
-    import open_clip
-    _offline_hub()
     name, _, pretrained = spec.partition(":")
-    try:
-        model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=pretrained or None)
-    except Exception as exc:  # noqa: BLE001  (open_clip raises several kinds for a missing file)
-        raise CurateError(f"embed.model=open_clip:{spec}: its weights are not in the local Hugging Face cache "
-                          "(~/.cache/huggingface/hub); put them there and retry") from exc
+    with _offline():
+        import open_clip
+        try:
+            model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=pretrained or None)
+        except Exception as exc:  # noqa: BLE001  (open_clip raises several kinds for a missing file)
+            how = f"open_clip.create_model_and_transforms({name!r}, pretrained={pretrained or None!r})"
+            raise _not_loaded(f"open_clip:{spec}", how, exc) from exc
     size = int(model.visual.image_size[0] if isinstance(model.visual.image_size, tuple) else model.visual.image_size)
     mean = tuple(getattr(model.visual, "image_mean", None) or open_clip.OPENAI_DATASET_MEAN)
     std = tuple(getattr(model.visual, "image_std", None) or open_clip.OPENAI_DATASET_STD)
