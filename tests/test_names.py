@@ -6,6 +6,8 @@ folders and file names are all of these runs every stage (embed, semantic dedup,
 shard, augment, publish into a throwaway FiftyOne database, report) and accounts for every
 image; a hypothesis part runs scan + report over generated names; `curate quarantine --copy`
 lists an unreadable, a vanished and a too-long file as not copied, with why, and copies the rest.
+Two faults this found outside the report and quarantine are strict xfails until fixed: names
+printed raw on the terminal (curate/console.py) and publish's map of 3..50 embedded images.
 """
 from __future__ import annotations
 
@@ -63,17 +65,17 @@ PER_CLASS = 4  # 56 images: publish's embedding map needs more than 50 (see test
 HIDDEN = "\x01\x1b\x7f\t\r\u202e\u2066"  # no name may reach a terminal with these in it
 
 
-def hostile_tree(src: Path) -> list[str]:
-    """Write PER_CLASS generated JPEGs into every class of CLASSES (file names from FILES; the first
-    of every second class a byte copy of the first of the class before); return their paths
+def hostile_tree(src: Path, per_class: int = PER_CLASS) -> list[str]:
+    """Write `per_class` generated JPEGs into every class of CLASSES (file names from FILES; the
+    first of every second class a byte copy of the first of the class before); return their paths
     relative to src (POSIX)."""
     paths = []
     for i, cls in enumerate(CLASSES):
         folder = Path(cls, *DEEP) if cls == "deep" else Path(cls)
-        for j in range(PER_CLASS):
-            k = i * PER_CLASS + j
+        for j in range(per_class):
+            k = i * per_class + j
             rel = folder / FILES[k % len(FILES)]
-            seed = k - PER_CLASS if i % 2 and j == 0 else k  # a copy of the class before's first: a conflict
+            seed = k - per_class if i % 2 and j == 0 else k  # a copy of the class before's first: a conflict
             write(src / rel, encode(photo_like(seed, (64, 48))))
             paths.append(rel.as_posix())
     return paths
@@ -148,6 +150,20 @@ def test_every_stage_over_hostile_names(fodb, tmp_path):
     assert sorted(ws.read_json("dataset.json")["report"]["classes"]) == sorted(CLASSES)
     published = ws.read_json("runs/publish.json")["summary"]
     assert published["samples"] == len(paths) + len(augmented)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, raises=ValueError,
+                   reason="curate/publish/brain.py index_embeddings: t-SNE's PCA step asks for 50 components, "
+                          "more than 3..50 embedded images have (sklearn ValueError n_components=50 must be "
+                          "between 1 and min(n_samples, n_features)); pass pca_dims=min(50, len(matrix) - 1)")
+def test_publish_of_fewer_than_51_embedded_images(fodb, tmp_path):
+    src, out = tmp_path / "src", tmp_path / "out"
+    paths = hostile_tree(src, per_class=2)  # 28 images: what the first run of this fuzz had
+    cfg = from_dict({"engine": {"workers": 1}, "embed": {"device": "cpu"}, "publish": {"name": "curate-test-few"}})
+    for stage in ("scan", "embed", "publish"):
+        summary = run_stage(stage, str(src), str(out), cfg)
+    assert summary.samples == len(paths)
 
 
 # --- generated names: scan + report ---------------------------------------------------------------
