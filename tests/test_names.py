@@ -295,8 +295,10 @@ def test_quarantine_copy_with_unreadable_vanished_and_too_long_files(tmp_path):
     assert {p: p.read_bytes() for p in src.rglob("*") if p.is_file()} == {
         p: b for p, b in before.items() if p.name != "new\nline.jpg"}
 
-    unwritable = curate("quarantine", str(out), "--to", str(locked / "q"), "--copy")  # a file, not a folder
-    assert unwritable.returncode == 2 and unwritable.stderr.startswith("error: ") and clean(unwritable)
+    (tmp_path / "a-file").write_text("")
+    unwritable = curate("quarantine", str(out), "--to", str(tmp_path / "a-file" / "q"), "--copy")  # not a folder
+    assert unwritable.returncode == 2 and clean(unwritable)
+    assert unwritable.stderr.startswith(f"error: cannot write {tmp_path / 'a-file' / 'q'}: Not a directory")
     assert unwritable.stderr.count("\n") == 1
 
 
