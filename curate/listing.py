@@ -44,7 +44,8 @@ def _walk_local(root: str, follow_symlinks: bool) -> list[SourceFile]:
     tree) are skipped unless `follow_symlinks`; followed, a link whose target is outside the root
     becomes an entry with the error `outside_source` (SRC's bytes only ever come from SRC); a folder
     is entered once however many links reach it, so link loops end; a folder or file that cannot
-    be read becomes an entry with an error."""
+    be read, or whose name is not UTF-8, becomes an entry with an error (`unreadable`, the name's
+    bytes escaped)."""
     found: list[SourceFile] = []
     real_root = os.path.realpath(root)
     seen_dirs: set[str] = {real_root}
@@ -59,6 +60,10 @@ def _walk_local(root: str, follow_symlinks: bool) -> list[SourceFile]:
             continue
         for entry in entries:
             rel = os.path.relpath(entry.path, root).replace(os.sep, "/")
+            if not _is_utf8(rel):
+                found.append(SourceFile(rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace"),
+                                        0, 0.0, error="its name is not UTF-8: rename it to read it"))
+                continue
             try:
                 if entry.is_symlink():
                     if not follow_symlinks:
@@ -80,6 +85,16 @@ def _walk_local(root: str, follow_symlinks: bool) -> list[SourceFile]:
             elif stat.S_ISREG(st.st_mode):
                 found.append(SourceFile(rel, st.st_size, st.st_mtime))
     return found
+
+
+def _is_utf8(name: str) -> bool:
+    """Whether a name from the file system decodes as UTF-8 (else Python carries its bytes as
+    surrogate escapes, which no Parquet string or manifest path can hold)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _walk_fsspec(fs: fsspec.AbstractFileSystem, root: str) -> list[SourceFile]:

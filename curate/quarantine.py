@@ -5,13 +5,14 @@ copied, not_copied_because) and, with `copy=True`, copies of the files under `DI
 Sources stay untouched.
 
 A file that cannot be copied is a row, not a failure: `copied` says "no" and
-`not_copied_because` why ("unreadable: Permission denied", "vanished: no longer in SRC", a path
-too long under DIR), and a warning line names it; the other files are copied and the command
-succeeds. Quarantine exists to set bad files aside, and a file that cannot be read is one of
-them: leaving it where it is, recorded, is the expected outcome, so it does not make the command
-fail. A fault of DIR itself (full, read-only, not a folder) stops the command with one line (exit
-2): no copy can be trusted then. Every file (the copies and the CSV) is written under a short
-temporary name in its folder and renamed, so DIR never holds a partial file.
+`not_copied_because` why ("unreadable: Permission denied", "vanished: no longer in SRC",
+"outside_source: ..." for a path that now leads out of SRC through a link, a path too long under
+DIR), and a warning line names it; the other files are copied and the command succeeds.
+Quarantine exists to set bad files aside, and a file that cannot be read is one of them: leaving
+it where it is, recorded, is the expected outcome, so it does not make the command fail. A fault
+of DIR itself (full, read-only, not a folder) stops the command with one line (exit 2): no copy
+can be trusted then. Every file (the copies and the CSV) is written under a short temporary name
+in its folder and renamed, so DIR never holds a partial file.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import io
 import logging
 import os
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
 
@@ -33,7 +35,7 @@ from curate.codes import ErrorCode
 from curate.config import Config
 from curate.errors import CurateError
 from curate.schema import ISSUES
-from curate.source import Source
+from curate.source import OutsideSource, Source, refuse_overlap
 from curate.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -58,9 +60,19 @@ def excluded_issues(out: str, cfg: Config) -> dict[str, list[dict]]:
     return by_path
 
 
-def quarantine(out: str, to: str, cfg: Config, copy: bool = False) -> int:
-    """Write the quarantine list for OUT into `to` (and, with `copy`, the copies); return the
-    number of files listed. See the module doc for what a file that cannot be copied becomes."""
+@dataclass(frozen=True)
+class Quarantined:
+    """What `quarantine` did: files listed, and of them not copied (with `copy`)."""
+
+    listed: int
+    not_copied: int
+
+
+def quarantine(out: str, to: str, cfg: Config, copy: bool = False) -> Quarantined:
+    """Write the quarantine list for OUT into `to` (and, with `copy`, the copies). `to` may not
+    overlap SRC (one line, exit 2, before anything is written). See the module doc for what a
+    file that cannot be copied becomes."""
+    refuse_overlap(lineage.recorded_source(Workspace(out)), to, "--to")
     by_path = excluded_issues(out, cfg)
     dest = Path(to)
     try:
@@ -86,7 +98,7 @@ def quarantine(out: str, to: str, cfg: Config, copy: bool = False) -> int:
         raise _unwritable(dest / "quarantine.csv", exc) from exc
     if missed:
         log.warning("%d of %d listed files were not copied: quarantine.csv says why", missed, len(by_path))
-    return len(by_path)
+    return Quarantined(len(by_path), missed)
 
 
 def _copy(source: Source, rel: str, target: Path) -> str | None:
@@ -107,7 +119,10 @@ def _copy(source: Source, rel: str, target: Path) -> str | None:
 def _open(source: Source, rel: str) -> BinaryIO:
     """SRC's `rel`, open for reading; NotCopied when it is gone or cannot be opened."""
     try:
+        source.refuse_outside(rel)
         return source.open(rel)
+    except OutsideSource as exc:
+        raise NotCopied(f"{ErrorCode.OUTSIDE_SOURCE.value}: {exc}") from exc
     except FileNotFoundError as exc:
         raise NotCopied(f"{ErrorCode.VANISHED.value}: no longer in SRC") from exc
     except OSError as exc:

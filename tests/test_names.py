@@ -6,9 +6,8 @@ folders and file names are all of these runs every stage (embed, semantic dedup,
 shard, augment, publish into a throwaway FiftyOne database, report) and accounts for every
 image; a hypothesis part runs scan + report over generated names; `curate quarantine --copy`
 lists an unreadable, a vanished and a too-long file as not copied, with why, and copies the rest.
-Three faults this found outside the report and quarantine are strict xfails until fixed: names
-printed raw on the terminal (curate/console.py), a file name that is not UTF-8 (curate/scan.py,
-curate/listing.py) and publish's map of 3..50 embedded images (curate/publish/brain.py).
+It also holds the regressions of three faults it found: names printed raw on the terminal, a file
+name that is not UTF-8, and publish's map of 3..50 embedded images.
 """
 from __future__ import annotations
 
@@ -29,8 +28,8 @@ from hypothesis import strategies as st
 
 from curate.config import from_dict
 from curate.pipeline import run_stage
-from curate.report.text import visible
 from curate.schema import MANIFEST, PLAN, SPLITS
+from curate.view import visible
 from curate.workspace import Workspace
 
 from conftest import encode, photo_like, write
@@ -155,10 +154,6 @@ def test_every_stage_over_hostile_names(fodb, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, raises=ValueError,
-                   reason="curate/publish/brain.py index_embeddings: t-SNE's PCA step asks for 50 components, "
-                          "more than 3..50 embedded images have (sklearn ValueError n_components=50 must be "
-                          "between 1 and min(n_samples, n_features)); pass pca_dims=min(50, len(matrix) - 1)")
 def test_publish_of_fewer_than_51_embedded_images(fodb, tmp_path):
     src, out = tmp_path / "src", tmp_path / "out"
     paths = hostile_tree(src, per_class=2)  # 28 images: what the first run of this fuzz had
@@ -168,10 +163,6 @@ def test_publish_of_fewer_than_51_embedded_images(fodb, tmp_path):
     assert summary.samples == len(paths)
 
 
-@pytest.mark.xfail(strict=True, reason="curate/scan.py _listing_key (then the manifest's string columns) encodes "
-                                       "paths as UTF-8: a file name that is not UTF-8 is a UnicodeEncodeError "
-                                       "traceback; curate/listing.py should make it a row (error_code unreadable, "
-                                       "path with the bytes escaped)")
 def test_a_name_that_is_not_utf8_is_a_row(tmp_path):
     src, out = tmp_path / "src", tmp_path / "out"
     write(src / "ok" / "a.jpg", encode(photo_like(1)))
@@ -302,10 +293,6 @@ def test_quarantine_copy_with_unreadable_vanished_and_too_long_files(tmp_path):
     assert unwritable.stderr.count("\n") == 1
 
 
-@pytest.mark.xfail(strict=True, reason="curate/console.py prints names raw: a class's terminal escape and bidi "
-                                       "marks reach the user's terminal (scan's and rebalance's class tables, "
-                                       "dedup's examples); the fix is to render every cell through the report's "
-                                       "visible()")
 def test_terminal_views_show_hidden_characters_escaped(tmp_path):
     src, out = tmp_path / "src", tmp_path / "out"
     image = encode(photo_like(1))

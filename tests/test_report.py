@@ -26,8 +26,8 @@ from curate.report.page import render_page
 from curate.report.plots import STAGE_COLORS
 from curate.report.stage import make_plots, source_reader
 from curate.report.stage import report as run_report
-from curate.report.text import visible
 from curate.schema import ISSUES
+from curate.view import visible
 from curate.workspace import Workspace
 
 from conftest import SAMPLE

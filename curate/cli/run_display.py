@@ -13,9 +13,9 @@ import contextlib
 from typing import Iterator
 
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
+from curate.console import shown
 from curate.progress import Advance
 from curate.view import View
 
@@ -40,7 +40,7 @@ class RunDisplay:
     def __exit__(self, *exc: object) -> None:
         self.progress.stop()
         for line in self.next:
-            self.console.print(escape(line), soft_wrap=True)
+            self.console.print(shown(line), soft_wrap=True)
 
     def _number(self, name: str) -> str:
         return f"[{self.stages.index(name) + 1}/{len(self.stages)}]"
@@ -53,7 +53,7 @@ class RunDisplay:
         if self.row is not None:
             self.progress.remove_task(self.row)
             self.row = None
-        self.progress.console.print(f"{self._number(view.stage)} [bold]{view.stage}[/bold]: {escape(view.headline)}",
+        self.progress.console.print(f"{self._number(view.stage)} [bold]{view.stage}[/bold]: {shown(view.headline)}",
                                     soft_wrap=True)
         self.next += view.next
 
@@ -65,7 +65,7 @@ class RunDisplay:
 
     @contextlib.contextmanager
     def task(self, label: str, total: int) -> Iterator[Advance]:
-        bar = self.progress.add_task(escape(f"{self._number(self.current)} {label}"), total=total)
+        bar = self.progress.add_task(shown(f"{self._number(self.current)} {label}"), total=total)
         try:
             yield lambda n: self.progress.advance(bar, n)
         finally:

@@ -53,14 +53,11 @@ def checks() -> None:
 @config_option
 def quarantine(out: str, to: str, copy: bool, config_path: str | None) -> None:
     """List the files that validation excludes, with reasons; sources stay untouched."""
-    from curate import lineage
     from curate.quarantine import quarantine as run_quarantine
-    from curate.source import refuse_overlap
-    from curate.workspace import Workspace
 
-    refuse_overlap(lineage.recorded_source(Workspace(out)), to, "--to")
-    n = run_quarantine(out, to, config_mod.load_config(config_path), copy=copy)
-    click.echo(f"{n} files listed in {to}/quarantine.csv" + (f", copied under {to}/files/" if copy else ""))
+    done = run_quarantine(out, to, config_mod.load_config(config_path), copy=copy)
+    copied = f", {done.listed - done.not_copied} of them copied under {to}/files/" if copy else ""
+    click.echo(f"{done.listed} files listed in {to}/quarantine.csv{copied}")
 
 
 @click.command()

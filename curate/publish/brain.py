@@ -49,7 +49,9 @@ def index_embeddings(ds: Any, ws: Workspace, done: dict[str, Any]) -> dict[str, 
     if len(matrix) < 3:
         return {"version": version, "points": int(len(matrix))}
     method = map_method(len(matrix))
-    options: dict[str, Any] = {"perplexity": min(30.0, (len(matrix) - 1) / 3)} if method == "tsne" else {}
+    options: dict[str, Any] = {}
+    if method == "tsne":  # FiftyOne's t-SNE first reduces to 50 dimensions by PCA: no more than there are points
+        options = {"perplexity": min(30.0, (len(matrix) - 1) / 3), "pca_dims": min(50, len(matrix) - 1)}
     fob.compute_visualization(view, embeddings=matrix, method=method, brain_key=MAP_KEY, num_dims=2, seed=0,
                               progress=False, **options)
     fob.compute_similarity(view, embeddings=matrix, backend="sklearn", brain_key=SIMILARITY_KEY, progress=False)

@@ -1,13 +1,13 @@
 """The report page: one self-contained HTML file (plots inlined as base64 PNG, no scripts, no
 links to fetch), readable offline and in a headless browser. Every name and value on it goes
-through `_e`: hidden characters made visible (`curate.report.text.visible`), then HTML-escaped."""
+through `_e`: hidden characters made visible (`curate.view.visible`), then HTML-escaped."""
 from __future__ import annotations
 
 import base64
 import html
 from typing import Any
 
-from curate.report.text import visible
+from curate.view import visible
 
 STYLE = """
 body { font-family: -apple-system, "Segoe UI", "DejaVu Sans", sans-serif; margin: 24px auto; max-width: 1000px;

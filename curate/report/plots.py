@@ -2,7 +2,7 @@
 
 Every function takes plain data from `curate.report.facts` and returns PNG bytes; with nothing
 to show, the figure says so rather than being left out. Names (classes, splits, the model) are
-drawn literally: through `curate.report.text.visible`, cut to LABEL_CHARS, with matplotlib's
+drawn literally: through `curate.view.visible`, cut to LABEL_CHARS, with matplotlib's
 math text and TeX off (`_literal`), so a `$` in a class name is a dollar sign, not a formula.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 from PIL import Image, ImageOps
 
-from curate.report.text import visible
+from curate.view import visible
 
 DPI = 100
 WIDTH = 8.0
