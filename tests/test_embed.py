@@ -136,6 +136,7 @@ def test_onnxruntime_and_torch_give_the_same_embeddings(tmp_path):
     (["--model", "torchscript:/nowhere.pt"], "embed.model='torchscript:/nowhere.pt': no such file"),
     (["--device", "tpu"], "embed.device='tpu' is not allowed"),
     (["--runtime", "onnxruntime", "--precision", "bf16"], "embed.runtime=onnxruntime runs efficientnet-lite0 in fp32"),
+    (["--model", "open_clip:ViT-B-32"], "embed.model='open_clip:ViT-B-32' names no weights"),
 ])
 def test_cli_mistakes_are_one_line(embedded, runner, args, message):
     result = runner.invoke(main, ["embed", str(embedded), *args])

@@ -117,8 +117,9 @@ def test_each_installed_model_kind_embeds_with_the_network_cut_off(scanned, tmp_
     assert np.allclose(np.linalg.norm(got.vectors, axis=1), 1.0, atol=1e-2)
 
 
-@pytest.mark.parametrize("model, library", [("timm:test_vit.r160_in1k", "timm"),
-                                            ("open_clip:ViT-B-32:laion2b_s34b_b79k", "open_clip")])
+@pytest.mark.parametrize("model, library", [
+    ("timm:test_vit.r160_in1k", "timm"), ("open_clip:ViT-B-32:laion2b_s34b_b79k", "open_clip"),
+    ("open_clip:hf-hub:laion/CLIP-ViT-B-32-laion2B-s34B-b79K", "open_clip")])
 def test_a_library_model_without_cached_weights_fails_in_one_line_without_reaching_the_network(
         scanned, tmp_path, model, library):
     pytest.importorskip(library)
@@ -131,6 +132,17 @@ def test_a_library_model_without_cached_weights_fails_in_one_line_without_reachi
     assert f"put its weights in the Hugging Face cache ({tmp_path / 'hf' / 'hub'})" in errors[0]
     assert network == ""
     assert not (out / "embeddings").exists()
+
+
+def test_a_timm_model_without_pretrained_weights_is_refused_not_run_with_random_ones(scanned, tmp_path):
+    pytest.importorskip("timm")
+    out = tmp_path / "out"
+    shutil.copytree(scanned, out)
+    run, network = offline(["embed", str(out), "--model", "timm:test_mambaout"], tmp_path)
+    assert run.returncode == 2, run.stderr[-3000:]
+    # timm refuses it (since 0.9); curate says so in its one line
+    assert "error: embed.model=timm:test_mambaout: not loaded (No pretrained weights exist for" in run.stderr
+    assert network == "" and not (out / "embeddings").exists()
 
 
 # huggingface_hub imported before a model loads (as `datasets` or a library model's own import

@@ -11,8 +11,9 @@
 - `torchscript:PATH`: a TorchScript module mapping float images (B, 3, S, S), normalised with
   `embed.mean`/`embed.std`, to features (B, D).
 - `onnx:PATH`: the same as an ONNX graph, run with onnxruntime.
-- `timm:NAME`, `open_clip:NAME[:PRETRAINED]`: those libraries' models, when their weights are in
-  the local Hugging Face cache (or torch's hub cache, for the few timm weights hosted elsewhere).
+- `timm:NAME`, `open_clip:NAME:PRETRAINED` (or `open_clip:hf-hub:ORG/REPO`): those libraries'
+  pretrained models (never one with random weights), when their weights are in the local Hugging
+  Face cache (or torch's hub cache, for the few timm weights hosted elsewhere).
   They load offline (`_offline`): the Hub client's offline flags are set before the library is
   imported, and the loading thread can neither resolve a host name nor connect a socket.
 
@@ -107,13 +108,16 @@ LIBRARIES = {"onnx": ("onnxruntime", "onnxruntime"), "timm": ("timm", "timm"),
 
 
 def check(model: str) -> None:
-    """Reject, before any work, a model name no loader knows, a missing model file, or a model
-    whose library is not installed."""
+    """Reject, before any work, a model name no loader knows, a missing model file, an open_clip
+    model without its weights' tag, or a model whose library is not installed."""
     kind, _, arg = model.partition(":")
     if kind not in LOADERS.names():
         load(Settings(model, "cpu", 224, 0))  # raises the one-line message
     if kind in ("torchscript", "onnx") and not Path(arg).is_file():
         raise ConfigError(f"embed.model={model!r}: no such file")
+    if kind == "open_clip" and _open_clip_spec(arg)[1] == "":
+        raise ConfigError(f"embed.model={model!r} names no weights (open_clip would make random ones): use open_clip:"
+                          "NAME:PRETRAINED (open_clip.list_pretrained() lists them) or open_clip:hf-hub:ORG/REPO")
     module, package = LIBRARIES.get(kind, (None, None))
     if module and importlib.util.find_spec(module) is None:
         raise CurateError(f"embed.model={kind}:... needs {package}: pip install {package}")
@@ -339,15 +343,24 @@ def _timm(name: str, settings: Settings) -> Embedder:
     return Embedder(identify(f"timm:{name}"), size, int(model.num_features), run)
 
 
+def _open_clip_spec(spec: str) -> tuple[str, str | None]:
+    """`NAME:PRETRAINED` -> (NAME, PRETRAINED); `hf-hub:ORG/REPO` (model and weights from that
+    repository) -> (itself, None); the second is "" when `spec` names no weights."""
+    if spec.startswith("hf-hub:"):
+        return spec, None
+    name, _, pretrained = spec.partition(":")
+    return name, pretrained
+
+
 @loader("open_clip")
 def _open_clip(spec: str, settings: Settings) -> Embedder:
-    name, _, pretrained = spec.partition(":")
+    name, pretrained = _open_clip_spec(spec)
     with _offline():
         import open_clip
         try:
-            model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=pretrained or None)
+            model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=pretrained)
         except Exception as exc:  # noqa: BLE001  (open_clip raises several kinds for a missing file)
-            how = f"open_clip.create_model_and_transforms({name!r}, pretrained={pretrained or None!r})"
+            how = f"open_clip.create_model_and_transforms({name!r}, pretrained={pretrained!r})"
             raise _not_loaded(f"open_clip:{spec}", how, exc) from exc
     size = int(model.visual.image_size[0] if isinstance(model.visual.image_size, tuple) else model.visual.image_size)
     mean = tuple(getattr(model.visual, "image_mean", None) or open_clip.OPENAI_DATASET_MEAN)
