@@ -111,7 +111,7 @@ stage(StageSpec(
     "embed", "Embed every ok image with an image model (offline weights); writes OUT/embeddings/.",
     "curate.embed.stage:embed", check="curate.embed.stage:resolve", requires=(MANIFEST,), uses=(EMBEDDINGS,),
     writes=(EMBEDDINGS,), default=False, options=(
-        Option("--model", "efficientnet-lite0 | torchscript:PATH | onnx:PATH | timm:NAME | open_clip:NAME",
+        Option("--model", "efficientnet-lite0 | torchscript:PATH | onnx:PATH | timm:NAME | open_clip:NAME:PRETRAINED",
                "embed.model"),
         Option("--device", "auto (cuda when present) | cpu | cuda | cuda:N", "embed.device"),
         Option("--batch", "images per batch through the model", "embed.batch_size", int),
