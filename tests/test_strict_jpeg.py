@@ -6,7 +6,7 @@ import io
 import numpy as np
 import pytest
 from integrity_corpus import cut_scan, encode
-from PIL import Image
+from PIL import Image, ImageCms
 
 from curate.imaging import strict_jpeg
 from curate.imaging.probe import probe
@@ -17,7 +17,7 @@ ENCODINGS = {"420": {}, "444": {"subsampling": 0}, "progressive": {"progressive"
              "restart": {"restart_marker_blocks": 2}}
 
 
-@pytest.mark.parametrize("mode", ["RGB", "L"])
+@pytest.mark.parametrize("mode", ["RGB", "L", "CMYK"])
 @pytest.mark.parametrize("encoding", sorted(ENCODINGS))
 def test_pixels_are_pillows_at_every_draft_scale(mode, encoding):
     """Thumbnails, hashes and sharpness stay what Pillow's decode gave before this path existed."""
@@ -54,3 +54,20 @@ def test_a_header_turbojpeg_does_not_handle_is_decoded_by_pillow():
     assert strict_jpeg.decode(bytes(data), "RGB", 96, 64, 1) is None
     facts, thumb = probe(bytes(data))
     assert facts["status"] == "ok" and thumb is not None
+
+
+def test_cmyk_jpegs_are_decoded_strictly_with_their_icc_profile():
+    """CMYK files cut inside a scan are corrupt (Pillow decodes them without a word); a clean one
+    keeps the ICC profile that converts it for display."""
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    cmyk = photo_like(14, (160, 120)).convert("CMYK")
+    clean = encode(cmyk, "JPEG", quality=90, icc_profile=profile)
+    got = strict_jpeg.decode(clean, "CMYK", 160, 120, 1)
+    assert got is not None and got.info["icc_profile"] == profile
+    prog = encode(cmyk, "JPEG", quality=90, progressive=True)
+    for cut in (cut_scan(clean, 0.5) + b"\xff\xd9", cut_scan(prog, 0.5, True) + b"\xff\xd9"):
+        with Image.open(io.BytesIO(cut)) as im:
+            im.load()
+        facts, _ = probe(cut)
+        assert (facts["error_code"], facts["error_message"]) == ("corrupt", "libjpeg: Corrupt JPEG data: premature "
+                                                                            "end of data segment")

@@ -13,19 +13,21 @@ reduced DCT scale as Pillow's `draft` (the pixels are identical to Pillow's at 1
   which decide); after entropy-coded data the decoder has fallen out of step with it (corrupt);
 * anything else ("premature end of data segment", "bad Huffman table", ...): corrupt.
 
-Only 8-bit RGB and greyscale JPEGs take this path; CMYK, and the rare files whose header
-TurboJPEG does not handle (unusual sampling factors or colourspaces), keep Pillow's decode and
-the structure checks.
+8-bit RGB, greyscale and CMYK JPEGs take this path (CMYK and YCCK files come out of libjpeg
+as stored; Pillow reads them with Adobe's inverted convention, and so does this decode); the rare
+files whose header TurboJPEG does not handle (unusual sampling factors or colourspaces) keep
+Pillow's decode and the structure checks.
 """
 from __future__ import annotations
 
+import io
 import re
 
 import numpy as np
 import simplejpeg
 from PIL import Image
 
-_COLORSPACES = {"RGB": "RGB", "L": "GRAY"}
+_COLORSPACES = {"RGB": "RGB", "L": "GRAY", "CMYK": "CMYK"}
 _EXTRANEOUS = re.compile(r"extraneous bytes before marker")
 _TRUNCATED = "Premature end of JPEG file"
 # what TurboJPEG says of a header it does not handle (colourspace, sampling, precision, process):
@@ -53,13 +55,14 @@ def draft_scale(width: int, height: int, decode_size: int) -> int:
 
 
 def decodable(im: Image.Image) -> bool:
-    """Whether this opened JPEG takes the strict path (8-bit RGB or greyscale)."""
+    """Whether this opened JPEG takes the strict path (8-bit RGB, greyscale or CMYK)."""
     return im.format == "JPEG" and im.mode in _COLORSPACES
 
 
 def decode(data: bytes, mode: str, width: int, height: int, scale: int, *, strict: bool = True) -> Image.Image | None:
-    """The JPEG's pixels at 1/`scale` in Pillow's `mode` ("RGB" or "L"); None where TurboJPEG
-    cannot read its header (the caller decodes with Pillow). Raises `JpegDamage` in strict mode."""
+    """The JPEG's pixels at 1/`scale` in Pillow's `mode` ("RGB", "L" or "CMYK"); None where TurboJPEG
+    cannot read its header (the caller decodes with Pillow). Raises `JpegDamage` in strict mode.
+    A CMYK image carries the header's `info` (its ICC profile converts it for display)."""
     try:
         pixels = simplejpeg.decode_jpeg(data, _COLORSPACES[mode], strict=strict,
                                         min_width=-(-width // scale), min_height=-(-height // scale))
@@ -67,4 +70,11 @@ def decode(data: bytes, mode: str, width: int, height: int, scale: int, *, stric
         if any(words in str(exc) for words in _NOT_FOR_TURBOJPEG):
             return None
         raise JpegDamage(str(exc)) from None
-    return Image.fromarray(pixels[..., 0] if mode == "L" else np.ascontiguousarray(pixels), mode)
+    if mode == "L":
+        return Image.fromarray(pixels[..., 0], mode)
+    if mode == "RGB":
+        return Image.fromarray(np.ascontiguousarray(pixels), mode)
+    image = Image.fromarray(np.subtract(255, pixels, dtype=np.uint8), mode)  # Adobe's inverted CMYK, as Pillow reads it
+    with Image.open(io.BytesIO(data)) as header:
+        image.info = dict(header.info)
+    return image

@@ -8,14 +8,20 @@ use it) does:
   given file".
 - `gif.trailer` (error) no trailer (0x3B) after the last block. giflib: reads past the end: "Failed to read from
   given file".
-- `gif.lzw` (error) LZW minimum code size outside 2-8. giflib: "Image is defective".
+- `gif.lzw` (error) LZW minimum code size outside 2-8, or a later frame's LZW data that does not decode (invalid
+  codes, or the data ends before the frame is complete). giflib: "Image is defective" / "Image EOF detected
+  before image complete" (DGifSlurp reads every frame).
 - `gif.frame` (error) a frame outside the logical screen. giflib: `gif2rgb`: "Image N is not confined to screen
   dimension, aborted" (Pillow and browsers clip it).
 
-Only frame 0's LZW data is decoded (by Pillow, which rejects a broken code stream); later
-frames' LZW data is walked as sub-blocks, not decoded.
+Frame 0's LZW data is decoded by the scan (Pillow rejects a broken code stream); an animation's
+later frames are decoded here, by Pillow, once the block walk finds nothing wrong: a broken later
+frame is what giflib (and TensorFlow's decode_gif) refuse the whole file for. That costs one
+decode per later frame, for animated GIFs only.
 """
 from __future__ import annotations
+
+import io
 
 from PIL import Image
 
@@ -33,6 +39,18 @@ def _sub_blocks(data: bytes, i: int) -> int:
     return -1
 
 
+def _later_frames(data: bytes, starts: list[int]) -> list[Finding]:
+    """`gif.lzw` for the first frame after frame 0 whose LZW data Pillow cannot decode."""
+    with Image.open(io.BytesIO(data)) as im:
+        for k in range(1, len(starts)):
+            try:
+                im.seek(k)
+                im.load()
+            except (OSError, EOFError, ValueError, SyntaxError, IndexError) as exc:
+                return [Finding("gif.lzw", f"frame {k}", starts[k], f"LZW data does not decode ({exc})", True)]
+    return []
+
+
 def check(data: bytes, decoded: Image.Image) -> list[Finding]:
     """Walk every block of a GIF once; see the module doc for the rules."""
     if data[:6] not in (b"GIF87a", b"GIF89a") or len(data) < 13:
@@ -40,7 +58,8 @@ def check(data: bytes, decoded: Image.Image) -> list[Finding]:
     findings: list[Finding] = []
     screen_w, screen_h = int.from_bytes(data[6:8], "little"), int.from_bytes(data[8:10], "little")
     i = 13 + (3 << ((data[10] & 7) + 1) if data[10] & 0x80 else 0)
-    n, frame = len(data), 0
+    n = len(data)
+    starts: list[int] = []  # each frame's image descriptor
     while True:
         if i >= n:
             findings.append(Finding("gif.trailer", "trailer", n, "no trailer (0x3B): the file ends after the "
@@ -53,7 +72,7 @@ def check(data: bytes, decoded: Image.Image) -> list[Finding]:
             end = _sub_blocks(data, i + 2) if i + 2 <= n else -1
             where = f"extension 0x{data[i + 1]:02X}" if i + 1 < n else "extension"
         elif kind == 0x2C:
-            where = f"frame {frame}"
+            where = f"frame {len(starts)}"
             if i + 10 > n:
                 end = -1
             else:
@@ -67,7 +86,7 @@ def check(data: bytes, decoded: Image.Image) -> list[Finding]:
                                             "(must be 2-8)", True))
                     break
                 end = _sub_blocks(data, start + 1) if start < n else -1
-            frame += 1
+            starts.append(i)
         else:
             findings.append(Finding("gif.block", f"0x{kind:02X}", i, "byte starts no GIF block", True))
             break
@@ -75,4 +94,6 @@ def check(data: bytes, decoded: Image.Image) -> list[Finding]:
             findings.append(Finding("gif.truncated", where, i, "block runs past the end of the file", True))
             break
         i = end
+    if len(starts) > 1 and not findings:
+        findings = _later_frames(data, starts)
     return findings
