@@ -155,7 +155,12 @@ def probe(data: bytes, *, decode_size: int = 256, max_pixels: int = 178_956_970,
 
     with im:
         w, h = im.size
-        facts.update(format=im.format, width=w, height=h, mode=im.mode, n_frames=getattr(im, "n_frames", 1),
+        try:  # Pillow walks every GIF frame and TIFF directory to count them: a broken later one raises
+            n_frames = getattr(im, "n_frames", 1)
+        except Exception as exc:  # noqa: BLE001  (any failure to walk the frames is damage, classified)
+            return _error(ErrorCode.CORRUPT, f"{type(exc).__name__}: {exc}", format=im.format, width=w, height=h,
+                          **facts), None
+        facts.update(format=im.format, width=w, height=h, mode=im.mode, n_frames=n_frames,
                      bit_depth=_bit_depth(im, data),
                      icc_profile=bool(im.info.get("icc_profile")),
                      has_alpha="A" in im.mode or (im.mode == "P" and "transparency" in im.info))
