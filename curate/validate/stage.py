@@ -47,7 +47,8 @@ class Settings:
 
 
 def resolve(cfg: Config) -> Settings:
-    """Check the [validate] config against the registered checks; fail with the valid names."""
+    """Check the [validate] check names against the registered checks; fail with the valid names.
+    (Severities, thresholds' types and `exclude` are checked when the config loads.)"""
     v = cfg.validate
     known = set(CHECKS.names()) | set(COLLECTION_CHECKS.names()) | set(EMBEDDING_CHECKS.names())
     for key, names in (("validate.thresholds", v.thresholds), ("validate.severities", v.severities),
@@ -55,15 +56,6 @@ def resolve(cfg: Config) -> Settings:
         unknown = sorted(set(names) - known)
         if unknown:
             raise ConfigError(f"{key}: unknown check {unknown[0]!r}; valid checks: {', '.join(sorted(known))}")
-    for name, sev in v.severities.items():
-        if sev not in {s.value for s in Severity}:
-            raise ConfigError(f"validate.severities.{name}={sev!r}; choose one of: error, warning, info")
-    bad = sorted(set(v.exclude) - {s.value for s in Severity})
-    if bad:
-        raise ConfigError(f"validate.exclude: {bad[0]!r} is not a severity; choose from: error, warning, info")
-    for name, value in v.thresholds.items():
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
-            raise ConfigError(f"validate.thresholds.{name} must be a number, got {value!r}")
     classes = None
     if v.classes:
         p = Path(v.classes)
