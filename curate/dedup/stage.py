@@ -29,6 +29,7 @@ from curate.dedup.cover import Cluster, Graph, choose_keepers, cover, kept_neigh
 from curate.dedup.measures import KIND_ORDER, Measures
 from curate.dedup.policy import CRITERIA, policy_rank
 from curate.dedup.policy import reason as policy_reason
+from curate.errors import ConfigError
 from curate.schema import DUPLICATES, MANIFEST, Status
 from curate.tables import embeddings_for
 from curate.view import Block, Table, View
@@ -61,8 +62,11 @@ class DedupSummary:
 
 
 def resolve(cfg: Config) -> None:
-    """Fail before any work on an unknown keep criterion."""
-    CRITERIA.require(cfg.dedup.keep_policy)
+    """Fail before any work on an unknown keep criterion, naming the key and the valid ones."""
+    try:
+        CRITERIA.require(cfg.dedup.keep_policy)
+    except ConfigError as exc:
+        raise ConfigError(f"dedup.keep_policy: {exc}") from exc
 
 
 @dataclass

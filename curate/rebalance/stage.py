@@ -29,6 +29,7 @@ import pyarrow.compute as pc
 
 from curate.config import Config, RebalanceConfig
 from curate.engine import dask_client, run_tasks
+from curate.errors import ConfigError
 from curate.rebalance import ranks
 from curate.rebalance.diversity import diverse_keys
 from curate.rebalance.marks import (
@@ -83,7 +84,11 @@ class RebalanceSummary:
 def resolve(cfg: Config) -> None:
     """Fail before any work on a bad strategy, split or target."""
     r = cfg.rebalance
-    STRATEGIES.get(r.strategy).check(StrategySettings(r.cap, r.floor, r.target))
+    try:
+        strategy = STRATEGIES.get(r.strategy)
+    except ConfigError as exc:
+        raise ConfigError(f"rebalance.strategy: {exc}") from exc
+    strategy.check(StrategySettings(r.cap, r.floor, r.target))
     if r.split:
         parse_ratios(r.split)
 
