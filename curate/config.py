@@ -444,11 +444,14 @@ def load_config(path: str | Path | None) -> Config:
     return from_dict(data)
 
 
+_SHORT_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r", "\b": "\\b", "\f": "\\f"}
+
+
 def _escaped(char: str) -> str:
     """A character as a TOML basic string escapes it (every non-printable one, line breaks such as
     U+0085 and U+2028 included, so that a value stays on one line)."""
-    if char in '"\\':
-        return "\\" + char
+    if char in _SHORT_ESCAPES:
+        return _SHORT_ESCAPES[char]
     return f"\\u{ord(char):04x}" if ord(char) <= 0xFFFF else f"\\U{ord(char):08x}"
 
 
