@@ -150,6 +150,11 @@ def test_a_bad_value_of_any_key_is_one_line_and_exit_2(section, f, mistake, data
     ("[publish]\nbatch_size = 1e3", "publish.batch_size must be an integer, got 1000.0"),
     ("[scan]\nisolate = 1", "scan.isolate must be true or false, got 1"),
     ("[scan]\ndecode_size = 1979-05-27", "scan.decode_size must be an integer, got datetime.date(1979, 5, 27)"),
+    ('[rebalance]\nsplit = "nan,nan,nan"', "rebalance.split 'nan,nan,nan': three non-negative fractions"),
+    ('[rebalance]\nsplit = "nan,0.5,0.5"', "rebalance.split 'nan,0.5,0.5': three non-negative fractions"),
+    ('[rebalance]\nstrategy = "target"\ntarget = "power:nan"', "rebalance.target 'power:nan': power needs a finite"),
+    ('[rebalance]\nstrategy = "target"\ntarget = "power:1e400"', "rebalance.target 'power:1e400': power needs a "
+                                                                   "finite"),
     ("[scan]\nmax_memory_mb = " + "9" * 5000, "is not valid TOML"),
     ("[scan]\nignore = " + "[" * 1000 + "]" * 1000, "is not valid TOML: lists or tables nested too deeply"),
 ], ids=lambda v: v[:40])

@@ -256,3 +256,24 @@ def test_the_decoder_child_reuses_its_memory_across_images(tmp_path):
 
     plain, tuned = faults("plain"), faults("tuned")
     assert tuned < plain / 2, (plain, tuned)
+
+
+def test_a_memory_limit_above_the_machines_own_cap_decodes_under_that_cap(tmp_path):
+    """`scan.max_memory_mb` above the hard address-space limit the process was started with: the
+    decoder child caps itself at that limit (it cannot raise it) rather than dying on every image."""
+    import resource
+
+    src = tmp_path / "src"
+    for i in range(3):
+        write(src / "a" / f"{i}.jpg", encode(photo_like(i)))
+    config = tmp_path / "c.toml"
+    config.write_text("[engine]\nworkers = 1\n[scan]\nmax_memory_mb = 16384\n")
+    cap = 8 * 2**30
+
+    def capped() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+
+    run = subprocess.run([str(BIN / "curate"), "scan", str(src), "-o", str(tmp_path / "out"), "--config", str(config)],
+                         preexec_fn=capped, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert {r["status"] for r in rows(tmp_path / "out").values()} == {"ok"}

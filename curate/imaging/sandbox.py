@@ -147,6 +147,9 @@ def _child() -> None:
 
     job: DecodeJob = _receive(sys.stdin.fileno(), None)
     limit = job.max_memory_mb * 2**20
+    hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+    if hard != resource.RLIM_INFINITY:  # the machine's own cap is stricter: the child cannot raise it
+        limit = min(limit, hard)
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     for _path, data in Source(job.src).read_many(job.paths, job.fetch_batch):
         try:

@@ -14,6 +14,7 @@ once for the whole collection, so every partition assigns its rows alone:
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -33,7 +34,7 @@ def parse_ratios(spec: str) -> dict[str, float]:
         values = [float(x) for x in spec.split(",")]
     except ValueError as exc:
         raise ConfigError(f"rebalance.split {spec!r}: expected three numbers like 0.8,0.1,0.1") from exc
-    if len(values) != 3 or any(v < 0 for v in values) or abs(sum(values) - 1) > 1e-6:
+    if len(values) != 3 or not all(math.isfinite(v) and v >= 0 for v in values) or abs(sum(values) - 1) > 1e-6:
         raise ConfigError(f"rebalance.split {spec!r}: three non-negative fractions that sum to 1, e.g. 0.8,0.1,0.1")
     return dict(zip(SPLITS, values))
 

@@ -106,6 +106,8 @@ def parse_target(spec: str) -> Callable[[dict[str, int]], dict[str, int]]:
                 alpha = float(spec.split(":", 1)[1])
             except ValueError as exc:
                 raise ConfigError(f"rebalance.target {spec!r}: power needs a number, e.g. power:0.3") from exc
+            if not math.isfinite(alpha):
+                raise ConfigError(f"rebalance.target {spec!r}: power needs a finite number, e.g. power:0.3")
         return lambda counts: largest_remainder({c: n**alpha for c, n in counts.items() if n},
                                                  sum(counts.values())) | {c: 0 for c, n in counts.items() if not n}
     path = Path(spec)
