@@ -129,9 +129,8 @@ def redacted(storage_section: dict[str, Any]) -> dict[str, Any]:
         return scrubbed(values)
 
     options = storage_section.get("options", {})
-    return {**storage_section, "options": {protocol: {k: masked(v) if k in SAFE_OPTIONS else REDACTED
-                                                      for k, v in values.items()} if isinstance(values, dict)
-                                           else REDACTED for protocol, values in options.items()}}
+    return {**storage_section, "options": {protocol: masked(values) if isinstance(values, dict) else REDACTED
+                                           for protocol, values in options.items()}}
 
 
 def scrub_log_records() -> None:
