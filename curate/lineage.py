@@ -5,12 +5,12 @@ Writes `OUT/runs/<stage>.json` when a stage finishes (with its view's `next`: wh
 removes it when the stage starts, so a stage killed halfway has no record. Later stages read the
 source location from the scan's record; `curate status` and `curate run`'s skipping read all of them.
 
-A stage's last run is *current* when its record exists, everything it wrote is still there, no
-entry it read was rewritten since and none it would have used was absent then and is there now
-(else it is *stale*), and it ran with the same source, curate
-version and settings (every config section but `engine`, `run` and `storage`, which decide how
-the work runs, not what it produces). Storage options are recorded with their secrets masked, and
-every URL in a record (SRC's, OUT's, an endpoint's) without its credentials (`curate.storage`).
+A stage's last run is *current* when its record exists, everything it wrote is still there, no entry
+it read was rewritten since and none it would have used was absent then and is there now (else it is
+*stale*), and it ran with the same source, curate version and settings (the config sections its
+`StageSpec.sections` names: another section's setting, or `engine`, `run` and `storage`, which
+decide how the work runs, leave it current). Storage options are recorded with their secrets masked,
+and every URL in a record (SRC's, OUT's, an endpoint's) without its credentials (`curate.storage`).
 """
 from __future__ import annotations
 
@@ -31,7 +31,6 @@ from curate.workspace import Workspace
 
 PACKAGES = ("curate", "pillow", "pillow-simd", "numpy", "pyarrow", "dask", "distributed", "imagehash", "torch",
             "kornia", "prefect", "fiftyone")
-HOW_NOT_WHAT = ("engine", "run", "storage")  # config sections that do not change a stage's output
 
 
 def versions() -> dict[str, str]:
@@ -55,13 +54,13 @@ def plain(summary: Any) -> Any:
     return summary
 
 
-def settings(config: dict[str, Any]) -> dict[str, Any]:
-    """The parts of a config that decide what stages produce."""
-    return {k: v for k, v in config.items() if k not in HOW_NOT_WHAT}
+def settings(config: dict[str, Any], spec: StageSpec) -> dict[str, Any]:
+    """The sections of a config that decide what `spec` produces (`StageSpec.sections`)."""
+    return {k: v for k, v in config.items() if k in spec.sections}
 
 
-def settings_digest(config: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(settings(config), sort_keys=True, default=str).encode()).hexdigest()[:12]
+def settings_digest(config: dict[str, Any], spec: StageSpec) -> str:
+    return hashlib.sha256(json.dumps(settings(config, spec), sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 def _path(stage: str) -> str:
@@ -83,7 +82,7 @@ def record(ws: Workspace, spec: StageSpec, src: str | None, cfg: Config, summary
     written = {entry: fp for entry in spec.writes if (fp := ws.fingerprint(entry)) is not None}
     ws.write_json(_path(spec.name), storage.scrubbed({
         "stage": spec.name, "source": src, "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "config": cfg.to_record(), "settings": settings_digest(cfg.to_dict()), "versions": versions(),
+        "config": cfg.to_record(), "settings": settings_digest(cfg.to_dict(), spec), "versions": versions(),
         "read": read, "wrote": written, "summary": plain(summary), "next": summary.view(ws.url).next}))
 
 
@@ -140,5 +139,5 @@ def is_current(ws: Workspace, spec: StageSpec, src: str, cfg: Config) -> bool:
         return False
     s = state(ws, spec)
     return (s.state == "done" and s.run is not None and s.run["source"] == storage.safe_url(src)
-            and s.run["settings"] == settings_digest(cfg.to_dict())
+            and s.run["settings"] == settings_digest(cfg.to_dict(), spec)
             and s.run["versions"].get("curate") == versions().get("curate"))

@@ -73,6 +73,9 @@ class StageSpec:
     help: str  # one line: what it does and what it writes
     run: str  # "module:function(src, out, cfg) -> summary"
     check: str | None = None  # "module:function(cfg)": reject bad settings before any work
+    sections: tuple[str, ...] = ()  # config sections whose settings decide what it writes (engine, run, storage:
+    #                                  only how it runs); the lineage digest covers these, so another
+    #                                  section's setting leaves it current
     requires: tuple[str, ...] = ()  # workspace entries it reads; without them it stops and names the command
     uses: tuple[str, ...] = ()  # workspace entries it reads where they exist
     writes: tuple[str, ...] = ()
@@ -104,12 +107,13 @@ def stage(spec: StageSpec) -> StageSpec:
 
 stage(StageSpec(
     "scan", "Scan SRC once: one manifest row per file, with hashes, facts and errors.", "curate.scan:scan",
-    uses=(MANIFEST,), writes=(MANIFEST,), takes_source=True, always_runs=True, options=(
+    sections=("scan",), uses=(MANIFEST,), writes=(MANIFEST,), takes_source=True, always_runs=True, options=(
         Option("--labels", "CSV/Parquet with path,label[,split] (paths relative to SRC)", "scan.labels"), *DASK)))
 
 stage(StageSpec(
     "embed", "Embed every ok image with an image model (offline weights); writes OUT/embeddings/.",
-    "curate.embed.stage:embed", check="curate.embed.stage:resolve", requires=(MANIFEST,), uses=(EMBEDDINGS,),
+    "curate.embed.stage:embed", check="curate.embed.stage:resolve", sections=("embed", "scan"),
+    requires=(MANIFEST,), uses=(EMBEDDINGS,),
     writes=(EMBEDDINGS,), default=False, options=(
         Option("--model", "efficientnet-lite0 | torchscript:PATH | onnx:PATH | timm:NAME | open_clip:NAME:PRETRAINED",
                "embed.model"),
@@ -122,7 +126,8 @@ stage(StageSpec(
 
 stage(StageSpec(
     "validate", "Check OUT's manifest: integrity, image quality and labels; writes OUT/issues/.",
-    "curate.validate.stage:validate", check="curate.validate.stage:resolve", requires=(MANIFEST,),
+    "curate.validate.stage:validate", check="curate.validate.stage:resolve", sections=("validate",),
+    requires=(MANIFEST,),
     uses=(EMBEDDINGS,), writes=(ISSUES,),
     verdict="curate.validate.stage:fail_verdict", options=(
         Option("--fail-on", "exit 1 when issues of this severity (or worse) exist", choices=("error", "warning")),
@@ -130,7 +135,7 @@ stage(StageSpec(
 
 stage(StageSpec(
     "dedup", "Find exact and near-duplicate clusters, leaks and label conflicts; writes OUT/duplicates/.",
-    "curate.dedup.stage:dedup", check="curate.dedup.stage:resolve", requires=(MANIFEST,),
+    "curate.dedup.stage:dedup", check="curate.dedup.stage:resolve", sections=("dedup",), requires=(MANIFEST,),
     uses=(EMBEDDINGS, DEDUP_PAIRS), requires_if=(("dedup.semantic", True, EMBEDDINGS),),
     writes=(DUPLICATES, DEDUP_PAIRS), options=(
         Option("--threshold", "near-duplicate pHash distance in bits (default 8)", "dedup.threshold", int),
@@ -143,7 +148,8 @@ stage(StageSpec(
 
 stage(StageSpec(
     "rebalance", "Plan the final membership: splits, class balance, copies and class weights; writes OUT/plan/.",
-    "curate.rebalance.stage:rebalance", check="curate.rebalance.stage:resolve", requires=(MANIFEST,),
+    "curate.rebalance.stage:rebalance", check="curate.rebalance.stage:resolve",
+    sections=("rebalance", "validate"), requires=(MANIFEST,),
     uses=(EMBEDDINGS, ISSUES, DUPLICATES), requires_if=(("rebalance.prefer", "diverse", EMBEDDINGS),),
     writes=(PLAN,), options=(
         Option("--strategy", "none | cap | floor | clamp | target", "rebalance.strategy"),
@@ -160,7 +166,8 @@ stage(StageSpec(
 
 stage(StageSpec(
     "shard", "Write the plan into Parquet shards, OUT/index.parquet and OUT/dataset.json.",
-    "curate.shards.stage:shard", check="curate.shards.stage:resolve", requires=(PLAN, MANIFEST),
+    "curate.shards.stage:shard", check="curate.shards.stage:resolve", sections=("shard", "rebalance"),
+    requires=(PLAN, MANIFEST),
     writes=(SHARDS, INDEX, DATASET), options=(
         Option("--shard-size", "target shard size, e.g. 256MB", "shard.shard_size"),
         Option("--min-shards", "shard count is a multiple of this (nodes x workers)", "shard.min_shards", int),
@@ -169,7 +176,8 @@ stage(StageSpec(
 
 stage(StageSpec(
     "augment", "Write augmented variants (Kornia) of the plan's images into OUT/augmented/<split>/ and the index.",
-    "curate.augment.stage:augment", check="curate.augment.settings:resolve", requires=(PLAN, MANIFEST),
+    "curate.augment.stage:augment", check="curate.augment.settings:resolve",
+    sections=("augment", "scan", "shard", "rebalance"), requires=(PLAN, MANIFEST),
     uses=(SHARDS,), writes=(AUGMENTED, INDEX, DATASET),
     listing=Listing("--list-ops", "list the ops [augment] ops can name, with their parameters, and exit",
                     "curate.augment.ops:describe_ops"), options=(
@@ -185,7 +193,8 @@ stage(StageSpec(
 
 stage(StageSpec(
     "publish", "Put OUT into a FiftyOne dataset: one sample per image, saved views for every decision.",
-    "curate.publish.stage:publish", check="curate.publish.stage:resolve", requires=(MANIFEST,),
+    "curate.publish.stage:publish", check="curate.publish.stage:resolve", sections=("publish",),
+    requires=(MANIFEST,),
     uses=(EMBEDDINGS, ISSUES, DUPLICATES, PLAN, INDEX), writes=(PUBLISHED,), always_runs=True, options=(
         Option("--name", "FiftyOne dataset name (default: curate-<OUT folder name>-<6 hex of its path>)",
                "publish.name"),
@@ -193,7 +202,8 @@ stage(StageSpec(
 
 stage(StageSpec(
     "report", "Write OUT/report/index.html: class counts before/after, issues, duplicates, leaks, weights.",
-    "curate.report.stage:report", requires=(MANIFEST,), uses=(ISSUES, DUPLICATES, PLAN), writes=(REPORT, DATASET)))
+    "curate.report.stage:report", sections=("rebalance",), requires=(MANIFEST,), uses=(ISSUES, DUPLICATES, PLAN),
+    writes=(REPORT, DATASET)))
 
 
 def producer(entry: str) -> StageSpec:

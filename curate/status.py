@@ -2,8 +2,8 @@
 
 Reads the stage records (`OUT/runs/<stage>.json`, see `curate.lineage`) and the footers and
 names of what each stage wrote; writes nothing. Per stage: done / stale / not run, when it
-finished, the settings it ran with that differ from the defaults (and, given a config, whether
-it would run differently now), and how many rows (or files) each of its outputs holds.
+finished, the settings of its config sections that differ from the defaults (and, given a config,
+which of them would make `curate run` rerun it), and how many rows (or files) each of its outputs holds.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 
 from curate import lineage
 from curate.config import Config
-from curate.stages import STAGES, shown
+from curate.stages import STAGES, StageSpec, shown
 from curate.view import Block, Table, View
 from curate.workspace import Workspace
 
@@ -23,9 +23,9 @@ def flatten(config: dict[str, Any]) -> dict[str, Any]:
     return {f"{section}.{key}": value for section, keys in config.items() for key, value in keys.items()}
 
 
-def changed_keys(ran: dict[str, Any], now: dict[str, Any]) -> list[str]:
-    """The settings (engine and run sections aside) whose values differ between two configs."""
-    a, b = flatten(lineage.settings(ran)), flatten(lineage.settings(now))
+def changed_keys(ran: dict[str, Any], now: dict[str, Any], spec: StageSpec) -> list[str]:
+    """The settings of `spec`'s config sections whose values differ between two configs."""
+    a, b = flatten(lineage.settings(ran, spec)), flatten(lineage.settings(now, spec))
     return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
 
 
@@ -53,13 +53,14 @@ def status(out: str, cfg: Config | None = None) -> View:
             rows.append([spec.name, s.state, "-", "-", "-"])
             continue
         ran = s.run["config"]
-        custom = changed_keys(defaults, ran)
+        custom = changed_keys(defaults, ran, spec)
         wrote = ", ".join(f"{shown(e)} {entry_size(ws, e)}" for e in spec.writes if ws.exists(e)) or "-"
         finished = (s.finished or "-").replace("T", " ").removesuffix("+00:00")
         rows.append([spec.name, s.state, finished, ", ".join(custom) or "defaults", wrote])
         notes += [f"{spec.name} is stale: {why}" for why in s.why]
-        if cfg is not None and (now := changed_keys(ran, cfg.to_record())):
-            notes.append(f"{spec.name} ran with other settings than the given config: {', '.join(now)}")
+        if cfg is not None and not spec.always_runs and (now := changed_keys(ran, cfg.to_record(), spec)):
+            notes.append(f"{spec.name} is not current for the given config (`curate run` reruns it): it ran with "
+                         f"other {', '.join(now)}")
     done = sum(r[1] == "done" for r in rows)
     blocks: list[Block] = [Table.of("stages", ["stage", "state", "finished (UTC)", "settings", "wrote"], rows), *notes]
     return View("status", f"{ws.url}: {done} of {len(rows)} stages done, "

@@ -131,6 +131,50 @@ def test_records_keep_what_each_stage_read_and_wrote(tree, tmp_path, runner, con
     assert scan["read"] == {} and set(scan["wrote"]) == {"manifest"}  # its own previous manifest cannot stale it
 
 
+class RecordingConfig:
+    """A config that records which of its sections are read (any attribute that names one)."""
+
+    def __init__(self, cfg) -> None:
+        self._cfg, self.read = cfg, set()
+
+    def __getattr__(self, name: str):
+        self.read.add(name)
+        return getattr(self._cfg, name)
+
+
+@pytest.mark.slow
+def test_each_stage_reads_only_the_config_sections_it_declares(tree, tmp_path, fodb):
+    import dataclasses
+
+    from curate.config import Config, from_dict
+    from curate.pipeline import run_stage
+
+    sections = {f.name for f in dataclasses.fields(Config)}
+    cfg = from_dict({"engine": {"workers": 1}, "dedup": {"semantic": True}, "publish": {"name": "curate-test-reads"},
+                     "rebalance": {"strategy": "floor", "floor": 3, "oversample": "augment", "prefer": "diverse"},
+                     "augment": {"size": 16, "device": "cpu"}, "shard": {"shard_size": "4KB"}})
+    for spec in STAGES:
+        recording = RecordingConfig(cfg)
+        run_stage(spec.name, str(tree), str(tmp_path / "out"), recording)
+        read = recording.read & sections - {"engine", "run", "storage"}  # how it runs, not what it writes
+        assert read <= set(spec.sections), (spec.name, read - set(spec.sections))
+
+
+def test_a_setting_of_one_stage_leaves_the_others_current(tree, tmp_path, runner, config_file):
+    out = tmp_path / "out"
+    assert invoke(runner, "run", tree, "-o", out, "--config", config_file).exit_code == 0
+    changed = tmp_path / "publish.toml"
+    changed.write_text(Path(config_file).read_text() + "[publish]\nbatch_size = 7\n[shard]\nmin_shards = 2\n")
+    status = invoke(runner, "status", out, "--config", changed)
+    assert "shard is not current for the given config (`curate run` reruns it): it ran with other " \
+           "shard.min_shards" in status.output
+    assert "validate is not current" not in status.output and "publish.batch_size" not in status.output
+    again = invoke(runner, "run", tree, "-o", out, "--config", changed)
+    for name in ("validate", "dedup", "rebalance"):
+        assert f"{name}: current, skipped" in again.output
+    assert "shard: current" not in again.output
+
+
 @pytest.mark.slow
 def test_an_input_used_where_present_that_appears_later_makes_its_readers_stale(tree, tmp_path, runner,
                                                                                 config_file):
