@@ -206,6 +206,18 @@ stage(StageSpec(
     writes=(REPORT, DATASET)))
 
 
+def workspace_table() -> str:
+    """ARCHITECTURE.md's workspace table, from the registry: per stage, in pipeline order, what it
+    requires, uses where present and writes, and the config sections it reads (`tests/test_stages.py`
+    checks that the document holds this text; print it to update the document)."""
+    rows = ["| stage | requires | uses where present | writes | settings from |", "|---|---|---|---|---|"]
+    for spec in STAGES:
+        requires = ("SRC",) * spec.takes_source + spec.requires
+        rows.append(f"| {spec.name} | {', '.join(requires)} | {', '.join(spec.uses)} | {', '.join(spec.writes)} | "
+                    f"{', '.join(f'[{section}]' for section in spec.sections)} |")
+    return "\n".join(rows)
+
+
 def producer(entry: str) -> StageSpec:
     """The first stage that writes `entry`."""
     return next(spec for spec in STAGES if entry in spec.writes)

@@ -11,8 +11,8 @@ from curate.stages import STAGES
 
 from conftest import ROOT
 
-STAGE_PACKAGES = ("curate.scan", "curate.embed", "curate.validate", "curate.dedup", "curate.rebalance", "curate.shards",
-                  "curate.augment", "curate.publish", "curate.report")
+# Each stage's package (or module), from the registry: "curate.embed.stage:embed" -> "curate.embed".
+STAGE_PACKAGES = tuple(".".join(spec.run.partition(":")[0].split(".")[:2]) for spec in STAGES)
 # ARCHITECTURE.md's parts, top to bottom: a module may import its own part and those below it.
 LAYERS = [("front ends", ("curate.cli", "curate.console", "flows")),
           ("runners", ("curate.pipeline", "curate.status")),
