@@ -148,7 +148,8 @@ class DedupConfig:
 class RebalanceConfig:
     """`curate rebalance`: class balance, splits and class weights."""
 
-    strategy: str = option("none", "none | cap | floor | clamp | target (see curate/rebalance/strategies.py)")
+    strategy: str = option("none", "how class counts are rebalanced: a strategy registered in "
+                                   "curate/rebalance/strategies.py")
     cap: int = option(0, "cap, clamp: at most this many images per class", min=0, max=10**9)
     floor: int = option(0, "floor, clamp: at least this many samples per class", min=0, max=10**9)
     target: str = option("uniform", "target: uniform | sqrt | power:ALPHA | CSV file of class,count")
@@ -272,6 +273,26 @@ def _sections() -> dict[str, type]:
 # Each section's field annotations as types (`list[str]`, `dict[str, float]`, ...).
 _TYPES = {name: get_type_hints(cls) for name, cls in _sections().items()}
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One config key as a command-line option shows it: its help, type, allowed values and default."""
+
+    key: str
+    help: str
+    type: Any
+    choices: tuple[Any, ...]
+    default: Any
+
+
+def setting(key: str) -> Setting:
+    """The config field `key` ("section.key"), for an option that overrides it."""
+    section, _, name = key.partition(".")
+    f = next(f for f in dataclasses.fields(_sections()[section]) if f.name == name)
+    choices = f.metadata["choices"]
+    return Setting(key, f.metadata["help"], _TYPES[section][name], tuple(choices) if choices else (),
+                   getattr(_sections()[section](), name))
 
 
 def _key(name: str) -> str:

@@ -39,20 +39,25 @@ class Option:
     """A command-line option of a stage command (declared without click).
 
     `flags` is click's declaration ("--threshold", or "--dihedral/--no-dihedral" for a boolean
-    pair). `key` ("section.key") is the config value it overrides; an option without a key is
-    passed to the stage's `verdict` instead. Not given = the config's value."""
+    pair). `key` ("section.key") is the config value it overrides: its help, type, allowed values
+    and default come from that config field (`curate.config.setting`), and `names` ("module:NAME"
+    of a `Registry`) gives the allowed names where a registry keeps them. `help`, `type` and
+    `choices` are for an option without a key, which is passed to the stage's `verdict` instead,
+    or to say something the field's help does not (the same key in another command). Not given =
+    the config's value."""
 
     flags: str
-    help: str
     key: str | None = None
+    help: str = ""
     type: type | None = None
     choices: tuple[str, ...] = ()
+    names: str | None = None
     convert: Callable[[str], Any] | None = None
     metavar: str | None = None
 
 
-WORKERS = Option("--workers", "local worker processes (0 = one per core)", "engine.workers", int)
-SCHEDULER = Option("--scheduler", "address of an existing Dask scheduler, tcp://host:8786", "engine.scheduler")
+WORKERS = Option("--workers", "engine.workers")
+SCHEDULER = Option("--scheduler", "engine.scheduler")
 DASK = (WORKERS, SCHEDULER)
 
 
@@ -108,21 +113,15 @@ def stage(spec: StageSpec) -> StageSpec:
 stage(StageSpec(
     "scan", "Scan SRC once: one manifest row per file, with hashes, facts and errors.", "curate.scan:scan",
     sections=("scan",), uses=(MANIFEST,), writes=(MANIFEST,), takes_source=True, always_runs=True, options=(
-        Option("--labels", "CSV/Parquet with path,label[,split] (paths relative to SRC)", "scan.labels"), *DASK)))
+        Option("--labels", "scan.labels"), *DASK)))
 
 stage(StageSpec(
     "embed", "Embed every ok image with an image model (offline weights); writes OUT/embeddings/.",
     "curate.embed.stage:embed", check="curate.embed.stage:resolve", sections=("embed", "scan"),
     requires=(MANIFEST,), uses=(EMBEDDINGS,),
     writes=(EMBEDDINGS,), default=False, options=(
-        Option("--model", "efficientnet-lite0 | torchscript:PATH | onnx:PATH | timm:NAME | open_clip:NAME:PRETRAINED",
-               "embed.model"),
-        Option("--device", "auto (cuda when present) | cpu | cuda | cuda:N", "embed.device"),
-        Option("--batch", "images per batch through the model", "embed.batch_size", int),
-        Option("--precision", "auto (bf16 on a GPU or a CPU with native bf16) | fp32 | bf16", "embed.precision",
-               choices=("auto", "fp32", "bf16")),
-        Option("--runtime", "auto (onnxruntime for fp32 on a CPU when installed) | torch | onnxruntime",
-               "embed.runtime", choices=("auto", "torch", "onnxruntime")), *DASK)))
+        Option("--model", "embed.model"), Option("--device", "embed.device"), Option("--batch", "embed.batch_size"),
+        Option("--precision", "embed.precision"), Option("--runtime", "embed.runtime"), *DASK)))
 
 stage(StageSpec(
     "validate", "Check OUT's manifest: integrity, image quality and labels; writes OUT/issues/.",
@@ -130,21 +129,17 @@ stage(StageSpec(
     requires=(MANIFEST,),
     uses=(EMBEDDINGS,), writes=(ISSUES,),
     verdict="curate.validate.stage:fail_verdict", options=(
-        Option("--fail-on", "exit 1 when issues of this severity (or worse) exist", choices=("error", "warning")),
-        Option("--classes", "file with the declared class list, one per line", "validate.classes"), *DASK)))
+        Option("--fail-on", help="exit 1 when issues of this severity (or worse) exist", choices=("error", "warning")),
+        Option("--classes", "validate.classes"), *DASK)))
 
 stage(StageSpec(
     "dedup", "Find exact and near-duplicate clusters, leaks and label conflicts; writes OUT/duplicates/.",
     "curate.dedup.stage:dedup", check="curate.dedup.stage:resolve", sections=("dedup",), requires=(MANIFEST,),
     uses=(EMBEDDINGS, DEDUP_PAIRS), requires_if=(("dedup.semantic", True, EMBEDDINGS),),
     writes=(DUPLICATES, DEDUP_PAIRS), options=(
-        Option("--threshold", "near-duplicate pHash distance in bits (default 8)", "dedup.threshold", int),
-        Option("--dihedral/--no-dihedral", "also match flipped and rotated copies", "dedup.dihedral"),
-        Option("--semantic/--no-semantic", "also match by image embeddings (curate embed first)", "dedup.semantic"),
-        Option("--similarity", "semantic: cosine similarity of duplicates (default 0.78)", "dedup.similarity",
-               float),
-        Option("--conflicts", "what to keep of clusters whose members carry different labels", "dedup.conflicts",
-               choices=("drop", "keep-majority", "keep")))))
+        Option("--threshold", "dedup.threshold"), Option("--dihedral/--no-dihedral", "dedup.dihedral"),
+        Option("--semantic/--no-semantic", "dedup.semantic"), Option("--similarity", "dedup.similarity"),
+        Option("--conflicts", "dedup.conflicts"))))
 
 stage(StageSpec(
     "rebalance", "Plan the final membership: splits, class balance, copies and class weights; writes OUT/plan/.",
@@ -152,27 +147,19 @@ stage(StageSpec(
     sections=("rebalance", "validate"), requires=(MANIFEST,),
     uses=(EMBEDDINGS, ISSUES, DUPLICATES), requires_if=(("rebalance.prefer", "diverse", EMBEDDINGS),),
     writes=(PLAN,), options=(
-        Option("--strategy", "none | cap | floor | clamp | target", "rebalance.strategy"),
-        Option("--cap", "cap, clamp: at most N images per class", "rebalance.cap", int),
-        Option("--floor", "floor, clamp: at least N samples per class", "rebalance.floor", int),
-        Option("--target", "target: uniform | sqrt | power:ALPHA | CSV of class,count", "rebalance.target"),
-        Option("--oversample", "add samples by repeating images or by augmented variants", "rebalance.oversample",
-               choices=("repeat", "augment")),
-        Option("--split", "re-split as train,val,test fractions, e.g. 0.8,0.1,0.1", "rebalance.split"),
-        Option("--keep-test/--no-keep-test", "with --split: test images stay in test", "rebalance.keep_test"),
-        Option("--prefer", "undersampling drops first: order (seeded) | diverse (the most redundant)",
-               "rebalance.prefer", choices=("order", "diverse")),
-        Option("--seed", "seed of every random choice", "rebalance.seed", int), *DASK)))
+        Option("--strategy", "rebalance.strategy", names="curate.rebalance.strategies:STRATEGIES"),
+        Option("--cap", "rebalance.cap"), Option("--floor", "rebalance.floor"), Option("--target", "rebalance.target"),
+        Option("--oversample", "rebalance.oversample"), Option("--split", "rebalance.split"),
+        Option("--keep-test/--no-keep-test", "rebalance.keep_test"), Option("--prefer", "rebalance.prefer"),
+        Option("--seed", "rebalance.seed"), *DASK)))
 
 stage(StageSpec(
     "shard", "Write the plan into Parquet shards, OUT/index.parquet and OUT/dataset.json.",
     "curate.shards.stage:shard", check="curate.shards.stage:resolve", sections=("shard", "rebalance"),
     requires=(PLAN, MANIFEST),
     writes=(SHARDS, INDEX, DATASET), options=(
-        Option("--shard-size", "target shard size, e.g. 256MB", "shard.shard_size"),
-        Option("--min-shards", "shard count is a multiple of this (nodes x workers)", "shard.min_shards", int),
-        Option("--normalize/--no-normalize", "re-encode images as RGB JPEG/PNG", "shard.normalize"),
-        Option("--max-side", "with --normalize: longest side at most this", "shard.max_side", int), *DASK)))
+        Option("--shard-size", "shard.shard_size"), Option("--min-shards", "shard.min_shards"),
+        Option("--normalize/--no-normalize", "shard.normalize"), Option("--max-side", "shard.max_side"), *DASK)))
 
 stage(StageSpec(
     "augment", "Write augmented variants (Kornia) of the plan's images into OUT/augmented/<split>/ and the index.",
@@ -181,24 +168,20 @@ stage(StageSpec(
     uses=(SHARDS,), writes=(AUGMENTED, INDEX, DATASET),
     listing=Listing("--list-ops", "list the ops [augment] ops can name, with their parameters, and exit",
                     "curate.augment.ops:describe_ops"), options=(
-        Option("--copies", "variants per image of --classes (default: augment_copies from the plan)",
-               "augment.copies", int),
-        Option("--classes", "with --copies: comma-separated classes, e.g. cat,dog (default: all)", "augment.classes",
-               convert=comma_list),
-        Option("--seed", "seed of every sampled parameter", "augment.seed", int),
-        Option("--device", "auto (cuda when present) | cpu | cuda | cuda:N", "augment.device"),
-        Option("--batch-size", "images per batch on the device", "augment.batch_size", int),
-        Option("--workers", "processes that decode and prepare batches (0 = one per core but one)", "engine.workers",
-               int))))
+        Option("--copies", "augment.copies"),
+        Option("--classes", "augment.classes", type=str, convert=comma_list,
+               help="with --copies: comma-separated classes, e.g. cat,dog (default: all)"),
+        Option("--seed", "augment.seed"), Option("--device", "augment.device"),
+        Option("--batch-size", "augment.batch_size"),
+        Option("--workers", "engine.workers", help="processes that decode and prepare batches (0 = one per core but "
+                                                   "one)"))))
 
 stage(StageSpec(
     "publish", "Put OUT into a FiftyOne dataset: one sample per image, saved views for every decision.",
     "curate.publish.stage:publish", check="curate.publish.stage:resolve", sections=("publish",),
     requires=(MANIFEST,),
     uses=(EMBEDDINGS, ISSUES, DUPLICATES, PLAN, INDEX), writes=(PUBLISHED,), always_runs=True, options=(
-        Option("--name", "FiftyOne dataset name (default: curate-<OUT folder name>-<6 hex of its path>)",
-               "publish.name"),
-        Option("--batch-size", "samples written to FiftyOne per batch", "publish.batch_size", int))))
+        Option("--name", "publish.name"), Option("--batch-size", "publish.batch_size"))))
 
 stage(StageSpec(
     "report", "Write OUT/report/index.html: class counts before/after, issues, duplicates, leaks, weights.",

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from curate import config as config_mod
-from curate.cli.stage_commands import apply_options, config_option
+from curate.cli.stage_commands import apply_options, click_option, config_option
 from curate.errors import CurateError, RunFailed
 from curate.stages import DASK
 
@@ -20,8 +20,8 @@ from curate.stages import DASK
               help="run as a Prefect flow run (no server needed; PREFECT_API_URL is used if set)")
 @click.option("--force", is_flag=True, help="rerun every stage, also those whose last run is current")
 @config_option
-@click.option("--workers", type=int, default=None, help=DASK[0].help)
-@click.option("--scheduler", default=None, help=DASK[1].help)
+@click_option(DASK[0])
+@click_option(DASK[1])
 def run(src: str, out: str, flow: bool, force: bool, config_path: str | None, **engine: Any) -> None:
     """Run every stage on SRC into OUT, with the config's settings. A stage whose last run is
     current (same settings and source, no input rewritten since: see `curate status`) is

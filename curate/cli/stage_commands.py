@@ -4,6 +4,7 @@ own options (which override config keys) and, for the stages whose spec lists th
 `curate.pipeline.run_stage` and shows the stage's view."""
 from __future__ import annotations
 
+import importlib
 import sys
 from typing import Any, Callable
 
@@ -22,10 +23,21 @@ def _param_name(option: Option) -> str:
     return option.flags.split("/")[0].lstrip("-").replace("-", "_")
 
 
-def _click_option(option: Option) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    kind: Any = click.Choice(option.choices) if option.choices else option.type
-    return click.option(option.flags, _param_name(option), type=kind, default=None, help=option.help,
-                        metavar=option.metavar)
+def click_option(option: Option) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The click option of `option`: a keyed one takes its help, type, allowed values and default
+    from its config field (`curate.config.setting`) and, with `names`, its allowed values from that
+    registry; what `option` itself says overrides them."""
+    help, kind, choices = option.help, option.type, option.choices
+    if option.key is not None:
+        field = config_mod.setting(option.key)
+        help = f"{help or field.help} (config {field.key}; default {field.default!r})"
+        kind = kind or (None if "/" in option.flags else field.type)
+        choices = choices or field.choices
+    if option.names:  # a light registry module (curate.pipeline would bring pyarrow to every command)
+        module, _, name = option.names.partition(":")
+        choices = tuple(getattr(importlib.import_module(module), name).names())
+    param: Any = click.Choice(choices) if choices else kind
+    return click.option(option.flags, _param_name(option), type=param, default=None, help=help, metavar=option.metavar)
 
 
 def apply_options(cfg: config_mod.Config, options: tuple[Option, ...], values: dict[str, Any]) -> config_mod.Config:
@@ -78,7 +90,7 @@ def stage_command(spec: StageSpec) -> click.Command:
 
     decorated: Callable[..., Any] = command
     for option in reversed(spec.options):
-        decorated = _click_option(option)(decorated)
+        decorated = click_option(option)(decorated)
     decorated = config_option(decorated)
     if spec.listing:
         decorated = _listing_option(spec)(decorated)

@@ -88,7 +88,7 @@ def resolve(cfg: Config) -> None:
         strategy = STRATEGIES.get(r.strategy)
     except ConfigError as exc:
         raise ConfigError(f"rebalance.strategy: {exc}") from exc
-    strategy.check(StrategySettings(r.cap, r.floor, r.target))
+    strategy.check(StrategySettings.of(r))
     if r.split:
         parse_ratios(r.split)
 
@@ -251,7 +251,7 @@ def write_diversity(ws: Workspace, seed: int) -> None:
 def strategy_targets(usable: pd.Series, r: RebalanceConfig, small: frozenset[str]
                      ) -> dict[tuple[str, str], tuple[int, int]]:
     """(split, label) -> (usable images, target) for the rebalanced splits."""
-    settings = StrategySettings(r.cap, r.floor, r.target)
+    settings = StrategySettings.of(r)
     out: dict[tuple[str, str], tuple[int, int]] = {}
     for split in r.apply_to:
         if split not in usable.index.get_level_values(0):

@@ -6,11 +6,13 @@ count) or oversamples (targets above it) each class.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from curate.config import RebalanceConfig
 from curate.errors import ConfigError, CurateError
 from curate.registry import Registry
 
@@ -20,6 +22,11 @@ class StrategySettings:
     cap: int
     floor: int
     target: str  # uniform | sqrt | power:ALPHA | path to a CSV of class,count
+
+    @classmethod
+    def of(cls, settings: RebalanceConfig) -> StrategySettings:
+        """The strategy parameters of a `[rebalance]` section (`RebalanceConfig`), by name."""
+        return cls(**{f.name: getattr(settings, f.name) for f in dataclasses.fields(cls)})
 
 
 Targets = Callable[[dict[str, int], StrategySettings], dict[str, int]]
