@@ -19,7 +19,7 @@ Every image is embedded once, through the CLI as a user runs it (`curate scan --
 `curate embed`: the default model, EfficientNet-Lite0); draw 0's labelling is the labels file, and
 `curate validate` (outlier threshold 100, so every scored image gets its score) scores it. The
 other draws relabel the same embeddings and score them with the registered check's own function
-(`EMBEDDING_CHECKS.get("outlier").score`, what `validate` calls); draw 0's scores from both paths
+(`CHECKS.get("outlier").score`, what `validate` calls); draw 0's scores from both paths
 are compared and must agree. The threshold chosen is the largest one on the grid at which at most
 `--fp-budget` of the calibration classes' own images fire. Writes the "Outlier: planted
 out-of-class images" section of benchmarks/RESULTS.md (a hand-written `### Notes` part stays).
@@ -45,7 +45,8 @@ from results import write_section  # noqa: E402
 
 from curate.schema import ISSUES, MANIFEST, Status  # noqa: E402
 from curate.tables import embeddings_for  # noqa: E402
-from curate.validate.embedding import EMBEDDING_CHECKS, Labelled  # noqa: E402
+from curate.validate.checks import CHECKS  # noqa: E402
+from curate.validate.embedding import Labelled  # noqa: E402
 from curate.workspace import Workspace  # noqa: E402
 
 SECTION = "## Outlier: planted out-of-class images"
@@ -133,7 +134,7 @@ def score(used: pd.DataFrame, vectors: dict[str, np.ndarray]) -> np.ndarray:
     """The outlier check's score of each row of `used`, by the registered check's own function."""
     images = Labelled(used["path"].tolist(), used["path"].tolist(), used["label"].to_numpy(dtype=str),
                       np.stack([vectors[p] for p in used["path"]]))
-    return EMBEDDING_CHECKS.get("outlier").score(images).score
+    return CHECKS.get("outlier").score(images).score
 
 
 def run_cli(first: pd.DataFrame) -> tuple[dict[str, np.ndarray], pd.Series]:
@@ -219,7 +220,7 @@ def main() -> None:
     calibration = sweeps["calibration"]
     within = calibration[calibration["fp"] <= args.fp_budget]
     chosen = float(within["threshold"].max()) if len(within) else float("nan")
-    default = EMBEDDING_CHECKS.get("outlier").threshold
+    default = CHECKS.get("outlier").threshold
     marks = {default: "the default"} | ({chosen: "chosen"} if chosen != default else {})
     counts = everything.groupby("half").agg(own=("planted", lambda s: (s == "").sum() / args.draws),
                                             planted=("planted", lambda s: (s != "").sum() / args.draws))

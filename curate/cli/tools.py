@@ -39,10 +39,8 @@ def init(path: str, force: bool) -> None:
 def checks() -> None:
     """List every validation check with its severity, default threshold and meaning."""
     from curate.validate.checks import CHECKS
-    from curate.validate.collection import COLLECTION_CHECKS
-    from curate.validate.embedding import EMBEDDING_CHECKS
 
-    for c in [*CHECKS, *COLLECTION_CHECKS, *EMBEDDING_CHECKS]:
+    for c in CHECKS:
         click.echo(f"{c.name:20s} {c.severity.value:8s} {c.threshold:>8g}  {c.help}")
 
 

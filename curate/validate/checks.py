@@ -1,10 +1,13 @@
-"""The registered checks. Each one scores rows; a threshold beside it decides what fires.
+"""The one check registry (`CHECKS`, `@check`), and the per-image checks.
 
-A per-image check gets the manifest rows of one partition (a pandas DataFrame) and the
-collection context, and returns a score per row (NaN = not applicable). It fires where the
-score is on the wrong side of its threshold (`fires_below` or above). Collection checks
-(labels, balance) return whole rows of their own. Defaults live here, next to each check;
-`[validate]` in the config overrides thresholds and severities.
+Every check, whatever it looks at, is one `Check` with a `level`: a per-image check (here) gets
+the manifest rows of one partition (a pandas DataFrame) and the collection context, and returns a
+score per row (NaN = not applicable); it fires where the score is on the wrong side of its
+threshold (`fires_below` or above). Collection checks (labels, balance:
+`curate.validate.collection`) return whole rows of their own; embedding checks
+(`curate.validate.embedding`) score labelled embeddings. Importing `curate.validate` registers
+all of them. Defaults live next to each check; `[validate]` in the config overrides thresholds
+and severities.
 
 Default thresholds were chosen on sample_data/ and the tests' generated images (see
 benchmarks/RESULTS.md, "Validate"): every planted case fires, no ordinary photo fires; `blurry`'s on
@@ -12,8 +15,9 @@ separate calibration photographs and checked on held-out ones (RESULTS.md, "Blur
 """
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -31,28 +35,47 @@ class Context:
     classes: frozenset[str] | None  # declared class list, or None
 
 
+class Level(str, enum.Enum):
+    """What a check looks at, and so what its `score` function takes and gives."""
+
+    IMAGE = "image"  # score(rows of one manifest partition, Context) -> a score per row (NaN = not applicable)
+    COLLECTION = "collection"  # score(counts by label and split, threshold) -> issue rows of its own
+    EMBEDDING = "embedding"  # score(Labelled images with their embeddings) -> Scored (curate/validate/embedding.py)
+
+
 @dataclass(frozen=True)
 class Check:
+    """One registered check: it fires where its score is on the wrong side of its threshold
+    (`fires_below` or above); `message` is a format string ({score}, {threshold}, and for
+    embedding checks {label} and {suggested})."""
+
     name: str
+    level: Level
     severity: Severity
     threshold: float
-    fires_below: bool  # True: fires when score < threshold; False: when score > threshold
     help: str
-    score: Callable[[pd.DataFrame, Context], pd.Series]
-    message: str  # format string with {score} and {threshold}
+    score: Callable[..., Any]
+    fires_below: bool = False
+    message: str = ""
 
 
 CHECKS: Registry[Check] = Registry("check")
 
 
-def check(name: str, severity: Severity, threshold: float, *, below: bool, help: str, message: str):
-    """Register a scoring function as a check."""
+def check(name: str, severity: Severity, threshold: float, *, help: str, level: Level = Level.IMAGE,
+          below: bool = False, message: str = "") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register a scoring function as a check of `level` (see `Level` for what it takes)."""
 
-    def wrap(fn: Callable[[pd.DataFrame, Context], pd.Series]) -> Callable:
-        CHECKS.add(name, Check(name, severity, threshold, below, help, fn, message))
+    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+        CHECKS.add(name, Check(name, level, severity, threshold, help, fn, below, message))
         return fn
 
     return wrap
+
+
+def of_level(level: Level) -> list[Check]:
+    """The registered checks of `level`, in registration order."""
+    return [c for c in CHECKS if c.level is level]
 
 
 def _flag(mask: pd.Series) -> pd.Series:
@@ -85,8 +108,7 @@ def _integrity(code: ErrorCode) -> Callable[[pd.DataFrame, Context], pd.Series]:
 
 
 for _code, _help in _INTEGRITY_HELP.items():
-    CHECKS.add(_code.value, Check(_code.value, Severity.ERROR, 0.5, False, _help, _integrity(_code),
-                                  _code.value.replace("_", " ")))
+    check(_code.value, Severity.ERROR, 0.5, help=_help, message=_code.value.replace("_", " "))(_integrity(_code))
 
 # -- format facts --------------------------------------------------------------------------
 @check("extension_mismatch", Severity.WARNING, 0.5, below=False, message="extension does not match the bytes",

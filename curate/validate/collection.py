@@ -4,33 +4,12 @@ Each returns issue rows (sample_id null, label set where one class is meant).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 
-from curate.registry import Registry
 from curate.schema import Severity
-
-
-@dataclass(frozen=True)
-class CollectionCheck:
-    name: str
-    severity: Severity
-    threshold: float
-    help: str
-    run: Callable[[pd.DataFrame, float], list[dict[str, Any]]]  # (counts by label/split, threshold) -> rows
-
-
-COLLECTION_CHECKS: Registry[CollectionCheck] = Registry("check")
-
-
-def collection_check(name: str, severity: Severity, threshold: float, help: str):
-    def wrap(fn: Callable[[pd.DataFrame, float], list[dict[str, Any]]]) -> Callable:
-        COLLECTION_CHECKS.add(name, CollectionCheck(name, severity, threshold, help, fn))
-        return fn
-
-    return wrap
+from curate.validate.checks import Level, check
 
 
 def _row(check: str, label: str | None, score: float, threshold: float, message: str) -> dict[str, Any]:
@@ -38,20 +17,23 @@ def _row(check: str, label: str | None, score: float, threshold: float, message:
             "threshold": float(threshold), "message": message}
 
 
-@collection_check("small_class", Severity.WARNING, 10, "class with fewer usable images than the threshold")
+@check("small_class", Severity.WARNING, 10, level=Level.COLLECTION,
+       help="class with fewer usable images than the threshold")
 def _small_class(counts: pd.DataFrame, threshold: float) -> list[dict[str, Any]]:
     per_class = counts.groupby("label")["n"].sum()
     return [_row("small_class", label, n, threshold, f"class {label} has {n} images (< {threshold:.0f})")
             for label, n in per_class.items() if n < threshold]
 
 
-@collection_check("single_class", Severity.ERROR, 2, "fewer than two classes: nothing to classify")
+@check("single_class", Severity.ERROR, 2, level=Level.COLLECTION,
+       help="fewer than two classes: nothing to classify")
 def _single_class(counts: pd.DataFrame, threshold: float) -> list[dict[str, Any]]:
     n = counts["label"].nunique()
     return [_row("single_class", None, n, threshold, f"{n} class(es) found")] if n < threshold else []
 
 
-@collection_check("imbalance", Severity.WARNING, 10, "largest class / smallest class above the threshold")
+@check("imbalance", Severity.WARNING, 10, level=Level.COLLECTION,
+       help="largest class / smallest class above the threshold")
 def _imbalance(counts: pd.DataFrame, threshold: float) -> list[dict[str, Any]]:
     per_class = counts.groupby("label")["n"].sum()
     if len(per_class) < 2:
@@ -64,7 +46,8 @@ def _imbalance(counts: pd.DataFrame, threshold: float) -> list[dict[str, Any]]:
                  f"{per_class.idxmin()} {per_class.min()})")]
 
 
-@collection_check("split_missing_class", Severity.WARNING, 0.5, "a class present in val/test but absent from train")
+@check("split_missing_class", Severity.WARNING, 0.5, level=Level.COLLECTION,
+       help="a class present in val/test but absent from train")
 def _split_missing_class(counts: pd.DataFrame, threshold: float) -> list[dict[str, Any]]:
     if "train" not in set(counts["split"].dropna()):
         return []

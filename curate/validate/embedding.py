@@ -31,13 +31,12 @@ image measured (0.66, in a mixed class of natural-image patches).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
 from curate.embed.search import neighbours
-from curate.registry import Registry
 from curate.schema import Severity
+from curate.validate.checks import Level, check
 
 K = 10
 FOLDS = 5
@@ -60,35 +59,12 @@ class Scored:
     suggested: list[str | None]  # per image: the label the check suggests, if any
 
 
-@dataclass(frozen=True)
-class EmbeddingCheck:
-    name: str
-    severity: Severity
-    threshold: float
-    help: str
-    message: str  # format string with {score}, {threshold}, {label} and {suggested}
-    score: Callable[[Labelled], Scored]
-    fires_below: bool = True
-
-
-EMBEDDING_CHECKS: Registry[EmbeddingCheck] = Registry("check")
-
-
-def embedding_check(name: str, severity: Severity, threshold: float, help: str, message: str
-                    ) -> Callable[[Callable[[Labelled], Scored]], Callable[[Labelled], Scored]]:
-    def wrap(fn: Callable[[Labelled], Scored]) -> Callable[[Labelled], Scored]:
-        EMBEDDING_CHECKS.add(name, EmbeddingCheck(name, severity, threshold, help, message, fn))
-        return fn
-
-    return wrap
-
-
-@embedding_check("outlier", Severity.WARNING, 0.6,
-                 "far from every image of its class: mean similarity to its 10 nearest classmates over the "
-                 "class's median of that (default threshold not calibrated: benchmarks/RESULTS.md, "
-                 "\"Outlier: planted out-of-class images\")",
-                 "far from the rest of class {label}: {score:.2f} of its classmates' typical similarity "
-                 "(< {threshold:g})")
+@check("outlier", Severity.WARNING, 0.6, level=Level.EMBEDDING, below=True,
+       help="far from every image of its class: mean similarity to its 10 nearest classmates over the "
+            "class's median of that (default threshold not calibrated: benchmarks/RESULTS.md, "
+            "\"Outlier: planted out-of-class images\")",
+       message="far from the rest of class {label}: {score:.2f} of its classmates' typical similarity "
+               "(< {threshold:g})")
 def _outlier(images: Labelled) -> Scored:
     score = np.full(len(images.labels), np.nan)
     for label in np.unique(images.labels):
@@ -126,10 +102,10 @@ def out_of_fold_probabilities(vectors: np.ndarray, labels: np.ndarray, classes: 
     return probabilities
 
 
-@embedding_check("label_suspect", Severity.WARNING, 0.1,
-                 "its embedding says another class: out-of-fold probability of the given label from a linear probe "
-                 "on the embeddings (confident learning's self-confidence)",
-                 "labelled {label}, but its embedding says {suggested} (p({label}) = {score:.2f} < {threshold:g})")
+@check("label_suspect", Severity.WARNING, 0.1, level=Level.EMBEDDING, below=True,
+       help="its embedding says another class: out-of-fold probability of the given label from a linear probe "
+            "on the embeddings (confident learning's self-confidence)",
+       message="labelled {label}, but its embedding says {suggested} (p({label}) = {score:.2f} < {threshold:g})")
 def _label_suspect(images: Labelled) -> Scored:
     classes, counts = np.unique(images.labels, return_counts=True)
     score = np.full(len(images.labels), np.nan)

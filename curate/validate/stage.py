@@ -20,9 +20,8 @@ from curate.engine import dask_client, run_tasks
 from curate.errors import ConfigError, CurateError
 from curate.schema import ISSUES, MANIFEST, Severity, Status
 from curate.tables import embeddings_for, excluded_ids
-from curate.validate.checks import CHECKS, Check, Context
-from curate.validate.collection import COLLECTION_CHECKS
-from curate.validate.embedding import EMBEDDING_CHECKS, Labelled
+from curate.validate.checks import CHECKS, Check, Context, Level, of_level
+from curate.validate.embedding import Labelled
 from curate.view import Table, View
 from curate.workspace import Workspace
 
@@ -50,7 +49,7 @@ def resolve(cfg: Config) -> Settings:
     """Check the [validate] check names against the registered checks; fail with the valid names.
     (Severities, thresholds' types and `exclude` are checked when the config loads.)"""
     v = cfg.validate
-    known = set(CHECKS.names()) | set(COLLECTION_CHECKS.names()) | set(EMBEDDING_CHECKS.names())
+    known = set(CHECKS.names())
     for key, names in (("validate.thresholds", v.thresholds), ("validate.severities", v.severities),
                        ("validate.disabled", v.disabled)):
         unknown = sorted(set(names) - known)
@@ -95,8 +94,8 @@ def validate_partition(task: ValidateTask) -> int:
     ws = Workspace(task.out)
     rows = _read_part(ws, task.part)
     rows = rows[rows["status"] != Status.REMOVED.value].reset_index(drop=True)
-    frames = [_issues_for(rows, chk, task.settings, task.context) for chk in CHECKS if chk.name not in
-              task.settings.disabled]
+    frames = [_issues_for(rows, chk, task.settings, task.context) for chk in of_level(Level.IMAGE)
+              if chk.name not in task.settings.disabled]
     found = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=ISSUES.names)
     ws.write_table(f"{STAGING}/part-{task.index:05d}.parquet",
                    pa.Table.from_pandas(found, schema=ISSUES, preserve_index=False), ISSUES)
@@ -147,8 +146,8 @@ def validate(src: str | None, out: str, cfg: Config) -> ValidateSummary:
     with dask_client(cfg.engine, len(tasks), (out,)) as client:
         run_tasks(client, validate_partition, tasks, label="validate", retries=cfg.engine.retries)
     counts = facts[facts["label"].notna()].groupby(["label", "split"], dropna=False).size().rename("n").reset_index()
-    collection = [dict(r, severity=settings.severity(c.name, c.severity)) for c in COLLECTION_CHECKS
-                  if c.name not in settings.disabled for r in c.run(counts, settings.threshold(c.name, c.threshold))]
+    collection = [dict(r, severity=settings.severity(c.name, c.severity)) for c in of_level(Level.COLLECTION)
+                  if c.name not in settings.disabled for r in c.score(counts, settings.threshold(c.name, c.threshold))]
     ws.write_table(f"{STAGING}/part-collection.parquet", pa.Table.from_pylist(collection, schema=ISSUES), ISSUES)
     if ws.exists("embeddings"):
         found = embedding_issues(ws, settings)
@@ -171,7 +170,7 @@ def embedding_issues(ws: Workspace, settings: Settings) -> list[dict[str, object
     images = Labelled(rows["sample_id"].tolist(), rows["path"].tolist(), rows["label"].to_numpy(dtype=str),
                       vectors[have])
     found: list[dict[str, object]] = []
-    for chk in EMBEDDING_CHECKS:
+    for chk in of_level(Level.EMBEDDING):
         if chk.name in settings.disabled or not len(rows):
             continue
         scored = chk.score(images)
