@@ -1,5 +1,5 @@
 """Semantic-duplicate search at scale: every pair above a cosine similarity among N embeddings,
-with `curate.embed.search.similar_pairs`, against the exact search on a sample of queries.
+with `curate.search.similar_pairs`, against the exact search on a sample of queries.
 
     .venv/bin/python benchmarks/embed_search.py [--rows 1000000] [--similarity 0.78] [--sample 2000]
 
@@ -28,7 +28,7 @@ sys.path.insert(0, str(HERE))
 from hostinfo import cpu_model, ram_gib  # noqa: E402
 from results import write_section  # noqa: E402
 
-from curate.embed.search import IVF, similar_pairs  # noqa: E402
+from curate.search import IVF, similar_pairs  # noqa: E402
 
 SECTION = "## Embeddings: search at scale"
 DIM = 1280

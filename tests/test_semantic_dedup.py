@@ -83,7 +83,7 @@ def test_run_brings_in_embed_when_dedup_is_semantic():
 
 
 def test_semantic_pairs_are_exact_below_the_index_size_and_near_exact_above():
-    from curate.embed.search import similar_pairs
+    from curate.search import similar_pairs
 
     rng = np.random.default_rng(3)
     centres = rng.normal(size=(500, 64)).astype(np.float32)

@@ -13,7 +13,7 @@ import pandas as pd
 
 from curate.config import Config
 from curate.errors import ConfigError
-from curate.rebalance.splits import seeded_key
+from curate.seeds import seeded_key
 from curate.shards.layout import interleave
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from curate.dedup.cluster import Edges, distance_to
-from curate.embed.search import similar_pairs
+from curate.search import similar_pairs
 
 KIND_ORDER = ("bytes", "pixels", "phash", "near", "semantic")
 

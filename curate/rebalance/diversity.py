@@ -15,8 +15,8 @@ import heapq
 import numpy as np
 import pandas as pd
 
-from curate.embed.search import neighbours
-from curate.rebalance.splits import seeded_keys
+from curate.search import neighbours
+from curate.seeds import seeded_keys
 
 K = 10
 

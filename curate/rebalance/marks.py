@@ -18,8 +18,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from curate.rebalance import ranks
-from curate.rebalance.splits import seeded_keys
 from curate.schema import DUPLICATES, ISSUES, MANIFEST, PLAN, Status
+from curate.seeds import seeded_keys
 from curate.workspace import Workspace
 
 WORK = "plan.work"

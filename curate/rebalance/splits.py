@@ -16,16 +16,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterable
 
 import numpy as np
 import pandas as pd
-import xxhash
 
 from curate.errors import ConfigError
 from curate.rebalance import ranks
 from curate.rebalance.strategies import largest_remainder
 from curate.schema import SPLITS
+from curate.seeds import seeded_key
 
 
 def parse_ratios(spec: str) -> dict[str, float]:
@@ -37,17 +36,6 @@ def parse_ratios(spec: str) -> dict[str, float]:
     if len(values) != 3 or not all(math.isfinite(v) and v >= 0 for v in values) or abs(sum(values) - 1) > 1e-6:
         raise ConfigError(f"rebalance.split {spec!r}: three non-negative fractions that sum to 1, e.g. 0.8,0.1,0.1")
     return dict(zip(SPLITS, values))
-
-
-def seeded_key(seed: int, key: str) -> int:
-    """A deterministic pseudo-random number per (seed, key), independent of row order."""
-    return xxhash.xxh3_64_intdigest(f"{seed}\0{key}".encode())
-
-
-def seeded_keys(seed: int, keys: Iterable[str]) -> np.ndarray:
-    """`seeded_key` of every key, as uint64."""
-    keys = list(keys)
-    return np.fromiter((seeded_key(seed, k) for k in keys), dtype=np.uint64, count=len(keys))
 
 
 def as_scanned(marks: pd.DataFrame) -> pd.Series:

@@ -14,7 +14,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from curate.rebalance.splits import seeded_key
+from curate.seeds import seeded_key
 
 
 def interleave(samples: pd.DataFrame, seed: int) -> pd.DataFrame:

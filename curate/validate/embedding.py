@@ -34,8 +34,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from curate.embed.search import neighbours
 from curate.schema import Severity
+from curate.search import neighbours
 from curate.validate.checks import Level, check
 
 K = 10
