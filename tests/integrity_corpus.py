@@ -21,6 +21,8 @@ from typing import Iterator
 import numpy as np
 from PIL import Image
 
+from curate.imaging.formats import suffix
+
 Case = tuple[str, str, str, bytes]  # format, kind, expected, bytes
 
 
@@ -445,7 +447,7 @@ def _webp_public_suite_cases(img: Image.Image, rng: np.random.Generator, lossy: 
 
 
 FORMATS = {"PNG": _png_cases, "JPEG": _jpeg_cases, "GIF": _gif_cases, "TIFF": _tiff_cases, "WEBP": _webp_cases}
-EXTENSIONS = {"PNG": "png", "JPEG": "jpg", "GIF": "gif", "TIFF": "tif", "WEBP": "webp"}
+EXTENSIONS = {fmt: suffix(fmt) for fmt in FORMATS}  # the corpus's files are named as curate names each format
 
 
 def variants(photo: Image.Image, seed: int) -> Iterator[Case]:

@@ -34,9 +34,9 @@ from typing import Any
 
 import pandas as pd
 import torch
+from PIL import Image
 
 from curate import progress
-from curate.augment import images
 from curate.augment.layout import ShardJob, plan_split
 from curate.augment.ops import resolve_ops
 from curate.augment.pipeline import Pipeline
@@ -46,6 +46,7 @@ from curate.augment.summary import AugmentSummary
 from curate.augment.variants import select
 from curate.config import Config
 from curate.errors import ConfigError
+from curate.imaging import formats
 from curate.imaging.pixels import square_rgb
 from curate.schema import SHARD, SPLITS, hf_metadata
 from curate.shards.index import build_index, write_dataset_json
@@ -146,7 +147,7 @@ def _make(out: str, src: str, todo: list[ShardJob], pipeline: Pipeline, cfg: Con
     load = SourceReader(src, a.size, cfg.scan.background, scanned)
 
     def encode(pixels: Any) -> bytes:
-        return images.encode(pixels, a.format, a.quality)
+        return formats.encode(Image.fromarray(pixels, "RGB"), a.format, a.quality)
 
     writes: list[Future] = []
     total = sum(len(j.variants) for j in todo)
@@ -154,7 +155,7 @@ def _make(out: str, src: str, todo: list[ShardJob], pipeline: Pipeline, cfg: Con
 
         def write(s: int) -> None:
             job = todo[s]
-            columns = _columns(job.variants, outputs[s], a.size, images.EXTENSIONS[a.format])
+            columns = _columns(job.variants, outputs[s], a.size, formats.suffix(a.format))
             writes.append(writer.submit(write_rows, out, job.rel, columns, job.row_group_size, metadata, job.layout))
             outputs[s] = []
 

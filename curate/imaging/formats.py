@@ -1,19 +1,52 @@
-"""Container facts read straight from the bytes, before (or instead of) a decode."""
+"""Image formats' one home: container facts read straight from the bytes, before (or instead of)
+a decode (the format a signature names, bit depths, digests), the extensions each format is saved
+under, and how curate encodes the images it writes (shard normalisation, augmented variants)."""
 from __future__ import annotations
+
+import io
+from typing import TYPE_CHECKING
 
 import xxhash
 
-# The file extensions each format (as Pillow names it, detected from the bytes) is saved under.
+if TYPE_CHECKING:
+    from PIL import Image
+
+# The file extensions each format (as Pillow names it, detected from the bytes) is saved under;
+# the first is the one curate writes it under.
 EXTENSIONS = {
-    "JPEG": {"jpg", "jpeg", "jpe", "jfif"}, "PNG": {"png"}, "GIF": {"gif"}, "WEBP": {"webp"}, "BMP": {"bmp", "dib"},
-    "TIFF": {"tif", "tiff"}, "MPO": {"jpg", "jpeg", "mpo"}, "ICO": {"ico"}, "PPM": {"ppm", "pgm", "pbm", "pnm"},
+    "JPEG": ("jpg", "jpeg", "jpe", "jfif"), "PNG": ("png",), "GIF": ("gif",), "WEBP": ("webp",), "BMP": ("bmp", "dib"),
+    "TIFF": ("tif", "tiff"), "MPO": ("jpg", "jpeg", "mpo"), "ICO": ("ico",), "PPM": ("ppm", "pgm", "pbm", "pnm"),
 }
+
+
+# The formats curate writes, by signature (publish names a variant's file after it).
+_SIGNATURES = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"), (b"RIFF", "WEBP"), (b"GIF8", "GIF"))
+
+
+def sniff(data: bytes) -> str | None:
+    """The format (as Pillow names it) that `data`'s signature names, of those curate writes; else None."""
+    return next((fmt for magic, fmt in _SIGNATURES if data.startswith(magic)), None)
+
+
+def suffix(fmt: str | None) -> str:
+    """The extension curate writes a file of format `fmt` under (`img` for none it knows)."""
+    return EXTENSIONS.get((fmt or "").upper(), ("img",))[0]
+
+
+def encode(image: Image.Image, fmt: str, quality: int) -> bytes:
+    """`image` encoded as `fmt` ("jpeg" at `quality`, or "png"), as shards and variants hold it."""
+    buf = io.BytesIO()
+    if fmt == "png":
+        image.save(buf, "PNG")
+    else:
+        image.save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
 
 
 def extension_matches(fmt: str, extension: str) -> bool:
     """Whether `extension` (lower case, no dot) is one a file of format `fmt` is saved under
     (an unlisted format: its own name)."""
-    return extension in EXTENSIONS.get(fmt, {fmt.lower()})
+    return extension in EXTENSIONS.get(fmt, (fmt.lower(),))
 
 # Signatures of image codecs Pillow cannot decode here: reported as unsupported_codec.
 _ISO_BMFF_BRANDS = {

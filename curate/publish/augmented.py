@@ -13,18 +13,13 @@ import re
 import pandas as pd
 import pyarrow.parquet as pq
 
+from curate.imaging import formats
 from curate.publish.table import COLUMNS, media_prefix
 from curate.shards.index import shard_files
 from curate.workspace import Workspace
 
 FOLDER = "publish/augmented"
-_SUFFIXES = ((b"\xff\xd8\xff", "jpg"), (b"\x89PNG\r\n\x1a\n", "png"), (b"RIFF", "webp"), (b"GIF8", "gif"))
 _READ = ["image", "label_name", "sample_id", "source_sample_id", "augment_ops", "width", "height", "copy_index"]
-
-
-def suffix(data: bytes) -> str:
-    """The file suffix of encoded image bytes (`img` when not recognised)."""
-    return next((s for magic, s in _SUFFIXES if data.startswith(magic)), "img")
 
 
 def variant_id(sample_id: str | None, source_sample_id: str | None, copy_index: int | None) -> str:
@@ -49,7 +44,8 @@ def variants(ws: Workspace, originals: pd.DataFrame) -> pd.DataFrame:
                 for row, r in enumerate(pf.read_row_group(rg, columns=_READ).to_pylist()):
                     vid = variant_id(r["sample_id"], r["source_sample_id"], r["copy_index"])
                     data = (r["image"] or {}).get("bytes") or b""
-                    name = f"{FOLDER}/{split}/{_safe(vid)}.{suffix(data)}"
+                    fmt = formats.sniff(data)
+                    name = f"{FOLDER}/{split}/{_safe(vid)}.{formats.suffix(fmt)}"
                     if not (ws.exists(name) and ws.fs.size(ws.path(name)) == len(data)):
                         ws.write_bytes(name, data)
                     written.add(ws.path(name))
@@ -57,7 +53,7 @@ def variants(ws: Workspace, originals: pd.DataFrame) -> pd.DataFrame:
                         "filepath": prefix + name, "sample_id": vid, "ground_truth": r["label_name"],
                         "split": split, "status": "ok", "keep": True, "copies": 1, "augment_copies": 0,
                         "weight": weight.get(r["source_sample_id"]), "width": r["width"], "height": r["height"],
-                        "format": suffix(data).upper().replace("JPG", "JPEG"), "size_bytes": len(data),
+                        "format": fmt or "IMG", "size_bytes": len(data),
                         "shard": rel, "shard_row_group": rg, "shard_row": row, "augmented": True,
                         "source_sample_id": r["source_sample_id"], "augment_ops": r["augment_ops"],
                         "issues": [], "severities": []})

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageOps
 
+from curate.imaging import formats
+
 
 @dataclass(frozen=True)
 class Normalize:
@@ -20,19 +22,13 @@ class Normalize:
 
 def normalize(data: bytes, settings: Normalize) -> tuple[bytes, int, int]:
     """Re-encode `data` (frame 0, EXIF orientation applied) as RGB in the configured format."""
-    from curate.imaging.formats import png_bit_depth
     from curate.imaging.probe import to_display
 
     with Image.open(io.BytesIO(data)) as im:
         im.seek(0)
         oriented = ImageOps.exif_transpose(im)
-        shown = to_display(oriented, png_bit_depth(data) or 8, "white")
+        shown = to_display(oriented, formats.png_bit_depth(data) or 8, "white")
         rgb = shown.convert("RGB")
     if settings.max_side and max(rgb.size) > settings.max_side:
         rgb.thumbnail((settings.max_side, settings.max_side), Image.Resampling.LANCZOS)
-    buf = io.BytesIO()
-    if settings.format == "png":
-        rgb.save(buf, "PNG")
-    else:
-        rgb.save(buf, "JPEG", quality=settings.quality)
-    return buf.getvalue(), rgb.width, rgb.height
+    return formats.encode(rgb, settings.format, settings.quality), rgb.width, rgb.height
