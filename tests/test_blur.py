@@ -9,7 +9,15 @@ import pytest
 from PIL import Image, ImageFilter
 
 from curate.cli import main
-from curate.imaging.blur import WORKING_SIDE, edge_sharpness, working_luma
+from curate.imaging.blur import (
+    MIN_EDGES,
+    MIN_RANGE,
+    WINDOW,
+    WORKING_SIDE,
+    _kth_smallest_edge,
+    edge_sharpness,
+    working_luma,
+)
 from curate.validate.checks import CHECKS
 
 from conftest import SAMPLE, encode, write
@@ -45,6 +53,51 @@ def test_blur_lowers_the_score_and_contrast_does_not_move_it():
     a = np.asarray(photo, dtype=np.float32)
     halved = Image.fromarray((a * 0.5 + 64).astype(np.uint8))  # half the contrast, brighter
     assert score(halved) == pytest.approx(sharp, abs=0.05)
+
+
+def plain_score(luma: np.ndarray) -> float:
+    """The module doc's definition written out in NumPy: every edge pixel's float32 ratio, one partition."""
+    windows = np.lib.stride_tricks.sliding_window_view(luma, (WINDOW, WINDOW))
+    spread = (windows.max(axis=(2, 3)) - windows.min(axis=(2, 3))).astype(np.float32)
+    f, m = luma.astype(np.float32), WINDOW // 2
+    gx = f[m:-m, m + 1:f.shape[1] - m + 1] - f[m:-m, m - 1:f.shape[1] - m - 1]
+    gy = f[m + 1:f.shape[0] - m + 1, m:-m] - f[m - 1:f.shape[0] - m - 1, m:-m]
+    edges = spread > MIN_RANGE
+    n = int(edges.sum())
+    if n < MIN_EDGES:
+        return 0.0
+    ratio2 = (gx[edges] ** 2 + gy[edges] ** 2) / spread[edges] ** 2
+    k = int(round(0.99 * (n - 1)))
+    return float(np.sqrt(np.partition(ratio2, k)[k]))
+
+
+def test_the_score_is_exactly_the_plain_definition():
+    """OpenCV's passes and the thresholded percentile give the same float as the definition."""
+    photos = [Image.open(PHOTO).convert("RGB"), _astronaut()]
+    for photo in photos:
+        for im in [photo, photo.resize((500, 375)), *(photo.filter(ImageFilter.GaussianBlur(r)) for r in (1, 3))]:
+            luma = working_luma(im)
+            assert edge_sharpness(luma) == plain_score(luma)
+    noise = np.random.default_rng(0).integers(0, 256, (9, 40), dtype=np.uint8)
+    assert edge_sharpness(noise) == plain_score(noise) > 0
+
+
+def test_the_percentile_falls_back_where_the_sample_misses_the_top():
+    """Edge pixels none of the sampled rows hold, or whose largest values the sample misses:
+    still the k-th smallest of all of them."""
+    rng = np.random.default_rng(1)
+    values = rng.random((60, 80)).astype(np.float32)
+    values[1::4] += 10.0  # the largest values sit in rows the sample skips
+    unsampled = np.zeros(values.shape, np.uint8)
+    unsampled[1::4] = 255
+    top_unsampled = np.full(values.shape, 255, np.uint8)
+    top_unsampled[5] = top_unsampled[7] = 0
+    for edges in (unsampled, top_unsampled, (rng.random(values.shape) < 0.3).astype(np.uint8) * 255):
+        ratio2 = np.where(edges > 0, values, np.float32(0))
+        ratio2[7, edges[7] == 0] = np.nan  # off the edges: 0 where there is a gradient, NaN where no range
+        on = values[edges > 0]
+        for k in (0, len(on) // 2, int(round(0.99 * (len(on) - 1))), len(on) - 1):
+            assert _kth_smallest_edge(ratio2, edges, len(on), k) == np.partition(on, k)[k]
 
 
 def test_working_luma_scales_down_only():
