@@ -4,14 +4,17 @@
 
 Images: sample_data/'s JPEG photos re-encoded (quality 90) at 500x375 (the size most training
 collections hold) and, one in five, at 4000x3000 (12 MP). Each part is timed alone over every image
-(CPU time of this process, best of `--passes` passes), on the intermediate results the scan itself
+(CPU time of this process, best of `--passes` passes; the script re-runs itself with the decoder
+child's malloc settings, `sandbox.DECODER_MALLOC`, so that its temporaries cost what they cost in
+the child), on the intermediate results the scan itself
 produces: the whole `probe()`; the JPEG decode it does (libjpeg-turbo, strict, at the smallest DCT
 scale keeping both sides >= `scan.decode_size`); the 64x64 thumbnail; the luma the blur score is
 measured on and the score itself (`curate.imaging.blur`); header, EXIF, structure checks and
 hashes. Then `probe()` as the scan runs it, in a sandboxed decoder child (file read, pickle and
 pipe included, both processes' CPU, start-up excluded: each image 20 times over, 10 for 12 MP, less a
 one-image child), with the child's malloc settings and with glibc's defaults, and the child's
-page faults per image. Beside them, three references: the scan benchmark's "bare loop" decode
+page faults per image; the first of those less the in-process `probe()` is what the file read,
+the pickle and the pipe add. Beside them, three references: the scan benchmark's "bare loop" decode
 (Pillow, `draft(None, (32, 32))`, 1/8 scale), Pillow's decode at the scan's scale (what the scan
 used before `strict_jpeg`) and the strict decode to greyscale (what a luma-only path would cost). Writes the "Scan: where probe()'s time goes"
 section of RESULTS.md (its "### Notes" kept).
@@ -87,6 +90,7 @@ def in_child(datas: list[bytes], copies: int, malloc: dict[str, str]) -> tuple[f
     `DECODER_MALLOC`: the images `copies` times over (hard links) in one child, less a one-image
     child (start-up), per extra image."""
     saved = sandbox.DECODER_MALLOC
+    inherited = {k: os.environ.pop(k) for k in saved if k in os.environ}  # this process's (`under_decoder_malloc`)
     sandbox.DECODER_MALLOC = malloc
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -112,6 +116,7 @@ def in_child(datas: list[bytes], copies: int, malloc: dict[str, str]) -> tuple[f
             return (cpu_many - cpu_one) / extra * 1e3, (faults_many - faults_one) / extra
     finally:
         sandbox.DECODER_MALLOC = saved
+        os.environ.update(inherited)
 
 
 def parts(datas: list[bytes], size: tuple[int, int], passes: int, copies: int) -> list[tuple[str, float]]:
@@ -128,8 +133,9 @@ def parts(datas: list[bytes], size: tuple[int, int], passes: int, copies: int) -
             im.getexif()
         formats.jpeg_precision(data)
 
+    whole = best_ms(probe.probe, datas, passes)
     return [
-        ("`probe()`, the whole", best_ms(probe.probe, datas, passes)),
+        ("`probe()`, the whole", whole),
         ("decode, strict, RGB, at the scan's DCT scale", best_ms(
             lambda d: strict_jpeg.decode(d, "RGB", w, h, scale), datas, passes)),
         ("64x64 thumbnail (resize, RGB and luma bytes)", best_ms(lambda im: probe._thumbnail(im, 1), decoded, passes)),
@@ -141,6 +147,8 @@ def parts(datas: list[bytes], size: tuple[int, int], passes: int, copies: int) -
         ("pixel hash (JPEG segments)", best_ms(lambda p: probe._pixel_hash(p[1], "JPEG", p[0], 1), pairs, passes)),
         ("`probe()` in the scan's decoder child (read, probe, pickle, pipe; `sandbox.DECODER_MALLOC`)", tuned[0]),
         ("the same with glibc's default malloc (the child before 886bfe4)", plain[0]),
+        ("the child's file read, pickle and pipe (the child's `sandbox.DECODER_MALLOC` row less the first)",
+         tuned[0] - whole),
         (f"the child's minor page faults per image {COUNT}, `sandbox.DECODER_MALLOC`", tuned[1]),
         (f"the child's minor page faults per image {COUNT}, glibc's default malloc", plain[1]),
         ("reference: bare loop decode (Pillow, 1/8)", best_ms(lambda d: pillow_decode(d, 32), datas, passes)),
@@ -151,7 +159,16 @@ def parts(datas: list[bytes], size: tuple[int, int], passes: int, copies: int) -
     ]
 
 
+def under_decoder_malloc() -> None:
+    """Run this script again with the decoder child's malloc settings unless it already has them:
+    with glibc's defaults every large NumPy temporary faults its pages in afresh, which the child
+    does not pay."""
+    if any(os.environ.get(k) != v for k, v in sandbox.DECODER_MALLOC.items()):
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **sandbox.DECODER_MALLOC})
+
+
 def main() -> None:
+    under_decoder_malloc()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--passes", type=int, default=5)
     ap.add_argument("--no-write", action="store_true")
@@ -162,7 +179,8 @@ def main() -> None:
     lines = [SECTION, "",
              f"Command: `.venv/bin/python benchmarks/probe_parts.py --passes {args.passes}`  ",
              f"Date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; {cpu_model()}, {ram_gib():.0f} GiB, "
-             f"Python {platform.python_version()}; one process, CPU ms per image, best of {args.passes} passes. "
+             f"Python {platform.python_version()}; one process with `sandbox.DECODER_MALLOC`, CPU ms per image, "
+             f"best of {args.passes} passes. "
              f"Images: {', '.join(f'{len(sets[n])} at {n}' for n in names)} (sample_data's photos re-encoded); "
              "the scan's DCT scale (`scan.decode_size` 256): " + ", ".join(
                  f"1/{strict_jpeg.draft_scale(*SIZES[n], DECODE_SIZE)} at {n}" for n in names) + ".", "",
