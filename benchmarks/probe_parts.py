@@ -6,7 +6,7 @@ Images: sample_data/'s JPEG photos re-encoded (quality 90) at 500x375 (the size 
 collections hold) and, one in five, at 4000x3000 (12 MP). Each part is timed alone over every image
 (CPU time of this process, best of `--passes` passes; the script re-runs itself with the decoder
 child's malloc settings, `sandbox.DECODER_MALLOC`, so that its temporaries cost what they cost in
-the child), on the intermediate results the scan itself
+the child, and runs OpenCV on one thread, as the child does), on the intermediate results the scan itself
 produces: the whole `probe()`; the JPEG decode it does (libjpeg-turbo, strict, at the smallest DCT
 scale keeping both sides >= `scan.decode_size`); the 64x64 thumbnail; the luma the blur score is
 measured on and the score itself (`curate.imaging.blur`); header, EXIF, structure checks and
@@ -37,6 +37,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
+import cv2  # noqa: E402
 from hostinfo import cpu_model, ram_gib  # noqa: E402
 from PIL import Image  # noqa: E402
 from results import write_section  # noqa: E402
@@ -169,6 +170,7 @@ def under_decoder_malloc() -> None:
 
 def main() -> None:
     under_decoder_malloc()
+    cv2.setNumThreads(1)  # as the decoder child runs OpenCV (`sandbox._child`)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--passes", type=int, default=5)
     ap.add_argument("--no-write", action="store_true")

@@ -141,9 +141,15 @@ def _child() -> None:
     """The child's loop: one job in, one result per path out."""
     import resource
 
+    import cv2
+
     import curate.imaging.pixels  # noqa: F401  (imported before the memory cap applies)
     import curate.imaging.probe  # noqa: F401
     from curate.codes import ErrorCode, Status
+
+    # The scan runs one child per core: OpenCV's own worker threads (the blur score's passes) only
+    # contend with the other children, and their waits cost CPU (benchmarks/probe_parts.py).
+    cv2.setNumThreads(1)
 
     job: DecodeJob = _receive(sys.stdin.fileno(), None)
     limit = job.max_memory_mb * 2**20
