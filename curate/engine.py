@@ -14,7 +14,7 @@ import logging
 import os
 from typing import Any, Callable, Iterator, Sequence
 
-from curate import progress
+from curate import progress, storage
 from curate.config import EngineConfig
 from curate.errors import CurateError, PartitionFailed
 
@@ -47,6 +47,7 @@ def dask_client(cfg: EngineConfig, n_tasks: int, urls: Sequence[str] = (), worth
         except (OSError, TimeoutError) as exc:
             raise CurateError(f"cannot reach the Dask scheduler at {address}: {exc}") from exc
         try:
+            scrub_worker_logs(client)
             yield client
         finally:
             client.close()
@@ -54,9 +55,17 @@ def dask_client(cfg: EngineConfig, n_tasks: int, urls: Sequence[str] = (), worth
     local = _LazyCluster(dataclasses.replace(cfg, workers=min(cfg.workers or os.cpu_count() or 1, max(n_tasks, 1))))
     try:
         with Client(local.address()) as client:
+            scrub_worker_logs(client)
             yield client
     finally:
         local.close()
+
+
+def scrub_worker_logs(client: Any) -> None:
+    """Make the log records of every worker of `client`'s cluster lose the credentials of the URLs
+    in them (`curate.storage.scrub_log_records`), as the driver's do. A worker that joins later
+    (an adaptive cluster) logs as its own environment says."""
+    client.run(storage.scrub_log_records)
 
 
 @contextlib.contextmanager

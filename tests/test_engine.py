@@ -66,3 +66,20 @@ def test_on_a_cluster_too_a_curate_error_is_not_retried(tmp_path):
             run_tasks(client, refusing, [Refusing(0, str(tmp_path / "n"))], label="test", retries=2)
     assert not isinstance(caught.value, PartitionFailed)
     assert (tmp_path / "n").read_text() == "1"
+
+
+def worker_log_message(text: str) -> str:
+    """`text` as a log record made on this worker shows it."""
+    import logging
+
+    return logging.getLogger("curate.test").makeRecord("curate.test", logging.INFO, __file__, 1, text, None,
+                                                      None).getMessage()
+
+
+def test_a_worker_logs_urls_without_their_credentials():
+    from curate.config import EngineConfig
+    from curate.engine import dask_client
+
+    with dask_client(EngineConfig(workers=1), n_tasks=2) as client:
+        shown = client.submit(worker_log_message, "reading http://user:pw-9d1e@host/x?sig=tok-55", pure=False).result()
+    assert "pw-9d1e" not in shown and "tok-55" not in shown and "http://***@host/x?sig=***" in shown
