@@ -83,16 +83,21 @@ def test_the_score_is_exactly_the_plain_definition():
 
 
 def test_the_percentile_falls_back_where_the_sample_misses_the_top():
-    """Edge pixels none of the sampled rows hold, or whose largest values the sample misses:
-    still the k-th smallest of all of them."""
+    """Edge pixels none of the sampled rows hold, largest values the sample misses, or a sample
+    holding only the largest values (its threshold leaves too few pixels): still the k-th
+    smallest of all the edge pixels."""
     rng = np.random.default_rng(1)
-    values = rng.random((60, 80)).astype(np.float32)
-    values[1::4] += 10.0  # the largest values sit in rows the sample skips
-    unsampled = np.zeros(values.shape, np.uint8)
+    shape = (60, 80)
+    every = np.full(shape, 255, np.uint8)
+    every[5] = every[7] = 0
+    unsampled = np.zeros(shape, np.uint8)
     unsampled[1::4] = 255
-    top_unsampled = np.full(values.shape, 255, np.uint8)
-    top_unsampled[5] = top_unsampled[7] = 0
-    for edges in (unsampled, top_unsampled, (rng.random(values.shape) < 0.3).astype(np.uint8) * 255):
+    rows, grid = np.zeros(shape, bool), np.zeros(shape, bool)
+    rows[1::4] = True  # rows the sample skips
+    grid[::4, ::4] = True  # exactly the sampled pixels
+    random_edges = (rng.random(shape) < 0.3).astype(np.uint8) * 255
+    for edges, largest in ((unsampled, rows), (every, rows), (every, grid), (random_edges, rows)):
+        values = rng.random(shape).astype(np.float32) + np.where(largest, np.float32(10), np.float32(0))
         ratio2 = np.where(edges > 0, values, np.float32(0))
         ratio2[7, edges[7] == 0] = np.nan  # off the edges: 0 where there is a gradient, NaN where no range
         on = values[edges > 0]
