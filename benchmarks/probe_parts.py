@@ -42,6 +42,7 @@ from hostinfo import cpu_model, ram_gib  # noqa: E402
 from PIL import Image  # noqa: E402
 from results import write_section  # noqa: E402
 
+from curate.config import ScanConfig  # noqa: E402
 from curate.imaging import formats, probe, sandbox, strict_jpeg, structure  # noqa: E402
 from curate.imaging.blur import edge_sharpness, working_luma  # noqa: E402
 
@@ -106,8 +107,10 @@ def in_child(datas: list[bytes], copies: int, malloc: dict[str, str]) -> tuple[f
 
             def cost(paths: list[str]) -> tuple[float, int]:
                 before = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
-                job = sandbox.DecodeJob(tmp, tuple(paths), DECODE_SIZE, 178_956_970, "white", 2048)
-                assert all(facts["status"] == "ok" for facts, _t, _s in sandbox.sandboxed(job, 60.0))
+                settings = sandbox.DecodeSettings.of(ScanConfig(decode_size=DECODE_SIZE, max_memory_mb=2048,
+                                                                timeout_s=60.0), tmp)
+                job = sandbox.DecodeJob(tmp, tuple(paths), settings)
+                assert all(facts["status"] == "ok" for facts, _t, _s in sandbox.sandboxed(job))
                 after = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
                 cpu = sum(a.ru_utime + a.ru_stime - b.ru_utime - b.ru_stime for a, b in zip(after, before))
                 return cpu, after[1].ru_minflt - before[1].ru_minflt

@@ -26,7 +26,7 @@ from curate.config import Config
 from curate.engine import dask_client, run_tasks
 from curate.imaging.formats import sample_id
 from curate.imaging.probe import fingerprint
-from curate.imaging.sandbox import DecodeJob, decode_all
+from curate.imaging.sandbox import DecodeJob, DecodeSettings, decode_all
 from curate.listing import SourceFile, list_source
 from curate.schema import MANIFEST, Status
 from curate.source import refuse_overlap
@@ -48,14 +48,7 @@ class ScanTask:
     files: tuple[SourceFile, ...]
     reuse: frozenset[str]  # paths whose previous row is still valid
     removed: frozenset[str]  # paths gone from the source, kept as `removed`
-    decode_size: int
-    max_pixels: int
-    background: str
-    isolate: bool = True
-    timeout_s: float = 30.0
-    max_memory_mb: int = 4096
-    structure_checks: bool = True
-    fetch_batch: int = 32  # files of a remote source fetched at once
+    decode: DecodeSettings
     decoders: int = 1  # decoder processes for this partition (more when it runs alone, in-process)
 
 
@@ -103,9 +96,7 @@ def scan_partition(task: ScanTask) -> dict[str, int]:
     """Decode one partition's files and write its manifest part. Returns small counts."""
     old = _previous_rows(task)
     to_decode = [f.path for f in task.files if f.path not in old and not f.error]
-    job = DecodeJob(task.src, tuple(to_decode), task.decode_size, task.max_pixels, task.background,
-                    task.max_memory_mb, task.structure_checks, fetch_batch=task.fetch_batch)
-    decoded = dict(decode_all(job, task.decoders, task.timeout_s, task.isolate))
+    decoded = dict(decode_all(DecodeJob(task.src, tuple(to_decode), task.decode), task.decoders))
     rows: list[dict[str, Any]] = []
     thumbs: list[bytes | None] = []
     for f in task.files:
@@ -180,15 +171,13 @@ def plan_tasks(src: str, out: str, cfg: Config, files: list[SourceFile],
     everything = sorted(files + gone, key=lambda f: f.path)
     removed = {f.path for f in gone}
     size = cfg.engine.partition_size
-    isolate = cfg.scan.isolate and not src.startswith("memory://")  # a child cannot see this process's memory
+    decode = DecodeSettings.of(cfg.scan, src)
     tasks = []
     for i in range(0, len(everything), size):
         chunk = tuple(everything[i:i + size])
         paths = {f.path for f in chunk}
         tasks.append(ScanTask(src, out, i // size, chunk, frozenset(paths & reuse), frozenset(paths & removed),
-                              cfg.scan.decode_size, cfg.scan.max_pixels, cfg.scan.background, isolate,
-                              cfg.scan.timeout_s, cfg.scan.max_memory_mb, cfg.scan.structure_checks,
-                              cfg.scan.fetch_batch))
+                              decode))
     return tasks
 
 

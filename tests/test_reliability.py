@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from test_validate import bomb_png
 
-from curate.config import from_dict
+from curate.config import ScanConfig, from_dict
+from curate.imaging.sandbox import DecodeSettings
 from curate.listing import list_source
 from curate.pipeline import run_pipeline
 from curate.scan import ScanTask, scan, scan_partition
@@ -104,7 +105,8 @@ def test_file_that_vanishes_during_the_scan(tmp_path, cfg):
     gone = write(src / "a" / "gone.jpg", encode(photo_like(2)))
     files = list_source(str(src))
     gone.unlink()  # between listing and reading
-    task = ScanTask(str(src), str(tmp_path / "out"), 0, tuple(files), frozenset(), frozenset(), 32, 10**8, "white")
+    decode = DecodeSettings.of(ScanConfig(decode_size=32, max_pixels=10**8), str(src))
+    task = ScanTask(str(src), str(tmp_path / "out"), 0, tuple(files), frozenset(), frozenset(), decode)
     scan_partition(task)
     table = Workspace(str(tmp_path / "out")).read("manifest.new", MANIFEST).to_pylist()
     by_path = {r["path"]: r for r in table}
@@ -196,9 +198,10 @@ def test_a_decoder_child_killed_before_it_reads_gives_decoder_crashed_not_timeou
     deaths = write(tmp_path / "deaths", b"3")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])))
     monkeypatch.setenv("CURATE_TEST_CHILD_DEATHS", str(deaths))
-    job = DecodeJob(str(tmp_path / "src"), tuple(names), 256, 10**8, "white", 2048)
+    job = DecodeJob(str(tmp_path / "src"), tuple(names),
+                    DecodeSettings.of(ScanConfig(max_pixels=10**8, max_memory_mb=2048), str(tmp_path / "src")))
     assert (len(pickle.dumps(job)) > 1 << 16) == bool(depth)  # Linux's default pipe buffer: 64 KiB
-    got = list(sandboxed(job, 30.0))
+    got = list(sandboxed(job))
     assert deaths.read_text() == "0"
     crashed = [facts for facts, _thumb, _size in got[:3]]
     assert [facts["error_code"] for facts in crashed] == ["decoder_crashed"] * 3, crashed
@@ -234,11 +237,13 @@ def test_killed_run_resumes_to_the_same_outputs(tmp_path, delay_s):
 
 _FAULTS = """
 import resource, sys
+from curate.config import ScanConfig
 from curate.imaging import sandbox
 if sys.argv[2] == "plain":
     sandbox.DECODER_MALLOC = {}
-job = sandbox.DecodeJob(sys.argv[1], tuple(f"{i}.jpg" for i in range(60)), 256, 10**8, "white", 2048)
-assert all(facts["status"] == "ok" for facts, _thumb, _size in sandbox.sandboxed(job, 30.0))
+settings = sandbox.DecodeSettings.of(ScanConfig(max_pixels=10**8, max_memory_mb=2048), sys.argv[1])
+job = sandbox.DecodeJob(sys.argv[1], tuple(f"{i}.jpg" for i in range(60)), settings)
+assert all(facts["status"] == "ok" for facts, _thumb, _size in sandbox.sandboxed(job))
 print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_minflt)
 """
 

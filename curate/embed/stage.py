@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 from curate.config import Config
 from curate.embed import models
 from curate.engine import dask_client, run_tasks
-from curate.imaging.sandbox import DecodeJob, decode_all
+from curate.imaging.sandbox import DecodeJob, DecodeSettings, decode_all
 from curate.schema import MANIFEST, Status, embeddings_schema
 from curate.view import Block, View
 from curate.workspace import Workspace
@@ -47,12 +47,7 @@ class EmbedTask:
     model: models.Settings
     batch_size: int
     decoders: int
-    isolate: bool
-    timeout_s: float
-    max_memory_mb: int
-    background: str
-    decode_size: int
-    max_pixels: int
+    decode: DecodeSettings
 
 
 @dataclass
@@ -122,11 +117,10 @@ class Batch:
 
 def _batches(task: EmbedTask, paths: list[str], size: int) -> Iterator[Batch]:
     """Batches of `task.batch_size` decoded images, decoding ahead of the model."""
-    job = DecodeJob(task.src, tuple(paths), task.decode_size, task.max_pixels, task.background, task.max_memory_mb,
-                    pixels=size)
+    job = DecodeJob(task.src, tuple(paths), task.decode, pixels=size)
     ready: list[tuple[str, bytes]] = []
     errors: dict[str, str] = {}
-    for path, (facts, pixels, _size) in decode_all(job, task.decoders, task.timeout_s, task.isolate):
+    for path, (facts, pixels, _size) in decode_all(job, task.decoders):
         if pixels is None:
             errors[path] = f"{facts.get('error_code')}: {facts.get('error_message')}"
         else:
@@ -201,10 +195,8 @@ def embed(src: str, out: str, cfg: Config) -> EmbedSummary:
     settings = models.Settings(e.model, device, e.size, 0 if on_gpu else threads, precision,
                                models.resolve_runtime(e.runtime, e.model, device, precision))
     decoders = cores if on_gpu else max(1, cores // processes)
-    isolate = cfg.scan.isolate and not src.startswith("memory://")
-    s = cfg.scan
-    tasks = [EmbedTask(src, out, part, i, settings, e.batch_size, decoders, isolate, s.timeout_s, s.max_memory_mb,
-                       s.background, s.decode_size, s.max_pixels) for i, part in enumerate(parts)]
+    decode = DecodeSettings.of(cfg.scan, src)
+    tasks = [EmbedTask(src, out, part, i, settings, e.batch_size, decoders, decode) for i, part in enumerate(parts)]
     ws.remove(STAGING)
     urls = (src, out)
     with dask_client(cfg.engine, 1 if on_gpu else len(tasks), urls) as client:

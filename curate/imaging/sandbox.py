@@ -25,9 +25,12 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import IO, Any, Iterator
+from typing import IO, TYPE_CHECKING, Any, Iterator
 
 from curate.source import Source
+
+if TYPE_CHECKING:
+    from curate.config import ScanConfig
 
 _HEADER = struct.Struct("!Q")
 STARTUP_S = 10.0  # extra time for the first result: the child imports numpy and Pillow
@@ -53,16 +56,33 @@ def _child_env() -> dict[str, str]:
 
 
 @dataclass(frozen=True)
-class DecodeJob:
-    src: str
-    paths: tuple[str, ...]
+class DecodeSettings:
+    """How the decoders treat a file: the `[scan]` settings that the scan's and embed's tasks carry
+    (`of`, by name), once."""
+
     decode_size: int
     max_pixels: int
     background: str
+    isolate: bool  # in a child process, within `timeout_s` and `max_memory_mb`
+    timeout_s: float
     max_memory_mb: int
-    structure_checks: bool = True
+    structure_checks: bool
+    fetch_batch: int  # files of a remote source fetched at once (`Source.read_many`)
+
+    @classmethod
+    def of(cls, scan: ScanConfig, src: str) -> DecodeSettings:
+        """`scan`'s settings for decoding SRC's files (never isolated from memory://, which a child
+        process cannot see)."""
+        settings = cls(**{f.name: getattr(scan, f.name) for f in dataclasses.fields(cls)})
+        return dataclasses.replace(settings, isolate=scan.isolate and not src.startswith("memory://"))
+
+
+@dataclass(frozen=True)
+class DecodeJob:
+    src: str
+    paths: tuple[str, ...]
+    settings: DecodeSettings
     pixels: int = 0  # > 0: decode to (pixels, pixels, 3) uint8 RGB instead of probing
-    fetch_batch: int = 32  # files of a remote source fetched at once (`Source.read_many`)
 
 
 def _widen_pipe(fd: int) -> None:
@@ -120,8 +140,9 @@ def decode_file(data: bytes | OSError, job: DecodeJob) -> tuple[dict[str, Any], 
                  "error_message": f"{type(data).__name__}: {data}"}, None, None)
     if job.pixels:
         return (*_pixels(data, job), len(data))
-    facts, thumb = probe(data, decode_size=job.decode_size, max_pixels=job.max_pixels, background=job.background,
-                         structure_checks=job.structure_checks)
+    s = job.settings
+    facts, thumb = probe(data, decode_size=s.decode_size, max_pixels=s.max_pixels, background=s.background,
+                         structure_checks=s.structure_checks)
     return facts, thumb, len(data)
 
 
@@ -131,7 +152,7 @@ def _pixels(data: bytes, job: DecodeJob) -> tuple[dict[str, Any], bytes | None]:
     from curate.imaging.pixels import square_rgb
 
     try:
-        return {"status": Status.OK.value}, square_rgb(data, job.pixels, job.background).tobytes()
+        return {"status": Status.OK.value}, square_rgb(data, job.pixels, job.settings.background).tobytes()
     except Exception as exc:  # noqa: BLE001  (a file that changed since the scan is reported, not raised)
         return {"status": Status.ERROR.value, "error_code": ErrorCode.CORRUPT.value,
                 "error_message": f"{type(exc).__name__}: {exc}"[:500]}, None
@@ -152,17 +173,17 @@ def _child() -> None:
     cv2.setNumThreads(1)
 
     job: DecodeJob = _receive(sys.stdin.fileno(), None)
-    limit = job.max_memory_mb * 2**20
+    limit = job.settings.max_memory_mb * 2**20
     hard = resource.getrlimit(resource.RLIMIT_AS)[1]
     if hard != resource.RLIM_INFINITY:  # the machine's own cap is stricter: the child cannot raise it
         limit = min(limit, hard)
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    for _path, data in Source(job.src).read_many(job.paths, job.fetch_batch):
+    for _path, data in Source(job.src).read_many(job.paths, job.settings.fetch_batch):
         try:
             result = decode_file(data, job)
         except MemoryError:
             result = ({"status": Status.ERROR.value, "error_code": ErrorCode.MEMORY_LIMIT.value,
-                       "error_message": f"decoding needed more than {job.max_memory_mb} MB"}, None, None)
+                       "error_message": f"decoding needed more than {job.settings.max_memory_mb} MB"}, None, None)
         _send(sys.stdout.buffer, result)
 
 
@@ -188,8 +209,9 @@ def _no_result(child: subprocess.Popen[bytes], ended: bool, timeout_s: float) ->
     return {"status": Status.ERROR.value, "error_code": code.value, "error_message": message}
 
 
-def sandboxed(job: DecodeJob, timeout_s: float) -> Iterator[Result]:
-    """Results for job.paths, in order, each decoded within `timeout_s` in a child process."""
+def sandboxed(job: DecodeJob) -> Iterator[Result]:
+    """Results for job.paths, in order, each decoded within the job's `timeout_s` in a child process."""
+    timeout_s = job.settings.timeout_s
     remaining = list(job.paths)
     while remaining:
         child = subprocess.Popen([sys.executable, "-m", "curate.imaging.sandbox"], stdin=subprocess.PIPE,
@@ -223,15 +245,14 @@ def sandboxed(job: DecodeJob, timeout_s: float) -> Iterator[Result]:
                         stream.close()
 
 
-def decode_all(job: DecodeJob, decoders: int, timeout_s: float, isolate: bool = True, ahead: int = 256
-               ) -> Iterator[tuple[str, Result]]:
+def decode_all(job: DecodeJob, decoders: int, ahead: int = 256) -> Iterator[tuple[str, Result]]:
     """(path, result) for every path of `job`, as the results come: from `decoders` sandboxed
     children side by side, each on a contiguous run of the paths (a run is at least
-    MIN_PATHS_PER_DECODER paths), or in this process when not `isolate`. At most `ahead` results
+    MIN_PATHS_PER_DECODER paths), or in this process when the job's settings do not `isolate`. At most `ahead` results
     wait to be taken, so a slow consumer bounds the memory; leaving the loop early stops the
     children."""
-    if not isolate:
-        for path, data in Source(job.src).read_many(job.paths, job.fetch_batch):
+    if not job.settings.isolate:
+        for path, data in Source(job.src).read_many(job.paths, job.settings.fetch_batch):
             yield path, decode_file(data, job)
         return
     runs = max(1, min(decoders, len(job.paths) // MIN_PATHS_PER_DECODER))
@@ -239,14 +260,14 @@ def decode_all(job: DecodeJob, decoders: int, timeout_s: float, isolate: bool = 
     jobs = [dataclasses.replace(job, paths=job.paths[i:i + step]) for i in range(0, len(job.paths), step)]
     if len(jobs) <= 1:
         for one in jobs:
-            yield from zip(one.paths, sandboxed(one, timeout_s))
+            yield from zip(one.paths, sandboxed(one))
         return
     results: queue.Queue[Any] = queue.Queue(maxsize=ahead)
     stop = threading.Event()
 
     def feed(one: DecodeJob) -> None:  # the threads only wait on the children's pipes
         try:
-            for item in zip(one.paths, sandboxed(one, timeout_s)):
+            for item in zip(one.paths, sandboxed(one)):
                 while not stop.is_set():
                     try:
                         results.put(item, timeout=0.1)
