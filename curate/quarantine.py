@@ -35,7 +35,7 @@ from curate.codes import ErrorCode
 from curate.config import Config
 from curate.errors import CurateError
 from curate.schema import ISSUES
-from curate.source import OutsideSource, Source, refuse_overlap
+from curate.source import Source, refuse_overlap, unusable_reason
 from curate.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -48,9 +48,9 @@ class NotCopied(Exception):
     """Why one file was not copied; the text goes into its row."""
 
 
-def excluded_issues(out: str, cfg: Config) -> dict[str, list[dict]]:
+def excluded_issues(ws: Workspace, cfg: Config) -> dict[str, list[dict]]:
     """path -> its findings whose severity `validate.exclude` names, paths and checks in order."""
-    issues = Workspace(out).read("issues", ISSUES)
+    issues = ws.read("issues", ISSUES)
     mask = pc.and_(pc.is_in(issues["severity"], pa.array(cfg.validate.exclude, pa.string())),
                    pc.is_valid(issues["path"]))
     rows = issues.filter(mask).sort_by([("path", "ascending"), ("check", "ascending")]).to_pylist()
@@ -72,14 +72,15 @@ def quarantine(out: str, to: str, cfg: Config, copy: bool = False) -> Quarantine
     """Write the quarantine list for OUT into `to` (and, with `copy`, the copies). `to` may not
     overlap SRC (one line, exit 2, before anything is written). See the module doc for what a
     file that cannot be copied becomes."""
-    refuse_overlap(lineage.recorded_source(Workspace(out)), to, "--to")
-    by_path = excluded_issues(out, cfg)
+    ws = Workspace(out)
+    refuse_overlap(lineage.recorded_source(ws), to, "--to")
+    by_path = excluded_issues(ws, cfg)
     dest = Path(to)
     try:
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise _unwritable(dest, exc) from exc
-    source = Source(lineage.source_of(Workspace(out))) if copy else None
+    source = Source(lineage.source_of(ws)) if copy else None
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(COLUMNS)
@@ -121,12 +122,14 @@ def _open(source: Source, rel: str) -> BinaryIO:
     try:
         source.refuse_outside(rel)
         return source.open(rel)
-    except OutsideSource as exc:
-        raise NotCopied(f"{ErrorCode.OUTSIDE_SOURCE.value}: {exc}") from exc
-    except FileNotFoundError as exc:
-        raise NotCopied(f"{ErrorCode.VANISHED.value}: no longer in SRC") from exc
     except OSError as exc:
-        raise NotCopied(f"{ErrorCode.UNREADABLE.value}: {exc.strerror or exc}") from exc
+        raise _not_copied(exc) from exc
+
+
+def _not_copied(exc: OSError) -> NotCopied:
+    """Why SRC's file could not be copied: its reason (`curate.source.unusable_reason`) and detail."""
+    reason = unusable_reason(exc)
+    return NotCopied(f"{reason}: {'no longer in SRC' if reason == ErrorCode.VANISHED.value else exc.strerror or exc}")
 
 
 def _chunks(reader: BinaryIO) -> Iterator[bytes]:
@@ -135,7 +138,7 @@ def _chunks(reader: BinaryIO) -> Iterator[bytes]:
         try:
             chunk = reader.read(CHUNK)
         except OSError as exc:
-            raise NotCopied(f"{ErrorCode.UNREADABLE.value}: {exc.strerror or exc}") from exc
+            raise _not_copied(exc) from exc
         if not chunk:
             return
         yield chunk

@@ -14,6 +14,7 @@ import os
 import threading
 from typing import TYPE_CHECKING, BinaryIO, Iterator, Sequence
 
+from curate.codes import ErrorCode
 from curate.errors import CurateError
 
 if TYPE_CHECKING:
@@ -23,13 +24,13 @@ if TYPE_CHECKING:
 class OutsideSource(OSError):
     """A path under SRC that leads, through a symbolic link, to a file outside SRC."""
 
-    code = "outside_source"
+    code: str = ErrorCode.OUTSIDE_SOURCE.value
 
 
 class ChangedSinceScan(OSError):
     """A file whose bytes are no longer those the scan hashed."""
 
-    code = "changed_since_scan"
+    code: str = "changed_since_scan"
 
 
 def unusable_reason(exc: OSError) -> str:
@@ -37,7 +38,8 @@ def unusable_reason(exc: OSError) -> str:
     outside_source, vanished (gone) or unreadable."""
     if isinstance(exc, (OutsideSource, ChangedSinceScan)):
         return exc.code
-    return "vanished" if isinstance(exc, FileNotFoundError) else "unreadable"
+    code: str = (ErrorCode.VANISHED if isinstance(exc, FileNotFoundError) else ErrorCode.UNREADABLE).value
+    return code
 
 
 class Source:
@@ -107,13 +109,15 @@ class Source:
         local = self.local_root
         return os.path.realpath(local) if local is not None else None
 
+    def leads_outside(self, rel: str) -> bool:
+        """Whether `rel` (on this machine's disk) resolves, through a symbolic link anywhere on its
+        way, to a file outside SRC. Object stores have no links."""
+        return self._real_root is not None and not within(os.path.realpath(self.path(rel)), self._real_root)
+
     def refuse_outside(self, rel: str) -> None:
-        """Raise `OutsideSource` when `rel` (on this machine's disk) resolves, through a symbolic link
-        anywhere on its way, to a file outside SRC. Object stores have no links."""
-        if self._real_root is not None:
-            real = os.path.realpath(self.path(rel))
-            if not within(real, self._real_root):
-                raise OutsideSource(f"{rel} leads to {real}, outside the source")
+        """Raise `OutsideSource` when `rel` leads out of SRC (`leads_outside`)."""
+        if self.leads_outside(rel):
+            raise OutsideSource(f"{rel} leads to {os.path.realpath(self.path(rel))}, outside the source")
 
     def read_scanned(self, rel: str, sample_id: str) -> bytes:
         """The bytes of `rel` exactly as the scan saw them: `OutsideSource` when it now leads out of

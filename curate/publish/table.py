@@ -17,7 +17,7 @@ import xxhash
 
 from curate.publish.fields import FIELDS, NAMES
 from curate.schema import DUPLICATES, ISSUES, MANIFEST, PLAN, Severity, Status
-from curate.source import OutsideSource, Source
+from curate.source import Source
 from curate.storage import safe_url
 from curate.workspace import Workspace, local_path
 
@@ -36,20 +36,6 @@ def media_prefix(root: str) -> str:
     return os.path.abspath(local).rstrip("/") + "/" if local is not None else safe_url(root).rstrip("/") + "/"
 
 
-def leading_outside(src: str, paths: pd.Series) -> pd.Series:
-    """Which `paths` now lead out of SRC through a symbolic link (`Source.refuse_outside`): the app
-    must never show a file from outside SRC under a source image's name."""
-    source = Source(src)
-
-    def outside(rel: str) -> bool:
-        try:
-            source.refuse_outside(rel)
-        except OutsideSource:
-            return True
-        return False
-
-    return paths.map(outside).astype(bool)
-
 
 def originals(ws: Workspace, src: str) -> pd.DataFrame:
     """One row per manifest image (removed files, and files that now lead out of SRC through a link,
@@ -58,7 +44,7 @@ def originals(ws: Workspace, src: str) -> pd.DataFrame:
                     filter=pc.field("status") != Status.REMOVED.value).to_pandas()
     frame = frame.sort_values("path", kind="stable").reset_index(drop=True)
     frame = frame.rename(columns={"label": "ground_truth", "split": "source_split"})
-    frame = frame[~leading_outside(src, frame["path"])]
+    frame = frame[~frame["path"].map(Source(src).leads_outside).astype(bool)]  # the app shows no file from outside
     frame["filepath"] = media_prefix(src) + frame["path"]
     frame = frame.merge(_issues(ws), on="sample_id", how="left")
     frame = frame.merge(_embedding_findings(ws), on="sample_id", how="left")
