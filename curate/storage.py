@@ -86,10 +86,9 @@ def safe_url(text: str) -> str:
     of the userinfo of an http(s) URL, where a lone user is often a token) and the value of every
     query parameter (tokens, signatures, SAS). Names stay, so the URL still says where it points."""
     def strip(m: re.Match[str]) -> str:
-        userinfo = m["userinfo"] or ""
-        if userinfo and (":" in userinfo or m["scheme"].lower().startswith("http")):
-            user = userinfo[:-1].partition(":")[0]
-            userinfo = f"{REDACTED}@" if m["scheme"].lower().startswith("http") else f"{user}:{REDACTED}@"
+        userinfo, http = m["userinfo"] or "", m["scheme"].lower().startswith("http")
+        if userinfo and (":" in userinfo or http):
+            userinfo = f"{REDACTED}@" if http else f"{userinfo.partition(':')[0]}:{REDACTED}@"
         query = m["query"] or ""
         if len(query) > 1:
             query = "?" + "&".join(f"{part.partition('=')[0]}={REDACTED}" if "=" in part else part
@@ -102,8 +101,8 @@ def safe_url(text: str) -> str:
 def refuse_credentials(url: str, what: str) -> None:
     """Fail with one line when `url` carries credentials (`safe_url` would mask some): for a value
     that is kept where curate cannot mask it, such as a flow run's parameters on a Prefect server."""
-    if safe_url(url) != url:
-        raise CurateError(f"{what} {safe_url(url)} carries credentials, and a Prefect server keeps a flow run's "
+    if (shown := safe_url(url)) != url:
+        raise CurateError(f"{what} {shown} carries credentials, and a Prefect server keeps a flow run's "
                           "parameters: set it as [run] src/out in the config file, or give the store its "
                           "credentials through its environment")
 
