@@ -216,6 +216,10 @@ class PublishConfig:
     address: str = option("127.0.0.1", "address the FiftyOne app binds to")
     port: int = option(5151, "port of the FiftyOne app", min=1, max=65535)
     batch_size: int = option(1000, "samples added to FiftyOne per batch", min=1, max=1_000_000)
+    per_class_sample: int = option(1000, "images per class sent to FiftyOne besides the flagged ones and the "
+                                         "duplicates (a seeded sample; 0 = none)", min=0, max=INT64_MAX)
+    all: bool = option(False, "send every image to FiftyOne, not only the flagged ones, the duplicates and the "
+                              "per-class sample")
 
 
 @dataclass

@@ -177,11 +177,13 @@ stage(StageSpec(
                                                    "one)"))))
 
 stage(StageSpec(
-    "publish", "Put OUT into a FiftyOne dataset: one sample per image, saved views for every decision.",
+    "publish", "Put OUT into a FiftyOne dataset: the images that need eyes (or --all), saved views for every "
+               "decision.",
     "curate.publish.stage:publish", check="curate.publish.stage:resolve", sections=("publish",),
     requires=(MANIFEST,),
     uses=(EMBEDDINGS, ISSUES, DUPLICATES, PLAN, INDEX), writes=(PUBLISHED,), always_runs=True, options=(
-        Option("--name", "publish.name"), Option("--batch-size", "publish.batch_size"))))
+        Option("--name", "publish.name"), Option("--batch-size", "publish.batch_size"),
+        Option("--per-class-sample", "publish.per_class_sample"), Option("--all/--no-all", "publish.all"))))
 
 stage(StageSpec(
     "report", "Write OUT/report/index.html: class counts before/after, issues, duplicates, leaks, weights.",

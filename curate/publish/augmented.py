@@ -1,7 +1,7 @@
 """Augmented variants as image files the FiftyOne app can show, and their rows for the table.
 
 Reads the complete shards under `OUT/augmented/<split>/` (written by `curate augment`), one row
-group at a time, and writes each variant's bytes to
+group at a time, and writes the bytes of each variant of a published image to
 `OUT/publish/augmented/<split>/<variant id>.<ext>` (a file already there with the same size is
 kept; files no variant refers to any more are removed). A variant's id is its shard
 `sample_id`, or `<sample_id>~<copy_index>` when the shard reuses its source's id.
@@ -29,8 +29,8 @@ def variant_id(sample_id: str | None, source_sample_id: str | None, copy_index: 
 
 
 def variants(ws: Workspace, originals: pd.DataFrame) -> pd.DataFrame:
-    """One row per augmented variant (COLUMNS), its image extracted under OUT/publish/augmented/;
-    a variant's class weight is its source's (from `originals`, the table of source images)."""
+    """One row per augmented variant of an image in `originals` (the published source images; COLUMNS),
+    its image extracted under OUT/publish/augmented/; a variant's class weight is its source's."""
     weight = originals.set_index("sample_id")["weight"].to_dict()
     prefix = media_prefix(ws.url)
     rows, written = [], set()
@@ -42,6 +42,8 @@ def variants(ws: Workspace, originals: pd.DataFrame) -> pd.DataFrame:
             pf = pq.ParquetFile(f)
             for rg in range(pf.num_row_groups):
                 for row, r in enumerate(pf.read_row_group(rg, columns=_READ).to_pylist()):
+                    if r["source_sample_id"] not in weight:
+                        continue
                     vid = variant_id(r["sample_id"], r["source_sample_id"], r["copy_index"])
                     data = (r["image"] or {}).get("bytes") or b""
                     fmt = formats.sniff(data)
@@ -52,7 +54,7 @@ def variants(ws: Workspace, originals: pd.DataFrame) -> pd.DataFrame:
                     rows.append({
                         "filepath": prefix + name, "sample_id": vid, "ground_truth": r["label_name"],
                         "split": split, "status": "ok", "keep": True, "copies": 1, "augment_copies": 0,
-                        "weight": weight.get(r["source_sample_id"]), "width": r["width"], "height": r["height"],
+                        "weight": weight[r["source_sample_id"]], "width": r["width"], "height": r["height"],
                         "format": fmt or "IMG", "size_bytes": len(data),
                         "shard": rel, "shard_row_group": rg, "shard_row": row, "augmented": True,
                         "source_sample_id": r["source_sample_id"], "augment_ops": r["augment_ops"],

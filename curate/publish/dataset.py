@@ -92,7 +92,8 @@ def describe(fo: ModuleType, ds: Any, out: str, src: str, classes: list[str], in
     """Dataset-level facts: description, class list, `info["curate"]` and, unless the user
     arranged them already, the app's sidebar groups."""
     views = ", ".join(info.get("views", {}))
-    ds.description = f"Curated by curate from {src}; decisions in {out_id(out)}. Saved views: {views}"
+    ds.description = (f"Curated by curate from {src}; decisions in {out_id(out)}. Published: {info.get('selected')}. "
+                      f"Saved views: {views}")
     ds.default_classes = classes
     merged = dict(ds.info or {})
     merged[INFO_KEY] = {"out": out_id(out), "source": src, **info}

@@ -1,14 +1,18 @@
 """Publish: put OUT's curated collection into a FiftyOne dataset with saved views.
 
 Reads the manifest and, where they exist, issues, duplicates, plan, index.parquet, the augmented
-shards and the embeddings (see `curate.publish.table`, `curate.publish.augmented` and
-`curate.publish.brain`). Writes the persistent FiftyOne dataset `publish.name` (default
-"curate-" + OUT's folder name): one sample per image that is not `removed` and does not now lead
-out of SRC through a symbolic link (originals by their source path, a URL without its credentials;
-augmented variants as files under `OUT/publish/augmented/`), the saved views of
-`curate.publish.views`, the embedding map and similarity index, and the class distribution
-before and after curation in the dataset's info. Re-publishing the same OUT updates the dataset
-in place (`curate.publish.sync`).
+shards and the embeddings (see `curate.publish.select`, `curate.publish.table`,
+`curate.publish.augmented` and `curate.publish.brain`). Writes the persistent FiftyOne dataset
+`publish.name` (default "curate-" + OUT's folder name): one sample per selected image that is not
+`removed` and does not now lead out of SRC through a symbolic link (originals by their source
+path, a URL without its credentials; their augmented variants as files under
+`OUT/publish/augmented/`), the saved views of `curate.publish.views`, the embedding map and
+similarity index of those images, and in the dataset's info the class distribution before and
+after curation of every image and what was selected. The selection is, by default, what needs
+eyes (flagged images, duplicates, `publish.per_class_sample` images per class); with
+`publish.all` (`--all`) every image, `publish.batch_size` at a time. Re-publishing the same OUT
+updates the dataset in place (`curate.publish.sync`): images that left the selection are removed,
+those that entered are added.
 """
 from __future__ import annotations
 
@@ -26,11 +30,12 @@ from curate.publish import backend
 from curate.publish.augmented import variants
 from curate.publish.brain import index_embeddings
 from curate.publish.dataset import INFO_KEY, default_name, describe, open_dataset
+from curate.publish.select import select
 from curate.publish.sync import sync
 from curate.publish.table import originals, records
 from curate.publish.views import save_views
 from curate.storage import safe_url
-from curate.tables import class_counts, manifest_rows, not_written_yet, plan_rows
+from curate.tables import not_written_yet
 from curate.view import Block, Table, View
 from curate.workspace import Workspace
 
@@ -41,6 +46,8 @@ log = logging.getLogger(__name__)
 class PublishSummary:
     dataset: str
     samples: int = 0
+    selected: str = ""  # what was selected out of how many (`Selection.note`)
+    selection: dict[str, int] = field(default_factory=dict)  # flagged / duplicates / sampled -> images
     augmented: int = 0
     added: int = 0
     updated: int = 0
@@ -57,6 +64,7 @@ class PublishSummary:
         blocks: list[Block] = []
         if self.missing:
             blocks.append(f"not in {out} yet (their fields are empty): {', '.join(self.missing)}")
+        blocks.append(f"published {self.selected}")
         blocks.append(Table.of("saved views", ["view", "samples"], self.views.items()))
         if self.embeddings.get("map"):
             blocks.append(f"embeddings: a 2-D map ({self.embeddings['map']}, brain key {self.embeddings['map_key']}) "
@@ -87,7 +95,8 @@ def publish(src: str | None, out: str, cfg: Config) -> PublishSummary:
     ws = Workspace(out)
     src = src if src is not None else lineage.source_of(ws)
     name = dataset_name(out, cfg)
-    table = originals(ws, src)
+    chosen = select(ws, cfg.publish.per_class_sample, cfg.publish.all)
+    table = originals(ws, src, chosen.ids)
     extra = variants(ws, table)
     table = pd.concat([table, extra], ignore_index=True) if len(extra) else table
     fo = backend.connected()
@@ -95,15 +104,16 @@ def publish(src: str | None, out: str, cfg: Config) -> PublishSummary:
     changes = sync(fo, ds, records(table, cfg.publish.batch_size))
     summary = PublishSummary(dataset=name, samples=len(table), augmented=len(extra), added=changes.added,
                              updated=changes.updated, unchanged=changes.unchanged, removed=changes.removed,
-                             missing=not_written_yet(ws, "publish"))
+                             selected=chosen.note(), selection=chosen.reasons, missing=not_written_yet(ws, "publish"))
     codes = sorted(table["error_code"].dropna().unique().tolist())
     recorded = (ds.info or {}).get(INFO_KEY, {})
     summary.views = save_views(fo, ds, codes, list(recorded.get("views", {})))
     summary.embeddings = index_embeddings(ds, ws, recorded.get("embeddings", {}))
-    counts = class_counts(manifest_rows(ws), plan_rows(ws))
+    counts = chosen.counts
     classes = sorted({c for stage in counts.values() for by_class in stage.values() for c in by_class})
     describe(fo, ds, out, safe_url(src), classes, {"class_counts": counts, "views": summary.views,
-                                                   "missing": summary.missing, "embeddings": summary.embeddings})
+                                                   "missing": summary.missing, "embeddings": summary.embeddings,
+                                                   "selected": summary.selected, "selection": summary.selection})
     summary.elapsed_s = time.perf_counter() - started
     log.info("published %s to %s: %d samples in %.1fs", out, name, summary.samples, summary.elapsed_s)
     return summary

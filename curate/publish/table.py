@@ -1,8 +1,9 @@
 """The table curate publishes: one row per image, with every decision about it.
 
-Reads `OUT/manifest/` (every image that is not `removed`), and where they exist `OUT/issues/`,
-`OUT/duplicates/`, `OUT/plan/` and `OUT/index.parquet`; a stage that has not run leaves its
-fields null. Columns: `filepath` (where the app reads the image) and the fields in
+Reads `OUT/manifest/` (every image that is not `removed`, or only the selected ones: see
+`curate.publish.select`), and where they exist `OUT/issues/`, `OUT/duplicates/`, `OUT/plan/` and
+`OUT/index.parquet` (each filtered to those images while read); a stage that has not run leaves
+its fields null. Columns: `filepath` (where the app reads the image) and the fields in
 `curate.publish.fields`. Pure data: nothing here talks to FiftyOne.
 """
 from __future__ import annotations
@@ -11,6 +12,7 @@ import os.path
 from typing import Any, Callable, Iterator
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import xxhash
@@ -37,20 +39,22 @@ def media_prefix(root: str) -> str:
 
 
 
-def originals(ws: Workspace, src: str) -> pd.DataFrame:
-    """One row per manifest image (removed files, and files that now lead out of SRC through a link,
-    left out), every stage's decision joined in."""
+def originals(ws: Workspace, src: str, ids: set[str] | None = None) -> pd.DataFrame:
+    """One row per manifest image, or per image of `ids` (removed files, and files that now lead
+    out of SRC through a link, left out), every stage's decision joined in."""
+    only = _only(ids)
+    present = pc.field("status") != Status.REMOVED.value
     frame = ws.read("manifest", MANIFEST, columns=_MANIFEST_COLUMNS,
-                    filter=pc.field("status") != Status.REMOVED.value).to_pandas()
+                    filter=present if only is None else present & only).to_pandas()
     frame = frame.sort_values("path", kind="stable").reset_index(drop=True)
     frame = frame.rename(columns={"label": "ground_truth", "split": "source_split"})
     frame = frame[~frame["path"].map(Source(src).leads_outside).astype(bool)]  # the app shows no file from outside
     frame["filepath"] = media_prefix(src) + frame["path"]
-    frame = frame.merge(_issues(ws), on="sample_id", how="left")
-    frame = frame.merge(_embedding_findings(ws), on="sample_id", how="left")
-    frame = frame.merge(_duplicates(ws), on="sample_id", how="left")
-    frame = frame.merge(_plan(ws), on="sample_id", how="left")
-    frame = frame.merge(_shard_rows(ws), on="sample_id", how="left")
+    frame = frame.merge(_issues(ws, only), on="sample_id", how="left")
+    frame = frame.merge(_embedding_findings(ws, only), on="sample_id", how="left")
+    frame = frame.merge(_duplicates(ws, only), on="sample_id", how="left")
+    frame = frame.merge(_plan(ws, only), on="sample_id", how="left")
+    frame = frame.merge(_shard_rows(ws, only), on="sample_id", how="left")
     frame["split"] = frame["split"].where(frame["split"].notna(), frame["source_split"])
     frame["augmented"] = False
     for name in ("source_sample_id", "augment_ops"):
@@ -61,12 +65,21 @@ def originals(ws: Workspace, src: str) -> pd.DataFrame:
     return frame[list(COLUMNS)]
 
 
-def _issues(ws: Workspace) -> pd.DataFrame:
+def _only(ids: set[str] | None) -> pc.Expression | None:
+    """The filter of rows whose sample_id is one of `ids` (None: every row)."""
+    return None if ids is None else pc.field("sample_id").isin(pa.array(sorted(ids), pa.string()))
+
+
+def _and(filter: pc.Expression, only: pc.Expression | None) -> pc.Expression:
+    return filter if only is None else filter & only
+
+
+def _issues(ws: Workspace, only: pc.Expression | None) -> pd.DataFrame:
     """sample_id -> the checks that fired on it and their severities (worst first)."""
     if not ws.exists("issues"):
         return pd.DataFrame({"sample_id": pd.Series(dtype=str), "issues": [], "severities": []})
     table = ws.read("issues", ISSUES, columns=["sample_id", "check", "severity"],
-                    filter=pc.is_valid(pc.field("sample_id"))).to_pandas()
+                    filter=_and(pc.is_valid(pc.field("sample_id")), only)).to_pandas()
     table = table.sort_values(["sample_id", "check"], kind="stable")
     checks = table.drop_duplicates(["sample_id", "check"]).groupby("sample_id")["check"].agg(list)
     table["_rank"] = table["severity"].map(_SEVERITY_ORDER)
@@ -75,14 +88,14 @@ def _issues(ws: Workspace) -> pd.DataFrame:
     return pd.DataFrame({"issues": checks, "severities": severities}).rename_axis("sample_id").reset_index()
 
 
-def _embedding_findings(ws: Workspace) -> pd.DataFrame:
+def _embedding_findings(ws: Workspace, only: pc.Expression | None) -> pd.DataFrame:
     """sample_id -> the scores of the embedding checks that fired on it, and the suggested label."""
     columns = {"outlier": "outlier_score", "label_suspect": "label_confidence"}
     empty = pd.DataFrame(columns=["sample_id", *columns.values(), "suggested_label"])
     if not ws.exists("issues"):
         return empty
     table = ws.read("issues", ISSUES, columns=["sample_id", "check", "score", "suggested"],
-                    filter=pc.field("check").isin(list(columns))).to_pandas()
+                    filter=_and(pc.field("check").isin(list(columns)), only)).to_pandas()
     if table.empty:
         return empty
     scores = table.pivot_table(index="sample_id", columns="check", values="score", aggfunc="first")
@@ -91,30 +104,31 @@ def _embedding_findings(ws: Workspace) -> pd.DataFrame:
     return scores.assign(suggested_label=suggested).rename_axis("sample_id").reset_index()
 
 
-def _duplicates(ws: Workspace) -> pd.DataFrame:
+def _duplicates(ws: Workspace, only: pc.Expression | None) -> pd.DataFrame:
     columns = ["sample_id", "cluster_id", "kind", "distance", "similarity", "keep", "reason", "leak",
                "label_conflict"]
     renamed = {"kind": "dup_kind", "distance": "dup_distance", "similarity": "dup_similarity", "keep": "dup_keep",
                "reason": "dup_reason"}
     if not ws.exists("duplicates"):
         return pd.DataFrame(columns=columns).rename(columns=renamed)
-    return ws.read("duplicates", DUPLICATES, columns=columns).to_pandas().rename(columns=renamed)
+    return ws.read("duplicates", DUPLICATES, columns=columns, filter=only).to_pandas().rename(columns=renamed)
 
 
-def _plan(ws: Workspace) -> pd.DataFrame:
+def _plan(ws: Workspace, only: pc.Expression | None) -> pd.DataFrame:
     columns = ["sample_id", "split", "keep", "reason", "copies", "augment_copies", "weight"]
     if not ws.exists("plan"):
         return pd.DataFrame(columns=columns)
-    return ws.read("plan", PLAN, columns=columns).to_pandas()
+    return ws.read("plan", PLAN, columns=columns, filter=only).to_pandas()
 
 
-def _shard_rows(ws: Workspace) -> pd.DataFrame:
+def _shard_rows(ws: Workspace, only: pc.Expression | None) -> pd.DataFrame:
     """sample_id -> shard, row group and row of its first copy in OUT/shards/."""
     columns = ["sample_id", "shard", "shard_row_group", "shard_row"]
     if not ws.exists("index.parquet"):
         return pd.DataFrame(columns=columns)
     with ws.fs.open(ws.path("index.parquet"), "rb") as f:
-        index = pq.read_table(f, columns=["sample_id", "copy_index", "shard", "row_group", "row"]).to_pandas()
+        index = pq.read_table(f, columns=["sample_id", "copy_index", "shard", "row_group", "row"],
+                              filters=only).to_pandas()
     index = index[index["shard"].str.startswith("shards/")].sort_values(["sample_id", "copy_index"], kind="stable")
     index = index.drop_duplicates("sample_id").rename(columns={"row_group": "shard_row_group", "row": "shard_row"})
     return index[columns]

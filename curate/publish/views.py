@@ -1,8 +1,9 @@
 """The saved views curate publishes: one per decision, each named and documented.
 
-Every view is a filter on the published fields (see `curate.publish.fields`); `duplicates` is
-grouped by cluster in the app. Views curate saved before and no longer makes (an error code
-that is gone) are deleted; views the user saved are left alone.
+Every view is a filter on the published fields (see `curate.publish.fields`) of the published
+images (the selection of `curate.publish.select`); `duplicates` is grouped by cluster in the
+app. Views curate saved before and no longer makes (an error code that is gone) are deleted;
+views the user saved are left alone.
 """
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ def _equals(field: str, value: str, kept: bool = False) -> Callable[[Any, Any], 
 def specs(error_codes: list[str]) -> list[ViewSpec]:
     """Every view, in the order the app lists them."""
     return [
-        ViewSpec("scanned", "every scanned image as it came, before curation (no augmented variants)",
+        ViewSpec("scanned", "every published image as scanned, before curation (no augmented variants)",
                  lambda ds, F: ds.match(F("augmented") == False)),  # noqa: E712 (a FiftyOne expression)
         ViewSpec("duplicates", "duplicate clusters, grouped by cluster_id; dup_keep marks the member kept",
                  lambda ds, F: ds.exists("cluster_id"), group_by="cluster_id", order_by="dup_distance"),

@@ -1,0 +1,153 @@
+"""Which images publish sends to FiftyOne: by default what needs eyes, with `--all` every one.
+
+The default selection is every image that is flagged (a row of `OUT/issues/`, which holds the
+`outlier` and `label_suspect` findings too, or a scan error), every member of a duplicate cluster
+(`OUT/duplicates/`) and a stratified sample of `[publish] per_class_sample` images per class:
+those with the smallest seeded key of their sample_id (`curate.seeds`, seed SEED), so the same
+OUT gives the same sample whatever the row order or partitioning.
+
+Memory stays bounded by the selection, not the collection: the manifest is read
+BATCH_ROWS rows at a time (sample_id, label, split, status only), the issues and duplicates
+tables one batch of their sample_id column at a time, the plan's count columns likewise. The
+same pass counts the classes before and after curation over every row (what the dataset's info
+records, `curate.tables.class_counts` per batch, summed).
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from curate.schema import DUPLICATES, ISSUES, MANIFEST, PLAN, Status
+from curate.seeds import seeded_keys
+from curate.tables import Counts, class_counts, nested
+from curate.workspace import Workspace
+
+SEED = 0  # of the per-class sample: the same images on every publish of the same OUT
+BATCH_ROWS = 262_144  # rows of a table in memory at a time
+_NO_LABEL = "\0unlabelled"  # the stratum of images without a label (no label can be this)
+
+
+@dataclass
+class Selection:
+    """The sample_ids to publish (`ids`; None = every image) and what the summary says of them."""
+
+    ids: set[str] | None
+    total: int  # images in the manifest (not removed)
+    per_class: int | None = None  # the per-class sample size; None with --all
+    reasons: dict[str, int] = field(default_factory=dict)  # flagged / duplicates / sampled -> images
+    counts: dict[str, Counts] = field(default_factory=dict)  # class counts before and after, every row
+
+    def note(self) -> str:
+        """One line: what was selected out of how many."""
+        if self.ids is None:
+            return f"all {self.total:,} images (--all)"
+        return (f"{len(self.ids):,} of {self.total:,} images: flagged, duplicates, and up to {self.per_class:,} "
+                f"per class; --all for every one")
+
+
+def select(ws: Workspace, per_class: int, everything: bool) -> Selection:
+    """The selection of OUT's manifest (see module doc); with `everything`, every image."""
+    issues = set() if everything else column_ids(ws, "issues", ISSUES)
+    duplicates = set() if everything else column_ids(ws, "duplicates", DUPLICATES)
+    manifest = _Manifest(0 if everything else per_class, issues | duplicates)
+    for batch in batches(ws, "manifest", MANIFEST, ["sample_id", "label", "split", "status"],
+                         pc.field("status") != Status.REMOVED.value):
+        manifest.add(batch)
+    counts = {"before": manifest.before(), "after": _counts_after(ws)}
+    if everything:
+        return Selection(None, manifest.total, counts=counts)
+    flagged = issues & manifest.found | manifest.errors  # findings on images since removed are left out
+    duplicates &= manifest.found
+    sampled = manifest.sampled()
+    reasons = {"flagged": len(flagged), "duplicates": len(duplicates), "sampled": len(sampled)}
+    return Selection(flagged | duplicates | sampled, manifest.total, per_class, reasons, counts)
+
+
+def batches(ws: Workspace, name: str, schema: pa.Schema, columns: list[str],
+            filter: pc.Expression | None = None) -> Iterator[pd.DataFrame]:
+    """`columns` of the rows of `name/` passing `filter`, BATCH_ROWS at a time (nothing when absent)."""
+    if not ws.exists(name):
+        return
+    for batch in ws.dataset(name, schema).to_batches(columns=columns, filter=filter, batch_size=BATCH_ROWS):
+        if batch.num_rows:
+            yield batch.to_pandas()
+
+
+def column_ids(ws: Workspace, name: str, schema: pa.Schema) -> set[str]:
+    """The distinct sample_ids of `name/` (empty when OUT lacks it)."""
+    ids: set[str] = set()
+    for batch in batches(ws, name, schema, ["sample_id"], pc.is_valid(pc.field("sample_id"))):
+        ids.update(batch["sample_id"].tolist())
+    return ids
+
+
+class _Manifest:
+    """What one pass over the manifest's batches gathers: the ids of images that are scan errors,
+    which of `candidates` are in it, the class counts and, when `per_class` > 0, the running
+    per-class sample."""
+
+    def __init__(self, per_class: int, candidates: set[str]) -> None:
+        self.per_class = per_class
+        self.candidates = pd.Index(list(candidates), dtype=object)
+        self.total = 0
+        self.errors: set[str] = set()
+        self.found: set[str] = set()
+        self._before: Counter[tuple[str, str]] = Counter()
+        self._sample = pd.DataFrame({"sample_id": pd.Series(dtype=object), "stratum": pd.Series(dtype=object),
+                                     "key": pd.Series(dtype=np.int64)})
+
+    def add(self, batch: pd.DataFrame) -> None:
+        self.total += len(batch)
+        self.errors.update(batch.loc[batch["status"] == Status.ERROR.value, "sample_id"].tolist())
+        _add_counts(self._before, class_counts(batch, None)["before"])
+        if len(self.candidates):
+            self.found.update(batch.loc[batch["sample_id"].isin(self.candidates), "sample_id"].tolist())
+        if self.per_class:
+            self._sample = smallest_keys(self._sample, keyed(batch), self.per_class)
+
+    def before(self) -> Counts:
+        return nested(pd.Series(self._before, dtype=np.int64))
+
+    def sampled(self) -> set[str]:
+        return set(self._sample["sample_id"].tolist())
+
+
+def keyed(batch: pd.DataFrame) -> pd.DataFrame:
+    """sample_id, stratum (the label) and seeded key of each row of a manifest batch."""
+    keys = (seeded_keys(SEED, batch["sample_id"].tolist()) >> np.uint64(1)).astype(np.int64)
+    return pd.DataFrame({"sample_id": batch["sample_id"].to_numpy(), "stratum": batch["label"].fillna(_NO_LABEL)
+                         .to_numpy(), "key": keys})
+
+
+def smallest_keys(kept: pd.DataFrame, batch: pd.DataFrame, size: int) -> pd.DataFrame:
+    """The `size` rows per stratum with the smallest keys among `kept` and `batch` (ties: by sample_id).
+    Rows of `batch` above the cutoff of a stratum that `kept` already fills are dropped first, so
+    a batch costs about its own size once the sample is full."""
+    by_stratum = kept.groupby("stratum")["key"]
+    full = by_stratum.max()[by_stratum.size() >= size]
+    cutoff = batch["stratum"].map(full)
+    batch = batch[cutoff.isna().to_numpy() | (batch["key"] <= cutoff).to_numpy()]
+    both = pd.concat([kept, batch], ignore_index=True) if len(kept) else batch
+    return both.sort_values(["key", "sample_id"], kind="stable").groupby("stratum", sort=False).head(size)
+
+
+def _add_counts(total: Counter[tuple[str, str]], counts: Counts) -> None:
+    for split, by_class in counts.items():
+        for label, n in by_class.items():
+            total[(split, label)] += n
+
+
+def _counts_after(ws: Workspace) -> Counts:
+    """The plan's kept copies per split and class (empty without a plan), one batch at a time."""
+    after: Counter[tuple[str, str]] = Counter()
+    no_manifest = pd.DataFrame({"label": pd.Series(dtype=object), "split": pd.Series(dtype=object)})
+    for batch in batches(ws, "plan", PLAN, ["split", "label", "keep", "copies", "augment_copies"],
+                         pc.field("keep")):
+        _add_counts(after, class_counts(no_manifest, batch)["after"])
+    return nested(pd.Series(after, dtype=np.int64))
