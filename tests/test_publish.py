@@ -19,6 +19,7 @@ import urllib.request
 from collections import Counter
 from pathlib import Path
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -407,3 +408,79 @@ def test_embeddings_in_fiftyone_map_similarity_and_views(fodb, tmp_path):
     assert nearest[0] == "train/cat/cat_01.jpg"
     again = run_stage("publish", str(SAMPLE), str(out), cfg)
     assert again.embeddings == summary.embeddings  # unchanged embeddings: the brain runs are kept
+
+
+def needs_eyes(ws: Workspace) -> tuple[set[str], pd.DataFrame]:
+    """The sample_ids flagged (an issues row or a scan error) or in a duplicate cluster, and the manifest."""
+    from curate.schema import DUPLICATES, MANIFEST
+
+    manifest = ws.read("manifest", MANIFEST, columns=["sample_id", "label", "status"]).to_pandas()
+    issues = ws.read("issues", ISSUES, columns=["sample_id"]).to_pandas()["sample_id"].dropna()
+    duplicates = ws.read("duplicates", DUPLICATES, columns=["sample_id"]).to_pandas()["sample_id"]
+    errors = manifest.loc[manifest["status"] == "error", "sample_id"]
+    return set(issues) | set(duplicates) | set(errors), manifest
+
+
+def published_originals(ds) -> set[str]:
+    return set(ds.match({"augmented": False}).values("sample_id"))
+
+
+def test_default_publish_sends_what_needs_eyes_and_a_sample_per_class(fodb, workspace, expected, tmp_path):
+    from curate.publish.select import SEED
+    from curate.seeds import seeded_key
+
+    out = copy_of(workspace, tmp_path)
+    summary = run_publish(None, str(out), from_dict({"publish": {"name": "curate-test-select", "per_class_sample": 3}}))
+    ds = backend.fiftyone().load_dataset("curate-test-select")
+    eyes, manifest = needs_eyes(Workspace(str(out)))
+    published = published_originals(ds)
+    assert eyes <= published and len(published) < len(manifest)  # every flagged and duplicate image, not all
+    for label, rows in manifest.groupby("label"):  # per class: what needs eyes and the 3 smallest seeded keys
+        ids = set(rows["sample_id"])
+        sample = sorted(ids, key=lambda s: seeded_key(SEED, s))[:3]
+        assert ids & published == ids & eyes | set(sample), label
+    raccoons = set(manifest.loc[manifest["label"] == "raccoon", "sample_id"])
+    assert len(raccoons & published) < len(raccoons)  # the cap bites
+    counts = ds.info["curate"]["class_counts"]  # every image's, not the selection's
+    assert counts["before"] == expected["counts"] and counts["after"] == expected["plan_counts_default"]
+    assert summary.selected == (f"{len(published)} of {len(expected['files'])} images: flagged, duplicates, and "
+                                f"up to 3 per class; --all for every one")
+    assert summary.selected in ds.description and ds.info["curate"]["selected"] == summary.selected
+    assert summary.views["scanned"] == len(published) and summary.views["duplicates"] == expected_view_counts(
+        expected, Workspace(str(out)))["duplicates"]
+    variants = ds.load_saved_view("augmented")
+    assert set(variants.values("source_sample_id")) <= published and summary.samples == len(published) + len(
+        variants)
+
+
+def test_publish_all_then_a_smaller_selection_syncs_in_place(fodb, workspace, expected, tmp_path):
+    out = copy_of(workspace, tmp_path)
+    every = CliRunner().invoke(cli(), ["publish", str(out), "--name", "curate-test-all", "--all", "--batch-size", "7",
+                                       "--per-class-sample", "2"])
+    assert every.exit_code == 0, every.output
+    assert f"all {len(expected['files'])} images (--all)" in every.output
+    ds = backend.fiftyone().load_dataset("curate-test-all")
+    assert len(published_originals(ds)) == len(expected["files"]) and len(ds) == len(expected["files"]) + VARIANTS
+    eyes, _manifest = needs_eyes(Workspace(str(out)))
+    smaller = run_publish(None, str(out), from_dict({"publish": {"name": "curate-test-all", "per_class_sample": 2}}))
+    published = published_originals(ds)
+    assert eyes <= published and smaller.added == 0
+    assert smaller.removed == len(expected["files"]) + VARIANTS - smaller.samples > 0
+    assert len(ds) == smaller.samples and ds.count_values("sample_id") == {s: 1 for s in ds.values("sample_id")}
+    larger = run_publish(None, str(out), from_dict({"publish": {"name": "curate-test-all", "per_class_sample": 4}}))
+    assert larger.removed == 0 and larger.added > 0 and published < published_originals(ds)
+    assert ds.info["curate"]["class_counts"]["before"] == expected["counts"]
+
+
+def test_selection_is_the_same_whatever_the_batches(workspace, monkeypatch):
+    from curate.publish import select
+
+    ws = Workspace(str(workspace))
+    whole = select.select(ws, 3, everything=False)
+    monkeypatch.setattr(select, "BATCH_ROWS", 5)
+    batched = select.select(ws, 3, everything=False)
+    assert batched.ids == whole.ids and batched.counts == whole.counts and batched.reasons == whole.reasons
+    assert whole.total == 69 and whole.reasons["sampled"] == 3 * 6
+    none = select.select(ws, 0, everything=False)
+    assert none.ids == needs_eyes(ws)[0] and none.reasons["sampled"] == 0
+    assert select.select(ws, 3, everything=True).ids is None
