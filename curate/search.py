@@ -1,12 +1,19 @@
 """Search over L2-normalised embeddings: every pair above a cosine similarity, and each row's
 nearest neighbours. Pure functions over arrays (no I/O).
 
-Up to EXACT_MAX rows the search is exact: blocked matrix products, every pair found. Above it,
-an inverted-file index (faiss IVF) over a PCA projection finds candidates, at a slightly lower
-similarity, in the `nprobe` cells nearest each query; a pair is a candidate when either member's
-probes reach the other; every candidate is then scored again on the full embeddings, so the
-reported similarities are exact and recall is what the probes reach
-(measured by `benchmarks/embed_search.py` against the exact search).
+Up to EXACT_MAX rows both searches are exact: blocked matrix products, every pair and every
+nearest neighbour found. Above it, an inverted-file index (faiss IVF) over a PCA projection finds
+candidates in the `nprobe` cells nearest each query, and every candidate is then scored again on
+the full embeddings, so the reported similarities are exact and only recall is approximate:
+- similar_pairs: the candidates are the rows above a slightly lower similarity in the projection;
+  a pair is a candidate when either member's probes reach the other (recall measured by
+  `benchmarks/embed_search.py` against the exact search);
+- neighbours: the candidates are each row's `rescore` x (k + 1) nearest in the projection; the k
+  best of them on the full embeddings are kept (recall@k measured by
+  `benchmarks/embed_checks_scale.py`). A row whose probes reach fewer than k other rows is
+  searched exactly.
+Queries go a block at a time, projected on the fly, so memory beyond the inputs and outputs is
+the index (the projection of every row, `IVF.dims` float32 each) and one block's candidates.
 """
 from __future__ import annotations
 
@@ -17,6 +24,7 @@ import numpy as np
 
 EXACT_MAX = 60_000  # rows: above this, the IVF index
 BLOCK = 2048  # query rows per matrix product (memory: BLOCK x n floats)
+PROJECT_BLOCK = 65_536  # rows projected at a time
 
 
 @dataclass(frozen=True)
@@ -28,6 +36,7 @@ class IVF:
     nprobe: int = 48
     margin: float = 0.1  # candidates down to threshold - margin in the projection
     train_rows: int = 200_000
+    rescore: int = 2  # neighbours: candidates re-scored exactly per neighbour wanted (x (k + 1))
 
 
 def _unit(vectors: np.ndarray) -> np.ndarray:
@@ -54,9 +63,10 @@ def _joined(i: list[np.ndarray], j: list[np.ndarray], s: list[np.ndarray]) -> tu
             np.concatenate(s).astype(np.float32))
 
 
-def _index(x: np.ndarray, ivf: IVF) -> tuple[Any, np.ndarray]:
-    """A trained, filled IVF index over the PCA projection of x, and the projected rows (x may
-    be float16: it is projected a block at a time, never copied whole as float32)."""
+def _index(x: np.ndarray, ivf: IVF) -> tuple[Any, Any]:
+    """A trained IVF index filled with the PCA projection of every row of x, and the projection
+    (`_project` applies it; x may be float16: it is projected a block at a time, never copied
+    whole as float32)."""
     import faiss
 
     rng = np.random.default_rng(0)
@@ -64,25 +74,30 @@ def _index(x: np.ndarray, ivf: IVF) -> tuple[Any, np.ndarray]:
     dims = min(ivf.dims, x.shape[1])
     pca = faiss.PCAMatrix(x.shape[1], dims)
     pca.train(sample)
-    projected = np.empty((len(x), dims), np.float32)
-    for lo in range(0, len(x), 65536):
-        projected[lo:lo + 65536] = pca.apply(_unit(x[lo:lo + 65536]))
-    faiss.normalize_L2(projected)
     nlist = max(64, int(len(x) * ivf.cells_per_row))
     index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dims), dims, nlist, faiss.METRIC_INNER_PRODUCT)
-    train = pca.apply(sample)
-    faiss.normalize_L2(train)
-    index.train(train)
-    index.add(projected)
+    index.train(_project(pca, sample))
+    del sample
+    for lo in range(0, len(x), PROJECT_BLOCK):
+        index.add(_project(pca, x[lo:lo + PROJECT_BLOCK]))
     index.nprobe = ivf.nprobe
-    return index, projected
+    return index, pca
+
+
+def _project(pca: Any, rows: np.ndarray) -> np.ndarray:
+    """rows (any float dtype) in the PCA projection, L2-normalised, float32."""
+    import faiss
+
+    projected: np.ndarray = pca.apply(_unit(rows))
+    faiss.normalize_L2(projected)
+    return projected
 
 
 def _pairs_ivf(x: np.ndarray, threshold: float, ivf: IVF) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    index, projected = _index(x, ivf)
+    index, pca = _index(x, ivf)
     found_i, found_j, found_s = [], [], []
     for lo in range(0, len(x), BLOCK * 8):
-        lims, _d, ids = index.range_search(projected[lo:lo + BLOCK * 8], threshold - ivf.margin)
+        lims, _d, ids = index.range_search(_project(pca, x[lo:lo + BLOCK * 8]), threshold - ivf.margin)
         q = lo + np.repeat(np.arange(len(lims) - 1), np.diff(lims).astype(np.int64))
         keep = q != ids  # a pair counts when either member's probes reach the other's cell
         q, j = q[keep], ids[keep].astype(np.int64)
@@ -106,19 +121,69 @@ def similar_pairs(vectors: np.ndarray, threshold: float, ivf: IVF = IVF(), exact
     return _pairs_ivf(vectors, threshold, ivf)
 
 
-def neighbours(vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def neighbours(vectors: np.ndarray, k: int, ivf: IVF = IVF(), exact_max: int = EXACT_MAX
+               ) -> tuple[np.ndarray, np.ndarray]:
     """(indices, similarities), each (n, k): every row's k most similar other rows, best first
-    (exact: blocked matrix products)."""
-    x = _unit(vectors)
-    k = min(k, max(len(x) - 1, 0))
+    (exact up to `exact_max` rows, else the IVF index with exact similarities: see module doc)."""
+    k = min(k, max(len(vectors) - 1, 0))
+    if len(vectors) <= exact_max:
+        return nearest(_unit(vectors), np.arange(len(vectors)), k)
+    return _neighbours_ivf(vectors, k, ivf)
+
+
+def nearest(x: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The exact k nearest other rows of x for each row numbered in `queries`, best first: blocked
+    matrix products against EXACT_MAX rows of x at a time (x may be float16: converted a block at
+    a time), the best k of each kept."""
+    ids = np.zeros((len(queries), k), np.int64)
+    sims = np.zeros((len(queries), k), np.float32)
+    for lo in range(0, len(queries) if k else 0, BLOCK):
+        rows = queries[lo:lo + BLOCK]
+        q = _unit(x[rows])
+        best: tuple[np.ndarray, np.ndarray] | None = None
+        for start in range(0, len(x), EXACT_MAX):
+            block = q @ _unit(x[start:start + EXACT_MAX]).T
+            mine = np.flatnonzero((rows >= start) & (rows < start + block.shape[1]))
+            block[mine, rows[mine] - start] = -np.inf  # not itself
+            top = np.argpartition(-block, min(k, block.shape[1]) - 1, axis=1)[:, :k]
+            found = (start + top, np.take_along_axis(block, top, axis=1))
+            best = found if best is None else _merged(best, found, k)
+        assert best is not None
+        ids[lo:lo + len(rows)], sims[lo:lo + len(rows)] = _best_first(*best)
+    return ids, sims
+
+
+def _merged(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray], k: int
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """The k best per row of two (ids, similarities) candidate sets."""
+    ids, sims = np.hstack([a[0], b[0]]), np.hstack([a[1], b[1]])
+    top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+    return np.take_along_axis(ids, top, axis=1), np.take_along_axis(sims, top, axis=1)
+
+
+def _best_first(ids: np.ndarray, sims: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    order = np.argsort(-sims, axis=1, kind="stable")
+    return np.take_along_axis(ids, order, axis=1), np.take_along_axis(sims, order, axis=1)
+
+
+def _neighbours_ivf(x: np.ndarray, k: int, ivf: IVF) -> tuple[np.ndarray, np.ndarray]:
+    """neighbours() above exact_max: each row's `ivf.rescore` x (k + 1) nearest in the projection,
+    scored again on x, the k best kept; rows with fewer than k candidates are searched exactly."""
+    index, pca = _index(x, ivf)
     ids = np.zeros((len(x), k), np.int64)
     sims = np.zeros((len(x), k), np.float32)
+    short = []
     for lo in range(0, len(x), BLOCK):
-        block = x[lo:lo + BLOCK] @ x.T
-        block[np.arange(len(block)), lo + np.arange(len(block))] = -np.inf  # not itself
-        top = np.argpartition(-block, k - 1, axis=1)[:, :k] if k else np.zeros((len(block), 0), np.int64)
-        top_sims = np.take_along_axis(block, top, axis=1)
-        order = np.argsort(-top_sims, axis=1, kind="stable")
-        ids[lo:lo + len(block)] = np.take_along_axis(top, order, axis=1)
-        sims[lo:lo + len(block)] = np.take_along_axis(top_sims, order, axis=1)
+        rows = np.arange(lo, min(len(x), lo + BLOCK))
+        _d, found = index.search(_project(pca, x[lo:lo + BLOCK]), min(len(x), ivf.rescore * (k + 1)))
+        found = found.astype(np.int64)
+        exact = np.matmul(_unit(x[np.maximum(found, 0)]), _unit(x[rows])[:, :, None])[:, :, 0]  # full embeddings
+        exact[(found < 0) | (found == rows[:, None])] = -np.inf  # no candidate; itself
+        top = np.argsort(-exact, axis=1, kind="stable")[:, :k]
+        ids[rows], sims[rows] = _best_first(np.take_along_axis(found, top, axis=1),
+                                            np.take_along_axis(exact, top, axis=1))
+        short.append(rows[np.isneginf(sims[rows]).any(axis=1)])
+    again = np.concatenate(short)
+    if len(again):
+        ids[again], sims[again] = nearest(x, again, k)
     return ids, sims

@@ -9,7 +9,7 @@ from PIL import Image
 
 from curate.cli import main
 from curate.schema import ISSUES
-from curate.validate.embedding import Labelled, _label_suspect
+from curate.validate.embedding import Labelled, _label_suspect, out_of_fold_scores
 from curate.workspace import Workspace
 
 from conftest import SAMPLE, encode, write
@@ -85,3 +85,24 @@ def test_label_suspect_needs_a_class_in_every_fold():
     labels = np.array(["a"] * 27 + ["b"] * 3)
     scored = _label_suspect(Labelled([str(i) for i in range(30)], [""] * 30, labels, vectors))
     assert np.isnan(scored.score[27:]).all() and not np.isnan(scored.score[:27]).any()
+
+
+def test_label_suspect_on_samples_above_its_caps_still_finds_flipped_labels():
+    """The PCA fitted on a sample and each probe trained on a capped stratified sample (caps
+    lowered to a few hundred): real digits (their 64 pixels as the vectors), 5% of labels flipped."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    rng = np.random.default_rng(0)
+    vectors = (digits.data / np.linalg.norm(digits.data, axis=1, keepdims=True)).astype(np.float32)
+    labels = digits.target.astype(str)
+    flipped = rng.choice(len(labels), 90, replace=False)
+    labels[flipped] = ((digits.target[flipped] + rng.integers(1, 10, 90)) % 10).astype(str)
+    classes = np.unique(labels)
+    mine, best = out_of_fold_scores(vectors, labels, classes, pca_rows=300, train_rows=400)
+    fired = np.flatnonzero(mine < 0.1)
+    hits = np.intersect1d(fired, flipped)
+    assert len(hits) >= 0.8 * len(flipped) and len(hits) >= 0.5 * len(fired), (len(hits), len(fired))
+    assert (classes[best[flipped]] == digits.target[flipped].astype(str)).mean() >= 0.8
+    whole, _ = out_of_fold_scores(vectors, labels, classes)
+    assert not np.array_equal(whole, mine)  # the caps did sample

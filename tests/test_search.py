@@ -1,4 +1,5 @@
-"""Multi-index hashing: exact recall against brute force."""
+"""Multi-index hashing: exact recall against brute force; embeddings' nearest neighbours above the
+exact search's size."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,6 +8,7 @@ from hypothesis import strategies as st
 
 from curate.dedup.search import choose_bands, query_pairs, radius_pairs
 from curate.imaging.hashes import hamming
+from curate.search import IVF, neighbours
 
 
 def planted(n: int, t: int, seed: int) -> np.ndarray:
@@ -50,3 +52,18 @@ def test_band_choice_keeps_the_pigeonhole_guarantee():
         for t in range(0, 21):
             bands = choose_bands(n, t)
             assert len(bands.widths) * (bands.radius + 1) > t and sum(bands.widths) == 64
+
+
+def test_neighbours_above_exact_max_find_the_planted_nearest_with_exact_similarities():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3000, 48)).astype(np.float32)
+    x[1::2] = x[::2] + 0.2 * rng.normal(size=(1500, 48))  # each even row's planted nearest: the next row
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    ids, sims = neighbours(x.astype(np.float16), 5, IVF(dims=16, nprobe=8), exact_max=1000)
+    planted = np.arange(3000) ^ 1
+    assert (ids[:, 0] == planted).mean() >= 0.99
+    xf = x.astype(np.float16).astype(np.float32)
+    assert np.allclose(sims, np.einsum("id,ikd->ik", xf, xf[ids]), atol=1e-6)  # re-scored on the full vectors
+    assert (np.diff(sims, axis=1) <= 0).all() and (ids != np.arange(3000)[:, None]).all()
+    exact_ids, exact_sims = neighbours(xf, 5)  # the exact search: the i-th found is never better than the i-th
+    assert (exact_ids[:, 0] == planted).all() and (sims <= exact_sims + 1e-6).all()

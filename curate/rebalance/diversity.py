@@ -6,7 +6,10 @@ first). Within a class, images are removed greedily: each time the one most simi
 still kept (its nearest remaining neighbour among its K nearest), until one is left; the order of
 removal, reversed, is the key. Two near-identical images: the first removed is one of them, after
 which the other is no longer redundant. Ties go to the seeded order. Images without an embedding
-come first (nothing says they are redundant).
+come first (nothing says they are redundant). The K nearest are `curate.search.neighbours`': exact
+up to its EXACT_MAX images in a class; above it from the IVF index (exact similarities, a
+neighbour now and then missed: benchmarks/RESULTS.md, "Embedding checks at scale"), so a class of
+millions costs the index's time, not a quadratic one.
 """
 from __future__ import annotations
 

@@ -14,6 +14,20 @@ to look at, they do not remove them.
   label (cleanlab's self-confidence); fires below the threshold, and the message names the
   most likely other label.
 
+Memory stays bounded at any size. outlier's neighbours are `curate.search.neighbours`: exact up to
+its EXACT_MAX images in a class, above it the IVF index (exact similarities, approximate recall).
+label_suspect fits the PCA on at most PCA_ROWS images (a seeded sample above it, in float32) and
+projects the rest a block at a time, when it scores them; each fold's probe is trained on at most
+TRAIN_ROWS images of the other folds: every class keeps all its images up to an equal share
+(smaller classes whole, the larger ones a seeded sample of the same size each), and each sampled
+image is weighted by its class's images over those kept, so the probe fits the same class
+priors, and the same loss in expectation, as on every image. Below both caps nothing is sampled
+and the scores are those of the whole fit, on which the default threshold was calibrated.
+TRAIN_ROWS (200k) keeps a fit's memory small (the features are 128 floats a row, 100-200 MB, and
+lbfgs holds a few arrays of rows x classes) and its time to minutes, while a class keeps
+thousands of images up to a hundred classes (2,000 each at 100), and a 1280-d PCA of 128
+components is well determined by PCA_ROWS (200k) images.
+
 label_suspect's default (0.1) was calibrated: chosen on half of a real labelled set (handwritten
 digits) with 5% of its labels flipped at random, and measured on the other half
 (benchmarks/RESULTS.md, "Embeddings: suspect labels").
@@ -30,17 +44,21 @@ image measured (0.66, in a mixed class of natural-image patches).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from curate.schema import Severity
-from curate.search import neighbours
+from curate.search import EXACT_MAX, neighbours
 from curate.validate.checks import Level, check
 
 K = 10
 FOLDS = 5
 PROBE_DIMS = 128
+PCA_ROWS = 200_000  # label_suspect's PCA is fitted on at most this many images (seeded sample)
+TRAIN_ROWS = 200_000  # each fold's probe is trained on at most this many images (stratified sample)
+SCORE_CELLS = 2**22  # probabilities (images x classes) computed at a time
 
 
 @dataclass
@@ -69,37 +87,95 @@ def _outlier(images: Labelled) -> Scored:
     score = np.full(len(images.labels), np.nan)
     for label in np.unique(images.labels):
         at = np.flatnonzero(images.labels == label)
-        if len(at) <= 2:
-            continue
-        _ids, sims = neighbours(images.vectors[at], min(K, len(at) - 1))
-        closeness = sims.mean(axis=1)
-        score[at] = closeness / max(float(np.median(closeness)), 1e-6)
+        if len(at) > 2:
+            score[at] = closeness(images.vectors[at])[1]
     return Scored(score, [None] * len(score))
 
 
-def out_of_fold_probabilities(vectors: np.ndarray, labels: np.ndarray, classes: np.ndarray, seed: int = 0
-                              ) -> np.ndarray:
-    """(n, classes) probabilities, each row from a probe that never saw that image."""
-    from sklearn.decomposition import PCA
+def closeness(vectors: np.ndarray, exact_max: int = EXACT_MAX) -> tuple[np.ndarray, np.ndarray]:
+    """Within one class (3+ images): each image's K nearest classmates (positions in `vectors`) and
+    its outlier score (their mean similarity over the class's median of that)."""
+    ids, sims = neighbours(vectors, min(K, len(vectors) - 1), exact_max=exact_max)
+    mean = sims.mean(axis=1)
+    return ids, mean / max(float(np.median(mean)), 1e-6)
+
+
+def out_of_fold_scores(vectors: np.ndarray, labels: np.ndarray, classes: np.ndarray, seed: int = 0,
+                       pca_rows: int = PCA_ROWS, train_rows: int = TRAIN_ROWS) -> tuple[np.ndarray, np.ndarray]:
+    """Per image, from a probe that never saw it: the probability of its label and the position in
+    `classes` of the most likely other one (bounded memory: see module doc)."""
     from sklearn.linear_model import LogisticRegression
 
-    features = PCA(min(PROBE_DIMS, vectors.shape[1], len(vectors)), random_state=seed).fit_transform(vectors)
-    features /= np.linalg.norm(features, axis=1, keepdims=True) + 1e-12
+    features = _projection(vectors, seed, pca_rows)
     rng = np.random.default_rng(seed)
     fold = np.empty(len(labels), dtype=np.int64)
     for label in classes:  # stratified: each class spread evenly over the folds
         at = rng.permutation(np.flatnonzero(labels == label))
         fold[at] = np.arange(len(at)) % FOLDS
-    probabilities = np.zeros((len(labels), len(classes)))
+    given = np.searchsorted(classes, labels)
+    mine, best = np.zeros(len(labels)), np.zeros(len(labels), np.int64)
     for f in range(FOLDS):
-        train, test = fold != f, fold == f
-        if not test.any():
+        test = np.flatnonzero(fold == f)
+        if not len(test):
             continue
+        train, weight = _stratified(np.flatnonzero(fold != f), given, train_rows, rng)
         probe = LogisticRegression(C=10.0, max_iter=500)
-        probe.fit(features[train], labels[train])
+        probe.fit(features(train), labels[train], sample_weight=weight)
         columns = np.searchsorted(classes, probe.classes_)
-        probabilities[np.ix_(np.flatnonzero(test), columns)] = probe.predict_proba(features[test])
-    return probabilities
+        block = max(4096, SCORE_CELLS // len(classes))
+        for lo in range(0, len(test), block):
+            rows = test[lo:lo + block]
+            p = np.zeros((len(rows), len(classes)))
+            p[:, columns] = probe.predict_proba(features(rows))
+            mine[rows] = p[np.arange(len(rows)), given[rows]]
+            p[np.arange(len(rows)), given[rows]] = -1.0
+            best[rows] = p.argmax(axis=1)
+    return mine, best
+
+
+def _projection(vectors: np.ndarray, seed: int, pca_rows: int) -> Callable[[np.ndarray], np.ndarray]:
+    """rows -> their L2-normalised PCA features. Up to `pca_rows` images the PCA is fitted on all
+    of them and every image projected at once (float64); above it, fitted on a seeded sample of
+    `pca_rows` and rows projected when asked for, in float32."""
+    from sklearn.decomposition import PCA
+
+    def unit(features: np.ndarray) -> np.ndarray:
+        return features / (np.linalg.norm(features, axis=1, keepdims=True) + 1e-12)
+
+    pca = PCA(min(PROBE_DIMS, vectors.shape[1], len(vectors), pca_rows), random_state=seed)
+    if len(vectors) <= pca_rows:
+        every = unit(pca.fit_transform(vectors))
+        return lambda rows: every[rows]
+    sample = np.sort(np.random.default_rng(seed).choice(len(vectors), pca_rows, replace=False))
+    pca.fit(np.asarray(vectors[sample], np.float32))
+    return lambda rows: unit(pca.transform(np.asarray(vectors[rows], np.float32)))
+
+
+def _stratified(rows: np.ndarray, given: np.ndarray, cap: int, rng: np.random.Generator
+                ) -> tuple[np.ndarray, np.ndarray | None]:
+    """At most `cap` of `rows` (in order), and their sample weights (None: all kept): each class
+    keeps min(its rows, q) with q the largest equal share that fits; a kept row weighs its class's
+    rows over those kept."""
+    if len(rows) <= cap:
+        return rows, None
+    counts = np.bincount(given[rows])
+    share = _largest_share(counts, cap)
+    kept, weight = [], np.zeros(len(counts))
+    for c in np.flatnonzero(counts):
+        mine = rows[given[rows] == c]
+        kept.append(mine if len(mine) <= share else rng.choice(mine, share, replace=False))
+        weight[c] = len(mine) / len(kept[-1])
+    chosen = np.sort(np.concatenate(kept))
+    return chosen, weight[given[chosen]]
+
+
+def _largest_share(counts: np.ndarray, cap: int) -> int:
+    """The largest q with sum(min(counts, q)) <= cap (at least 1)."""
+    low, high = 1, int(counts.max())
+    while low < high:
+        mid = (low + high + 1) // 2
+        low, high = (mid, high) if np.minimum(counts, mid).sum() <= cap else (low, mid - 1)
+    return low
 
 
 @check("label_suspect", Severity.WARNING, 0.1, level=Level.EMBEDDING, below=True,
@@ -112,12 +188,8 @@ def _label_suspect(images: Labelled) -> Scored:
     suggested: list[str | None] = [None] * len(score)
     if len(classes) < 2 or len(images.labels) < 2 * FOLDS:
         return Scored(score, suggested)
-    p = out_of_fold_probabilities(images.vectors, images.labels, classes)
+    mine, best = out_of_fold_scores(images.vectors, images.labels, classes)
     given = np.searchsorted(classes, images.labels)
-    mine = p[np.arange(len(p)), given]
-    others = p.copy()
-    others[np.arange(len(p)), given] = -1.0
-    best = others.argmax(axis=1)
     scoreable = counts[given] >= FOLDS  # a class too small for every fold to hold some of it
     score[scoreable] = mine[scoreable]
     suggested = [str(classes[b]) if ok else None for b, ok in zip(best, scoreable)]
