@@ -1,8 +1,10 @@
-"""Publish benchmark: `curate publish` of 100k generated manifest rows into FiftyOne, against
-FiftyOne's own ways of adding samples.
+"""Publish benchmark: `curate publish --all` of 100k generated manifest rows into FiftyOne, against
+FiftyOne's own ways of adding samples; and, with --scale-rows, the default publish (what needs
+eyes) of a large collection and its selection step alone at a larger size.
 
     .venv/bin/python benchmarks/publish.py                 # 100k rows; writes benchmarks/RESULTS-publish.md
     .venv/bin/python benchmarks/publish.py --rows 20000 --no-write
+    .venv/bin/python benchmarks/publish.py --scale-rows 1000000 --select-rows 10000000   # prints Markdown
 
 The workspace is generated (no images are read; FiftyOne does not need the files to exist):
 manifest, issues (5 % of the images), duplicates (2 % in pairs), plan, index.parquet and the scan
@@ -17,6 +19,15 @@ connected before anything is timed. Rows:
   * FiftyOne's `Dataset.add_samples` with `fo.Sample` objects, in batches of the same size, on
     `--public` rows of the same table (building the samples included);
   * FiftyOne's `Dataset.add_sample`, one sample at a time, on `--single` rows; extrapolated.
+
+With --scale-rows N (the workspaces generated in a child process first, so this process's memory
+is the publish's own):
+
+  * `curate publish` with the default selection (`[publish] per_class_sample`, flagged images,
+    duplicates) of an N-row workspace, first run and again with nothing changed: end to end;
+  * with --select-rows M: on an M-row workspace (no index.parquet), the selection alone
+    (`curate.publish.select.select`) and the table of the selected images
+    (`curate.publish.table.originals`), no FiftyOne.
 
 CPU seconds are those of this process and the mongod together (user + system), which a busy
 machine disturbs less than wall-clock time. Peak memory is the largest RSS of this process
@@ -50,7 +61,7 @@ sys.path.insert(0, str(ROOT))
 from hostinfo import cpu_model, ram_gib  # noqa: E402
 
 from curate import lineage  # noqa: E402
-from curate.config import Config, from_dict  # noqa: E402
+from curate.config import from_dict  # noqa: E402
 from curate.schema import DUPLICATES, INDEX, ISSUES, MANIFEST, PLAN, ErrorCode  # noqa: E402
 from curate.workspace import Workspace  # noqa: E402
 
@@ -58,16 +69,43 @@ CHECKS = [("dark", "warning"), ("blurry", "warning"), ("grayscale", "info"), ("o
           ("too_small", "warning")]
 
 
-def generate(out: Path, rows: int, seed: int = 0) -> None:
-    """A workspace of `rows` images as scan, validate, dedup, rebalance and shard would leave it."""
-    rng = np.random.default_rng(seed)
-    n = rows
+CHUNK = 1_000_000  # generated rows per part file
+
+
+def generate(out: Path, rows: int, seed: int = 0, index: bool = True) -> None:
+    """A workspace of `rows` images as scan, validate, dedup, rebalance and shard would leave it,
+    written CHUNK rows (one part file of each table) at a time; `index`: with index.parquet."""
+    ws = Workspace(str(out))
+    ws.claim()
+    kept_index = []
+    for k, offset in enumerate(range(0, rows, CHUNK)):
+        tables = chunk(np.random.default_rng([seed, k]), offset, min(CHUNK, rows - offset))
+        for name, schema in (("manifest", MANIFEST), ("issues", ISSUES), ("duplicates", DUPLICATES), ("plan", PLAN)):
+            ws.write_table(f"{name}/part-{k:05d}.parquet", with_nulls(tables[name], schema), schema)
+        if index:
+            kept_index.append(tables["index"])
+    if index:
+        ws.write_table("index.parquet", pa.concat_tables(kept_index), INDEX)
+    ws.write_json("runs/scan.json", {"stage": "scan", "source": str(out / "src")})  # what publish reads of it
+
+
+def with_nulls(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """`table` with the columns of `schema` it lacks, all null."""
+    for f in schema:
+        if f.name not in table.column_names:
+            table = table.append_column(f.name, pa.nulls(table.num_rows, f.type))
+    return table
+
+
+def chunk(rng: np.random.Generator, offset: int, n: int) -> dict[str, pa.Table]:
+    """Rows `offset`..`offset + n` of every table: manifest, issues (5 %), duplicates (2 %, in
+    pairs), plan and index."""
     classes = [f"class{k:02d}" for k in range(20)]
     p = 1.0 / np.arange(1, 21)
     label = rng.choice(classes, n, p=p / p.sum())
     split = rng.choice(["train", "val", "test"], n, p=[0.8, 0.1, 0.1])
-    sample_id = [f"{i:016x}" for i in range(n)]
-    path = [f"{s}/{c}/img{i:07d}.jpg" for i, (s, c) in enumerate(zip(split, label))]
+    sample_id = [f"{i:016x}" for i in range(offset, offset + n)]
+    path = [f"{s}/{c}/img{i:08d}.jpg" for i, (s, c) in enumerate(zip(split, label), offset)]
     error = rng.random(n) < 0.005
     codes = [c.value for c in (ErrorCode.TRUNCATED, ErrorCode.ZERO_BYTE, ErrorCode.NOT_IMAGE)]
     error_code = np.where(error, rng.choice(codes, n), None)
@@ -80,26 +118,25 @@ def generate(out: Path, rows: int, seed: int = 0) -> None:
         contrast=rng.random(n) * 80, entropy=rng.random(n) * 8, sharpness=rng.random(n) * 1000,
         channel_spread=rng.random(n), status=np.where(error, "error", "ok"), error_code=error_code,
         error_message=np.where(error, "generated", None))
-    ws = Workspace(str(out))
-    ws.write_dataset("manifest", pa.table({k: pa.array(v, MANIFEST.field(k).type) if not isinstance(v, pa.Array)
-                                           else v for k, v in manifest.items()}), MANIFEST)
+    tables = {"manifest": pa.table({k: pa.array(v, MANIFEST.field(k).type) if not isinstance(v, pa.Array) else v
+                                    for k, v in manifest.items()})}
     flagged = np.flatnonzero(rng.random(n) < 0.05)
     picks = rng.integers(0, len(CHECKS), len(flagged))
-    issues = {"sample_id": [sample_id[i] for i in flagged], "path": [path[i] for i in flagged],
-              "label": [label[i] for i in flagged], "check": [CHECKS[k][0] for k in picks],
-              "severity": [CHECKS[k][1] for k in picks], "score": rng.random(len(flagged)),
-              "threshold": np.full(len(flagged), 0.5), "message": ["generated"] * len(flagged)}
-    ws.write_dataset("issues", pa.table(issues), ISSUES)
+    tables["issues"] = pa.table({
+        "sample_id": [sample_id[i] for i in flagged], "path": [path[i] for i in flagged],
+        "label": [label[i] for i in flagged], "check": [CHECKS[k][0] for k in picks],
+        "severity": [CHECKS[k][1] for k in picks], "score": rng.random(len(flagged)),
+        "threshold": np.full(len(flagged), 0.5), "message": ["generated"] * len(flagged)})
     paired = np.flatnonzero(~error & (rng.random(n) < 0.02))[: (n // 100) * 2]
     paired = paired[: len(paired) // 2 * 2]
-    cluster = np.repeat(np.arange(len(paired) // 2), 2)
+    cluster = np.repeat(np.arange(len(paired) // 2), 2) + offset
     keep_dup = np.tile([True, False], len(paired) // 2)
-    duplicates = {"sample_id": [sample_id[i] for i in paired], "path": [path[i] for i in paired],
-                  "label": [label[i] for i in paired], "split": [split[i] for i in paired], "cluster_id": cluster,
-                  "kind": np.where(cluster % 3 == 0, "bytes", "near"), "distance": np.where(keep_dup, 0, 3),
-                  "keep": keep_dup, "reason": np.where(keep_dup, "kept: highest resolution", "duplicate"),
-                  "leak": np.zeros(len(paired), bool), "label_conflict": np.zeros(len(paired), bool)}
-    ws.write_dataset("duplicates", pa.table(duplicates), DUPLICATES)
+    tables["duplicates"] = pa.table({
+        "sample_id": [sample_id[i] for i in paired], "path": [path[i] for i in paired],
+        "label": [label[i] for i in paired], "split": [split[i] for i in paired], "cluster_id": cluster,
+        "kind": np.where(cluster % 3 == 0, "bytes", "near"), "distance": np.where(keep_dup, 0, 3),
+        "keep": keep_dup, "reason": np.where(keep_dup, "kept: highest resolution", "duplicate"),
+        "leak": np.zeros(len(paired), bool), "label_conflict": np.zeros(len(paired), bool)})
     dropped = np.zeros(n, bool)
     dropped[paired[~keep_dup]] = True
     keep = ~error & ~dropped
@@ -107,18 +144,17 @@ def generate(out: Path, rows: int, seed: int = 0) -> None:
               for e, code, d in zip(error, error_code, dropped)]
     cluster_of = np.full(n, -1)
     cluster_of[paired] = cluster
-    plan = {"sample_id": sample_id, "path": path, "label": label, "split": split, "keep": keep,
-            "reason": reason, "copies": keep.astype(np.int32), "augment_copies": np.zeros(n, np.int32),
-            "weight": np.where(keep, 1.0, np.nan),
-            "cluster_id": pa.array(cluster_of, pa.int64(), mask=cluster_of < 0)}
-    ws.write_dataset("plan", pa.table(plan), PLAN)
+    tables["plan"] = pa.table({
+        "sample_id": sample_id, "path": path, "label": label, "split": split, "keep": keep, "reason": reason,
+        "copies": keep.astype(np.int32), "augment_copies": np.zeros(n, np.int32),
+        "weight": np.where(keep, 1.0, np.nan), "cluster_id": pa.array(cluster_of, pa.int64(), mask=cluster_of < 0)})
     kept = np.flatnonzero(keep)
-    index = {"sample_id": [sample_id[i] for i in kept], "split": split[kept], "label": np.zeros(len(kept), np.int32),
-             "copy_index": np.zeros(len(kept), np.int32),
-             "shard": [f"shards/{split[i]}/shard-{i // 2000:05d}.parquet" for i in kept],
-             "row_group": np.zeros(len(kept), np.int32), "row": (kept % 2000).astype(np.int32)}
-    ws.write_table("index.parquet", pa.table(index), INDEX)
-    lineage.record(ws, "scan", str(out / "src"), Config(), {})
+    tables["index"] = pa.table({
+        "sample_id": [sample_id[i] for i in kept], "split": split[kept], "label": np.zeros(len(kept), np.int32),
+        "copy_index": np.zeros(len(kept), np.int32),
+        "shard": [f"shards/{split[i]}/shard-{(i + offset) // 2000:05d}.parquet" for i in kept],
+        "row_group": np.zeros(len(kept), np.int32), "row": ((kept + offset) % 2000).astype(np.int32)})
+    return tables
 
 
 class PeakRSS:
@@ -214,7 +250,7 @@ def run(rows: int, public: int, single: int, batch: int) -> dict[str, Any]:
 
         baseline = psutil.Process().memory_info().rss
         procs = [psutil.Process(), psutil.Process(mongod.pid)]
-        cfg = from_dict({"publish": {"name": "bench", "batch_size": batch}})
+        cfg = from_dict({"publish": {"name": "bench", "batch_size": batch, "all": True}})
         results: dict[str, Any] = {"generate_s": gen_s, "rows_table": []}
 
         def row(label: str, n: int, measured: tuple[float, float, int], note: str = "",
@@ -269,6 +305,110 @@ def run(rows: int, public: int, single: int, batch: int) -> dict[str, Any]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def generated(out: Path, rows: int, index: bool = True) -> float:
+    """Generate a workspace in a child process (its memory stays out of this one's); seconds taken."""
+    import multiprocessing
+
+    t0 = time.perf_counter()
+    child = multiprocessing.get_context("fork").Process(target=generate, args=(out, rows), kwargs={"index": index})
+    child.start()
+    child.join()
+    if child.exitcode:
+        raise SystemExit(f"generating {rows:,} rows failed (exit {child.exitcode})")
+    return time.perf_counter() - t0
+
+
+def run_scale(rows: int, select_rows: int, batch: int, per_class: int) -> dict[str, Any]:
+    """The default publish of `rows` rows (first run, then again), and the selection step alone on
+    `select_rows` rows; see the module doc."""
+    from curate.publish import backend
+    from curate.publish.select import select
+    from curate.publish.stage import publish
+    from curate.publish.table import originals
+
+    tmp = Path(tempfile.mkdtemp(prefix="curate-publish-scale-"))
+    (tmp / "db").mkdir()
+    results: dict[str, Any] = {"generate_s": {rows: generated(tmp / "out", rows)}, "rows_table": []}
+    if select_rows:
+        results["generate_s"][select_rows] = generated(tmp / "big", select_rows, index=False)
+    mongod, uri = start_mongod(tmp / "db")
+    os.environ["FIFTYONE_DATABASE_URI"] = uri
+    try:
+        import psutil
+
+        backend.connected()  # import and connect before timing
+        procs = [psutil.Process(), psutil.Process(mongod.pid)]
+        results["baseline_rss_mib"] = psutil.Process().memory_info().rss / 2**20
+
+        def row(label: str, n: int, selected: int, measured: tuple[float, float, int], note: str = "") -> None:
+            elapsed, cpu, peak = measured
+            results["rows_table"].append({"step": label, "rows": n, "selected": selected, "seconds": elapsed,
+                                          "per_million": elapsed * 1e6 / n, "cpu_s": cpu,
+                                          "peak_rss_mib": peak / 2**20, "note": note})
+
+        cfg = from_dict({"publish": {"name": "bench-default", "batch_size": batch, "per_class_sample": per_class}})
+        out = str(tmp / "out")
+        first, *measured = timed(lambda: publish(None, out, cfg), procs)
+        row("default `curate publish` (first run)", rows, first.samples, measured,
+            f"{first.added:,} added; " + ", ".join(f"{k} {v:,}" for k, v in first.selection.items()))
+        again, *measured = timed(lambda: publish(None, out, cfg), procs)
+        row("default `curate publish` again, nothing changed", rows, again.samples, measured,
+            f"{again.unchanged:,} unchanged")
+        results["views"] = first.views
+        if select_rows:
+            ws = Workspace(str(tmp / "big"))
+            chosen, *measured = timed(lambda: select(ws, per_class, False), [psutil.Process()])
+            row("selection alone", select_rows, len(chosen.ids or ()), measured,
+                ", ".join(f"{k} {v:,}" for k, v in chosen.reasons.items()))
+            table, *measured = timed(lambda: originals(ws, str(tmp / "big" / "src"), chosen.ids), [psutil.Process()])
+            row("table of the selected images", select_rows, len(table), measured, "manifest and every stage's "
+                "decisions, read filtered to the selection")
+        results["mongod_rss_mib"] = psutil.Process(mongod.pid).memory_info().rss / 2**20
+        return results
+    finally:
+        mongod.terminate()
+        mongod.wait(60)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def markdown_scale(results: dict[str, Any], args: argparse.Namespace, wall: float, load: tuple[float, float]) -> str:
+    """The --scale-rows figures as a dated subsection of RESULTS.md's "Publish"."""
+    import fiftyone
+
+    generated_s = ", ".join(f"{n:,} rows {s:.0f} s" for n, s in results["generate_s"].items())
+    lines = [
+        f"### {dt.date.today().isoformat()}: the default publish (what needs eyes) at {args.scale_rows:,} rows, "
+        f"the selection at {args.select_rows:,}",
+        "",
+        f"Run in {wall:.0f} s with:",
+        "",
+        "```",
+        f"python benchmarks/publish.py --scale-rows {args.scale_rows} --select-rows {args.select_rows} "
+        f"--per-class-sample {args.per_class_sample} --batch-size {args.batch_size}",
+        "```",
+        "",
+        f"Machine: {machine()}. FiftyOne {fiftyone.__version__}, its bundled MongoDB; Python "
+        f"{platform.python_version()}. Load average (1 min) {load[0]:.2f} before, {load[1]:.2f} after. "
+        f"Generated workspaces (20 classes of Zipf-like sizes, 5 % with an issue, 2 % in duplicate pairs, 0.5 % "
+        f"scan errors; not counted): {generated_s}.",
+        "",
+        "| step | manifest rows | samples / images selected | seconds | s per 1M manifest rows | CPU s | "
+        "peak RSS (MiB) | note |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in results["rows_table"]:
+        lines.append(f"| {r['step']} | {r['rows']:,} | {r['selected']:,} | {r['seconds']:.1f} | "
+                     f"{r['per_million']:.1f} | {r['cpu_s']:.1f} | {r['peak_rss_mib']:,.0f} | {r['note']} |")
+    lines += [
+        "",
+        f"RSS of this process with FiftyOne imported and connected, before the first row: "
+        f"{results['baseline_rss_mib']:,.0f} MiB; mongod RSS at the end: {results['mongod_rss_mib']:,.0f} MiB. "
+        "Saved views of the first run: " + ", ".join(f"{k} {v:,}" for k, v in results["views"].items()) + ".",
+        "",
+    ]
+    return "\n".join(lines)
+
+
 def markdown(results: dict[str, Any], args: argparse.Namespace, wall: float, load: tuple[float, float]) -> str:
     import fiftyone
 
@@ -321,9 +461,18 @@ def main() -> None:
     parser.add_argument("--single", type=int, default=2_000, help="rows added with add_sample, one at a time")
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--no-write", action="store_true", help=f"print only; do not write {RESULTS.name}")
+    parser.add_argument("--scale-rows", type=int, default=0,
+                        help="instead: the default publish of this many rows (prints Markdown, writes nothing)")
+    parser.add_argument("--select-rows", type=int, default=0, help="with --scale-rows: the selection alone at this "
+                                                                   "many rows")
+    parser.add_argument("--per-class-sample", type=int, default=1000)
     args = parser.parse_args()
     load0 = os.getloadavg()[0]
     t0 = time.perf_counter()
+    if args.scale_rows:
+        scale = run_scale(args.scale_rows, args.select_rows, args.batch_size, args.per_class_sample)
+        print(markdown_scale(scale, args, time.perf_counter() - t0, (load0, os.getloadavg()[0])))
+        return
     results = run(args.rows, args.public, args.single, args.batch_size)
     text = markdown(results, args, time.perf_counter() - t0, (load0, os.getloadavg()[0]))
     print(text)
