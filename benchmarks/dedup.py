@@ -53,6 +53,7 @@ from pathlib import Path
 
 import numpy as np
 import psutil
+from hashgen import PLANT_FRACTION, plant, realistic_hashes
 from hostinfo import cpu_model, ram_gib
 
 HERE = Path(__file__).resolve().parent
@@ -60,7 +61,6 @@ ROOT = HERE.parent
 RESULTS = HERE / "RESULTS-dedup.md"
 BENCH_PY = HERE / ".venv-imagededup" / "bin" / "python"
 PROJECT_PY = ROOT / ".venv" / "bin" / "python"
-PLANT_FRACTION = 20  # one planted pair per this many rows
 MB = 1024 * 1024
 
 
@@ -73,21 +73,10 @@ def make_hashes(n: int, t: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.n
     """
     rng = np.random.default_rng(seed)
     h = rng.integers(0, 2**64, n, dtype=np.uint64, endpoint=False)
-    k = n // PLANT_FRACTION
-    perm = rng.permutation(n)
-    a, b = perm[:k], perm[k:2 * k]
-    dist = np.arange(k) % (t + 1)
-    masks = np.zeros(k, dtype=np.uint64)
-    for lo in range(0, k, 1_000_000):
-        hi = min(k, lo + 1_000_000)
-        bits = np.argsort(rng.random((hi - lo, 64)), axis=1)  # a random order of the 64 bits per pair
-        take = np.arange(64)[None, :] < dist[lo:hi, None]
-        masks[lo:hi] = np.bitwise_or.reduce(np.where(take, np.uint64(1) << bits.astype(np.uint64), np.uint64(0)),
-                                            axis=1)
-    h[b] = h[a] ^ masks
-    assert (np.bitwise_count(h[a] ^ h[b]) == dist).all()  # uint64 here
-    lo_, hi_ = np.minimum(a, b), np.maximum(a, b)
-    return h.view(np.int64), lo_.astype(np.int64), hi_.astype(np.int64)
+    dist = np.arange(n // PLANT_FRACTION) % (t + 1)
+    lo_, hi_ = plant(rng, h, dist)
+    assert (np.bitwise_count(h[lo_] ^ h[hi_]) == dist).all()  # uint64 here
+    return h.view(np.int64), lo_, hi_
 
 
 def hamming(a: np.ndarray, b: np.ndarray | np.integer) -> np.ndarray:
@@ -111,14 +100,15 @@ CHILD_CURATE = "curate-child"
 
 
 def curate_child(args: list[str]) -> None:
-    """In a child: load hashes, run one curate variant, save pairs, print a JSON line."""
+    """In a child: load hashes, run one curate variant, save pairs, print a JSON line. An optional
+    sixth argument names another search.py to run `radius_pairs` from (an older version of it)."""
     import resource
 
     mode, path, t, repeats, out = args[0], args[1], int(args[2]), int(args[3]), args[4]
     h = np.load(path)
     times = []
     if mode == "search":
-        from curate.dedup.search import radius_pairs
+        radius_pairs = search_module(args[5] if len(args) > 5 else None).radius_pairs
         for _ in range(repeats):
             t0 = time.perf_counter()
             i, j, d = radius_pairs(h, t)
@@ -149,6 +139,20 @@ def curate_child(args: list[str]) -> None:
     maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     np.savez(out, i=i, j=j, d=d)
     print(json.dumps({"times": times, "maxrss": maxrss, "pairs": int(len(i))}), flush=True)
+
+
+def search_module(path: str | None):  # type: ignore[no-untyped-def]
+    """curate.dedup.search, or the search.py at `path` loaded as a module of its own."""
+    if path is None:
+        import curate.dedup.search as mod
+        return mod
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("search_under_test", path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up
+    spec.loader.exec_module(mod)
+    return mod
 
 
 IMAGEDEDUP_CHILD = r"""
@@ -293,11 +297,12 @@ def last_json(out: str) -> dict:
     raise RuntimeError(f"no result line in: {out[-2000:]}")
 
 
-def run_curate(mode: str, npy: Path, t: int, repeats: int, max_wait: float) -> dict:
+def run_curate(mode: str, npy: Path, t: int, repeats: int, max_wait: float, search_py: Path | None = None) -> dict:
     out = Path(tempfile.mkstemp(suffix=".npz", dir=npy.parent)[1])
     waited = wait_for_quiet(max_wait)
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    r = Run([str(PROJECT_PY), __file__, CHILD_CURATE, mode, str(npy), str(t), str(repeats), str(out)], None, env)
+    r = Run([str(PROJECT_PY), __file__, CHILD_CURATE, mode, str(npy), str(t), str(repeats), str(out),
+             *([str(search_py)] if search_py else [])], None, env)
     rc, stdout, wall, _ = r.wait()
     if rc != 0:
         raise RuntimeError(f"curate {mode} failed (rc {rc}): {' '.join(r.stderr[-20:])}")
@@ -683,8 +688,106 @@ def design_note() -> str:
     return "\n".join(head + body + tail)
 
 
+# ---------------------------------------------------------------- skewed (realistic) hashes
+
+SKEW = "skew"
+
+
+def band_note(h: np.ndarray, t: int, search_py: Path | None) -> str:
+    """The bands a search.py version uses on h: the old one's `choose_bands`, the new one's `plan_bands`."""
+    mod = search_module(str(search_py) if search_py else None)
+    if not hasattr(mod, "plan_bands"):
+        b = mod.choose_bands(len(h), t)
+        return f"{len(b.widths)} × {'/'.join(map(str, b.widths))} neighbouring bits, r={b.radius}"
+    b = mod.plan_bands(h, t)
+    kind = "neighbouring bits" if b == mod.Bands.contiguous(b.widths, b.radius) else "bits dealt by entropy"
+    return f"{len(b.widths)} × {'/'.join(map(str, b.widths))} {kind}, r={b.radius}"
+
+
+def skew_main(argv: list[str]) -> None:
+    """`benchmarks/dedup.py skew`: `radius_pairs` on uniform vs realistic hashes (benchmarks/hashgen.py),
+    the current search.py against an earlier revision's, then larger realistic columns with the current
+    code alone. Each search runs in a child (wall time of the call; peak RSS = the child's ru_maxrss).
+    Prints the RESULTS.md subsection and writes it to WORK/skew.md."""
+    import hashgen
+
+    ap = argparse.ArgumentParser(prog="benchmarks/dedup.py skew", description=skew_main.__doc__)
+    ap.add_argument("--compare", default="1000000", help="sizes searched with both versions, uniform and realistic")
+    ap.add_argument("--large", default="10000000", help="sizes searched with the current version, realistic only")
+    ap.add_argument("--threshold", type=int, default=8)
+    ap.add_argument("--flip", type=float, default=hashgen.FLIP, help="per-bit flip probability of a resampled row")
+    ap.add_argument("--before", default="70395a8", help="git revision whose curate/dedup/search.py is 'before'")
+    ap.add_argument("--recall-queries", type=int, default=200)
+    ap.add_argument("--max-wait", type=float, default=600)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--work", default="/tmp/curate-dedup-bench")
+    a = ap.parse_args(argv)
+    work = Path(a.work)
+    work.mkdir(parents=True, exist_ok=True)
+    t = a.threshold
+    before = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", a.before], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    old_py = work / f"search-{before}.py"
+    old_py.write_text(subprocess.run(["git", "-C", str(ROOT), "show", f"{before}:curate/dedup/search.py"],
+                                     capture_output=True, text=True, check=True).stdout)
+    cmd = " ".join(["cd", str(ROOT), "&&", ".venv/bin/python", "benchmarks/dedup.py", SKEW,
+                    *map(shlex.quote, argv)])
+    started, code = time.time(), code_version()
+    print(f"# {cmd}\n# {machine()}\n# {code}\n", flush=True)
+    base = hashgen.base_hashes()
+    runs = [(int(n), kind, v) for n in a.compare.split(",") if n for kind in ("uniform", "realistic")
+            for v in (f"before ({before})", "after")]
+    runs += [(int(n), "realistic", "after") for n in a.large.split(",") if n]
+    rows = []
+    for n, kind, version in runs:
+        h, pa, pb = (make_hashes(n, t, a.seed + n) if kind == "uniform"
+                     else realistic_hashes(n, t, a.seed + n, a.flip, base))
+        npy = work / f"skew-{n}-{kind}.npy"
+        np.save(npy, h)
+        search_py = None if version == "after" else old_py
+        print(f"n={n} {kind} {version} ...", flush=True)
+        r = run_curate("search", npy, t, 1, a.max_wait, search_py)
+        chk = check_pairs(h, t, r["i"], r["j"], r["d"], pa, pb, a.recall_queries, a.seed)
+        del r["i"], r["j"], r["d"]
+        bands = band_note(h, t, search_py)
+        print(f"  {fmt_s(r['median'])}, CPU {fmt_s(r['cpu'])}, peak {fmt_mb(r['maxrss'])}, {r['pairs']:,} pairs, "
+              f"planted {chk['planted_found']}/{chk['planted']}, sample {chk['sample_found']}/{chk['sample_truth']} "
+              f"{check_note(chk)}; {bands}", flush=True)
+        rows.append((n, kind, version, bands, r, chk))
+        npy.unlink()
+    md = skew_render(cmd, code, rows, a, len(base), time.time() - started)
+    print("\n" + md)
+    (work / "skew.md").write_text(md)
+
+
+def skew_render(cmd: str, code: str, rows: list, a: argparse.Namespace, n_base: int, total: float) -> str:
+    lines = ["### Hash search at 10M on realistic hashes (t=8)", "",
+             f"Run {dt.date.today().isoformat()}, total {fmt_s(total)}, with:", "", "```", cmd, "```", "",
+             f"Machine: {machine()}.", "", f"Code at the start of the run: {code}.", "",
+             f"Realistic hashes (`benchmarks/hashgen.py`): each row one of {n_base:,} distinct real pHashes (curate's "
+             "own `probe` + `fingerprint` on the 20,000 real-photo crops of benchmarks/data/photos-small-20000), "
+             f"every bit flipped independently with probability {a.flip}; planted pairs, one per 20 rows, at exactly "
+             f"1..{a.threshold} bits. Uniform: random 64-bit values, planted pairs at 0..{a.threshold} bits "
+             "(`make_hashes`). `radius_pairs(hashes, t)` in a child process, one core; time = the call; peak RSS = "
+             "the child's ru_maxrss (interpreter and the loaded column included); CPU = user + system of the "
+             "child. Recall: every planted pair, and every neighbour within t of "
+             f"{a.recall_queries} query rows (half planted, half any) by numpy brute force over the whole column; "
+             "every reported distance recomputed.", "",
+             "| hashes | kind | search.py | bands | time (wall) | CPU | peak RSS | pairs | planted found | "
+             "sample pairs (brute force) | recall | conditions |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for n, kind, version, bands, r, chk in rows:
+        recall = (chk["planted_found"] + chk["sample_found"]) / max(chk["planted"] + chk["sample_truth"], 1)
+        lines.append(f"| {n_label(n)} | {kind} | {version} | {bands} | {fmt_s(r['median'])} | {fmt_s(r['cpu'])} | "
+                     f"{fmt_mb(r['maxrss'])} | {r['pairs']:,} | {chk['planted_found']:,}/{chk['planted']:,} | "
+                     f"{chk['sample_found']:,}/{chk['sample_truth']:,} | {recall:.4f}"
+                     f"{'; ' + check_note(chk) if check_note(chk) else ''} | {busy_note(r)} |")
+    return "\n".join(lines) + "\n"
+
+
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == CHILD_CURATE:
         curate_child(sys.argv[2:])
+    elif len(sys.argv) > 1 and sys.argv[1] == SKEW:
+        skew_main(sys.argv[2:])
     else:
         main()

@@ -7,9 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
+from test_search import brute
 
 from curate.config import from_dict
+from curate.dedup.search import Bands, choose_bands, plan_bands, query_pairs, radius_pairs
 from curate.dedup.stage import _clusters
+from curate.imaging.hashes import hamming
 from curate.pipeline import run_stage
 from curate.schema import DUPLICATES
 from curate.workspace import Workspace
@@ -141,3 +144,33 @@ def test_incremental_pairs_equal_a_full_search(dihedral):
 
     previous = KeyPairs(old, key_pairs(old, 6))
     assert np.array_equal(key_pairs(new, 6, previous), key_pairs(new, 6))
+
+
+def skewed_hashes(n: int, t: int, seed: int) -> np.ndarray:
+    """Hashes like real pHashes at their worst: 8 constant top bits, 16 low bits taking only 4
+    values (clip art), the rest resampled from 40 scenes with 5% bit flips; near pairs planted at
+    every distance 0..t."""
+    rng = np.random.default_rng(seed)
+    scenes = rng.integers(0, 2**64, 40, dtype=np.uint64)
+    h = scenes[rng.integers(0, 40, n)] ^ np.packbits(rng.random((n, 64)) < 0.05, axis=1).view(">u8").reshape(-1)
+    h = (h & np.uint64(0x00FF_FFFF_FFFF_0000)) | np.uint64(0x5A << 56)
+    h |= np.array([0x0000, 0x00FF, 0xF0F0, 0xFFFF], dtype=np.uint64)[rng.integers(0, 4, n)]
+    for a in range(0, n - 1, 7):
+        flips = rng.choice(64, size=a % (t + 1), replace=False)
+        h[a + 1] = h[a] ^ np.uint64(sum(1 << int(b) for b in flips))
+    return h.view(np.int64)
+
+
+def test_skewed_hashes_are_searched_exactly_with_balanced_bands():
+    t = 8
+    h = skewed_hashes(2500, t, 3)
+    bands = plan_bands(h, t)
+    assert sorted(b for band in bands.bits for b in band) == list(range(64))
+    assert bands != choose_bands(len(h), t)  # the crowded neighbouring-bit bands were not kept
+    assert bands != Bands.contiguous(bands.widths, bands.radius)
+    truth = brute(h, t)
+    assert len(truth) > len(h) // 7  # the planted pairs and more
+    i, j, d = radius_pairs(h, t)
+    assert set(zip(i.tolist(), j.tolist())) == truth and (d == hamming(h[i], h[j])).all()
+    qi, qj, _ = query_pairs(h[:1000], h[1000:1400], t)
+    assert set(zip((qi + 1000).tolist(), qj.tolist())) == {(q, x) for x, q in truth if x < 1000 <= q < 1400}
