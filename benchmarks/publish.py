@@ -328,12 +328,12 @@ def run_scale(rows: int, select_rows: int, batch: int, per_class: int) -> dict[s
 
     tmp = Path(tempfile.mkdtemp(prefix="curate-publish-scale-"))
     (tmp / "db").mkdir()
-    results: dict[str, Any] = {"generate_s": {rows: generated(tmp / "out", rows)}, "rows_table": []}
-    if select_rows:
-        results["generate_s"][select_rows] = generated(tmp / "big", select_rows, index=False)
     mongod, uri = start_mongod(tmp / "db")
     os.environ["FIFTYONE_DATABASE_URI"] = uri
     try:
+        results: dict[str, Any] = {"generate_s": {rows: generated(tmp / "out", rows)}, "rows_table": []}
+        if select_rows:
+            results["generate_s"][select_rows] = generated(tmp / "big", select_rows, index=False)
         import psutil
 
         backend.connected()  # import and connect before timing

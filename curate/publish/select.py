@@ -70,20 +70,20 @@ def select(ws: Workspace, per_class: int, everything: bool) -> Selection:
 
 
 def batches(ws: Workspace, name: str, schema: pa.Schema, columns: list[str],
-            filter: pc.Expression | None = None) -> Iterator[pd.DataFrame]:
+            filter: pc.Expression | None = None) -> Iterator[pa.RecordBatch]:
     """`columns` of the rows of `name/` passing `filter`, BATCH_ROWS at a time (nothing when absent)."""
     if not ws.exists(name):
         return
     for batch in ws.dataset(name, schema).to_batches(columns=columns, filter=filter, batch_size=BATCH_ROWS):
         if batch.num_rows:
-            yield batch.to_pandas()
+            yield batch
 
 
 def column_ids(ws: Workspace, name: str, schema: pa.Schema) -> set[str]:
     """The distinct sample_ids of `name/` (empty when OUT lacks it)."""
     ids: set[str] = set()
     for batch in batches(ws, name, schema, ["sample_id"], pc.is_valid(pc.field("sample_id"))):
-        ids.update(batch["sample_id"].tolist())
+        ids.update(batch.column("sample_id").to_pylist())
     return ids
 
 
@@ -94,7 +94,7 @@ class _Manifest:
 
     def __init__(self, per_class: int, candidates: set[str]) -> None:
         self.per_class = per_class
-        self.candidates = pd.Index(list(candidates), dtype=object)
+        self.candidates = pa.array(list(candidates), pa.string())
         self.total = 0
         self.errors: set[str] = set()
         self.found: set[str] = set()
@@ -102,12 +102,13 @@ class _Manifest:
         self._sample = pd.DataFrame({"sample_id": pd.Series(dtype=object), "stratum": pd.Series(dtype=object),
                                      "key": pd.Series(dtype=np.int64)})
 
-    def add(self, batch: pd.DataFrame) -> None:
-        self.total += len(batch)
-        self.errors.update(batch.loc[batch["status"] == Status.ERROR.value, "sample_id"].tolist())
-        _add_counts(self._before, class_counts(batch, None)["before"])
+    def add(self, batch: pa.RecordBatch) -> None:
+        self.total += batch.num_rows
+        ids = batch.column("sample_id")
+        self.errors.update(ids.filter(pc.equal(batch.column("status"), Status.ERROR.value)).to_pylist())
+        _add_counts(self._before, class_counts(batch.select(["label", "split"]).to_pandas(), None)["before"])
         if len(self.candidates):
-            self.found.update(batch.loc[batch["sample_id"].isin(self.candidates), "sample_id"].tolist())
+            self.found.update(ids.filter(pc.is_in(ids, value_set=self.candidates)).to_pylist())
         if self.per_class:
             self._sample = smallest_keys(self._sample, keyed(batch), self.per_class)
 
@@ -118,11 +119,13 @@ class _Manifest:
         return set(self._sample["sample_id"].tolist())
 
 
-def keyed(batch: pd.DataFrame) -> pd.DataFrame:
+def keyed(batch: pa.RecordBatch) -> pd.DataFrame:
     """sample_id, stratum (the label) and seeded key of each row of a manifest batch."""
-    keys = (seeded_keys(SEED, batch["sample_id"].tolist()) >> np.uint64(1)).astype(np.int64)
-    return pd.DataFrame({"sample_id": batch["sample_id"].to_numpy(), "stratum": batch["label"].fillna(_NO_LABEL)
-                         .to_numpy(), "key": keys})
+    ids = batch.column("sample_id").to_pylist()
+    keys = (seeded_keys(SEED, ids) >> np.uint64(1)).astype(np.int64)
+    strata = pc.fill_null(batch.column("label"), _NO_LABEL).to_pylist()
+    return pd.DataFrame({"sample_id": pd.Series(ids, dtype=object), "stratum": pd.Series(strata, dtype=object),
+                         "key": keys})
 
 
 def smallest_keys(kept: pd.DataFrame, batch: pd.DataFrame, size: int) -> pd.DataFrame:
@@ -130,9 +133,10 @@ def smallest_keys(kept: pd.DataFrame, batch: pd.DataFrame, size: int) -> pd.Data
     Rows of `batch` above the cutoff of a stratum that `kept` already fills are dropped first, so
     a batch costs about its own size once the sample is full."""
     by_stratum = kept.groupby("stratum")["key"]
-    full = by_stratum.max()[by_stratum.size() >= size]
-    cutoff = batch["stratum"].map(full)
-    batch = batch[cutoff.isna().to_numpy() | (batch["key"] <= cutoff).to_numpy()]
+    full = by_stratum.max()[by_stratum.size() >= size].to_dict()
+    codes, strata = pd.factorize(batch["stratum"])
+    cutoff = np.array([full.get(s, np.iinfo(np.int64).max) for s in strata], np.int64)[codes]
+    batch = batch[batch["key"].to_numpy() <= cutoff]
     both = pd.concat([kept, batch], ignore_index=True) if len(kept) else batch
     return both.sort_values(["key", "sample_id"], kind="stable").groupby("stratum", sort=False).head(size)
 
@@ -149,5 +153,5 @@ def _counts_after(ws: Workspace) -> Counts:
     no_manifest = pd.DataFrame({"label": pd.Series(dtype=object), "split": pd.Series(dtype=object)})
     for batch in batches(ws, "plan", PLAN, ["split", "label", "keep", "copies", "augment_copies"],
                          pc.field("keep")):
-        _add_counts(after, class_counts(no_manifest, batch)["after"])
+        _add_counts(after, class_counts(no_manifest, batch.to_pandas())["after"])
     return nested(pd.Series(after, dtype=np.int64))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os.path
 from typing import Any, Callable, Iterator
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -81,11 +82,21 @@ def _issues(ws: Workspace, only: pc.Expression | None) -> pd.DataFrame:
     table = ws.read("issues", ISSUES, columns=["sample_id", "check", "severity"],
                     filter=_and(pc.is_valid(pc.field("sample_id")), only)).to_pandas()
     table = table.sort_values(["sample_id", "check"], kind="stable")
-    checks = table.drop_duplicates(["sample_id", "check"]).groupby("sample_id")["check"].agg(list)
+    checks = _lists(table.drop_duplicates(["sample_id", "check"]), "check")
     table["_rank"] = table["severity"].map(_SEVERITY_ORDER)
     worst_first = table.drop_duplicates(["sample_id", "severity"]).sort_values(["sample_id", "_rank"], kind="stable")
-    severities = worst_first.groupby("sample_id")["severity"].agg(list)
+    severities = _lists(worst_first, "severity")
     return pd.DataFrame({"issues": checks, "severities": severities}).rename_axis("sample_id").reset_index()
+
+
+def _lists(frame: pd.DataFrame, column: str) -> pd.Series:
+    """sample_id -> the list of `column`'s values, in row order, of a frame sorted by sample_id
+    (a split of one array: pandas' groupby(...).agg(list) runs Python per group)."""
+    ids = frame["sample_id"].to_numpy(dtype=object)
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else np.zeros(0, np.int64)
+    values = frame[column].to_numpy(dtype=object)
+    return pd.Series([part.tolist() for part in np.split(values, starts[1:])] if len(ids) else [],
+                     index=pd.Index(ids[starts], dtype=object), dtype=object)
 
 
 def _embedding_findings(ws: Workspace, only: pc.Expression | None) -> pd.DataFrame:
