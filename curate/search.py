@@ -25,6 +25,7 @@ import numpy as np
 EXACT_MAX = 60_000  # rows: above this, the IVF index
 BLOCK = 2048  # query rows per matrix product (memory: BLOCK x n floats)
 PROJECT_BLOCK = 65_536  # rows projected at a time
+CANDIDATE_FLOATS = 2**25  # neighbours above exact_max: candidates' full embeddings re-scored at a time
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class IVF:
     nprobe: int = 48
     margin: float = 0.1  # candidates down to threshold - margin in the projection
     train_rows: int = 200_000
-    rescore: int = 2  # neighbours: candidates re-scored exactly per neighbour wanted (x (k + 1))
+    rescore: int = 8  # neighbours: candidates re-scored exactly per neighbour wanted (x (k + 1))
 
 
 def _unit(vectors: np.ndarray) -> np.ndarray:
@@ -167,23 +168,31 @@ def _best_first(ids: np.ndarray, sims: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 
 def _neighbours_ivf(x: np.ndarray, k: int, ivf: IVF) -> tuple[np.ndarray, np.ndarray]:
-    """neighbours() above exact_max: each row's `ivf.rescore` x (k + 1) nearest in the projection,
-    scored again on x, the k best kept; rows with fewer than k candidates are searched exactly."""
+    """neighbours() above exact_max: the index over every row, then every row searched."""
     index, pca = _index(x, ivf)
-    ids = np.zeros((len(x), k), np.int64)
-    sims = np.zeros((len(x), k), np.float32)
-    short = []
-    for lo in range(0, len(x), BLOCK):
-        rows = np.arange(lo, min(len(x), lo + BLOCK))
-        _d, found = index.search(_project(pca, x[lo:lo + BLOCK]), min(len(x), ivf.rescore * (k + 1)))
+    return searched(x, index, pca, np.arange(len(x)), k, ivf)
+
+
+def searched(x: np.ndarray, index: Any, pca: Any, queries: np.ndarray, k: int, ivf: IVF
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """The k nearest other rows of x for each row numbered in `queries`, from `_index`'s index
+    and projection: the row's `ivf.rescore` x (k + 1) nearest in the projection, scored again on
+    x, the k best kept; a row with fewer than k candidates is searched exactly. Queries go
+    CANDIDATE_FLOATS / (candidates x dims) at a time (the block's candidates, in float32)."""
+    want = min(len(x), ivf.rescore * (k + 1))
+    step = max(64, CANDIDATE_FLOATS // (want * x.shape[1]))
+    ids = np.zeros((len(queries), k), np.int64)
+    sims = np.zeros((len(queries), k), np.float32)
+    for lo in range(0, len(queries), step):
+        rows = queries[lo:lo + step]
+        _d, found = index.search(_project(pca, x[rows]), want)
         found = found.astype(np.int64)
         exact = np.matmul(_unit(x[np.maximum(found, 0)]), _unit(x[rows])[:, :, None])[:, :, 0]  # full embeddings
         exact[(found < 0) | (found == rows[:, None])] = -np.inf  # no candidate; itself
         top = np.argsort(-exact, axis=1, kind="stable")[:, :k]
-        ids[rows], sims[rows] = _best_first(np.take_along_axis(found, top, axis=1),
-                                            np.take_along_axis(exact, top, axis=1))
-        short.append(rows[np.isneginf(sims[rows]).any(axis=1)])
-    again = np.concatenate(short)
-    if len(again):
-        ids[again], sims[again] = nearest(x, again, k)
+        ids[lo:lo + step], sims[lo:lo + step] = _best_first(np.take_along_axis(found, top, axis=1),
+                                                            np.take_along_axis(exact, top, axis=1))
+    short = np.flatnonzero(np.isneginf(sims).any(axis=1))
+    if len(short):
+        ids[short], sims[short] = nearest(x, queries[short], k)
     return ids, sims
