@@ -74,17 +74,21 @@ def shared_cluster(cfg: EngineConfig) -> Iterator[EngineConfig]:
     DASK_SCHEDULER_ADDRESS) is used as it is: the `EngineConfig` yielded points at it. Otherwise
     a local cluster of worker processes is started when the first job in the block is worth one
     (`dask_client`), reused by every later job, and closed on exit; a run whose jobs are all
-    small (sample_data) starts none and runs in-process, as `curate run` does."""
+    small (sample_data) starts none and runs in-process, as `curate run` does. Inside another
+    such block (a stage's jobs in a flow run), the enclosing block's cluster is the one used."""
     global _shared
     address = cfg.scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS", "")
     if address:
         yield dataclasses.replace(cfg, scheduler=address)
         return
-    outer, _shared = _shared, _LazyCluster(cfg)
+    if _shared is not None:
+        yield cfg
+        return
+    _shared = _LazyCluster(cfg)
     try:
         yield cfg
     finally:
-        lazy, _shared = _shared, outer
+        lazy, _shared = _shared, None
         lazy.close()
 
 

@@ -1,18 +1,18 @@
-"""Listing SRC: every file under it, labelled from the folder layout or a labels file.
+"""Listing SRC: its files a piece at a time (`list_some`: a local folder tree, S3 key ranges, any
+other fsspec store's folders), the labels its folder layout gives, and the labels file.
 
-Reads the source tree (through `curate.source.Source`) and the labels file; writes nothing.
+Reads the source tree (through `curate.source.Source`) and the labels file; writes nothing (the
+scan writes what it lists: `curate.scan.listed`).
 """
 from __future__ import annotations
 
-import dataclasses
 import fnmatch
-import logging
 import os
 import posixpath
 import stat
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import fsspec
 import pyarrow as pa
@@ -22,8 +22,6 @@ import pyarrow.parquet as pq
 from curate.errors import CurateError
 from curate.schema import SPLITS, ErrorCode
 from curate.source import Source, within
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -39,52 +37,91 @@ class SourceFile:
     error_code: str = ErrorCode.UNREADABLE.value  # the manifest's error code when `error` is set
 
 
-def _walk_local(root: str, follow_symlinks: bool) -> list[SourceFile]:
-    """Files under a local root. Symbolic links (to files or folders, inside or outside the
-    tree) are skipped unless `follow_symlinks`; followed, a link whose target is outside the root
-    becomes an entry with the error `outside_source` (SRC's bytes only ever come from SRC); a folder
-    is entered once however many links reach it, so link loops end; a folder or file that cannot
-    be read, or whose name is not UTF-8, becomes an entry with an error (`unreadable`, the name's
-    bytes escaped)."""
-    found: list[SourceFile] = []
+@dataclass(frozen=True)
+class Pending:
+    """A piece of SRC still to list: a folder (relative to SRC, POSIX; "" is SRC itself) and, on
+    S3, the range of its names to list (from `start`, inclusive, to `before`, exclusive), so that
+    a flat prefix of millions of keys is split into ranges listed in parallel."""
+
+    folder: str
+    start: str | None = None
+    before: str | None = None
+
+
+def list_some(source: Source, todo: Sequence[Pending], budget: int | None, follow_symlinks: bool,
+              emit: Callable[[SourceFile], None]) -> list[Pending]:
+    """List the files of `todo` (recursively), calling `emit` for each, until `budget` files were
+    emitted (None: no limit); returns the work left (folders not entered, key ranges not listed).
+    A local folder is always read whole (a directory cannot be listed from the middle)."""
+    local = source.local_root
+    if local is not None:
+        return _walk_local(local, [p.folder for p in todo], follow_symlinks, budget, emit)
+    if _is_s3(source.fs):
+        return _list_s3(source, list(todo), budget, emit)
+    return _walk_fsspec(source, [p.folder for p in todo], budget, emit)
+
+
+def _walk_local(root: str, folders: list[str], follow_symlinks: bool, budget: int | None,
+                emit: Callable[[SourceFile], None]) -> list[Pending]:
+    """Files under the local `folders` of `root`. Symbolic links (to files or folders, inside or
+    outside the tree) are skipped unless `follow_symlinks`; followed, a link whose target is outside
+    the root becomes an entry with the error `outside_source` (SRC's bytes only ever come from
+    SRC); a folder is entered once however many links reach it in one call (so link loops end: the
+    scan lists a tree it follows links in with one call); a folder or file that cannot be read, or
+    whose name is not UTF-8, becomes an entry with an error (`unreadable`, the name's bytes
+    escaped)."""
     real_root = os.path.realpath(root)
-    seen_dirs: set[str] = {real_root}
-    stack = [root]
+    seen_dirs: set[str] = {os.path.realpath(os.path.join(root, f)) for f in folders}
+    stack = [os.path.join(root, f) if f else root for f in reversed(folders)]
+    emitted = 0
     while stack:
+        if budget is not None and emitted >= budget:
+            return [Pending(os.path.relpath(f, root).replace(os.sep, "/")) for f in reversed(stack)]
         folder = stack.pop()
         try:
             entries = list(os.scandir(folder))
         except OSError as exc:
             rel = os.path.relpath(folder, root).replace(os.sep, "/")
-            found.append(SourceFile(rel, 0, 0.0, error=f"{type(exc).__name__}: {exc.strerror or exc}"))
+            emit(SourceFile(rel, 0, 0.0, error=f"{type(exc).__name__}: {exc.strerror or exc}"))
+            emitted += 1
             continue
         for entry in entries:
-            rel = os.path.relpath(entry.path, root).replace(os.sep, "/")
-            if not _is_utf8(rel):
-                found.append(SourceFile(rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace"),
-                                        0, 0.0, error="its name is not UTF-8: rename it to read it"))
-                continue
-            try:
-                if entry.is_symlink():
-                    if not follow_symlinks:
-                        continue
-                    target = os.path.realpath(entry.path)
-                    if not within(target, real_root):
-                        found.append(SourceFile(rel, 0, 0.0, error=f"a symbolic link to {target}, outside the source",
-                                                error_code=ErrorCode.OUTSIDE_SOURCE.value))
-                        continue
-                st = entry.stat(follow_symlinks=True)
-            except OSError as exc:
-                found.append(SourceFile(rel, 0, 0.0, error=f"{type(exc).__name__}: {exc.strerror or exc}"))
-                continue
-            if stat.S_ISDIR(st.st_mode):
-                key = os.path.realpath(entry.path)
+            found = _local_entry(root, real_root, entry, follow_symlinks)
+            if isinstance(found, SourceFile):
+                emit(found)
+                emitted += 1
+            elif found is not None:
+                key = os.path.realpath(found)
                 if key not in seen_dirs:
                     seen_dirs.add(key)
-                    stack.append(entry.path)
-            elif stat.S_ISREG(st.st_mode):
-                found.append(SourceFile(rel, st.st_size, st.st_mtime))
-    return found
+                    stack.append(found)
+    return []
+
+
+def _local_entry(root: str, real_root: str, entry: os.DirEntry[str], follow_symlinks: bool
+                 ) -> SourceFile | str | None:
+    """One directory entry: a file (or an entry with an error) as a SourceFile, a folder to enter
+    as its path, or None (a link not followed, anything but a file or folder)."""
+    rel = os.path.relpath(entry.path, root).replace(os.sep, "/")
+    if not _is_utf8(rel):
+        return SourceFile(rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace"),
+                          0, 0.0, error="its name is not UTF-8: rename it to read it")
+    try:
+        if entry.is_symlink():
+            if not follow_symlinks:
+                return None
+            target = os.path.realpath(entry.path)
+            if not within(target, real_root):
+                return SourceFile(rel, 0, 0.0, error=f"a symbolic link to {target}, outside the source",
+                                  error_code=ErrorCode.OUTSIDE_SOURCE.value)
+        st = entry.stat(follow_symlinks=True)
+    except OSError as exc:
+        return SourceFile(rel, 0, 0.0, error=f"{type(exc).__name__}: {exc.strerror or exc}")
+    if stat.S_ISDIR(st.st_mode):
+        return entry.path
+    if stat.S_ISREG(st.st_mode):
+        return SourceFile(rel, st.st_size, st.st_mtime)
+    return None
 
 
 def _is_utf8(name: str) -> bool:
@@ -97,16 +134,110 @@ def _is_utf8(name: str) -> bool:
     return True
 
 
-def _walk_fsspec(fs: fsspec.AbstractFileSystem, root: str) -> list[SourceFile]:
-    found = []
-    for path, info in fs.find(root, detail=True).items():
-        if info.get("type") != "file":
-            continue
-        rel = posixpath.relpath(path, root)
-        mtime = info.get("mtime") or info.get("LastModified") or info.get("created") or 0.0
-        seconds = mtime.timestamp() if hasattr(mtime, "timestamp") else float(mtime)
-        found.append(SourceFile(rel, int(info.get("size") or 0), seconds))
-    return found
+def _seconds(info: dict[str, Any]) -> float:
+    mtime = info.get("mtime") or info.get("LastModified") or info.get("created") or 0.0
+    return mtime.timestamp() if hasattr(mtime, "timestamp") else float(mtime)
+
+
+def _walk_fsspec(source: Source, folders: list[str], budget: int | None,
+                 emit: Callable[[SourceFile], None]) -> list[Pending]:
+    """Files under `folders` of a store that is neither local nor S3, one `ls` per folder."""
+    fs, root = source.fs, source.root
+    stack = list(reversed(folders))
+    emitted = 0
+    while stack:
+        if budget is not None and emitted >= budget:
+            return [Pending(f) for f in reversed(stack)]
+        folder = stack.pop()
+        for info in fs.ls(f"{root}/{folder}" if folder else root, detail=True):
+            rel = posixpath.relpath(info["name"], root)
+            if info.get("type") == "directory":
+                stack.append(rel)
+            elif info.get("type") == "file":
+                emit(SourceFile(rel, int(info.get("size") or 0), _seconds(info)))
+                emitted += 1
+    return []
+
+
+def _is_s3(fs: fsspec.AbstractFileSystem) -> bool:
+    return "s3" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,))
+
+
+# Characters a range of S3 keys is split at (a split only has to cover the keys in order, so a key
+# with other characters still falls in exactly one range; these make the ranges even for the
+# names collections have). No "/": a range never splits a sub-folder, which is listed on its own.
+SPLIT_AT = "-.0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz"
+SPLIT_DEPTH = 3  # positions of the key split at (the last ones where the listed keys vary)
+PAGE_KEYS = 1000  # the most S3 returns per request
+
+
+def _list_s3(source: Source, todo: list[Pending], budget: int | None,
+             emit: Callable[[SourceFile], None]) -> list[Pending]:
+    """Keys under the folders (name ranges) of `todo`, one ListObjectsV2 page after another with
+    "/" as delimiter: a sub-folder becomes work of its own; when `budget` keys were emitted, the
+    rest of the range being listed is split where the listed names vary (`split_range`) and
+    returned with the work not started."""
+    fs = source.fs
+    bucket, root, _ = fs.split_path(source.root)
+    left: list[Pending] = []
+    emitted = 0
+    for n, piece in enumerate(todo):
+        if budget is not None and emitted >= budget:
+            return left + todo[n:]
+        prefix = "/".join(p for p in (root, piece.folder) if p)
+        prefix = prefix + "/" if prefix else ""
+        first = last = None
+        token: str | None = None
+        while True:
+            args: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "Delimiter": "/", "MaxKeys": PAGE_KEYS}
+            if token:
+                args["ContinuationToken"] = token
+            elif piece.start:
+                args["StartAfter"] = prefix + _just_before(piece.start)
+            page = fs.call_s3("list_objects_v2", **args)
+            entries = sorted([(c["Prefix"][len(prefix):], None) for c in page.get("CommonPrefixes", [])]
+                             + [(o["Key"][len(prefix):], o) for o in page.get("Contents", [])], key=lambda e: e[0])
+            more = bool(page.get("IsTruncated"))
+            for name, obj in entries:
+                if piece.start is not None and name < piece.start:
+                    continue
+                if piece.before is not None and name >= piece.before:
+                    more = False
+                    break
+                first, last = first if first is not None else name, name
+                if obj is None:
+                    left.append(Pending(posixpath.join(piece.folder, name.rstrip("/"))))
+                elif name and not name.endswith("/"):
+                    emit(SourceFile(posixpath.join(piece.folder, name), int(obj.get("Size") or 0), _seconds(obj)))
+                    emitted += 1
+            if not more:
+                break
+            if budget is not None and emitted >= budget and first is not None and last is not None:
+                left.extend(Pending(piece.folder, a, b) for a, b in split_range(first, last, piece.before))
+                break
+            token = page.get("NextContinuationToken")
+    return left
+
+
+def _just_before(name: str) -> str:
+    """A StartAfter for listing from `name` on: `name` itself is after it (a name that sorts
+    between them would end in U+10FFFF; the range's `start` filter drops it)."""
+    if name.endswith("\0"):
+        return name[:-1]
+    return name[:-1] + chr(ord(name[-1]) - 1) + "\U0010ffff"
+
+
+def split_range(first: str, last: str, before: str | None) -> list[tuple[str, str | None]]:
+    """The names after `last` (and before `before`) as consecutive ranges [start, before), split at
+    the characters of the `SPLIT_DEPTH` positions where the names listed so far (`first` to `last`)
+    begin to differ: the names still to list most likely vary there too."""
+    vary = len(posixpath.commonprefix([first, last]))
+    bounds: set[str] = set()
+    for at in range(min(vary, len(last) - 1), max(vary - SPLIT_DEPTH, 0) - 1, -1):
+        bounds.update(last[:at] + c for c in SPLIT_AT if c > last[at])
+    inner = sorted(b for b in bounds if before is None or b < before)
+    starts = [last + "\0", *inner]
+    return list(zip(starts, [*inner, before]))
 
 
 def layout_label(rel: str) -> tuple[str | None, str | None]:
@@ -117,9 +248,10 @@ def layout_label(rel: str) -> tuple[str | None, str | None]:
     return (parts[0] if len(parts) >= 2 else None), None
 
 
-def read_labels(path: str) -> dict[str, tuple[str | None, str | None]]:
-    """path -> (label, split) from a CSV or Parquet labels file with columns path,label[,split]: a
-    local file or an fsspec URL (e.g. s3://bucket/labels.csv)."""
+def read_labels(path: str) -> pa.Table:
+    """The labels file `path` (CSV or Parquet with columns path,label[,split]; a local file or an
+    fsspec URL such as s3://bucket/labels.csv) as a table path, label, split, its paths normalised
+    (POSIX, relative to SRC); fails with one line when it is missing, unreadable or wrong."""
     fs, p = fsspec.core.url_to_fs(path)
     if not fs.isfile(p):
         raise CurateError(f"labels file {path} not found")
@@ -136,38 +268,30 @@ def read_labels(path: str) -> dict[str, tuple[str | None, str | None]]:
     if unknown or not {"path", "label"} <= columns:
         raise CurateError(f"labels file {path} must have columns path,label[,split]; "
                           f"found {','.join(table.column_names)}")
-    rows = table.to_pylist()
-    labels: dict[str, tuple[str | None, str | None]] = {}
-    for row in rows:
-        rel = posixpath.normpath(str(row["path"]).replace("\\", "/"))
+    splits = table.column("split").cast(pa.string()) if "split" in columns else pa.nulls(len(table), pa.string())
+    paths = []
+    for raw, split in zip(table.column("path").to_pylist(), splits.to_pylist()):
+        rel = posixpath.normpath(str(raw).replace("\\", "/"))
         if rel.startswith("/") or rel == ".." or rel.startswith("../"):
-            raise CurateError(f"labels file {path}: path {row['path']!r} escapes the source folder")
-        split = row.get("split")
+            raise CurateError(f"labels file {path}: path {raw!r} escapes the source folder")
         if split is not None and split not in SPLITS:
-            raise CurateError(f"labels file {path}: split {split!r} for {row['path']!r} is not one of "
-                              f"{', '.join(SPLITS)}")
-        labels[rel] = (row["label"], split)
-    return labels
+            raise CurateError(f"labels file {path}: split {split!r} for {raw!r} is not one of {', '.join(SPLITS)}")
+        paths.append(rel)
+    return pa.table({"path": pa.array(paths, pa.string()), "label": table.column("label").cast(pa.string()),
+                     "split": splits})
 
 
-def list_source(src: str, labels_file: str = "", follow_symlinks: bool = False,
-                ignore: Sequence[str] = ()) -> list[SourceFile]:
-    """Every file under SRC whose name matches no `ignore` pattern, sorted by path, labelled
-    from `labels_file` or the folder layout."""
-    labels = read_labels(labels_file) if labels_file else None
+def ignored(path: str, patterns: Sequence[str]) -> bool:
+    """Whether the file name of `path` matches one of the `[scan] ignore` patterns."""
+    name = path.rpartition("/")[2]
+    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def list_source(src: str, follow_symlinks: bool = False, ignore: Sequence[str] = ()) -> list[SourceFile]:
+    """Every file under SRC whose name matches no `ignore` pattern, sorted by path, unlabelled:
+    the whole listing in one list (the scan lists in parts instead: `curate.scan.listed`)."""
     source = Source(src)
     source.check()
-    local = source.local_root
-    found = _walk_local(local, follow_symlinks) if local is not None else _walk_fsspec(source.fs, source.root)
-    files = [f for f in found if not any(fnmatch.fnmatchcase(f.path.rpartition("/")[2], p) for p in ignore)]
-    if not files:
-        raise CurateError(f"source {src} contains no files")
-    labelled = []
-    for f in files:
-        label, split = labels.get(f.path, (None, None)) if labels is not None else layout_label(f.path)
-        labelled.append(dataclasses.replace(f, label=label, split=split))
-    if labels is not None:
-        missing = len(set(labels) - {f.path for f in files})
-        if missing:
-            log.warning("%d paths in %s are not in the source", missing, labels_file)
-    return sorted(labelled, key=lambda f: f.path)
+    found: list[SourceFile] = []
+    list_some(source, [Pending("")], None, follow_symlinks, found.append)
+    return sorted((f for f in found if not ignored(f.path, ignore)), key=lambda f: f.path)

@@ -10,8 +10,8 @@ import pyarrow as pa
 
 from curate.codes import ErrorCode, Severity, Status
 
-__all__ = ["ErrorCode", "Severity", "Status", "SPLITS", "MANIFEST", "ISSUES", "DUPLICATES", "PLAN", "SHARD", "INDEX",
-           "hf_metadata"]
+__all__ = ["ErrorCode", "Severity", "Status", "SPLITS", "MANIFEST", "SCAN_LISTING", "SCAN_PLAN", "ISSUES",
+           "DUPLICATES", "PLAN", "SHARD", "INDEX", "hf_metadata"]
 
 
 SPLITS = ("train", "val", "test")
@@ -54,6 +54,31 @@ MANIFEST = pa.schema(
         pa.field("error_code", pa.string()),
         pa.field("error_message", pa.string()),
         pa.field("structure_warnings", pa.list_(pa.string())),  # format rules broken in ways decoders tolerate
+    ]
+)
+
+# The scan's working tables (`OUT/scan.work/`, removed when the scan ends): the listing of SRC as
+# listed on the workers (`curate.scan.listed`), each part sorted by `key` (xxh3-64 of the path,
+# which groups it: `curate.scan.plan`), and per group, every path to write a manifest row for and
+# how (decode it, keep its previous row, or keep that row as `removed`).
+SCAN_LISTING = pa.schema(
+    [
+        pa.field("key", pa.uint64(), nullable=False),
+        pa.field("path", pa.string(), nullable=False),
+        pa.field("size", pa.int64()),
+        pa.field("mtime", pa.float64()),
+        pa.field("error", pa.string()),  # why it could not even be listed
+        pa.field("error_code", pa.string()),
+    ]
+)
+SCAN_PLAN = pa.schema(
+    [
+        *[SCAN_LISTING.field(n) for n in ("path", "size", "mtime")],
+        pa.field("label", pa.string()),
+        pa.field("split", pa.string()),
+        *[SCAN_LISTING.field(n) for n in ("error", "error_code")],
+        pa.field("reuse", pa.bool_(), nullable=False),  # the previous row still holds
+        pa.field("removed", pa.bool_(), nullable=False),  # gone from SRC: the previous row, as removed
     ]
 )
 

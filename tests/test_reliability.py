@@ -17,7 +17,10 @@ from curate.config import ScanConfig, from_dict
 from curate.imaging.sandbox import DecodeSettings
 from curate.listing import list_source
 from curate.pipeline import run_pipeline
-from curate.scan import ScanTask, scan, scan_partition
+from curate.scan import scan
+from curate.scan.listed import list_source_into
+from curate.scan.plan import plan
+from curate.scan.stage import scan_partition, scan_tasks
 from curate.schema import MANIFEST
 from curate.workspace import Workspace
 
@@ -103,11 +106,11 @@ def test_file_that_vanishes_during_the_scan(tmp_path, cfg):
     src = tmp_path / "src"
     write(src / "a" / "stays.jpg", encode(photo_like(1)))
     gone = write(src / "a" / "gone.jpg", encode(photo_like(2)))
-    files = list_source(str(src))
+    out, settings = str(tmp_path / "out"), from_dict({"scan": {"decode_size": 32, "max_pixels": 10**8}})
+    Workspace(out).claim()
+    planned = plan(out, settings, list_source_into(str(src), out, settings).files)
     gone.unlink()  # between listing and reading
-    decode = DecodeSettings.of(ScanConfig(decode_size=32, max_pixels=10**8), str(src))
-    task = ScanTask(str(src), str(tmp_path / "out"), 0, tuple(files), frozenset(), frozenset(), decode)
-    scan_partition(task)
+    scan_partition(scan_tasks(str(src), out, settings, planned)[0])
     table = Workspace(str(tmp_path / "out")).read("manifest.new", MANIFEST).to_pylist()
     by_path = {r["path"]: r for r in table}
     assert by_path["a/gone.jpg"]["error_code"] == "vanished" and by_path["a/stays.jpg"]["status"] == "ok"

@@ -1,16 +1,20 @@
 """Scan: list SRC, decode every file once, write `OUT/manifest/`.
 
 Reads: the source tree (never for writing) and, on a rerun, the previous `OUT/manifest/`.
-Writes: `OUT/manifest/part-NNNNN.parquet`, one row per file found (schema `MANIFEST`).
+Writes: `OUT/manifest/part-NNNNN.parquet`, one row per file found (schema `MANIFEST`), and
+`OUT/manifest/_groups.json` (which parts hold which group of paths: `curate.scan.plan`).
 Unchanged files (same path, size and mtime) keep their previous row without a decode; files
 that disappeared keep their row with status `removed`. When nothing changed at all, the
-manifest is left as it is (so the stages that read it stay current). Partitions are fixed runs
-of the sorted path list, so the same tree gives the same manifest whatever the number of workers.
+manifest is left as it is (so the stages that read it stay current).
+
+Three jobs, none of which holds the listing in the driver: the listing, written to
+`OUT/scan.work/listing/` by listing tasks (`curate.scan.listed`); the plan, per group of paths,
+joined with the previous manifest (`curate.scan.plan`); the decode, one task per manifest part,
+reading its run of the plan (`scan_partition`). `OUT/scan.work/` is removed when the scan ends.
 """
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import os
 import time
@@ -19,17 +23,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
-import xxhash
+import pyarrow.parquet as pq
 
 from curate.config import Config
-from curate.engine import dask_client, run_tasks
+from curate.engine import dask_client, run_tasks, shared_cluster
+from curate.errors import CurateError
 from curate.imaging.formats import sample_id
 from curate.imaging.probe import fingerprint
 from curate.imaging.sandbox import DecodeJob, DecodeSettings, decode_all
-from curate.listing import SourceFile, list_source
+from curate.listing import SourceFile
+from curate.scan.listed import WORK, list_source_into
+from curate.scan.plan import LAYOUT, PLAN, PREVIOUS, Planned, plan
 from curate.schema import MANIFEST, Status
-from curate.source import refuse_overlap
+from curate.source import Source, refuse_overlap
 from curate.view import Block, Table, View
 from curate.workspace import Workspace
 
@@ -40,14 +46,13 @@ STAGING = "manifest.new"
 
 @dataclass(frozen=True)
 class ScanTask:
-    """One partition: which files to decode, which to copy from the previous manifest."""
+    """One manifest part: a run of one group's plan (its row group `run`), decoded and written."""
 
     src: str
     out: str
-    index: int
-    files: tuple[SourceFile, ...]
-    reuse: frozenset[str]  # paths whose previous row is still valid
-    removed: frozenset[str]  # paths gone from the source, kept as `removed`
+    index: int  # the manifest part's number
+    group: int
+    run: int
     decode: DecodeSettings
     decoders: int = 1  # decoder processes for this partition (more when it runs alone, in-process)
 
@@ -93,121 +98,97 @@ def _new_row(f: SourceFile, size: int | None, facts: dict[str, Any]) -> dict[str
 
 
 def scan_partition(task: ScanTask) -> dict[str, int]:
-    """Decode one partition's files and write its manifest part. Returns small counts."""
-    old = _previous_rows(task)
-    to_decode = [f.path for f in task.files if f.path not in old and not f.error]
+    """Decode one part's new and changed files, keep its other rows, and write the part. Returns
+    small counts."""
+    ws = Workspace(task.out)
+    with ws.fs.open(ws.path(PLAN, f"group-{task.group:05d}.parquet"), "rb") as f:
+        planned = pq.ParquetFile(f).read_row_group(task.run).to_pylist()
+    old = _previous_rows(ws, task, planned)
+    to_decode = [p["path"] for p in planned if not (p["reuse"] or p["removed"] or p["error"])]
     decoded = dict(decode_all(DecodeJob(task.src, tuple(to_decode), task.decode), task.decoders))
     rows: list[dict[str, Any]] = []
     thumbs: list[bytes | None] = []
-    for f in task.files:
-        if f.path in old:
-            row = dict(old[f.path])
-            if f.path in task.removed:
+    for p in planned:
+        if p["reuse"] or p["removed"]:
+            row = dict(old[p["path"]])
+            if p["removed"]:
                 row["status"] = Status.REMOVED.value
             else:
-                row.update(label=f.label, split=f.split)
+                row.update(label=p["label"], split=p["split"])
             rows.append(row)
             thumbs.append(None)
             continue
-        if f.error:
-            facts, thumb, size = {"status": Status.ERROR.value, "error_code": f.error_code,
-                                  "error_message": f.error}, None, None
+        f = SourceFile(p["path"], p["size"], p["mtime"], p["label"], p["split"])
+        if p["error"]:
+            facts, thumb, size = {"status": Status.ERROR.value, "error_code": p["error_code"],
+                                  "error_message": p["error"]}, None, None
         else:
             facts, thumb, size = decoded[f.path]
         rows.append(_new_row(f, size, facts))
         thumbs.append(thumb)
     fingerprint(rows, thumbs)
     table = pa.Table.from_pylist(rows, schema=MANIFEST)
-    Workspace(task.out).write_table(f"{STAGING}/part-{task.index:05d}.parquet", table, MANIFEST)
-    return {"decoded": len(to_decode), "reused": len(task.reuse)}
+    ws.write_table(f"{STAGING}/part-{task.index:05d}.parquet", table, MANIFEST)
+    return {"decoded": len(to_decode), "reused": sum(p["reuse"] for p in planned)}
 
 
-def _previous_rows(task: ScanTask) -> dict[str, dict[str, Any]]:
-    wanted = task.reuse | task.removed
-    if not wanted:
+def _previous_rows(ws: Workspace, task: ScanTask, planned: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The previous manifest rows this part keeps, by path (read from the group's previous rows,
+    only the row groups that can hold the part's paths)."""
+    if not any(p["reuse"] or p["removed"] for p in planned):
         return {}
-    table = Workspace(task.out).read("manifest", MANIFEST, filter=pc.field("path").isin(sorted(wanted)))
+    import pyarrow.dataset as ds
+
+    path = ds.field("path")
+    previous = ds.dataset(ws.path(PREVIOUS, f"group-{task.group:05d}.parquet"), schema=MANIFEST, format="parquet",
+                          filesystem=ws.fs)
+    table = previous.to_table(filter=(path >= planned[0]["path"]) & (path <= planned[-1]["path"]))
     return {r["path"]: r for r in table.to_pylist()}
 
 
-# Columns added to the manifest since some manifests were written: an ok row without them was
-# scanned by an older curate, and its file is decoded again (as if it had changed).
-ADDED_COLUMNS = ("edge_sharpness",)
-
-
-def _previous_listing(ws: Workspace) -> dict[str, tuple[int, float, str, str | None, str | None]]:
-    """path -> (size, mtime, status, label, split) of the previous manifest; the size of a row that
-    lacks an `ADDED_COLUMNS` value is -1, so that its file counts as changed."""
-    if not ws.exists("manifest"):
-        return {}
-    t = ws.read("manifest", MANIFEST, columns=["path", "size_bytes", "mtime", "status", "label", "split",
-                                               *ADDED_COLUMNS])
-    lacking = functools.reduce(pc.or_, (pc.is_null(t.column(c)) for c in ADDED_COLUMNS))
-    old = pc.and_(pc.equal(t.column("status"), Status.OK.value), lacking)
-    return {p: (-1 if outdated else size, mtime, status, label, split)
-            for p, size, mtime, status, label, split, outdated in
-            zip(*(t.column(c).to_pylist() for c in ["path", "size_bytes", "mtime", "status", "label", "split"]),
-                old.to_pylist())}
-
-
-def unchanged(files: list[SourceFile], previous: dict[str, tuple[int, float, str, str | None, str | None]]) -> bool:
-    """Whether the listing is the one the previous manifest describes: the same files with the same
-    size, mtime, label and split, and no file gone since (the manifest would be rewritten as it is)."""
-    present = {f.path for f in files}
-    if any(p not in present and st != Status.REMOVED.value for p, (_s, _m, st, _l, _sp) in previous.items()):
-        return False
-    return all(f.error is None and f.path in previous and previous[f.path][2] != Status.REMOVED.value
-               and previous[f.path][:2] == (f.size, f.mtime) and previous[f.path][3:] == (f.label, f.split)
-               for f in files)
-
-
-def plan_tasks(src: str, out: str, cfg: Config, files: list[SourceFile],
-               previous: dict[str, tuple[int, float, str, str | None, str | None]]) -> list[ScanTask]:
-    """Split the sorted listing (plus removed paths) into fixed-size partitions."""
-    present = {f.path for f in files}
-    reuse = {f.path for f in files if f.path in previous and previous[f.path][:2] == (f.size, f.mtime)
-             and previous[f.path][2] != Status.REMOVED.value and f.error is None}
-    gone = [SourceFile(p, s, m) for p, (s, m, *_rest) in previous.items() if p not in present]
-    everything = sorted(files + gone, key=lambda f: f.path)
-    removed = {f.path for f in gone}
-    size = cfg.engine.partition_size
+def scan_tasks(src: str, out: str, cfg: Config, planned: Planned) -> list[ScanTask]:
+    """One task per manifest part: the groups in order, each in runs of `partition_size` rows."""
     decode = DecodeSettings.of(cfg.scan, src)
-    tasks = []
-    for i in range(0, len(everything), size):
-        chunk = tuple(everything[i:i + size])
-        paths = {f.path for f in chunk}
-        tasks.append(ScanTask(src, out, i // size, chunk, frozenset(paths & reuse), frozenset(paths & removed),
-                              decode))
+    tasks: list[ScanTask] = []
+    for g in planned.groups:
+        first = len(tasks)
+        tasks.extend(ScanTask(src, out, first + run, g.group, run, decode) for run in range(g.parts))
     return tasks
-
-
-def _listing_key(tasks: list[ScanTask]) -> str:
-    h = xxhash.xxh3_128()
-    for t in tasks:
-        for f in t.files:
-            h.update(f"{f.path}\0{f.size}\0{f.mtime}\0{f.label}\0{f.split}\0{f.path in t.reuse}\n".encode())
-    return h.hexdigest()
 
 
 def scan(src: str, out: str, cfg: Config) -> ScanSummary:
     """Scan SRC into OUT/manifest/ (incrementally when a manifest exists). See module doc."""
     started = time.perf_counter()
     refuse_overlap(src, out)
-    files = list_source(src, cfg.scan.labels, cfg.scan.follow_symlinks, cfg.scan.ignore)
+    Source(src).check()
     ws = Workspace(out)
     ws.claim()
-    previous = _previous_listing(ws)
-    if previous and not ws.exists(STAGING) and unchanged(files, previous):
+    ws.remove(WORK)
+    try:
+        with shared_cluster(cfg.engine):  # one cluster (if any) for the listing, the plan and the decode
+            return _scan(src, out, cfg, ws, started)
+    finally:
+        ws.remove(WORK)
+
+
+def _scan(src: str, out: str, cfg: Config, ws: Workspace, started: float) -> ScanSummary:
+    listing = list_source_into(src, out, cfg)
+    if not listing.files:
+        raise CurateError(f"source {src} contains no files")
+    planned = plan(out, cfg, listing.files)
+    unmatched = sum(g.labels_unmatched for g in planned.groups)
+    if unmatched:
+        log.warning("%d paths in %s are not in the source", unmatched, cfg.scan.labels)
+    if planned.unchanged and not ws.exists(STAGING):
         log.info("nothing changed in %s since the last scan: the manifest is kept as it is", src)
         summary = summarize(ws)
-        summary.reused = len(files)
+        summary.reused = listing.files
         summary.elapsed_s = time.perf_counter() - started
         return summary
-    tasks = plan_tasks(src, out, cfg, files, previous)
-    key = _listing_key(tasks)
-    if not (ws.exists(STAGING, "_listing") and ws.fs.cat_file(ws.path(STAGING, "_listing")).decode() == key):
+    tasks = scan_tasks(src, out, cfg, planned)
+    if not (ws.exists(STAGING, "_listing") and ws.fs.cat_file(ws.path(STAGING, "_listing")).decode() == planned.key):
         ws.remove(STAGING)  # a staging folder from another listing cannot be resumed
-        ws.write_bytes(f"{STAGING}/_listing", key.encode())
+        ws.write_bytes(f"{STAGING}/_listing", planned.key.encode())
     ws.clean_temporaries(STAGING)
     todo = [t for t in tasks if not ws.exists(STAGING, f"part-{t.index:05d}.parquet")]
     if len(todo) == 1 and not (cfg.engine.scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS")):
@@ -218,13 +199,12 @@ def scan(src: str, out: str, cfg: Config) -> ScanSummary:
     with dask_client(cfg.engine, len(todo), (src, out)) as client:
         counts = run_tasks(client, scan_partition, todo, label="scan", retries=cfg.engine.retries)
     ws.fs.rm(ws.path(STAGING, "_listing"))
+    ws.write_json(f"{STAGING}/{LAYOUT}", {"bits": planned.bits, "parts": [g.parts for g in planned.groups]})
     ws.swap_in(STAGING, "manifest")
     summary = summarize(ws)
     summary.decoded = sum(c["decoded"] for c in counts)
     summary.reused = sum(c["reused"] for c in counts)
-    present = {f.path for f in files}
-    summary.newly_removed = sum(1 for p, (_s, _m, st, *_rest) in previous.items()
-                                if p not in present and st != Status.REMOVED.value)
+    summary.newly_removed = sum(g.newly_removed for g in planned.groups)
     summary.elapsed_s = time.perf_counter() - started
     return summary
 
