@@ -318,9 +318,9 @@ def generated(out: Path, rows: int, index: bool = True) -> float:
     return time.perf_counter() - t0
 
 
-def run_scale(rows: int, select_rows: int, batch: int, per_class: int) -> dict[str, Any]:
-    """The default publish of `rows` rows (first run, then again), and the selection step alone on
-    `select_rows` rows; see the module doc."""
+def run_scale(rows: int, select_rows: int, batch: int, per_class: int, again: bool = True) -> dict[str, Any]:
+    """The default publish of `rows` rows (first run, then, with `again`, once more), and the
+    selection step alone on `select_rows` rows; see the module doc."""
     from curate.publish import backend
     from curate.publish.select import select
     from curate.publish.stage import publish
@@ -351,9 +351,10 @@ def run_scale(rows: int, select_rows: int, batch: int, per_class: int) -> dict[s
         first, *measured = timed(lambda: publish(None, out, cfg), procs)
         row("default `curate publish` (first run)", rows, first.samples, measured,
             f"{first.added:,} added; " + ", ".join(f"{k} {v:,}" for k, v in first.selection.items()))
-        again, *measured = timed(lambda: publish(None, out, cfg), procs)
-        row("default `curate publish` again, nothing changed", rows, again.samples, measured,
-            f"{again.unchanged:,} unchanged")
+        if again:
+            second, *measured = timed(lambda: publish(None, out, cfg), procs)
+            row("default `curate publish` again, nothing changed", rows, second.samples, measured,
+                f"{second.unchanged:,} unchanged")
         results["views"] = first.views
         if select_rows:
             ws = Workspace(str(tmp / "big"))
@@ -377,14 +378,14 @@ def markdown_scale(results: dict[str, Any], args: argparse.Namespace, wall: floa
 
     generated_s = ", ".join(f"{n:,} rows {s:.0f} s" for n, s in results["generate_s"].items())
     lines = [
-        f"### {dt.date.today().isoformat()}: the default publish (what needs eyes) at {args.scale_rows:,} rows, "
-        f"the selection at {args.select_rows:,}",
+        f"### {dt.date.today().isoformat()}: the default publish (what needs eyes) at {args.scale_rows:,} rows"
+        + (f", the selection at {args.select_rows:,}" if args.select_rows else ""),
         "",
         f"Run in {wall:.0f} s with:",
         "",
         "```",
         f"python benchmarks/publish.py --scale-rows {args.scale_rows} --select-rows {args.select_rows} "
-        f"--per-class-sample {args.per_class_sample} --batch-size {args.batch_size}",
+        f"--per-class-sample {args.per_class_sample} --batch-size {args.batch_size}" + " --no-again" * args.no_again,
         "```",
         "",
         f"Machine: {machine()}. FiftyOne {fiftyone.__version__}, its bundled MongoDB; Python "
@@ -466,11 +467,13 @@ def main() -> None:
     parser.add_argument("--select-rows", type=int, default=0, help="with --scale-rows: the selection alone at this "
                                                                    "many rows")
     parser.add_argument("--per-class-sample", type=int, default=1000)
+    parser.add_argument("--no-again", action="store_true", help="with --scale-rows: no second, unchanged publish")
     args = parser.parse_args()
     load0 = os.getloadavg()[0]
     t0 = time.perf_counter()
     if args.scale_rows:
-        scale = run_scale(args.scale_rows, args.select_rows, args.batch_size, args.per_class_sample)
+        scale = run_scale(args.scale_rows, args.select_rows, args.batch_size, args.per_class_sample,
+                          again=not args.no_again)
         print(markdown_scale(scale, args, time.perf_counter() - t0, (load0, os.getloadavg()[0])))
         return
     results = run(args.rows, args.public, args.single, args.batch_size)
