@@ -85,8 +85,8 @@ class Scored:
                "(< {threshold:g})")
 def _outlier(images: Labelled) -> Scored:
     score = np.full(len(images.labels), np.nan)
-    for label in np.unique(images.labels):
-        at = np.flatnonzero(images.labels == label)
+    names, given = np.unique(images.labels, return_inverse=True)
+    for at in by_class(given, len(names)):
         if len(at) > 2:
             score[at] = closeness(images.vectors[at])[1]
     return Scored(score, [None] * len(score))
@@ -100,6 +100,13 @@ def closeness(vectors: np.ndarray, exact_max: int = EXACT_MAX) -> tuple[np.ndarr
     return ids, mean / max(float(np.median(mean)), 1e-6)
 
 
+def by_class(given: np.ndarray, classes: int) -> list[np.ndarray]:
+    """The positions of each class's rows (classes numbered 0..classes-1 in `given`), ascending:
+    one sort, not a pass over every row per class."""
+    order = np.argsort(given, kind="stable")
+    return np.split(order, np.searchsorted(given[order], np.arange(1, classes)))
+
+
 def out_of_fold_scores(vectors: np.ndarray, labels: np.ndarray, classes: np.ndarray, seed: int = 0,
                        pca_rows: int = PCA_ROWS, train_rows: int = TRAIN_ROWS) -> tuple[np.ndarray, np.ndarray]:
     """Per image, from a probe that never saw it: the probability of its label and the position in
@@ -108,11 +115,11 @@ def out_of_fold_scores(vectors: np.ndarray, labels: np.ndarray, classes: np.ndar
 
     features = _projection(vectors, seed, pca_rows)
     rng = np.random.default_rng(seed)
-    fold = np.empty(len(labels), dtype=np.int64)
-    for label in classes:  # stratified: each class spread evenly over the folds
-        at = rng.permutation(np.flatnonzero(labels == label))
-        fold[at] = np.arange(len(at)) % FOLDS
     given = np.searchsorted(classes, labels)
+    fold = np.empty(len(labels), dtype=np.int64)
+    for at in by_class(given, len(classes)):  # stratified: each class spread evenly over the folds
+        at = rng.permutation(at)
+        fold[at] = np.arange(len(at)) % FOLDS
     mine, best = np.zeros(len(labels)), np.zeros(len(labels), np.int64)
     for f in range(FOLDS):
         test = np.flatnonzero(fold == f)
@@ -161,10 +168,10 @@ def _stratified(rows: np.ndarray, given: np.ndarray, cap: int, rng: np.random.Ge
     counts = np.bincount(given[rows])
     share = _largest_share(counts, cap)
     kept, weight = [], np.zeros(len(counts))
-    for c in np.flatnonzero(counts):
-        mine = rows[given[rows] == c]
-        kept.append(mine if len(mine) <= share else rng.choice(mine, share, replace=False))
-        weight[c] = len(mine) / len(kept[-1])
+    for c, at in enumerate(by_class(given[rows], len(counts))):
+        if len(at):
+            kept.append(rows[at] if len(at) <= share else rng.choice(rows[at], share, replace=False))
+            weight[c] = len(at) / len(kept[-1])
     chosen = np.sort(np.concatenate(kept))
     return chosen, weight[given[chosen]]
 
