@@ -142,8 +142,8 @@ def out_of_fold_scores(vectors: np.ndarray, labels: np.ndarray, classes: np.ndar
 
 def _projection(vectors: np.ndarray, seed: int, pca_rows: int) -> Callable[[np.ndarray], np.ndarray]:
     """rows -> their L2-normalised PCA features. Up to `pca_rows` images the PCA is fitted on all
-    of them and every image projected at once (float64); above it, fitted on a seeded sample of
-    `pca_rows` and rows projected when asked for, in float32."""
+    of them and every image projected at once (the scores calibrated on); above it, fitted on a
+    seeded sample of `pca_rows` and rows projected when asked for, in float32."""
     from sklearn.decomposition import PCA
 
     def unit(features: np.ndarray) -> np.ndarray:
