@@ -691,6 +691,7 @@ def design_note() -> str:
 # ---------------------------------------------------------------- skewed (realistic) hashes
 
 SKEW = "skew"
+STAGE_PATH = "after: `near_edges` + `components` (the stage's path)"
 
 
 def band_note(h: np.ndarray, t: int, search_py: Path | None) -> str:
@@ -714,6 +715,9 @@ def skew_main(argv: list[str]) -> None:
     ap = argparse.ArgumentParser(prog="benchmarks/dedup.py skew", description=skew_main.__doc__)
     ap.add_argument("--compare", default="1000000", help="sizes searched with both versions, uniform and realistic")
     ap.add_argument("--large", default="10000000", help="sizes searched with the current version, realistic only")
+    ap.add_argument("--kinds", default="uniform,realistic", help="hash kinds at the --compare sizes")
+    ap.add_argument("--stage", default="", help="sizes at which the stage's own path (near_edges + components, "
+                                               "current version, realistic) is also timed")
     ap.add_argument("--threshold", type=int, default=8)
     ap.add_argument("--flip", type=float, default=hashgen.FLIP, help="per-bit flip probability of a resampled row")
     ap.add_argument("--before", default="70395a8", help="git revision whose curate/dedup/search.py is 'before'")
@@ -735,19 +739,21 @@ def skew_main(argv: list[str]) -> None:
     started, code = time.time(), code_version()
     print(f"# {cmd}\n# {machine()}\n# {code}\n", flush=True)
     base = hashgen.base_hashes()
-    runs = [(int(n), kind, v) for n in a.compare.split(",") if n for kind in ("uniform", "realistic")
+    runs = [(int(n), kind, v) for n in a.compare.split(",") if n for kind in a.kinds.split(",")
             for v in (f"before ({before})", "after")]
     runs += [(int(n), "realistic", "after") for n in a.large.split(",") if n]
+    runs += [(int(n), "realistic", STAGE_PATH) for n in a.stage.split(",") if n]
     rows = []
     for n, kind, version in runs:
         h, pa, pb = (make_hashes(n, t, a.seed + n) if kind == "uniform"
                      else realistic_hashes(n, t, a.seed + n, a.flip, base))
         npy = work / f"skew-{n}-{kind}.npy"
         np.save(npy, h)
-        search_py = None if version == "after" else old_py
+        search_py = old_py if version.startswith("before") else None
         print(f"n={n} {kind} {version} ...", flush=True)
-        r = run_curate("search", npy, t, 1, a.max_wait, search_py)
-        chk = check_pairs(h, t, r["i"], r["j"], r["d"], pa, pb, a.recall_queries, a.seed)
+        r = run_curate("clusters" if version == STAGE_PATH else "search", npy, t, 1, a.max_wait, search_py)
+        i, j = np.minimum(r["i"], r["j"]), np.maximum(r["i"], r["j"])  # the stage's edges are unordered
+        chk = check_pairs(h, t, i, j, r["d"], pa, pb, a.recall_queries, a.seed)
         del r["i"], r["j"], r["d"]
         bands = band_note(h, t, search_py)
         print(f"  {fmt_s(r['median'])}, CPU {fmt_s(r['cpu'])}, peak {fmt_mb(r['maxrss'])}, {r['pairs']:,} pairs, "
