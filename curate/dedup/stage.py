@@ -87,7 +87,7 @@ def _clusters(rows: pd.DataFrame, cfg: Config, previous: KeyPairs | None = None,
     same, near, key_pairs = near_edges(m.d8 if m.d8 is not None else m.phash[:, None], cfg.dedup.threshold, previous)
     exact = equal_value_edges(rows["bytes_hash"]) + equal_value_edges(rows["pixel_hash"]) + same
     graph = Graph.build(len(rows), exact, near + m.semantic_edges())
-    rank = policy_rank(rows.to_dict("records"), cfg.dedup.keep_policy)
+    rank = policy_rank(rows, cfg.dedup.keep_policy)
     labels = rows["label"].tolist()
     clusters: list[Cluster] = []
     for units in graph.components():
