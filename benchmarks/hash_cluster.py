@@ -91,12 +91,12 @@ def recall(h: np.ndarray, pairs: tuple[np.ndarray, np.ndarray, np.ndarray], pa: 
 
 
 def part_costs(parts: list[dict[str, float]]) -> dict[str, object]:
-    """Max and sum of each reduce task cost, and a least-squares fit seconds = a * rows read + b *
-    candidates (rows read: own partition + neighbours)."""
-    keys = ("seconds", "own_rows", "rows_read", "rows_held", "candidates")
+    """Max and sum of each reduce task cost, and a least-squares fit of the task's CPU seconds =
+    a * rows read + b * candidates (rows read: own partition + neighbours)."""
+    keys = ("seconds", "cpu_seconds", "own_rows", "rows_read", "rows_held", "candidates")
     arr = {k: np.array([p[k] for p in parts], dtype=np.float64) for k in keys}
     x = np.stack([arr["own_rows"] + arr["rows_read"], arr["candidates"]], axis=1)
-    (a, b), *_ = np.linalg.lstsq(x, arr["seconds"], rcond=None)
+    (a, b), *_ = np.linalg.lstsq(x, arr["cpu_seconds"], rcond=None)
     return {"tasks": len(parts), **{f"{k}_max": float(v.max()) for k, v in arr.items()},
             **{f"{k}_sum": float(v.sum()) for k, v in arr.items()}, "s_per_row": float(a), "s_per_candidate": float(b)}
 

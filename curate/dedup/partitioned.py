@@ -265,8 +265,8 @@ def _probe_all(qk: np.ndarray, qh: np.ndarray, qid: np.ndarray, masks: np.ndarra
 def search_partition(part: Part, layout: Layout, threshold: int, work: Path
                      ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], dict[str, float]]:
     """Reduce task: the pairs this (band, partition) owns, and its costs (own rows, neighbour rows
-    read, most rows held at once, candidates, seconds)."""
-    t0 = time.perf_counter()
+    read, most rows held at once, candidates, wall seconds, this thread's CPU seconds)."""
+    t0, c0 = time.perf_counter(), time.thread_time()
     bits, low = layout.bands.bits[part.band], layout.low_bits(part.band)
     qid, qh = _read_part(work, part, part.part)
     qk = band_keys(qh, bits)
@@ -282,7 +282,8 @@ def search_partition(part: Part, layout: Layout, threshold: int, work: Path
         read += len(table.ids)
         held = max(held, len(table.ids))
     stats = {"band": part.band, "part": part.part, "own_rows": len(qid), "rows_read": read,
-             "rows_held": len(qid) + held, "candidates": candidates, "seconds": time.perf_counter() - t0}
+             "rows_held": len(qid) + held, "candidates": candidates, "seconds": time.perf_counter() - t0,
+             "cpu_seconds": time.thread_time() - c0}
     if not out:
         empty = np.zeros(0, dtype=np.int64)
         return (empty, empty, np.zeros(0, dtype=np.int16)), stats
