@@ -206,7 +206,8 @@ def dedup(src: str | None, out: str, cfg: Config) -> DedupSummary:
     started = time.perf_counter()
     resolve(cfg)
     ws = Workspace(out)
-    rows = ws.read("manifest", MANIFEST, columns=COLUMNS, filter=pc.field("status") == Status.OK.value).to_pandas()
+    columns = COLUMNS if cfg.dedup.dihedral else [c for c in COLUMNS if c != "phash_d8"]  # 8 hashes per row
+    rows = ws.read("manifest", MANIFEST, columns=columns, filter=pc.field("status") == Status.OK.value).to_pandas()
     rows = rows.sort_values("path", kind="stable").reset_index(drop=True)
     for col in ("label", "split"):
         rows[col] = rows[col].astype(object).where(rows[col].notna(), None)
