@@ -11,7 +11,9 @@ Reads `OUT/scan.work/listing/`, the labels file and the previous `OUT/manifest/`
 the group's keys: `manifest/_groups.json` says which parts hold which group). Writes, per group,
 `OUT/scan.work/plan/group-GGGGG.parquet` (schema `SCAN_PLAN`, one row group per manifest part) and
 `OUT/scan.work/previous/group-GGGGG.parquet` (the previous rows the group keeps), and returns
-counts, so the driver never holds a path.
+counts, so the driver never holds a path. A labels file is read whole by each group's task (and
+its paths normalised there), which costs each task the labels file's size in memory and
+`groups` reads of it: a labels file of 10M rows is the one input this plan does not split.
 """
 from __future__ import annotations
 
