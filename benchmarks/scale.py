@@ -18,7 +18,7 @@ benchmarks/data/scale-seed-2000/): real small photos without N decodes' worth of
 (`curate.scan.listed.list_source_into`) and plan (`curate.scan.plan.plan`) in a subprocess. Both
 sample every process of the run every 0.5 s (psutil): the driver (the command's own process: the
 Dask scheduler runs in it) and the largest other process (a Dask worker, a decoder child). Figures
-go to the "## Scale: the scan's driver" section of benchmarks/RESULTS.md.
+go to the "## Scale runs (MODE)" sections of benchmarks/RESULTS.md.
 """
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ ROOT = HERE.parent
 PHOTOS = HERE / "data" / "photos-small-5000"
 SEED = HERE / "data" / "scale-seed-2000"
 CURATE = Path(sys.executable).parent / "curate"
-HEADING = "## Scale: the scan's driver at 100k, 1M and 10M files"
+HEADING = "## Scale runs"
 
 PLAN_ONLY = """
 import sys
