@@ -164,3 +164,20 @@ def test_a_group_of_equal_hashes_is_one_unit(n):
                          "format": "PNG", "extension": "png"})
     found = _clusters(rows, from_dict({"dedup": {"threshold": 8}}))
     assert [c.members for c in found.clusters] == [list(range(n + 1))]
+
+
+@settings(max_examples=40, deadline=None)
+@given(case=collections())
+def test_deciding_on_the_rows_the_hash_edges_join_gives_the_whole_collection_s_rows(case):
+    """The stage reads whole rows only for images with an edge (`HashEdges.rows`): the same
+    duplicates rows, cluster ids included, as deciding on every row."""
+    from curate.dedup.measures import Measures
+    from curate.dedup.stage import HashEdges
+
+    rows, t, dihedral = case
+    cfg = from_dict({"dedup": {"threshold": t, "dihedral": dihedral}})
+    rows = rows.sort_values("path", kind="stable").reset_index(drop=True)
+    edges = HashEdges.of(rows, cfg, None, Measures.of(rows, t, dihedral))
+    joined = edges.rows()
+    subset = rows.iloc[joined].reset_index(drop=True)
+    assert decide(subset, cfg, edges=edges.among(joined, len(rows)), ids=joined).rows == decide(rows, cfg).rows

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curate.config import Config
-from curate.dedup.cluster import KeyPairs, equal_value_edges, near_edges
+from curate.dedup.cluster import Edges, KeyPairs, equal_value_edges, near_edges
 from curate.dedup.cover import Cluster, Graph, choose_keepers, cover, kept_neighbour, settle_singles
 from curate.dedup.measures import KIND_ORDER, Measures
 from curate.dedup.policy import CRITERIA, policy_rank
@@ -79,13 +79,41 @@ class Found:
     key_pairs: KeyPairs  # for the next incremental run
 
 
+@dataclass
+class HashEdges:
+    """Rows joined by equal bytes, pixels or hash keys (`exact`) and by near hashes (`near`), and the
+    key pairs for the next incremental run."""
+
+    exact: Edges
+    near: Edges
+    key_pairs: KeyPairs
+
+    @classmethod
+    def of(cls, rows: pd.DataFrame, cfg: Config, previous: KeyPairs | None, m: Measures) -> HashEdges:
+        same, near, key_pairs = near_edges(m.d8 if m.d8 is not None else m.phash[:, None], cfg.dedup.threshold,
+                                           previous)
+        exact = equal_value_edges(rows["bytes_hash"]) + equal_value_edges(rows["pixel_hash"]) + same
+        return cls(exact, near, key_pairs)
+
+    def rows(self) -> np.ndarray:
+        """The rows with any edge (ascending): the only ones a cluster can hold."""
+        return np.unique(np.concatenate([self.exact.a, self.exact.b, self.near.a, self.near.b]))
+
+    def among(self, kept: np.ndarray, n: int) -> HashEdges:
+        """The same edges numbered by position in `kept` (ascending rows that hold every edge)."""
+        at = np.full(n, -1, dtype=np.int64)
+        at[kept] = np.arange(len(kept))
+        return HashEdges(Edges(at[self.exact.a], at[self.exact.b]), Edges(at[self.near.a], at[self.near.b]),
+                         self.key_pairs)
+
+
 def _clusters(rows: pd.DataFrame, cfg: Config, previous: KeyPairs | None = None,
-              measures: Measures | None = None) -> Found:
+              measures: Measures | None = None, edges: HashEdges | None = None) -> Found:
     """Every cluster of 2+ rows with its centre and keeper (`curate.dedup.cover`); near pairs by
-    hash and, with embeddings in `measures`, by similarity."""
+    hash (`edges`, found here when not given) and, with embeddings in `measures`, by similarity."""
     m = measures or Measures.of(rows, cfg.dedup.threshold, cfg.dedup.dihedral)
-    same, near, key_pairs = near_edges(m.d8 if m.d8 is not None else m.phash[:, None], cfg.dedup.threshold, previous)
-    exact = equal_value_edges(rows["bytes_hash"]) + equal_value_edges(rows["pixel_hash"]) + same
+    e = edges or HashEdges.of(rows, cfg, previous, m)
+    exact, near, key_pairs = e.exact, e.near, e.key_pairs
     graph = Graph.build(len(rows), exact, near + m.semantic_edges())
     rank = policy_rank(rows, cfg.dedup.keep_policy)
     labels = rows["label"].tolist()
@@ -121,7 +149,7 @@ def save_pairs(ws: Workspace, cfg: Config, pairs: KeyPairs) -> None:
 
 
 def _decide(rows: pd.DataFrame, cluster: Cluster, found: Found, keepers: list[int], cfg: Config,
-            m: Measures) -> list[dict[str, Any]]:
+            m: Measures, ids: np.ndarray | None) -> list[dict[str, Any]]:
     """The duplicates rows of one cluster: its keeper kept, every other member dropped with the
     member it duplicates (the keeper, else a kept image it is near) and how."""
     members = np.asarray(cluster.members)
@@ -134,6 +162,7 @@ def _decide(rows: pd.DataFrame, cluster: Cluster, found: Found, keepers: list[in
     kinds = {i: m.kind(i, anchor, dist[i]) for i in cluster.members if i != anchor}
     weakest = max(kinds.values(), key=KIND_ORDER.index)
     records = {i: rows.loc[i].to_dict() for i in cluster.members}
+    cluster_id = cluster.id if ids is None else int(ids[cluster.id])  # its first row in the whole collection
     out = []
     for i in cluster.members:
         kind = weakest if i == anchor else kinds[i]
@@ -159,7 +188,7 @@ def _decide(rows: pd.DataFrame, cluster: Cluster, found: Found, keepers: list[in
                 reason = _duplicate_of(rows, i, near, m.kind(i, near, bits), bits,
                                        float(m.similarity(near, np.asarray([i]))[0]))
         out.append({"sample_id": records[i]["sample_id"], "path": records[i]["path"], "label": records[i]["label"],
-                    "split": records[i]["split"], "cluster_id": cluster.id, "kind": kind, "distance": dist[i],
+                    "split": records[i]["split"], "cluster_id": cluster_id, "kind": kind, "distance": dist[i],
                     "similarity": None if np.isnan(sims[i]) else sims[i], "keep": keep, "reason": reason,
                     "leak": leak, "label_conflict": conflict})
     return out
@@ -183,17 +212,20 @@ class Decided:
 
 
 def decide(rows: pd.DataFrame, cfg: Config, previous: KeyPairs | None = None,
-           vectors: np.ndarray | None = None) -> Decided:
+           vectors: np.ndarray | None = None, edges: HashEdges | None = None,
+           ids: np.ndarray | None = None) -> Decided:
     """Cluster `rows` (the manifest's ok images, sorted by path; with semantic dedup, `vectors`
-    holds their embeddings, NaN rows for images without one) and decide what to keep."""
+    holds their embeddings, NaN rows for images without one) and decide what to keep. Given the
+    hash `edges` of a larger collection, `rows` are only the rows they join (renumbered by
+    `HashEdges.among`) and `ids` their positions in the collection (which name the clusters)."""
     m = Measures.of(rows, cfg.dedup.threshold, cfg.dedup.dihedral, vectors, cfg.dedup.similarity)
     result: list[dict[str, Any]] = []
     diameters = []
-    found = _clusters(rows, cfg, previous, m)
+    found = _clusters(rows, cfg, previous, m, edges)
     keepers = [c.keeper for c in found.clusters if c.keeper is not None]
     for cluster in found.clusters:
         members = np.asarray(cluster.members)
-        result.extend(_decide(rows, cluster, found, keepers, cfg, m))
+        result.extend(_decide(rows, cluster, found, keepers, cfg, m, ids))
         if len(members) <= 500:  # all pairs; larger clusters report twice their radius instead
             diameters.append(max(int(m.bits(i, members).max()) for i in members))
         else:
@@ -206,19 +238,40 @@ def dedup(src: str | None, out: str, cfg: Config) -> DedupSummary:
     started = time.perf_counter()
     resolve(cfg)
     ws = Workspace(out)
-    columns = COLUMNS if cfg.dedup.dihedral else [c for c in COLUMNS if c != "phash_d8"]  # 8 hashes per row
-    rows = ws.read("manifest", MANIFEST, columns=columns, filter=pc.field("status") == Status.OK.value).to_pandas()
-    rows = rows.sort_values("path", kind="stable").reset_index(drop=True)
-    for col in ("label", "split"):
-        rows[col] = rows[col].astype(object).where(rows[col].notna(), None)
-    vectors = embeddings_for(ws, rows["sample_id"].tolist()) if cfg.dedup.semantic else None
-    decided = decide(rows, cfg, load_pairs(ws, cfg) if cfg.dedup.incremental else None, vectors)
+    previous = load_pairs(ws, cfg) if cfg.dedup.incremental else None
+    if cfg.dedup.semantic:  # every image may be near another by its embedding: all rows, whole
+        rows = ok_rows(ws, cfg)
+        decided = decide(rows, cfg, previous, embeddings_for(ws, rows["sample_id"].tolist()))
+    else:  # the hashes of every image find the pairs; whole rows are read only for images in one
+        hashes = ok_rows(ws, cfg, HASH_COLUMNS)
+        edges = HashEdges.of(hashes, cfg, previous, Measures.of(hashes, cfg.dedup.threshold, cfg.dedup.dihedral))
+        joined = edges.rows()
+        paths, n = hashes["path"].to_numpy()[joined], len(hashes)
+        del hashes
+        rows = ok_rows(ws, cfg, where=pc.field("path").isin(paths))
+        decided = decide(rows, cfg, edges=edges.among(joined, n), ids=joined)
     save_pairs(ws, cfg, decided.key_pairs)
     ws.write_dataset("duplicates", pa.Table.from_pylist(decided.rows, schema=DUPLICATES), DUPLICATES)
     summary = summarize(pd.DataFrame(decided.rows, columns=DUPLICATES.names))
     summary.max_diameter = decided.max_diameter
     summary.elapsed_s = time.perf_counter() - started
     return summary
+
+
+HASH_COLUMNS = ["path", "bytes_hash", "pixel_hash", "phash", "phash_d8"]
+
+
+def ok_rows(ws: Workspace, cfg: Config, columns: list[str] = COLUMNS, where: Any = None) -> pd.DataFrame:
+    """`columns` of the manifest's ok rows (passing `where`), sorted by path; phash_d8 (8 hashes a
+    row) only with dihedral matching on."""
+    wanted = [c for c in columns if cfg.dedup.dihedral or c != "phash_d8"]
+    ok = pc.field("status") == Status.OK.value
+    rows = ws.read("manifest", MANIFEST, columns=wanted, filter=ok if where is None else ok & where).to_pandas()
+    rows = rows.sort_values("path", kind="stable").reset_index(drop=True)
+    for col in ("label", "split"):
+        if col in rows:
+            rows[col] = rows[col].astype(object).where(rows[col].notna(), None)
+    return rows
 
 
 def summarize(dups: pd.DataFrame) -> DedupSummary:
