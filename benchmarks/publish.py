@@ -372,6 +372,13 @@ def run_scale(rows: int, select_rows: int, batch: int, per_class: int, again: bo
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def memory_line(results: dict[str, Any]) -> str:
+    """The run's baseline RSS, mongod's RSS and the first run's saved views, as one line."""
+    return (f"RSS of this process with FiftyOne imported and connected, before the first row: "
+            f"{results['baseline_rss_mib']:,.0f} MiB; mongod RSS at the end: {results['mongod_rss_mib']:,.0f} MiB. "
+            "Saved views of the first run: " + ", ".join(f"{k} {v:,}" for k, v in results["views"].items()) + ".")
+
+
 def markdown_scale(results: dict[str, Any], args: argparse.Namespace, wall: float, load: tuple[float, float]) -> str:
     """The --scale-rows figures as a dated subsection of RESULTS.md's "Publish"."""
     import fiftyone
@@ -402,9 +409,7 @@ def markdown_scale(results: dict[str, Any], args: argparse.Namespace, wall: floa
                      f"{r['per_million']:.1f} | {r['cpu_s']:.1f} | {r['peak_rss_mib']:,.0f} | {r['note']} |")
     lines += [
         "",
-        f"RSS of this process with FiftyOne imported and connected, before the first row: "
-        f"{results['baseline_rss_mib']:,.0f} MiB; mongod RSS at the end: {results['mongod_rss_mib']:,.0f} MiB. "
-        "Saved views of the first run: " + ", ".join(f"{k} {v:,}" for k, v in results["views"].items()) + ".",
+        memory_line(results),
         "",
     ]
     return "\n".join(lines)
@@ -440,9 +445,7 @@ def markdown(results: dict[str, Any], args: argparse.Namespace, wall: float, loa
                      f"{r['per_cpu_s'] / base['per_cpu_s']:.1f}x | {r['peak_rss_mib']:,.0f} | {r['note']} |")
     lines += [
         "",
-        f"RSS of this process with FiftyOne imported and connected, before the first row: "
-        f"{results['baseline_rss_mib']:,.0f} MiB; mongod RSS at the end: {results['mongod_rss_mib']:,.0f} MiB. "
-        "Saved views of the first run: " + ", ".join(f"{k} {v:,}" for k, v in results["views"].items()) + ".",
+        memory_line(results),
         "",
         "`curate publish` writes each batch as sample documents straight into the dataset's sample collection "
         "(one `insert_many` per batch; see curate/publish/sync.py), so its time goes to reading and joining the "

@@ -49,8 +49,10 @@ from curate.dedup.search import (
     SAMPLE_ROWS,
     Bands,
     band_keys,
+    candidates_within,
     flip_masks,
     plan_bands,
+    probed,
 )
 from curate.engine import run_tasks
 from curate.imaging.hashes import hamming
@@ -220,22 +222,10 @@ def probe_local(qk: np.ndarray, qh: np.ndarray, qid: np.ndarray, masks: np.ndarr
     """Pairs (lower id, higher id, distance) of queries probed with `masks` (all of which lead into
     this partition; `own_part`: the queries' own), each pair once over all bands; and the
     candidates looked at."""
-    probe = qk[:, None] ^ masks[None, :]
-    owner = np.broadcast_to(np.arange(len(qk))[:, None], probe.shape)
-    if own_part:  # from the lower key only; across partitions `sends` already chose the side
-        up = probe >= qk[:, None]
-        probe, owner = probe[up], owner[up]
-    else:
-        probe, owner = probe.ravel(), owner.ravel()
-    local = probe & ((1 << low) - 1)
-    start = table.offsets[local]
-    lens = table.offsets[local + 1] - start
-    total = int(lens.sum())
-    src = np.repeat(owner, lens)
-    pos = np.arange(total, dtype=np.int64) + np.repeat(start - (np.cumsum(lens) - lens), lens)
-    dist = hamming(qh[src], table.hashes[pos])
-    ok = np.flatnonzero(dist <= threshold)
-    src, pos, d = src[ok], pos[ok], dist[ok].astype(np.int16)
+    # in its own partition, from the lower key only; across partitions `sends` already chose the side
+    probe, owner = probed(qk, masks, own_part)
+    src, pos, d, total = candidates_within(table.offsets, table.hashes, probe & ((1 << low) - 1), owner, qh,
+                                           threshold)
     q, c = qid[src], table.ids[pos]
     keep = ((table.keys[pos] != qk[src]) | (q < c)) & ~_earlier_band_finds(qh[src], table.hashes[pos],
                                                                           layout.bands, band)

@@ -216,6 +216,33 @@ def plan_bands(hashes: np.ndarray, threshold: int, seed: int = 0) -> Bands:
 
 # ---------------------------------------------------------------- probing
 
+def probed(qk: np.ndarray, masks: np.ndarray, one_side: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Every probe of the query keys `qk` (each key XOR each of `masks`) and the query it is for;
+    with `one_side`, only probes at or above the query's own key (a self-join then meets each pair
+    of keys from one side)."""
+    probe = qk[:, None] ^ masks[None, :]
+    owner = np.broadcast_to(np.arange(len(qk))[:, None], probe.shape)
+    if one_side:
+        up = probe >= qk[:, None]
+        return probe[up], owner[up]
+    return probe.ravel(), owner.ravel()
+
+
+def candidates_within(offsets: np.ndarray, hashes: np.ndarray, slots: np.ndarray, owner: np.ndarray,
+                      qh: np.ndarray, threshold: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """The rows filed under each probe's slot (CSR `offsets` over `hashes`) within `threshold` bits of
+    the probe's query hash (`qh[owner]`): (query, row position, distance), and how many candidates
+    were looked at."""
+    start = offsets[slots]
+    lens = offsets[slots + 1] - start
+    total = int(lens.sum())
+    src = np.repeat(owner, lens)
+    pos = np.arange(total, dtype=np.int64) + np.repeat(start - (np.cumsum(lens) - lens), lens)
+    dist = hamming(qh[src], hashes[pos])
+    ok = np.flatnonzero(dist <= threshold)
+    return src[ok], pos[ok], dist[ok].astype(np.int16), total
+
+
 def _probe_chunk_of(qk: np.ndarray, qh: np.ndarray, qid: np.ndarray, masks: np.ndarray, table: Table,
                     threshold: int, self_join: bool, bits: tuple[int, ...]
                     ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], int]:
@@ -224,24 +251,11 @@ def _probe_chunk_of(qk: np.ndarray, qh: np.ndarray, qid: np.ndarray, masks: np.n
     With `self_join`, an unordered pair is taken from one side only: between different keys from
     the lower key, within one key from the lower row id; pairs come out as (lower, higher) id.
     """
-    probe = qk[:, None] ^ masks[None, :]
-    owner = np.broadcast_to(np.arange(len(qk))[:, None], probe.shape)
+    probe, owner = probed(qk, masks, self_join)
+    src, pos, d, total = candidates_within(table.offsets, table.hashes, probe, owner, qh, threshold)
+    cand, q = table.order[pos], qid[src]
     if self_join:
-        up = probe >= qk[:, None]
-        probe, owner = probe[up], owner[up]
-    else:
-        probe, owner = probe.ravel(), owner.ravel()
-    start = table.offsets[probe]
-    lens = table.offsets[probe + 1] - start
-    total = int(lens.sum())
-    src = np.repeat(owner, lens)
-    pos = np.arange(total, dtype=np.int64) + np.repeat(start - (np.cumsum(lens) - lens), lens)
-    dist = hamming(qh[src], table.hashes[pos])
-    ok = np.flatnonzero(dist <= threshold)
-    src, cand, d = src[ok], table.order[pos[ok]], dist[ok].astype(np.int16)
-    q = qid[src]
-    if self_join:
-        same_key = band_keys(table.hashes[pos[ok]], bits) == qk[src]
+        same_key = band_keys(table.hashes[pos], bits) == qk[src]
         keep = ~same_key | (q < cand)
         q, cand, d = q[keep], cand[keep], d[keep]
         q, cand = np.minimum(q, cand), np.maximum(q, cand)
