@@ -248,7 +248,7 @@ def dedup(src: str | None, out: str, cfg: Config) -> DedupSummary:
         joined = edges.rows()
         paths, n = hashes["path"].to_numpy()[joined], len(hashes)
         del hashes
-        rows = ok_rows(ws, cfg, where=pc.field("path").isin(paths))
+        rows = ok_rows(ws, cfg, where=pc.field("path").isin(pa.array(paths, pa.string())))  # typed: maybe none
         decided = decide(rows, cfg, edges=edges.among(joined, n), ids=joined)
     save_pairs(ws, cfg, decided.key_pairs)
     ws.write_dataset("duplicates", pa.Table.from_pylist(decided.rows, schema=DUPLICATES), DUPLICATES)
