@@ -285,13 +285,3 @@ def ignored(path: str, patterns: Sequence[str]) -> bool:
     """Whether the file name of `path` matches one of the `[scan] ignore` patterns."""
     name = path.rpartition("/")[2]
     return any(fnmatch.fnmatchcase(name, p) for p in patterns)
-
-
-def list_source(src: str, follow_symlinks: bool = False, ignore: Sequence[str] = ()) -> list[SourceFile]:
-    """Every file under SRC whose name matches no `ignore` pattern, sorted by path, unlabelled:
-    the whole listing in one list (the scan lists in parts instead: `curate.scan.listed`)."""
-    source = Source(src)
-    source.check()
-    found: list[SourceFile] = []
-    list_some(source, [Pending("")], None, follow_symlinks, found.append)
-    return sorted((f for f in found if not ignored(f.path, ignore)), key=lambda f: f.path)

@@ -44,6 +44,11 @@ PREVIOUS = f"{WORK}/previous"
 ADDED_COLUMNS = ("edge_sharpness",)
 
 
+def group_file(folder: str, group: int) -> str:
+    """The file of `group` in the plan's `folder` (`PLAN` or `PREVIOUS`), relative to OUT."""
+    return f"{folder}/group-{group:05d}.parquet"
+
+
 def group_bits(files: int) -> int:
     """The fewest key bits that split `files` paths into groups of at most about `GROUP_ROWS`."""
     return max(0, math.ceil(math.log2(files / GROUP_ROWS))) if files > GROUP_ROWS else 0
@@ -116,9 +121,9 @@ def plan_group(task: GroupTask) -> GroupPlan:
         _append(rows, path=path, size=prev_size[i], mtime=prev_rest[i][0], label=prev_rest[i][2],
                 split=prev_rest[i][3], error=None, error_code=None, reuse=False, removed=True)
     plan = pa.table(rows, schema=SCAN_PLAN).sort_by("path")
-    ws.write_table(f"{PLAN}/group-{task.group:05d}.parquet", plan, SCAN_PLAN, row_group_size=task.rows_per_part)
+    ws.write_table(group_file(PLAN, task.group), plan, SCAN_PLAN, row_group_size=task.rows_per_part)
     keeps = previous.take(pa.array(sorted(kept), pa.int64())).sort_by("path")
-    ws.write_table(f"{PREVIOUS}/group-{task.group:05d}.parquet", keeps, MANIFEST, row_group_size=task.rows_per_part)
+    ws.write_table(group_file(PREVIOUS, task.group), keeps, MANIFEST, row_group_size=task.rows_per_part)
     return GroupPlan(task.group, plan.num_rows, -(-plan.num_rows // task.rows_per_part),
                      unchanged and newly_removed == 0, newly_removed, unmatched, _digest(plan))
 

@@ -33,7 +33,7 @@ from curate.imaging.probe import fingerprint
 from curate.imaging.sandbox import DecodeJob, DecodeSettings, decode_all
 from curate.listing import SourceFile
 from curate.scan.listed import WORK, list_source_into
-from curate.scan.plan import LAYOUT, PLAN, PREVIOUS, Planned, plan
+from curate.scan.plan import LAYOUT, PLAN, PREVIOUS, Planned, group_file, plan
 from curate.schema import MANIFEST, Status
 from curate.source import Source, refuse_overlap
 from curate.view import Block, Table, View
@@ -101,7 +101,7 @@ def scan_partition(task: ScanTask) -> dict[str, int]:
     """Decode one part's new and changed files, keep its other rows, and write the part. Returns
     small counts."""
     ws = Workspace(task.out)
-    with ws.fs.open(ws.path(PLAN, f"group-{task.group:05d}.parquet"), "rb") as f:
+    with ws.fs.open(ws.path(group_file(PLAN, task.group)), "rb") as f:
         planned = pq.ParquetFile(f).read_row_group(task.run).to_pylist()
     old = _previous_rows(ws, task, planned)
     to_decode = [p["path"] for p in planned if not (p["reuse"] or p["removed"] or p["error"])]
@@ -140,7 +140,7 @@ def _previous_rows(ws: Workspace, task: ScanTask, planned: list[dict[str, Any]])
     import pyarrow.dataset as ds
 
     path = ds.field("path")
-    previous = ds.dataset(ws.path(PREVIOUS, f"group-{task.group:05d}.parquet"), schema=MANIFEST, format="parquet",
+    previous = ds.dataset(ws.path(group_file(PREVIOUS, task.group)), schema=MANIFEST, format="parquet",
                           filesystem=ws.fs)
     table = previous.to_table(filter=(path >= planned[0]["path"]) & (path <= planned[-1]["path"]))
     return {r["path"]: r for r in table.to_pylist()}
