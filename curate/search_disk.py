@@ -1,0 +1,248 @@
+"""Every pair of embeddings above a cosine similarity, out of core: for collections whose vectors do
+not fit in memory (10M x 1280 float16 is 25.6 GB).
+
+The same search as `curate.search.similar_pairs` above its exact size (a PCA projection, cells from
+k-means, each row compared with the rows whose nearest cell is one of its `IVF.nprobe` nearest
+cells, candidates above threshold - `IVF.margin` in the projection scored again on the full
+vectors), but run as passes over files in a scratch folder:
+
+1. copy: OUT/embeddings/ is read part by part, a record batch at a time; the rows with an
+   embedding (read_embeddings' rows, in its order) are appended to `vectors.f16`, a row-ordered
+   float16 matrix;
+2. train: `IVF.train_rows` rows sampled from it fit the PCA projection and the k-means cells (an
+   HNSW graph finds a row's nearest cells above `OutOfCore.hnsw_cells` cells, a brute force below);
+3. assign: `vectors.f16` is read again a batch at a time: each row's projection goes to `proj.f16`
+   (float16, `IVF.dims` each), and one (cell, row) entry per cell of its `nprobe` nearest to the
+   bucket file of that cell's range (`bucket-<k>.u64`; a shuffle to disk);
+4. search: one bucket at a time, each cell's probing rows times the rows it holds (one matrix
+   product in the projection), pairs above threshold - margin kept; then re-scored exactly on
+   `vectors.f16`, those >= threshold kept.
+
+Memory: one batch (`OutOfCore.batch_rows` rows), one bucket (`OutOfCore.bucket_entries` entries:
+their projections, float16), the index (PCA, centroids) and the training sample; per row, only the
+sample ids (`sample_ids`, their bytes + 4) and the pairs found. Files are read through windows of
+`WINDOW_BYTES` mapped at a time, so the page cache of the scratch files never counts as this
+process's memory. Scratch: 2 x dim + 2 x dims + 8 x nprobe bytes per row (10M x 1280, dims 256,
+nprobe 48: 34 GB), deleted when the search ends.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from curate.search import IVF
+from curate.workspace import Workspace
+
+WINDOW_BYTES = 2**28  # of a scratch file mapped at a time
+RESCORE_PAIRS = 16_384  # candidate pairs scored on the full vectors at a time
+PRIMARY = np.uint64(1 << 31)  # an entry's bit: the row's nearest cell (the rows a cell holds)
+DEFAULT_IVF = IVF()
+
+
+@dataclass(frozen=True)
+class OutOfCore:
+    """How the out-of-core search reads, shuffles and searches (the index itself: `IVF`)."""
+
+    batch_rows: int = 32_768  # rows read, projected and assigned at a time
+    bucket_entries: int = 1_000_000  # (cell, row) entries searched at a time: sets the number of buckets
+    hnsw_cells: int = 16_384  # above this many cells, an HNSW graph finds each row's nearest cells
+
+
+@dataclass
+class DiskPairs:
+    """(i, j, similarity) for every pair i < j found, i and j numbering the rows with an embedding
+    in the order of OUT/embeddings/'s parts (`sample_ids[i]` is row i's sample)."""
+
+    i: np.ndarray
+    j: np.ndarray
+    similarity: np.ndarray
+    sample_ids: pa.Array
+
+
+def similar_pairs_on_disk(ws: Workspace, threshold: float, scratch: str | None = None, ivf: IVF = DEFAULT_IVF,
+                          disk: OutOfCore = OutOfCore()) -> DiskPairs:
+    """Every pair of OUT/embeddings/ rows with cosine similarity >= threshold, found out of core (see
+    module doc); similarities are exact, recall is that of `similar_pairs` with the same `ivf`.
+    Reads OUT/embeddings/; writes only a temporary folder in `scratch` (a local folder; the system's
+    temporary folder when None), removed at the end."""
+    with tempfile.TemporaryDirectory(prefix="curate-search-", dir=scratch) as tmp:
+        folder = Path(tmp)
+        sample_ids, dim = _copy(ws, folder / "vectors.f16", disk)
+        n = len(sample_ids)
+        pca, quantizer, nlist = _train(folder / "vectors.f16", n, dim, ivf, disk)
+        buckets = _assign(folder, n, dim, pca, quantizer, nlist, ivf, disk)
+        found = [_bucket_pairs(path, folder, n, dim, threshold, ivf) for path in buckets]
+    i, j, s = (_stacked([f[k] for f in found], t) for k, t in enumerate((np.int64, np.int64, np.float32)))
+    _, first = np.unique(i * max(n, 1) + j, return_index=True)  # found in several buckets: once, in (i, j) order
+    return DiskPairs(i[first], j[first], s[first], sample_ids)
+
+
+def _copy(ws: Workspace, path: Path, disk: OutOfCore) -> tuple[pa.Array, int]:
+    """Append every embedding of OUT/embeddings/ (parts in order, null rows left out) to `path` as
+    float16 rows; return the rows' sample ids and the dimension."""
+    ids: list[pa.Array] = []
+    dim = 0
+    with open(path, "wb") as out:
+        for part in ws.parts("embeddings"):
+            with ws.fs.open(part, "rb") as f:
+                parquet = pq.ParquetFile(f)
+                dim = parquet.schema_arrow.field("embedding").type.list_size
+                for batch in parquet.iter_batches(batch_size=disk.batch_rows, columns=["sample_id", "embedding"]):
+                    batch = batch.filter(pc.is_valid(batch.column("embedding")))
+                    flat = batch.column("embedding").flatten().to_numpy(zero_copy_only=False)
+                    out.write(np.ascontiguousarray(flat, dtype=np.float16).tobytes())
+                    ids.append(batch.column("sample_id"))
+    return (pa.concat_arrays(ids) if ids else pa.array([], pa.string())), dim
+
+
+def _train(vectors: Path, n: int, dim: int, ivf: IVF, disk: OutOfCore) -> tuple[Any, Any, int]:
+    """The PCA projection, the coarse quantizer over the k-means centroids and their number, fitted
+    on `ivf.train_rows` rows of `vectors` drawn at random (seeded)."""
+    import faiss
+
+    rows = np.sort(np.random.default_rng(0).choice(n, min(n, ivf.train_rows), replace=False))
+    sample = _gather(vectors, rows, dim, np.float16).astype(np.float32)
+    dims = min(ivf.dims, dim)
+    pca = faiss.PCAMatrix(dim, dims)
+    pca.train(sample)
+    projected = _projected(pca, sample)
+    del sample
+    nlist = max(1, min(len(rows), int(n * ivf.cells_per_row)))
+    kmeans = faiss.Kmeans(dims, nlist, niter=10, spherical=True, seed=1, verbose=False)
+    kmeans.train(projected)
+    quantizer: Any = faiss.IndexFlatIP(dims)
+    if nlist > disk.hnsw_cells:
+        quantizer = faiss.IndexHNSWFlat(dims, 32, faiss.METRIC_INNER_PRODUCT)
+        quantizer.hnsw.efSearch = max(64, 2 * ivf.nprobe)
+    quantizer.add(np.asarray(kmeans.centroids, np.float32))
+    return pca, quantizer, nlist
+
+
+def _assign(folder: Path, n: int, dim: int, pca: Any, quantizer: Any, nlist: int, ivf: IVF,
+            disk: OutOfCore) -> list[Path]:
+    """Write every row's projection to `proj.f16` and its (cell, row) entries to the bucket files
+    (one per range of cells); return the bucket files that hold entries, in cell order."""
+    probes = min(ivf.nprobe, nlist)
+    count = max(1, min(nlist, -(-n * probes // disk.bucket_entries)))
+    paths = [folder / f"bucket-{k:05d}.u64" for k in range(count)]
+    files: list[BinaryIO] = [open(p, "wb") for p in paths]
+    try:
+        with open(folder / "proj.f16", "wb") as proj:
+            for lo, rows in _batches(folder / "vectors.f16", n, dim, disk.batch_rows):
+                projected = _projected(pca, rows)
+                proj.write(projected.astype(np.float16).tobytes())
+                _d, cells = quantizer.search(projected, probes)
+                _write_entries(files, cells, lo, nlist)
+    finally:
+        for f in files:
+            f.close()
+    return [p for p in paths if p.stat().st_size]
+
+
+def _projected(pca: Any, rows: np.ndarray) -> np.ndarray:
+    """rows (any float dtype) in the PCA projection, L2-normalised, float32."""
+    import faiss
+
+    projected: np.ndarray = pca.apply(np.ascontiguousarray(rows, dtype=np.float32))
+    faiss.normalize_L2(projected)
+    return projected
+
+
+def _write_entries(files: list[BinaryIO], cells: np.ndarray, lo: int, nlist: int) -> None:
+    """Append one entry per (row, cell) of `cells` (rows lo, lo + 1, ..., each row's cells nearest
+    first; -1 where an HNSW search found fewer) to its cell's bucket file:
+    cell << 32 | PRIMARY for the nearest | row."""
+    rows = np.arange(lo, lo + len(cells), dtype=np.uint64)[:, None].repeat(cells.shape[1], axis=1)
+    rows[:, 0] |= PRIMARY
+    found = cells >= 0
+    cells = cells[found].astype(np.uint64)
+    entries = (cells << np.uint64(32)) | rows[found]
+    bucket = (cells * np.uint64(len(files)) // np.uint64(nlist)).astype(np.int64)
+    order = np.argsort(bucket, kind="stable")
+    bounds = np.searchsorted(bucket[order], np.arange(len(files) + 1))
+    for k, f in enumerate(files):
+        if bounds[k + 1] > bounds[k]:
+            f.write(entries[order[bounds[k]:bounds[k + 1]]].tobytes())
+
+
+def _bucket_pairs(path: Path, folder: Path, n: int, dim: int, threshold: float, ivf: IVF
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pairs >= threshold among one bucket's cells: candidates from each cell's matrix product
+    in the projection (read from `proj.f16`), re-scored on `vectors.f16`."""
+    entries = np.unique(np.fromfile(path, dtype=np.uint64))  # by cell, then primary, then row
+    cells = (entries >> np.uint64(32)).astype(np.int64)
+    rows = (entries & np.uint64(PRIMARY - np.uint64(1))).astype(np.int64)
+    primary = (entries & PRIMARY) != 0
+    del entries
+    unique, at = np.unique(rows, return_inverse=True)
+    projected = _gather(folder / "proj.f16", unique, min(ivf.dims, dim), np.float16)
+    starts = np.flatnonzero(np.r_[True, cells[1:] != cells[:-1], True])
+    found_i, found_j = [], []
+    for lo, hi in zip(starts[:-1], starts[1:]):
+        probing, held = at[lo:hi], at[lo:hi][primary[lo:hi]]
+        if not len(held):
+            continue
+        sims = projected[probing].astype(np.float32) @ projected[held].astype(np.float32).T
+        q, h = np.nonzero(sims >= threshold - ivf.margin)
+        a, b = unique[probing[q]], unique[held[h]]
+        keep = a != b
+        found_i.append(np.minimum(a, b)[keep])
+        found_j.append(np.maximum(a, b)[keep])
+    pairs = np.unique(_stacked(found_i, np.int64) * n + _stacked(found_j, np.int64))
+    return _rescored(folder / "vectors.f16", pairs // n, pairs % n, dim, threshold)
+
+
+def _rescored(vectors: Path, i: np.ndarray, j: np.ndarray, dim: int, threshold: float
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pairs (i, j) whose similarity on the full vectors is >= threshold, with it (float32),
+    RESCORE_PAIRS at a time."""
+    keep_i, keep_j, keep_s = [], [], []
+    for lo in range(0, len(i), RESCORE_PAIRS):
+        a, b = i[lo:lo + RESCORE_PAIRS], j[lo:lo + RESCORE_PAIRS]
+        unique, at = np.unique(np.concatenate([a, b]), return_inverse=True)
+        full = _gather(vectors, unique, dim, np.float16).astype(np.float32)
+        sims = np.einsum("ij,ij->i", full[at[:len(a)]], full[at[len(a):]])
+        hit = sims >= threshold
+        keep_i.append(a[hit])
+        keep_j.append(b[hit])
+        keep_s.append(sims[hit])
+    return _stacked(keep_i, np.int64), _stacked(keep_j, np.int64), _stacked(keep_s, np.float32)
+
+
+def _stacked(arrays: list[np.ndarray], dtype: type) -> np.ndarray:
+    """The arrays end to end, as `dtype` (an empty one for none)."""
+    return np.concatenate(arrays).astype(dtype) if arrays else np.zeros(0, dtype)
+
+
+def _gather(path: Path, rows: np.ndarray, width: int, dtype: type) -> np.ndarray:
+    """Rows `rows` (sorted) of the row-ordered matrix in `path` (`width` values of `dtype` each),
+    mapping at most WINDOW_BYTES of the file at a time."""
+    row_bytes = width * np.dtype(dtype).itemsize
+    total = os.path.getsize(path) // row_bytes
+    per_window = max(1, WINDOW_BYTES // row_bytes)
+    out: np.ndarray = np.empty((len(rows), width), dtype)
+    for start in range(0, total, per_window):
+        lo, hi = np.searchsorted(rows, [start, start + per_window])
+        if hi > lo:
+            stop = min(total, start + per_window)
+            window = np.memmap(path, dtype=dtype, mode="r", offset=start * row_bytes, shape=(stop - start, width))
+            out[lo:hi] = window[rows[lo:hi] - start]
+            del window
+    return out
+
+
+def _batches(path: Path, n: int, dim: int, size: int) -> Iterator[tuple[int, np.ndarray]]:
+    """(first row, rows) of the float16 matrix in `path`, `size` rows at a time (plain reads)."""
+    with open(path, "rb") as f:
+        for lo in range(0, n, size):
+            count = min(size, n - lo)
+            yield lo, np.fromfile(f, dtype=np.float16, count=count * dim).reshape(count, dim)

@@ -1,0 +1,91 @@
+"""The out-of-core semantic search against the exact in-memory one, on real embedding Parquet parts."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from curate.schema import embeddings_schema
+from curate.search import IVF, similar_pairs
+from curate.search_disk import OutOfCore, similar_pairs_on_disk
+from curate.tables import read_embeddings
+from curate.workspace import Workspace
+
+DIM = 64
+THRESHOLD = 0.78
+# 3,000 rows: 30 cells, each row probing its 10 nearest; 10 buckets; batches of 500 rows
+SMALL = IVF(dims=32, cells_per_row=1 / 100, nprobe=10, margin=0.1, train_rows=2000)
+TINY = OutOfCore(batch_rows=500, bucket_entries=3000)
+
+
+def clustered(n: int, seed: int) -> np.ndarray:
+    """(n, DIM) float16 unit rows around n/30 centres, each row 3k + 1 a near copy of row 3k
+    (cosine ~0.75-0.97: most above THRESHOLD, some below)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(n // 30, DIM))
+    x = centres[rng.integers(0, len(centres), n)] + 1.5 * rng.normal(size=(n, DIM))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    noise = rng.normal(size=(n // 3, DIM))
+    noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+    mix = rng.uniform(0.2, 0.5, (n // 3, 1))
+    x[1::3][:n // 3] = x[0::3][:n // 3] * (1 - mix) + noise * mix
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float16)
+
+
+@pytest.fixture
+def out(tmp_path: Path) -> Workspace:
+    """OUT with embeddings/ as three parts of 1,000 rows; part 1 has 10 rows without an embedding."""
+    ws = Workspace(str(tmp_path / "out"))
+    ws.claim()
+    schema = embeddings_schema(DIM, "test-model")
+    x = clustered(3000, seed=0)
+    for part in range(3):
+        rows = x[part * 1000:(part + 1) * 1000]
+        valid = np.ones(len(rows), bool)
+        if part == 1:
+            valid[::100] = False
+        vectors = pa.FixedSizeListArray.from_arrays(pa.array(rows.reshape(-1), pa.float16()), DIM)
+        table = pa.table({"sample_id": [f"s{part}-{k}" for k in range(len(rows))],
+                          "embedding": pc.if_else(pa.array(valid), vectors, pa.nulls(len(rows), vectors.type)),
+                          "error": [None if v else "undecodable" for v in valid]}, schema=schema)
+        ws.write_table(f"embeddings/part-{part:05d}.parquet", table, schema)
+    return ws
+
+
+def exact(ws: Workspace) -> tuple[list[str], set[tuple[int, int]], dict[tuple[int, int], float]]:
+    found = read_embeddings(ws)
+    i, j, s = similar_pairs(found.vectors, THRESHOLD, exact_max=10**9)
+    pairs = list(zip(i.tolist(), j.tolist()))
+    return found.sample_ids, set(pairs), dict(zip(pairs, s.tolist()))
+
+
+def test_finds_exactly_the_exact_pairs(out, tmp_path):
+    ids, truth, sims = exact(out)
+    assert len(truth) > 300  # planted pairs above the threshold, and a few below
+    got = similar_pairs_on_disk(out, THRESHOLD, scratch=str(tmp_path), ivf=SMALL, disk=TINY)
+    assert got.sample_ids.to_pylist() == ids  # row numbers: read_embeddings' rows, nulls left out
+    pairs = list(zip(got.i.tolist(), got.j.tolist()))
+    assert len(pairs) == len(set(pairs)) and all(a < b for a, b in pairs)
+    assert set(pairs) == truth
+    assert np.allclose(got.similarity, [sims[p] for p in pairs], atol=1e-5)  # exact, not the projection's
+    assert list(tmp_path.iterdir()) == [tmp_path / "out"]  # the scratch folder is gone
+
+
+def test_one_probe_loses_pairs(out, tmp_path):
+    """Each row compared only within its nearest cell misses near pairs split across cells: the
+    multi-assignment above is what finds them."""
+    _ids, truth, _sims = exact(out)
+    one = IVF(dims=SMALL.dims, cells_per_row=SMALL.cells_per_row, nprobe=1, margin=SMALL.margin,
+              train_rows=SMALL.train_rows)
+    got = similar_pairs_on_disk(out, THRESHOLD, scratch=str(tmp_path), ivf=one, disk=TINY)
+    assert set(zip(got.i.tolist(), got.j.tolist())) < truth
+
+
+def test_hnsw_quantizer_and_many_buckets(out, tmp_path):
+    _ids, truth, _sims = exact(out)
+    got = similar_pairs_on_disk(out, THRESHOLD, scratch=str(tmp_path), ivf=SMALL,
+                                disk=OutOfCore(batch_rows=700, bucket_entries=500, hnsw_cells=0))
+    assert set(zip(got.i.tolist(), got.j.tolist())) == truth
