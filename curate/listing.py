@@ -12,7 +12,7 @@ import posixpath
 import stat
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import fsspec
 import pyarrow as pa
@@ -248,27 +248,62 @@ def layout_label(rel: str) -> tuple[str | None, str | None]:
     return (parts[0] if len(parts) >= 2 else None), None
 
 
-def read_labels(path: str) -> pa.Table:
+LABEL_CHUNK_ROWS = 1_000_000  # rows of a labels file read at a time (~100 bytes each in memory)
+
+
+def labels_chunks(path: str, rows: int = LABEL_CHUNK_ROWS) -> Iterator[pa.Table]:
     """The labels file `path` (CSV or Parquet with columns path,label[,split]; a local file or an
-    fsspec URL such as s3://bucket/labels.csv) as a table path, label, split, its paths normalised
-    (POSIX, relative to SRC); fails with one line when it is missing, unreadable or wrong."""
+    fsspec URL such as s3://bucket/labels.csv) read about `rows` rows at a time, each chunk a
+    table path, label, split with its paths normalised (POSIX, relative to SRC), so that a labels
+    file of any size costs one chunk of memory; fails with one line when it is missing,
+    unreadable or wrong (a chunk's problem when that chunk is read)."""
     fs, p = fsspec.core.url_to_fs(path)
     if not fs.isfile(p):
         raise CurateError(f"labels file {path} not found")
     try:
         with fs.open(p, "rb") as f:
-            data = pa.BufferReader(f.read())
-        table = pq.read_table(data) if PurePosixPath(p).suffix.lower() in (".parquet", ".pq") else pacsv.read_csv(
-            data, convert_options=pacsv.ConvertOptions(column_types={"path": pa.string(), "label": pa.string(),
-                                                                  "split": pa.string()}))
+            batches, names = _label_batches(f, PurePosixPath(p).suffix.lower() in (".parquet", ".pq"), rows)
+            unknown = set(names) - {"path", "label", "split"}
+            if unknown or not {"path", "label"} <= set(names):
+                raise CurateError(f"labels file {path} must have columns path,label[,split]; found {','.join(names)}")
+            chunk: list[pa.RecordBatch] = []
+            for batch in batches:
+                chunk.append(batch)
+                if sum(b.num_rows for b in chunk) >= rows:
+                    yield _normalised(path, pa.Table.from_batches(chunk))
+                    chunk = []
+            if chunk:
+                yield _normalised(path, pa.Table.from_batches(chunk))
     except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as exc:
         raise CurateError(f"labels file {path} cannot be read: {str(exc).splitlines()[0]}") from exc
-    columns = set(table.column_names)
-    unknown = columns - {"path", "label", "split"}
-    if unknown or not {"path", "label"} <= columns:
-        raise CurateError(f"labels file {path} must have columns path,label[,split]; "
-                          f"found {','.join(table.column_names)}")
-    splits = table.column("split").cast(pa.string()) if "split" in columns else pa.nulls(len(table), pa.string())
+
+
+def check_labels(path: str) -> None:
+    """Fail with one line when the labels file `path` is missing, unreadable or wrong (read a chunk
+    at a time: its size costs no memory)."""
+    for _chunk in labels_chunks(path):
+        pass
+
+
+def _label_schema(names: Sequence[str]) -> pa.Schema:
+    return pa.schema([pa.field(n, pa.string()) for n in names])
+
+
+def _label_batches(f: Any, parquet: bool, rows: int) -> tuple[Iterator[pa.RecordBatch], list[str]]:
+    """The file's record batches (text columns as strings) and its column names."""
+    if parquet:
+        file = pq.ParquetFile(f)
+        names = file.schema_arrow.names
+        schema = _label_schema(names)
+        return (b.cast(schema) for b in file.iter_batches(batch_size=rows)), names
+    reader = pacsv.open_csv(f, convert_options=pacsv.ConvertOptions(  # an empty cell: no label, no split
+        column_types={"path": pa.string(), "label": pa.string(), "split": pa.string()}, strings_can_be_null=True))
+    return iter(reader), reader.schema.names
+
+
+def _normalised(path: str, table: pa.Table) -> pa.Table:
+    """A chunk of the labels file `path` as path, label, split, its paths relative to SRC (checked)."""
+    splits = table.column("split") if "split" in table.column_names else pa.nulls(len(table), pa.string())
     paths = []
     for raw, split in zip(table.column("path").to_pylist(), splits.to_pylist()):
         rel = posixpath.normpath(str(raw).replace("\\", "/"))
@@ -277,8 +312,7 @@ def read_labels(path: str) -> pa.Table:
         if split is not None and split not in SPLITS:
             raise CurateError(f"labels file {path}: split {split!r} for {raw!r} is not one of {', '.join(SPLITS)}")
         paths.append(rel)
-    return pa.table({"path": pa.array(paths, pa.string()), "label": table.column("label").cast(pa.string()),
-                     "split": splits})
+    return pa.table({"path": pa.array(paths, pa.string()), "label": table.column("label"), "split": splits})
 
 
 def ignored(path: str, patterns: Sequence[str]) -> bool:

@@ -10,7 +10,7 @@ from typing import Any, Callable, Collection
 from curate import lineage, storage
 from curate.config import Config
 from curate.errors import ConfigError, MissingInput
-from curate.listing import read_labels
+from curate.listing import check_labels
 from curate.lock import workspace_lock
 from curate.source import Source, refuse_overlap
 from curate.stages import STAGES, StageSpec, producer, shown
@@ -53,7 +53,7 @@ def preflight(cfg: Config, src: str | None = None, stages: list[StageSpec] | Non
     if src is not None:
         Source(src).check()
         if cfg.scan.labels:
-            read_labels(cfg.scan.labels)
+            check_labels(cfg.scan.labels)
     if out is not None:
         made: set[str] = set()
         for spec in specs:

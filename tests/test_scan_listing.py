@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from curate import listing
 from curate.config import from_dict
 from curate.listing import split_range
 from curate.scan import listed, plan
@@ -116,3 +117,21 @@ def test_a_flat_prefix_of_more_keys_than_one_page_is_listed_in_ranges_on_workers
     listing = list_source_into(f"s3://{bucket}/photos", str(out), cfg)
     assert listing.rounds >= 2 and listing.parts >= 3
     assert listed_paths(out) == sorted(k.removeprefix("photos/") for k in keys)  # each key exactly once
+
+
+def test_a_labels_file_is_split_by_group_a_chunk_at_a_time(tmp_path, small_budgets, monkeypatch, caplog):
+    monkeypatch.setattr(listing, "LABEL_CHUNK_ROWS", 5)
+    src = small_tree(tmp_path / "src")
+    given = {f"flat/img_{i:04d}.jpg": (f"x{i % 3}", ("train", "val", "test")[i % 3]) for i in range(12)}
+    given |= {"gone/a.jpg": ("x0", None), "gone/b.jpg": ("x1", None)}  # not in SRC
+    labels = tmp_path / "labels.csv"
+    labels.write_text("path,label,split\n" + "".join(f"./{p},{lab},{s or ''}\n" for p, (lab, s) in given.items()))
+    out = tmp_path / "out"
+    scan(str(src), str(out), from_dict({"engine": {"workers": 2}, "scan": {"labels": str(labels)}}))
+    assert Workspace(str(out)).read_json("manifest/_groups.json")["bits"] == 3  # 8 groups, 3 chunks of labels
+    rows = manifest(out)
+    found = {p: (lab, s) for p, lab, s in zip(*(rows[c].to_pylist() for c in ("path", "label", "split")))}
+    assert {p: v for p, v in found.items() if p.startswith("flat/")} == {p: v for p, v in given.items()
+                                                                          if p.startswith("flat/")}
+    assert found["train/c0/sub0/0.jpg"] == (None, None)  # not in the labels file: no label, layout ignored
+    assert "2 paths in" in caplog.text and "are not in the source" in caplog.text

@@ -8,12 +8,12 @@ manifest is the groups in order, each cut into runs of `[engine] partition_size`
 tree gives the same manifest whatever the number of workers.
 
 Reads `OUT/scan.work/listing/`, the labels file and the previous `OUT/manifest/` (only the parts of
-the group's keys: `manifest/_groups.json` says which parts hold which group). Writes, per group,
-`OUT/scan.work/plan/group-GGGGG.parquet` (schema `SCAN_PLAN`, one row group per manifest part) and
-`OUT/scan.work/previous/group-GGGGG.parquet` (the previous rows the group keeps), and returns
-counts, so the driver never holds a path. A labels file is read whole by each group's task (and
-its paths normalised there), which costs each task the labels file's size in memory and
-`groups` reads of it: a labels file of 10M rows is the one input this plan does not split.
+the group's keys: `manifest/_groups.json` says which parts hold which group). A labels file is
+first split by group, a chunk at a time, by one task (`split_labels`), into
+`OUT/scan.work/labels/group-GGGGG-CCCCC.parquet`, so that each group's task reads its own labels
+only and no process holds the whole file. Writes, per group, `OUT/scan.work/plan/group-GGGGG.parquet`
+(schema `SCAN_PLAN`, one row group per manifest part) and `OUT/scan.work/previous/group-GGGGG.parquet`
+(the previous rows the group keeps), and returns counts, so the driver never holds a path.
 """
 from __future__ import annotations
 
@@ -23,13 +23,15 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import xxhash
 
+from curate import listing
 from curate.config import Config
 from curate.engine import dask_client, run_tasks
-from curate.listing import layout_label, read_labels
+from curate.listing import labels_chunks, layout_label
 from curate.scan.listed import LISTING, WORK, path_key
 from curate.schema import MANIFEST, SCAN_LISTING, SCAN_PLAN, Status
 from curate.workspace import Workspace
@@ -38,6 +40,8 @@ GROUP_ROWS = 250_000  # the most paths a group should hold (memory of one planni
 LAYOUT = "_groups.json"  # in the manifest: {"bits": k, "parts": [manifest parts of each group]}
 PLAN = f"{WORK}/plan"
 PREVIOUS = f"{WORK}/previous"
+LABELS = f"{WORK}/labels"
+LABELS_SCHEMA = pa.schema([("path", pa.string()), ("label", pa.string()), ("split", pa.string())])
 
 # Columns added to the manifest since some manifests were written: an ok row without them was
 # scanned by an older curate, and its file is decoded again (as if it had changed).
@@ -89,6 +93,37 @@ class GroupPlan:
     digest: str  # of the plan: the staging folder of an interrupted scan is resumed only for the same one
 
 
+@dataclass(frozen=True)
+class LabelsTask:
+    """The labels file to split into the groups of `bits` key bits."""
+
+    out: str
+    labels_file: str
+    bits: int
+    chunk_rows: int
+
+    @property
+    def part(self) -> str:
+        """Its name in messages."""
+        return f"split of the labels file {self.labels_file}"
+
+
+def split_labels(task: LabelsTask) -> int:
+    """Write each chunk of the labels file's rows of each group to
+    `OUT/scan.work/labels/group-GGGGG-CCCCC.parquet` (chunk CCCCC); returns the rows read."""
+    ws = Workspace(task.out)
+    rows = 0
+    for chunk, table in enumerate(labels_chunks(task.labels_file, task.chunk_rows)):
+        rows += table.num_rows
+        keys = np.fromiter((path_key(p) for p in table.column("path").to_pylist()), np.uint64, table.num_rows)
+        groups = keys >> np.uint64(64 - task.bits) if task.bits else np.zeros(len(keys), np.uint64)
+        order = np.argsort(groups, kind="stable")
+        found, starts = np.unique(groups[order], return_index=True)
+        for group, rows_of in zip(found.tolist(), np.split(order, starts[1:])):
+            ws.write_table(f"{LABELS}/group-{group:05d}-{chunk:05d}.parquet", table.take(rows_of), LABELS_SCHEMA)
+    return rows
+
+
 def plan_group(task: GroupTask) -> GroupPlan:
     """Join the group's listed paths with their labels and previous rows; write its plan and the
     previous rows it keeps (see module doc)."""
@@ -96,7 +131,7 @@ def plan_group(task: GroupTask) -> GroupPlan:
     low, high = key_range(task.group, task.bits)
     listed = _listed(ws, task, low, high).sort_by("path")
     paths = listed.column("path").to_pylist()
-    labels, unmatched = _labels(task, paths, low, high)
+    labels, unmatched = _labels(ws, task, paths)
     previous = _previous(ws, task, low, high)
     before = {p: i for i, p in enumerate(previous.column("path").to_pylist())}
     prev_size = _previous_sizes(previous)
@@ -153,13 +188,15 @@ def _in_group(paths: list[str], task: GroupTask, low: int, high: int) -> pa.Arra
     return pa.array([low <= path_key(p) < high for p in paths])
 
 
-def _labels(task: GroupTask, paths: list[str], low: int, high: int) -> tuple[list[tuple[str | None, str | None]], int]:
-    """(label, split) of each path (from the labels file, else the folder layout), and how many
-    of the labels file's paths in this group are not in SRC."""
+def _labels(ws: Workspace, task: GroupTask, paths: list[str]) -> tuple[list[tuple[str | None, str | None]], int]:
+    """(label, split) of each path (from the group's split of the labels file, else the folder
+    layout), and how many of the labels file's paths in this group are not in SRC."""
     if not task.labels_file:
         return [layout_label(p) for p in paths], 0
-    table = read_labels(task.labels_file)
-    table = table.filter(_in_group(table.column("path").to_pylist(), task, low, high))
+    import pyarrow.dataset as ds
+
+    files = sorted(ws.fs.glob(ws.path(LABELS, f"group-{task.group:05d}-*.parquet")))
+    table = ds.dataset(files, schema=LABELS_SCHEMA, format="parquet", filesystem=ws.fs).to_table()
     given = dict(zip(table.column("path").to_pylist(),
                      zip(table.column("label").to_pylist(), table.column("split").to_pylist())))
     listed = set(paths)
@@ -244,7 +281,11 @@ def plan(out: str, cfg: Config, files: int) -> Planned:
     old_bits, old = previous_layout(ws)
     tasks = [GroupTask(out, g, bits, _parts_of(g, bits, old_bits, old), cfg.scan.labels, cfg.engine.partition_size)
              for g in range(1 << bits)]
+    ws.remove(LABELS)
     with dask_client(cfg.engine, len(tasks), (out,)) as client:
+        if cfg.scan.labels:
+            split = LabelsTask(out, cfg.scan.labels, bits, listing.LABEL_CHUNK_ROWS)
+            run_tasks(client, split_labels, [split], label="labels", retries=cfg.engine.retries)
         groups = run_tasks(client, plan_group, tasks, label="plan", retries=cfg.engine.retries)
     if (old_bits, len(old)) != (bits, len(groups)):  # a new layout: every manifest part is written again
         groups = [dataclasses.replace(g, unchanged=False) for g in groups]
