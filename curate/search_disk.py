@@ -9,8 +9,9 @@ vectors), but run as passes over files in a scratch folder:
 1. copy: OUT/embeddings/ is read part by part, a record batch at a time; the rows with an
    embedding (read_embeddings' rows, in its order) are appended to `vectors.f16`, a row-ordered
    float16 matrix;
-2. train: `IVF.train_rows` rows sampled from it fit the PCA projection and the k-means cells (an
-   HNSW graph finds a row's nearest cells above `OutOfCore.hnsw_cells` cells, a brute force below);
+2. pca, cells: `IVF.train_rows` rows sampled from it fit the PCA projection, then the k-means
+   cells (an HNSW graph finds a row's nearest cells above `OutOfCore.hnsw_cells` cells, a brute
+   force below);
 3. assign: `vectors.f16` is read again a batch at a time: each row's projection goes to `proj.f16`
    (float16, `IVF.dims` each), and one (cell, row) entry per cell of its `nprobe` nearest to the
    bucket file of that cell's range (`bucket-<k>.u64`; a shuffle to disk);
@@ -27,8 +28,10 @@ nprobe 48: 34 GB), deleted when the search ends.
 """
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,9 +46,11 @@ from curate.search import IVF
 from curate.workspace import Workspace
 
 WINDOW_BYTES = 2**28  # of a scratch file mapped at a time
+PCA_ROWS = 16_384  # training rows summed into the covariance at a time
 RESCORE_PAIRS = 16_384  # candidate pairs scored on the full vectors at a time
 PRIMARY = np.uint64(1 << 31)  # an entry's bit: the row's nearest cell (the rows a cell holds)
 DEFAULT_IVF = IVF()
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -76,14 +81,29 @@ def similar_pairs_on_disk(ws: Workspace, threshold: float, scratch: str | None =
     temporary folder when None), removed at the end."""
     with tempfile.TemporaryDirectory(prefix="curate-search-", dir=scratch) as tmp:
         folder = Path(tmp)
+        started = time.perf_counter()
         sample_ids, dim = _copy(ws, folder / "vectors.f16", disk)
         n = len(sample_ids)
-        pca, quantizer, nlist = _train(folder / "vectors.f16", n, dim, ivf, disk)
+        started = _logged("copy", f"{n:,} rows", started)
+        pca, sample = _fit_pca(folder / "vectors.f16", n, dim, ivf)
+        started = _logged("pca", f"{len(sample):,} rows", started)
+        quantizer, nlist = _fit_cells(sample, n, ivf, disk)
+        del sample
+        started = _logged("cells", f"{nlist:,} cells", started)
         buckets = _assign(folder, n, dim, pca, quantizer, nlist, ivf, disk)
+        started = _logged("assign", f"{len(buckets):,} buckets", started)
         found = [_bucket_pairs(path, folder, n, dim, threshold, ivf) for path in buckets]
+        _logged("search", f"{sum(len(f[0]) for f in found):,} pairs", started)
     i, j, s = (_stacked([f[k] for f in found], t) for k, t in enumerate((np.int64, np.int64, np.float32)))
     _, first = np.unique(i * max(n, 1) + j, return_index=True)  # found in several buckets: once, in (i, j) order
     return DiskPairs(i[first], j[first], s[first], sample_ids)
+
+
+def _logged(phase: str, what: str, started: float) -> float:
+    """Log a phase's time (INFO: `benchmarks/embed_search_disk.py` reads it); return the time now."""
+    now = time.perf_counter()
+    log.info("search_disk %s: %s, %.1f s", phase, what, now - started)
+    return now
 
 
 def _copy(ws: Workspace, path: Path, disk: OutOfCore) -> tuple[pa.Array, int]:
@@ -104,19 +124,40 @@ def _copy(ws: Workspace, path: Path, disk: OutOfCore) -> tuple[pa.Array, int]:
     return (pa.concat_arrays(ids) if ids else pa.array([], pa.string())), dim
 
 
-def _train(vectors: Path, n: int, dim: int, ivf: IVF, disk: OutOfCore) -> tuple[Any, Any, int]:
-    """The PCA projection, the coarse quantizer over the k-means centroids and their number, fitted
-    on `ivf.train_rows` rows of `vectors` drawn at random (seeded)."""
+@dataclass(frozen=True)
+class Projection:
+    """A PCA projection: rows minus `mean`, times `components` (dim x dims, float32)."""
+
+    mean: np.ndarray
+    components: np.ndarray
+
+
+def _fit_pca(vectors: Path, n: int, dim: int, ivf: IVF) -> tuple[Projection, np.ndarray]:
+    """The PCA projection onto the top `ivf.dims` components of `ivf.train_rows` rows of `vectors`
+    drawn at random (seeded), and those rows projected (the cells' training sample). The covariance
+    is summed PCA_ROWS rows at a time: memory is the projected sample, not the sample."""
+    rows = np.sort(np.random.default_rng(0).choice(n, min(n, ivf.train_rows), replace=False))
+    total, outer = np.zeros(dim), np.zeros((dim, dim))
+    for lo in range(0, len(rows), PCA_ROWS):
+        chunk = _gather(vectors, rows[lo:lo + PCA_ROWS], dim, np.float16).astype(np.float32)
+        total += chunk.sum(axis=0)
+        outer += chunk.T @ chunk
+    mean = total / max(1, len(rows))
+    _values, eigenvectors = np.linalg.eigh(outer / max(1, len(rows)) - np.outer(mean, mean))  # ascending
+    top = eigenvectors[:, ::-1][:, :min(ivf.dims, dim)]
+    pca = Projection(mean.astype(np.float32), np.ascontiguousarray(top, dtype=np.float32))
+    projected = np.concatenate([_projected(pca, _gather(vectors, rows[lo:lo + PCA_ROWS], dim, np.float16))
+                                for lo in range(0, len(rows), PCA_ROWS)])
+    return pca, projected
+
+
+def _fit_cells(projected: np.ndarray, n: int, ivf: IVF, disk: OutOfCore) -> tuple[Any, int]:
+    """The coarse quantizer over the k-means centroids of `projected` (n * `ivf.cells_per_row` of
+    them) and their number."""
     import faiss
 
-    rows = np.sort(np.random.default_rng(0).choice(n, min(n, ivf.train_rows), replace=False))
-    sample = _gather(vectors, rows, dim, np.float16).astype(np.float32)
-    dims = min(ivf.dims, dim)
-    pca = faiss.PCAMatrix(dim, dims)
-    pca.train(sample)
-    projected = _projected(pca, sample)
-    del sample
-    nlist = max(1, min(len(rows), int(n * ivf.cells_per_row)))
+    dims = projected.shape[1]
+    nlist = max(1, min(len(projected), int(n * ivf.cells_per_row)))
     kmeans = faiss.Kmeans(dims, nlist, niter=10, spherical=True, seed=1, verbose=False)
     kmeans.train(projected)
     quantizer: Any = faiss.IndexFlatIP(dims)
@@ -124,10 +165,10 @@ def _train(vectors: Path, n: int, dim: int, ivf: IVF, disk: OutOfCore) -> tuple[
         quantizer = faiss.IndexHNSWFlat(dims, 32, faiss.METRIC_INNER_PRODUCT)
         quantizer.hnsw.efSearch = max(64, 2 * ivf.nprobe)
     quantizer.add(np.asarray(kmeans.centroids, np.float32))
-    return pca, quantizer, nlist
+    return quantizer, nlist
 
 
-def _assign(folder: Path, n: int, dim: int, pca: Any, quantizer: Any, nlist: int, ivf: IVF,
+def _assign(folder: Path, n: int, dim: int, pca: Projection, quantizer: Any, nlist: int, ivf: IVF,
             disk: OutOfCore) -> list[Path]:
     """Write every row's projection to `proj.f16` and its (cell, row) entries to the bucket files
     (one per range of cells); return the bucket files that hold entries, in cell order."""
@@ -148,12 +189,10 @@ def _assign(folder: Path, n: int, dim: int, pca: Any, quantizer: Any, nlist: int
     return [p for p in paths if p.stat().st_size]
 
 
-def _projected(pca: Any, rows: np.ndarray) -> np.ndarray:
+def _projected(pca: Projection, rows: np.ndarray) -> np.ndarray:
     """rows (any float dtype) in the PCA projection, L2-normalised, float32."""
-    import faiss
-
-    projected: np.ndarray = pca.apply(np.ascontiguousarray(rows, dtype=np.float32))
-    faiss.normalize_L2(projected)
+    projected: np.ndarray = (rows.astype(np.float32) - pca.mean) @ pca.components
+    projected /= np.maximum(np.linalg.norm(projected, axis=1, keepdims=True), 1e-12)
     return projected
 
 
