@@ -79,13 +79,25 @@ def class_counts(manifest: pd.DataFrame, plan: pd.DataFrame | None) -> dict[str,
     return {"before": before, "after": after}
 
 
-def read_embeddings(ws: Workspace) -> Embeddings:
-    """Every embedding in OUT/embeddings/ (rows without one, whose image would not decode, left out)."""
-    parts = ws.parts("embeddings")
-    with ws.fs.open(parts[0], "rb") as f:
-        schema = pq.read_schema(f)
-    table = ws.read("embeddings", schema, columns=["sample_id", "embedding"])
-    table = table.filter(pc.is_valid(table["embedding"]))
+def embeddings_schema_of(ws: Workspace) -> pa.Schema:
+    """The schema OUT/embeddings/ was written with (its dimension and model), from its first part."""
+    with ws.fs.open(ws.parts("embeddings")[0], "rb") as f:
+        return pq.read_schema(f)
+
+
+def embedding_count(ws: Workspace) -> int:
+    """Rows in OUT/embeddings/ (from the Parquet footers: nothing is read)."""
+    return int(ws.dataset("embeddings", embeddings_schema_of(ws)).count_rows())
+
+
+def read_embeddings(ws: Workspace, sample_ids: list[str] | None = None) -> Embeddings:
+    """Every embedding in OUT/embeddings/, or only those of `sample_ids` (rows without one, whose
+    image would not decode, left out)."""
+    schema = embeddings_schema_of(ws)
+    wanted = pc.is_valid(pc.field("embedding"))
+    if sample_ids is not None:
+        wanted &= pc.field("sample_id").isin(pa.array(sample_ids, pa.string()))
+    table = ws.read("embeddings", schema, columns=["sample_id", "embedding"], filter=wanted)
     dim = schema.field("embedding").type.list_size
     flat = table["embedding"].combine_chunks().flatten().to_numpy(zero_copy_only=False)
     return Embeddings(table["sample_id"].to_pylist(), flat.astype(np.float32).reshape(len(table), dim),
@@ -93,8 +105,9 @@ def read_embeddings(ws: Workspace) -> Embeddings:
 
 
 def embeddings_for(ws: Workspace, sample_ids: list[str]) -> np.ndarray:
-    """The embedding of each of `sample_ids` (float32, L2-normalised; a NaN row where there is none)."""
-    found = read_embeddings(ws)
+    """The embedding of each of `sample_ids` (float32, L2-normalised; a NaN row where there is none);
+    only theirs are read."""
+    found = read_embeddings(ws, sample_ids)
     where = {sample_id: k for k, sample_id in enumerate(found.sample_ids)}
     vectors = np.full((len(sample_ids), found.vectors.shape[1]), np.nan, np.float32)
     at = [(i, where[s]) for i, s in enumerate(sample_ids) if s in where]

@@ -169,15 +169,15 @@ def test_a_group_of_equal_hashes_is_one_unit(n):
 @settings(max_examples=40, deadline=None)
 @given(case=collections())
 def test_deciding_on_the_rows_the_hash_edges_join_gives_the_whole_collection_s_rows(case):
-    """The stage reads whole rows only for images with an edge (`HashEdges.rows`): the same
+    """The stage reads whole rows only for images with an edge (`DupEdges.rows`): the same
     duplicates rows, cluster ids included, as deciding on every row."""
     from curate.dedup.measures import Measures
-    from curate.dedup.stage import HashEdges
+    from curate.dedup.stage import DupEdges
 
     rows, t, dihedral = case
     cfg = from_dict({"dedup": {"threshold": t, "dihedral": dihedral}})
     rows = rows.sort_values("path", kind="stable").reset_index(drop=True)
-    edges = HashEdges.of(rows, cfg, None, Measures.of(rows, t, dihedral))
+    edges = DupEdges.of(rows, cfg, None, Measures.of(rows, t, dihedral))
     joined = edges.rows()
     subset = rows.iloc[joined].reset_index(drop=True)
     assert decide(subset, cfg, edges=edges.among(joined, len(rows)), ids=joined).rows == decide(rows, cfg).rows

@@ -1,6 +1,10 @@
-"""Dedup: read `OUT/manifest/`, write `OUT/duplicates/` (one row per member of a cluster of 2+)
-and `OUT/dedup_pairs/` (the unique hash keys and their near pairs, so that a later run with the
-same settings searches only the keys it has not seen).
+"""Dedup: read `OUT/manifest/` (and `OUT/embeddings/` with semantic dedup), write `OUT/duplicates/`
+(one row per member of a cluster of 2+) and `OUT/dedup_pairs/` (the unique hash keys and their
+near pairs, so that a later run with the same settings searches only the keys it has not seen).
+
+The pairs are found first, from every image's hashes (and embeddings: `curate.dedup.semantic`,
+out of core above the in-memory size); whole rows, and embeddings, are then read only for the
+images in a pair, so memory follows the images in pairs, not the collection.
 
 Clusters are centred on their most connected member and every member is within the threshold
 of its centre; one keeper per cluster is chosen by the keep policy, and no two kept images are
@@ -13,6 +17,7 @@ carries the cluster's weakest kind), distance (pHash bits to the anchor), keep, 
 """
 from __future__ import annotations
 
+import dataclasses
 import io
 import time
 from dataclasses import dataclass, field
@@ -29,6 +34,7 @@ from curate.dedup.cover import Cluster, Graph, choose_keepers, cover, kept_neigh
 from curate.dedup.measures import KIND_ORDER, Measures
 from curate.dedup.policy import CRITERIA, policy_rank
 from curate.dedup.policy import reason as policy_reason
+from curate.dedup.semantic import semantic_edges
 from curate.errors import ConfigError
 from curate.schema import DUPLICATES, MANIFEST, Status
 from curate.tables import embeddings_for
@@ -80,16 +86,18 @@ class Found:
 
 
 @dataclass
-class HashEdges:
-    """Rows joined by equal bytes, pixels or hash keys (`exact`) and by near hashes (`near`), and the
-    key pairs for the next incremental run."""
+class DupEdges:
+    """Rows joined by equal bytes, pixels or hash keys (`exact`), by near hashes (`near`) and, with
+    semantic dedup, by alike embeddings (`semantic`); and the key pairs for the next incremental run."""
 
     exact: Edges
     near: Edges
     key_pairs: KeyPairs
+    semantic: Edges = field(default_factory=Edges.empty)
 
     @classmethod
-    def of(cls, rows: pd.DataFrame, cfg: Config, previous: KeyPairs | None, m: Measures) -> HashEdges:
+    def of(cls, rows: pd.DataFrame, cfg: Config, previous: KeyPairs | None, m: Measures) -> DupEdges:
+        """The hash edges of `rows` (semantic ones are added with `dataclasses.replace`)."""
         same, near, key_pairs = near_edges(m.d8 if m.d8 is not None else m.phash[:, None], cfg.dedup.threshold,
                                            previous)
         exact = equal_value_edges(rows["bytes_hash"]) + equal_value_edges(rows["pixel_hash"]) + same
@@ -97,24 +105,24 @@ class HashEdges:
 
     def rows(self) -> np.ndarray:
         """The rows with any edge (ascending): the only ones a cluster can hold."""
-        return np.unique(np.concatenate([self.exact.a, self.exact.b, self.near.a, self.near.b]))
+        return np.unique(np.concatenate([e for edges in (self.exact, self.near, self.semantic)
+                                         for e in (edges.a, edges.b)]))
 
-    def among(self, kept: np.ndarray, n: int) -> HashEdges:
+    def among(self, kept: np.ndarray, n: int) -> DupEdges:
         """The same edges numbered by position in `kept` (ascending rows that hold every edge)."""
         at = np.full(n, -1, dtype=np.int64)
         at[kept] = np.arange(len(kept))
-        return HashEdges(Edges(at[self.exact.a], at[self.exact.b]), Edges(at[self.near.a], at[self.near.b]),
-                         self.key_pairs)
+        exact, near, semantic = (Edges(at[e.a], at[e.b]) for e in (self.exact, self.near, self.semantic))
+        return DupEdges(exact, near, self.key_pairs, semantic)
 
 
 def _clusters(rows: pd.DataFrame, cfg: Config, previous: KeyPairs | None = None,
-              measures: Measures | None = None, edges: HashEdges | None = None) -> Found:
-    """Every cluster of 2+ rows with its centre and keeper (`curate.dedup.cover`); near pairs by
-    hash (`edges`, found here when not given) and, with embeddings in `measures`, by similarity."""
+              measures: Measures | None = None, edges: DupEdges | None = None) -> Found:
+    """Every cluster of 2+ rows with its centre and keeper (`curate.dedup.cover`), from `edges`
+    (found here when not given: by hash and, with embeddings in `measures`, by similarity)."""
     m = measures or Measures.of(rows, cfg.dedup.threshold, cfg.dedup.dihedral)
-    e = edges or HashEdges.of(rows, cfg, previous, m)
-    exact, near, key_pairs = e.exact, e.near, e.key_pairs
-    graph = Graph.build(len(rows), exact, near + m.semantic_edges())
+    e = edges or dataclasses.replace(DupEdges.of(rows, cfg, previous, m), semantic=m.semantic_edges())
+    graph = Graph.build(len(rows), e.exact, e.near + e.semantic)
     rank = policy_rank(rows, cfg.dedup.keep_policy)
     labels = rows["label"].tolist()
     clusters: list[Cluster] = []
@@ -122,7 +130,7 @@ def _clusters(rows: pd.DataFrame, cfg: Config, previous: KeyPairs | None = None,
         found = cover(graph, units, rank)
         choose_keepers(graph, found, rank, labels, cfg.dedup.conflicts)
         clusters += settle_singles(graph, found, rank)
-    return Found(sorted(clusters, key=lambda c: c.id), graph, rank, key_pairs)
+    return Found(sorted(clusters, key=lambda c: c.id), graph, rank, e.key_pairs)
 
 
 PAIRS = "dedup_pairs"
@@ -212,12 +220,12 @@ class Decided:
 
 
 def decide(rows: pd.DataFrame, cfg: Config, previous: KeyPairs | None = None,
-           vectors: np.ndarray | None = None, edges: HashEdges | None = None,
+           vectors: np.ndarray | None = None, edges: DupEdges | None = None,
            ids: np.ndarray | None = None) -> Decided:
     """Cluster `rows` (the manifest's ok images, sorted by path; with semantic dedup, `vectors`
     holds their embeddings, NaN rows for images without one) and decide what to keep. Given the
-    hash `edges` of a larger collection, `rows` are only the rows they join (renumbered by
-    `HashEdges.among`) and `ids` their positions in the collection (which name the clusters)."""
+    `edges` of a larger collection, `rows` are only the rows they join (renumbered by
+    `DupEdges.among`) and `ids` their positions in the collection (which name the clusters)."""
     m = Measures.of(rows, cfg.dedup.threshold, cfg.dedup.dihedral, vectors, cfg.dedup.similarity)
     result: list[dict[str, Any]] = []
     diameters = []
@@ -239,17 +247,17 @@ def dedup(src: str | None, out: str, cfg: Config) -> DedupSummary:
     resolve(cfg)
     ws = Workspace(out)
     previous = load_pairs(ws, cfg) if cfg.dedup.incremental else None
-    if cfg.dedup.semantic:  # every image may be near another by its embedding: all rows, whole
-        rows = ok_rows(ws, cfg)
-        decided = decide(rows, cfg, previous, embeddings_for(ws, rows["sample_id"].tolist()))
-    else:  # the hashes of every image find the pairs; whole rows are read only for images in one
-        hashes = ok_rows(ws, cfg, HASH_COLUMNS)
-        edges = HashEdges.of(hashes, cfg, previous, Measures.of(hashes, cfg.dedup.threshold, cfg.dedup.dihedral))
-        joined = edges.rows()
-        paths, n = hashes["path"].to_numpy()[joined], len(hashes)
-        del hashes
-        rows = ok_rows(ws, cfg, where=pc.field("path").isin(pa.array(paths, pa.string())))  # typed: maybe none
-        decided = decide(rows, cfg, edges=edges.among(joined, n), ids=joined)
+    # every image's hashes (and id) find the pairs; whole rows are read only for images in one
+    hashes = ok_rows(ws, cfg, HASH_COLUMNS + ["sample_id"] * cfg.dedup.semantic)
+    edges = DupEdges.of(hashes, cfg, previous, Measures.of(hashes, cfg.dedup.threshold, cfg.dedup.dihedral))
+    if cfg.dedup.semantic:
+        edges = dataclasses.replace(edges, semantic=semantic_edges(ws, cfg.dedup.similarity, hashes["sample_id"]))
+    joined = edges.rows()
+    paths, n = hashes["path"].to_numpy()[joined], len(hashes)
+    del hashes
+    rows = ok_rows(ws, cfg, where=pc.field("path").isin(pa.array(paths, pa.string())))  # typed: maybe none
+    vectors = embeddings_for(ws, rows["sample_id"].tolist()) if cfg.dedup.semantic else None
+    decided = decide(rows, cfg, vectors=vectors, edges=edges.among(joined, n), ids=joined)
     save_pairs(ws, cfg, decided.key_pairs)
     ws.write_dataset("duplicates", pa.Table.from_pylist(decided.rows, schema=DUPLICATES), DUPLICATES)
     summary = summarize(pd.DataFrame(decided.rows, columns=DUPLICATES.names))
