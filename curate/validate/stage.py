@@ -136,18 +136,16 @@ def validate(src: str | None, out: str, cfg: Config) -> ValidateSummary:
     started = time.perf_counter()
     settings = resolve(cfg)
     ws = Workspace(out)
-    facts = ws.read("manifest", MANIFEST, columns=["status", "width", "height", "label", "split", "edge_sharpness"],
-                    filter=pc.field("status") == Status.OK.value).to_pandas()
-    area = (facts["width"].astype("float64") * facts["height"]).to_numpy()
-    ctx = Context(median_area=float(np.median(area)) if len(area) else 1.0, classes=settings.classes)
+    facts = collection_facts(ws)
+    ctx = Context(median_area=facts.median_area, classes=settings.classes)
     parts = sorted(p.rpartition("/")[2] for p in ws.fs.glob(ws.path("manifest", "part-*.parquet")))
     ws.remove(STAGING)
     tasks = [ValidateTask(out, p, i, settings, ctx) for i, p in enumerate(parts)]
     with dask_client(cfg.engine, len(tasks), (out,)) as client:
         run_tasks(client, validate_partition, tasks, label="validate", retries=cfg.engine.retries)
-    counts = facts[facts["label"].notna()].groupby(["label", "split"], dropna=False).size().rename("n").reset_index()
     collection = [dict(r, severity=settings.severity(c.name, c.severity)) for c in of_level(Level.COLLECTION)
-                  if c.name not in settings.disabled for r in c.score(counts, settings.threshold(c.name, c.threshold))]
+                  if c.name not in settings.disabled
+                  for r in c.score(facts.counts, settings.threshold(c.name, c.threshold))]
     ws.write_table(f"{STAGING}/part-collection.parquet", pa.Table.from_pylist(collection, schema=ISSUES), ISSUES)
     if ws.exists("embeddings"):
         found = embedding_issues(ws, settings)
@@ -155,9 +153,50 @@ def validate(src: str | None, out: str, cfg: Config) -> ValidateSummary:
     ws.swap_in(STAGING, "issues")
     summary = summarize(ws, cfg)
     if "blurry" not in settings.disabled:
-        summary.unscored_blur = int(facts["edge_sharpness"].isna().sum())
+        summary.unscored_blur = facts.unscored_blur
     summary.elapsed_s = time.perf_counter() - started
     return summary
+
+
+@dataclass
+class Facts:
+    """What validate needs of the whole collection (its ok images)."""
+
+    median_area: float  # pixels (1 without images)
+    counts: pd.DataFrame  # label, split, n: the labelled images
+    unscored_blur: int  # images without a blur score (scanned before it existed)
+
+
+def collection_facts(ws: Workspace) -> Facts:
+    """Count OUT/manifest/'s ok images a record batch at a time (the areas as a histogram of
+    distinct values, the labels by (label, split)), so that the driver's memory does not grow with
+    the number of images."""
+    areas: Counter[float] = Counter()
+    counts: Counter[tuple[str, str | None]] = Counter()
+    unscored = 0
+    batches = ws.dataset("manifest", MANIFEST).to_batches(
+        columns=["width", "height", "label", "split", "edge_sharpness"], filter=pc.field("status") == Status.OK.value)
+    for batch in batches:
+        area = pc.multiply(pc.cast(batch["width"], pa.float64()), batch["height"]).to_numpy(zero_copy_only=False)
+        values, n = np.unique(area, return_counts=True)
+        areas.update(dict(zip(values.tolist(), n.tolist())))
+        labelled = pa.Table.from_batches([batch]).filter(pc.is_valid(batch["label"]))
+        for row in labelled.group_by(["label", "split"], use_threads=False).aggregate([([], "count_all")]).to_pylist():
+            counts[row["label"], row["split"]] += row["count_all"]
+        unscored += batch["edge_sharpness"].null_count
+    return Facts(_median(areas), pd.DataFrame([(label, split, n) for (label, split), n in sorted(
+        counts.items(), key=lambda kv: (kv[0][0], kv[0][1] or ""))], columns=["label", "split", "n"]), unscored)
+
+
+def _median(histogram: Counter[float]) -> float:
+    """The median of the values a histogram counts (np.median of them all; 1.0 when empty)."""
+    values = np.array(sorted(histogram))
+    if not len(values):
+        return 1.0
+    ends = np.cumsum([histogram[v] for v in values])
+    total = int(ends[-1])
+    low, high = (values[np.searchsorted(ends, k, side="right")] for k in ((total - 1) // 2, total // 2))
+    return float((low + high) / 2)
 
 
 def embedding_issues(ws: Workspace, settings: Settings) -> list[dict[str, object]]:
@@ -187,17 +226,31 @@ def embedding_issues(ws: Workspace, settings: Settings) -> list[dict[str, object
 
 
 def summarize(ws: Workspace, cfg: Config) -> ValidateSummary:
-    issues = ws.read("issues", ISSUES, columns=["sample_id", "label", "check", "severity"]).to_pandas()
+    """The counts of OUT/issues/ by severity and check, and the classes with the largest share of
+    flagged images, counted in Arrow (the manifest a record batch at a time)."""
+    issues = ws.read("issues", ISSUES, columns=["sample_id", "label", "check", "severity"])
     by_check: dict[str, dict[str, int]] = {}
-    for (check, severity), n in sorted(Counter(zip(issues["check"], issues["severity"])).items()):
-        by_check.setdefault(severity, {})[check] = n
-    manifest = ws.read("manifest", MANIFEST, columns=["label", "status"]).to_pandas()
-    per_class = manifest[manifest["status"] != Status.REMOVED.value].groupby("label").size()
-    flagged = issues[issues["sample_id"].notna()].drop_duplicates("sample_id").groupby("label").size()
-    worst = sorted(((str(c), int(flagged.get(c, 0)), int(n)) for c, n in per_class.items()),
+    for r in sorted(issues.group_by(["check", "severity"], use_threads=False).aggregate([([], "count_all")]
+                                                                                         ).to_pylist(),
+                    key=lambda r: (r["check"], r["severity"])):
+        by_check.setdefault(r["severity"], {})[r["check"]] = r["count_all"]
+    per_class: Counter[str] = Counter()
+    for batch in ws.dataset("manifest", MANIFEST).to_batches(columns=["label"],
+                                                            filter=pc.field("status") != Status.REMOVED.value):
+        per_class.update(_count_by_label(pa.Table.from_batches([batch])))
+    flagged = _count_by_label(issues.filter(pc.is_valid(issues["sample_id"])).group_by(
+        ["sample_id", "label"], use_threads=False).aggregate([]))
+    worst = sorted(((c, flagged.get(c, 0), n) for c, n in per_class.items()),
                    key=lambda t: (-t[1] / max(t[2], 1), t[0]))[:5]
     return ValidateSummary(by_check=by_check, worst_classes=worst,
                            excluded=len(excluded_ids(ws, cfg.validate.exclude)))
+
+
+def _count_by_label(table: pa.Table) -> Counter[str]:
+    """Rows per non-null label."""
+    counted = table.filter(pc.is_valid(table["label"])).group_by("label", use_threads=False).aggregate(
+        [([], "count_all")])
+    return Counter(dict(zip(counted["label"].to_pylist(), counted["count_all"].to_pylist())))
 
 
 def fail_verdict(summary: ValidateSummary, fail_on: str | None = None) -> str | None:
