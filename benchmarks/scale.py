@@ -8,7 +8,7 @@
 `stages` builds an N-row manifest without N decodes: a real scan of the 2,000 seed photos, its ok
 rows replicated under distinct paths and ids, 50 classes of Zipf-like sizes, pHashes and dHashes
 drawn from the real hash distribution (benchmarks/hashgen.py: resampled real pHashes with bit
-flips, planted near pairs, whose recall dedup's clusters give), then runs each stage's command on
+flips, planted near pairs: recall is the share of them dedup does not keep both of), then runs each stage's command on
 it (`--workers 2`), sampled the same way, with the CPU seconds of the whole tree. `cluster` runs the
 README's recipe on loopback instead: a `dask scheduler` process and `--cluster-workers` `dask worker`
 processes with `--memory-limit` each, the stage given `--scheduler`, and the scheduler and workers
@@ -217,18 +217,19 @@ def synthetic_manifest(n: int, work: Path) -> Path:
 
 
 def dedup_recall(out: Path) -> float:
-    """The share of the planted pHash pairs (OUT/planted.npz) that dedup put in one cluster."""
+    """The share of the planted pHash pairs (OUT/planted.npz) that dedup does not keep both of (one
+    member dropped as a duplicate: same cluster, or the cover put one in a cluster whose keeper is
+    farther than the threshold from the other, which stays alone)."""
     import numpy as np
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     planted = np.load(out / "planted.npz")
-    dups = pq.read_table(out / "duplicates", columns=["path", "cluster_id"])
+    dups = pq.read_table(out / "duplicates", columns=["path", "keep"])
     row = pc.cast(pc.utf8_slice_codeunits(pc.utf8_slice_codeunits(dups["path"], -12), 0, 8), "int64").to_numpy()
-    cluster = np.full(int(max(planted["b"].max(), row.max(initial=0))) + 1, -1, np.int64)
-    cluster[row] = dups["cluster_id"].to_numpy()
-    a, b = cluster[planted["a"]], cluster[planted["b"]]
-    return float(np.mean((a >= 0) & (a == b)))
+    kept = np.ones(int(max(planted["b"].max(), row.max(initial=0))) + 1, bool)
+    kept[row] = dups["keep"].to_numpy(zero_copy_only=False)
+    return float(np.mean(~(kept[planted["a"]] & kept[planted["b"]])))
 
 
 @contextlib.contextmanager
@@ -302,14 +303,14 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "curate-scale")
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds one stage may run (stages, cluster)")
-    parser.add_argument("--stage", action="append", choices=STAGES, help="cluster: the stage(s) to run")
+    parser.add_argument("--stage", action="append", choices=STAGES, help="the stage(s) to run (default: all; cluster: validate)")
     parser.add_argument("--cluster-workers", type=int, default=4, help="cluster: `dask worker` processes")
     parser.add_argument("--memory-limit", default="2GiB", help="cluster: each worker's memory limit")
     args = parser.parse_args()
     rows = []
     for n in args.sizes:
         if args.mode == "stages":
-            rows.extend(measure_stages(n, args.work, args.timeout))
+            rows.extend(measure_stages(n, args.work, args.timeout, args.stage or STAGES))
             continue
         if args.mode == "cluster":
             synthetic_manifest(n, args.work)  # before the cluster starts: it is not part of the run
