@@ -70,7 +70,7 @@ def collections(draw: st.DrawFn) -> tuple[pd.DataFrame, int, bool]:
 def outcome(rows: pd.DataFrame, cfg) -> tuple[set[frozenset[str]], set[str]]:
     """The clusters (as sets of paths) and the kept paths (kept in a cluster, or in none)."""
     rows = rows.sort_values("path", kind="stable").reset_index(drop=True)
-    decided = pd.DataFrame(decide(rows, cfg).rows, columns=DUPLICATES.names)
+    decided = decide(rows, cfg).table.to_pandas()
     clusters = {frozenset(g["path"]) for _, g in decided.groupby("cluster_id")}
     dropped = set(decided.loc[~decided["keep"], "path"])
     return clusters, set(rows["path"]) - dropped
@@ -180,4 +180,4 @@ def test_deciding_on_the_rows_the_hash_edges_join_gives_the_whole_collection_s_r
     edges = DupEdges.of(rows, cfg, None, Measures.of(rows, t, dihedral))
     joined = edges.rows()
     subset = rows.iloc[joined].reset_index(drop=True)
-    assert decide(subset, cfg, edges=edges.among(joined, len(rows)), ids=joined).rows == decide(rows, cfg).rows
+    assert decide(subset, cfg, edges=edges.among(joined, len(rows)), ids=joined).table.equals(decide(rows, cfg).table)

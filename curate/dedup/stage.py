@@ -214,9 +214,12 @@ def _duplicate_of(rows: pd.DataFrame, i: int, kept: int, kind: str, bits: int, s
 class Decided:
     """Every duplicates row of a run, the largest cluster diameter, the key pairs for the next run."""
 
-    rows: list[dict[str, Any]]
+    table: pa.Table  # DUPLICATES
     max_diameter: int
     key_pairs: KeyPairs
+
+
+DECIDED_CHUNK = 50_000  # duplicates rows held as Python dicts before they become Arrow
 
 
 def decide(rows: pd.DataFrame, cfg: Config, previous: KeyPairs | None = None,
@@ -227,6 +230,7 @@ def decide(rows: pd.DataFrame, cfg: Config, previous: KeyPairs | None = None,
     `edges` of a larger collection, `rows` are only the rows they join (renumbered by
     `DupEdges.among`) and `ids` their positions in the collection (which name the clusters)."""
     m = Measures.of(rows, cfg.dedup.threshold, cfg.dedup.dihedral, vectors, cfg.dedup.similarity)
+    chunks: list[pa.Table] = []
     result: list[dict[str, Any]] = []
     diameters = []
     found = _clusters(rows, cfg, previous, m, edges)
@@ -234,11 +238,15 @@ def decide(rows: pd.DataFrame, cfg: Config, previous: KeyPairs | None = None,
     for cluster in found.clusters:
         members = np.asarray(cluster.members)
         result.extend(_decide(rows, cluster, found, keepers, cfg, m, ids))
+        if len(result) >= DECIDED_CHUNK:
+            chunks.append(pa.Table.from_pylist(result, schema=DUPLICATES))
+            result = []
         if len(members) <= 500:  # all pairs; larger clusters report twice their radius instead
             diameters.append(max(int(m.bits(i, members).max()) for i in members))
         else:
             diameters.append(2 * int(m.bits(cluster.centre, members).max()))
-    return Decided(result, max(diameters, default=0), found.key_pairs)
+    table = pa.concat_tables([*chunks, pa.Table.from_pylist(result, schema=DUPLICATES)])
+    return Decided(table, max(diameters, default=0), found.key_pairs)
 
 
 def dedup(src: str | None, out: str, cfg: Config) -> DedupSummary:
@@ -248,25 +256,49 @@ def dedup(src: str | None, out: str, cfg: Config) -> DedupSummary:
     ws = Workspace(out)
     previous = load_pairs(ws, cfg) if cfg.dedup.incremental else None
     # every image's hashes (and id) find the pairs; whole rows are read only for images in one
-    hashes = ok_rows(ws, cfg, HASH_COLUMNS + ["sample_id"] * cfg.dedup.semantic)
+    paths, hashes = hash_rows(ws, cfg)
     edges = DupEdges.of(hashes, cfg, previous, Measures.of(hashes, cfg.dedup.threshold, cfg.dedup.dihedral))
     if cfg.dedup.semantic:
         edges = dataclasses.replace(edges, semantic=semantic_edges(ws, cfg.dedup.similarity, hashes["sample_id"]))
-    joined = edges.rows()
-    paths, n = hashes["path"].to_numpy()[joined], len(hashes)
     del hashes
-    rows = ok_rows(ws, cfg, where=pc.field("path").isin(pa.array(paths, pa.string())))  # typed: maybe none
+    joined = edges.rows()
+    rows = ok_rows(ws, cfg, where=pc.field("path").isin(paths.take(pa.array(joined, pa.int64()))))
     vectors = embeddings_for(ws, rows["sample_id"].tolist()) if cfg.dedup.semantic else None
-    decided = decide(rows, cfg, vectors=vectors, edges=edges.among(joined, n), ids=joined)
+    decided = decide(rows, cfg, vectors=vectors, edges=edges.among(joined, len(paths)), ids=joined)
+    del rows, vectors
     save_pairs(ws, cfg, decided.key_pairs)
-    ws.write_dataset("duplicates", pa.Table.from_pylist(decided.rows, schema=DUPLICATES), DUPLICATES)
-    summary = summarize(pd.DataFrame(decided.rows, columns=DUPLICATES.names))
+    ws.write_dataset("duplicates", decided.table, DUPLICATES)
+    summary = summarize(decided.table)
     summary.max_diameter = decided.max_diameter
     summary.elapsed_s = time.perf_counter() - started
     return summary
 
 
-HASH_COLUMNS = ["path", "bytes_hash", "pixel_hash", "phash", "phash_d8"]
+def hash_rows(ws: Workspace, cfg: Config) -> tuple[pa.Array, pd.DataFrame]:
+    """Every ok image's path, sorted, and in that order what finds its pairs: phash (and phash_d8
+    with dihedral matching, sample_id with semantic dedup), and bytes_hash and pixel_hash as codes
+    (equal values, equal codes). Equal bytes or pixels mean an equal pHash, so the hex digests
+    are read only for images whose pHash another image shares (every other image gets a code of
+    its own): a collection's digests as strings would cost ~150 bytes an image."""
+    columns = ["path", "phash"] + ["phash_d8"] * cfg.dedup.dihedral + ["sample_id"] * cfg.dedup.semantic
+    ok = pc.field("status") == Status.OK.value
+    table = ws.read("manifest", MANIFEST, columns=columns, filter=ok)
+    order = pc.sort_indices(table["path"])
+    paths = table["path"].take(order).combine_chunks()
+    frame: dict[str, Any] = {"phash": table["phash"].take(order).to_numpy()}
+    for name in columns[2:]:
+        frame[name] = table[name].take(order).to_pandas()
+    del table
+    shared = np.flatnonzero(pd.Series(frame["phash"]).duplicated(keep=False).to_numpy())
+    twins = ws.read("manifest", MANIFEST, columns=["path", "bytes_hash", "pixel_hash"],
+                    filter=ok & pc.field("path").isin(paths.take(pa.array(shared, pa.int64()))))
+    twins = twins.take(pc.sort_indices(twins["path"]))  # in the order of `shared`: both by path
+    for name in ("bytes_hash", "pixel_hash"):
+        codes = -1 - np.arange(len(paths), dtype=np.int64)  # a code of its own, negative
+        found = pc.fill_null(pc.dictionary_encode(twins[name]).combine_chunks().indices, -1).to_numpy()
+        codes[shared[found >= 0]] = found[found >= 0]
+        frame[name] = codes
+    return paths, pd.DataFrame(frame)
 
 
 def ok_rows(ws: Workspace, cfg: Config, columns: list[str] = COLUMNS, where: Any = None) -> pd.DataFrame:
@@ -282,17 +314,24 @@ def ok_rows(ws: Workspace, cfg: Config, columns: list[str] = COLUMNS, where: Any
     return rows
 
 
-def summarize(dups: pd.DataFrame) -> DedupSummary:
+def summarize(dups: pa.Table) -> DedupSummary:
+    """The counts `curate dedup` prints: clusters and images by (the cluster's weakest) kind, leaks
+    by the splits they span, label conflicts, dropped images and the first clusters' paths."""
     s = DedupSummary()
-    for _cluster, g in dups.groupby("cluster_id", sort=True):
-        kind = max(g["kind"], key=KIND_ORDER.index)
-        s.clusters[kind] = s.clusters.get(kind, 0) + 1
-        s.images[kind] = s.images.get(kind, 0) + len(g)
-        if g["leak"].iloc[0]:
-            pair = "+".join(sorted({str(x) for x in g["split"]}))
-            s.leaks[pair] = s.leaks.get(pair, 0) + 1
-        s.label_conflicts += bool(g["label_conflict"].iloc[0])
-        if len(s.examples) < 3:
-            s.examples.append(list(g["path"]))
-    s.dropped = int((~dups["keep"]).sum()) if len(dups) else 0
+    frame = dups.select(["cluster_id", "kind", "leak", "label_conflict", "keep"]).to_pandas()
+    weakest = frame["kind"].map(KIND_ORDER.index).groupby(frame["cluster_id"]).transform("max")
+    kinds = pd.Series(KIND_ORDER)[weakest.to_numpy()].to_numpy()
+    per_cluster = frame.assign(kind=kinds).groupby("cluster_id", sort=True).agg(
+        kind=("kind", "first"), images=("kind", "size"), leak=("leak", "first"), conflict=("label_conflict", "first"))
+    for kind, g in per_cluster.groupby("kind", sort=False):
+        s.clusters[kind], s.images[kind] = len(g), int(g["images"].sum())
+    leaked = dups.filter(pc.is_in(dups["cluster_id"], pa.array(per_cluster.index[per_cluster["leak"]], pa.int64())))
+    for _cluster, g in leaked.select(["cluster_id", "split"]).to_pandas().groupby("cluster_id", sort=True):
+        pair = "+".join(sorted({str(x) for x in g["split"]}))
+        s.leaks[pair] = s.leaks.get(pair, 0) + 1
+    s.label_conflicts = int(per_cluster["conflict"].sum())
+    first = dups.filter(pc.is_in(dups["cluster_id"], pa.array(per_cluster.index[:3], pa.int64())))
+    s.examples = [list(g["path"]) for _c, g in first.select(["cluster_id", "path"]).to_pandas().groupby(
+        "cluster_id", sort=True)]
+    s.dropped = int((~frame["keep"]).sum()) if len(frame) else 0
     return s
