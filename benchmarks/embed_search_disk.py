@@ -12,7 +12,10 @@ The search then runs in a child process (`--search`), so its peak RSS is the sea
 scratch files go to WORK. Recall: the share of (a) the planted pairs above the similarity and (b)
 the pairs of `--sample` random query rows found by a brute-force pass over the parts, that the
 search returns. Prints the figures, the per-phase times and the 10M projection (a Markdown row for
-the "Embeddings: search out of core" section of RESULTS.md).
+the "Embeddings: search out of core" section of RESULTS.md). The projection scales each phase by
+its cost: the PCA (a fixed sample) stays; copy, assign, search (cells of a fixed size) and the
+k-means (a fixed sample, cells in proportion to N) grow with N; the nearest-cells search (every row
+against every centroid) with N squared.
 """
 from __future__ import annotations
 
@@ -132,10 +135,12 @@ def main() -> None:
     recall_planted = sum((int(a), int(b)) in found for a, b in planted) / max(1, len(planted))
     recall_sample = sum(p in found for p in truth) / max(1, len(truth))
     scale = 10_000_000 / args.rows
-    projected = (phases["copy"] + phases["cells"] + phases["assign"] + phases["search"]) * scale + phases["pca"]
+    linear = phases["copy"] + phases["assign"] - phases["nearest"] + phases["search"]  # per row, cells of a fixed size
+    projected = phases["pca"] + (linear + phases["cells"]) * scale + phases["nearest"] * scale**2
     print(child.stderr.strip())
     print(f"generated {args.rows:,} rows in {generated:.0f} s; phases (s): {phases}")
-    print(f"10M projection: (copy + cells + assign + search) x {scale:g} + pca (a fixed sample) = {projected:.0f} s")
+    print(f"10M projection: pca (a fixed sample) + (copy + assign - nearest + search + cells) x {scale:g} "
+          f"+ nearest x {scale**2:g} (rows x cells) = {projected:.0f} s")
     print(f"| {args.rows:,} | {len(found):,} | {figures['wall']:.0f} s | {figures['cpu']:.0f} s | "
           f"{figures['peak_gib']:.2f} GiB | {recall_planted:.4f} ({len(planted):,}) | "
           f"{recall_sample:.4f} ({len(truth):,}) | "

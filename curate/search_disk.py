@@ -10,8 +10,8 @@ vectors), but run as passes over files in a scratch folder:
    embedding (read_embeddings' rows, in its order) are appended to `vectors.f16`, a row-ordered
    float16 matrix;
 2. pca, cells: `IVF.train_rows` rows sampled from it fit the PCA projection, then the k-means
-   cells (an HNSW graph finds a row's nearest cells above `OutOfCore.hnsw_cells` cells, a brute
-   force below);
+   cells (a row's nearest cells are found by brute force, a matrix product with the centroids:
+   faster here than an HNSW graph, see RESULTS.md "Embeddings: search out of core");
 3. assign: `vectors.f16` is read again a batch at a time: each row's projection goes to `proj.f16`
    (float16, `IVF.dims` each), and one (cell, row) entry per cell of its `nprobe` nearest to the
    bucket file of that cell's range (`bucket-<k>.u64`; a shuffle to disk);
@@ -19,8 +19,9 @@ vectors), but run as passes over files in a scratch folder:
    product in the projection), pairs above threshold - margin kept; then re-scored exactly on
    `vectors.f16`, those >= threshold kept.
 
-Memory: one batch (`OutOfCore.batch_rows` rows), one bucket (`OutOfCore.bucket_entries` entries:
-their projections, float16), the index (PCA, centroids) and the training sample; per row, only the
+Memory: one batch (`OutOfCore.batch_rows` rows; but a Parquet row group is decoded whole), one
+bucket (`OutOfCore.bucket_entries` entries: their rows' projections, float16), the index (PCA,
+centroids) and the projected training sample (float32); per row, only the
 sample ids (`sample_ids`, their bytes + 4) and the pairs found. Files are read through windows of
 `WINDOW_BYTES` mapped at a time, so the page cache of the scratch files never counts as this
 process's memory. Scratch: 2 x dim + 2 x dims + 8 x nprobe bytes per row (10M x 1280, dims 256,
@@ -59,7 +60,6 @@ class OutOfCore:
 
     batch_rows: int = 32_768  # rows read, projected and assigned at a time
     bucket_entries: int = 1_000_000  # (cell, row) entries searched at a time: sets the number of buckets
-    hnsw_cells: int = 16_384  # above this many cells, an HNSW graph finds each row's nearest cells
 
 
 @dataclass
@@ -76,7 +76,8 @@ class DiskPairs:
 def similar_pairs_on_disk(ws: Workspace, threshold: float, scratch: str | None = None, ivf: IVF = DEFAULT_IVF,
                           disk: OutOfCore = OutOfCore()) -> DiskPairs:
     """Every pair of OUT/embeddings/ rows with cosine similarity >= threshold, found out of core (see
-    module doc); similarities are exact, recall is that of `similar_pairs` with the same `ivf`.
+    module doc); similarities are exact, recall approximate (the same probing rule as `similar_pairs`
+    above its exact size, measured by `benchmarks/embed_search_disk.py`).
     Reads OUT/embeddings/; writes only a temporary folder in `scratch` (a local folder; the system's
     temporary folder when None), removed at the end."""
     with tempfile.TemporaryDirectory(prefix="curate-search-", dir=scratch) as tmp:
@@ -85,9 +86,11 @@ def similar_pairs_on_disk(ws: Workspace, threshold: float, scratch: str | None =
         sample_ids, dim = _copy(ws, folder / "vectors.f16", disk)
         n = len(sample_ids)
         started = _logged("copy", f"{n:,} rows", started)
+        if n < 2:
+            return DiskPairs(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32), sample_ids)
         pca, sample = _fit_pca(folder / "vectors.f16", n, dim, ivf)
         started = _logged("pca", f"{len(sample):,} rows", started)
-        quantizer, nlist = _fit_cells(sample, n, ivf, disk)
+        quantizer, nlist = _fit_cells(sample, n, ivf)
         del sample
         started = _logged("cells", f"{nlist:,} cells", started)
         buckets = _assign(folder, n, dim, pca, quantizer, nlist, ivf, disk)
@@ -151,19 +154,16 @@ def _fit_pca(vectors: Path, n: int, dim: int, ivf: IVF) -> tuple[Projection, np.
     return pca, projected
 
 
-def _fit_cells(projected: np.ndarray, n: int, ivf: IVF, disk: OutOfCore) -> tuple[Any, int]:
-    """The coarse quantizer over the k-means centroids of `projected` (n * `ivf.cells_per_row` of
-    them) and their number."""
+def _fit_cells(projected: np.ndarray, n: int, ivf: IVF) -> tuple[Any, int]:
+    """The coarse quantizer (a brute-force inner-product index) over the k-means centroids of
+    `projected` (n * `ivf.cells_per_row` of them) and their number."""
     import faiss
 
     dims = projected.shape[1]
     nlist = max(1, min(len(projected), int(n * ivf.cells_per_row)))
     kmeans = faiss.Kmeans(dims, nlist, niter=10, spherical=True, seed=1, verbose=False)
     kmeans.train(projected)
-    quantizer: Any = faiss.IndexFlatIP(dims)
-    if nlist > disk.hnsw_cells:
-        quantizer = faiss.IndexHNSWFlat(dims, 32, faiss.METRIC_INNER_PRODUCT)
-        quantizer.hnsw.efSearch = max(64, 2 * ivf.nprobe)
+    quantizer = faiss.IndexFlatIP(dims)
     quantizer.add(np.asarray(kmeans.centroids, np.float32))
     return quantizer, nlist
 
@@ -176,16 +176,20 @@ def _assign(folder: Path, n: int, dim: int, pca: Projection, quantizer: Any, nli
     count = max(1, min(nlist, -(-n * probes // disk.bucket_entries)))
     paths = [folder / f"bucket-{k:05d}.u64" for k in range(count)]
     files: list[BinaryIO] = [open(p, "wb") for p in paths]
+    nearest = 0.0
     try:
         with open(folder / "proj.f16", "wb") as proj:
             for lo, rows in _batches(folder / "vectors.f16", n, dim, disk.batch_rows):
                 projected = _projected(pca, rows)
                 proj.write(projected.astype(np.float16).tobytes())
+                started = time.perf_counter()
                 _d, cells = quantizer.search(projected, probes)
+                nearest += time.perf_counter() - started
                 _write_entries(files, cells, lo, nlist)
     finally:
         for f in files:
             f.close()
+    log.info("search_disk nearest: the nearest cells of %s rows among %s, %.1f s", f"{n:,}", f"{nlist:,}", nearest)
     return [p for p in paths if p.stat().st_size]
 
 
@@ -198,13 +202,11 @@ def _projected(pca: Projection, rows: np.ndarray) -> np.ndarray:
 
 def _write_entries(files: list[BinaryIO], cells: np.ndarray, lo: int, nlist: int) -> None:
     """Append one entry per (row, cell) of `cells` (rows lo, lo + 1, ..., each row's cells nearest
-    first; -1 where an HNSW search found fewer) to its cell's bucket file:
-    cell << 32 | PRIMARY for the nearest | row."""
+    first) to its cell's bucket file: cell << 32 | PRIMARY for the nearest | row."""
     rows = np.arange(lo, lo + len(cells), dtype=np.uint64)[:, None].repeat(cells.shape[1], axis=1)
     rows[:, 0] |= PRIMARY
-    found = cells >= 0
-    cells = cells[found].astype(np.uint64)
-    entries = (cells << np.uint64(32)) | rows[found]
+    cells = cells.astype(np.uint64).ravel()
+    entries = (cells << np.uint64(32)) | rows.ravel()
     bucket = (cells * np.uint64(len(files)) // np.uint64(nlist)).astype(np.int64)
     order = np.argsort(bucket, kind="stable")
     bounds = np.searchsorted(bucket[order], np.arange(len(files) + 1))

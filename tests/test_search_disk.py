@@ -84,8 +84,19 @@ def test_one_probe_loses_pairs(out, tmp_path):
     assert set(zip(got.i.tolist(), got.j.tolist())) < truth
 
 
-def test_hnsw_quantizer_and_many_buckets(out, tmp_path):
+def test_many_buckets_one_cell_each(out, tmp_path):
     _ids, truth, _sims = exact(out)
     got = similar_pairs_on_disk(out, THRESHOLD, scratch=str(tmp_path), ivf=SMALL,
-                                disk=OutOfCore(batch_rows=700, bucket_entries=500, hnsw_cells=0))
+                                disk=OutOfCore(batch_rows=700, bucket_entries=500))
     assert set(zip(got.i.tolist(), got.j.tolist())) == truth
+
+
+def test_no_pairs_without_two_embeddings(tmp_path):
+    ws = Workspace(str(tmp_path / "out"))
+    ws.claim()
+    schema = embeddings_schema(DIM, "test-model")
+    table = pa.table({"sample_id": ["a", "b"], "embedding": pa.nulls(2, schema.field("embedding").type),
+                      "error": ["undecodable"] * 2}, schema=schema)
+    ws.write_table("embeddings/part-00000.parquet", table, schema)
+    got = similar_pairs_on_disk(ws, THRESHOLD, scratch=str(tmp_path))
+    assert len(got.i) == len(got.j) == len(got.similarity) == len(got.sample_ids) == 0
