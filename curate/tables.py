@@ -10,6 +10,8 @@ split -> class -> samples:
 """
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from curate.schema import ISSUES, MANIFEST, PLAN, SPLITS, Status
+from curate.schema import ISSUES, MANIFEST, PLAN, SPLITS
 from curate.stages import STAGES, producer
 from curate.workspace import Workspace
 
@@ -48,15 +50,17 @@ def kept_samples(ws: Workspace) -> tuple[pd.DataFrame, list[str]]:
     return rows.reset_index(drop=True), classes
 
 
-def manifest_rows(ws: Workspace) -> pd.DataFrame:
-    """sample_id, path, label and split of every manifest row that is not `removed`."""
-    return ws.read("manifest", MANIFEST, columns=["sample_id", "path", "label", "split"],
-                   filter=pc.field("status") != Status.REMOVED.value).to_pandas()
+BATCH_ROWS = 262_144  # rows of a table in memory at a time (`batches`)
 
 
-def plan_rows(ws: Workspace) -> pd.DataFrame | None:
-    """The whole plan, or None before `curate rebalance` ran."""
-    return ws.read("plan", PLAN).to_pandas() if ws.exists("plan") else None
+def batches(ws: Workspace, name: str, schema: pa.Schema, columns: list[str],
+            filter: pc.Expression | None = None) -> Iterator[pa.RecordBatch]:
+    """`columns` of the rows of `name/` passing `filter`, BATCH_ROWS at a time (nothing when absent)."""
+    if not ws.exists(name):
+        return
+    for batch in ws.dataset(name, schema).to_batches(columns=columns, filter=filter, batch_size=BATCH_ROWS):
+        if batch.num_rows:
+            yield batch
 
 
 def nested(series: pd.Series) -> Counts:
@@ -115,6 +119,28 @@ def embeddings_for(ws: Workspace, sample_ids: list[str]) -> np.ndarray:
         rows, found_at = map(list, zip(*at))
         vectors[rows] = found.vectors[found_at]
     return vectors
+
+
+def add_counts(total: Counter[tuple[str, str]], counts: Counts) -> None:
+    """Add `counts` (split -> class -> n) to a running total by (split, class)."""
+    for split, by_class in counts.items():
+        for label, n in by_class.items():
+            total[(split, label)] += n
+
+
+def summed(total: Counter[tuple[str, str]]) -> Counts:
+    """A running total by (split, class) as split -> class -> n."""
+    return nested(pd.Series(total, dtype=np.int64))
+
+
+def counts_after(ws: Workspace) -> Counts:
+    """The plan's kept copies per split and class (empty without a plan), one batch at a time."""
+    after: Counter[tuple[str, str]] = Counter()
+    no_manifest = pd.DataFrame({"label": pd.Series(dtype=object), "split": pd.Series(dtype=object)})
+    for batch in batches(ws, "plan", PLAN, ["split", "label", "keep", "copies", "augment_copies"],
+                         pc.field("keep")):
+        add_counts(after, class_counts(no_manifest, batch.to_pandas())["after"])
+    return summed(after)
 
 
 def not_written_yet(ws: Workspace, stage: str) -> list[str]:

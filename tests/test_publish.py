@@ -473,11 +473,12 @@ def test_publish_all_then_a_smaller_selection_syncs_in_place(fodb, workspace, ex
 
 
 def test_selection_is_the_same_whatever_the_batches(workspace, monkeypatch):
+    from curate import tables
     from curate.publish import select
 
     ws = Workspace(str(workspace))
     whole = select.select(ws, 3, everything=False)
-    monkeypatch.setattr(select, "BATCH_ROWS", 5)
+    monkeypatch.setattr(tables, "BATCH_ROWS", 5)
     batched = select.select(ws, 3, everything=False)
     assert batched.ids == whole.ids and batched.counts == whole.counts and batched.reasons == whole.reasons
     assert whole.total == 69 and whole.reasons["sampled"] == 3 * 6

@@ -7,7 +7,7 @@ those with the smallest seeded key of their sample_id (`curate.seeds`, seed SEED
 OUT gives the same sample whatever the row order or partitioning.
 
 Memory stays bounded by the selection, not the collection: the manifest is read
-BATCH_ROWS rows at a time (sample_id, label, split, status only), the issues and duplicates
+`curate.tables.BATCH_ROWS` rows at a time (sample_id, label, split, status only), the issues and duplicates
 tables one batch of their sample_id column at a time, the plan's count columns likewise. The
 same pass counts the classes before and after curation over every row (what the dataset's info
 records, `curate.tables.class_counts` per batch, summed).
@@ -16,20 +16,18 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curate.schema import DUPLICATES, ISSUES, MANIFEST, PLAN, Status
+from curate.schema import DUPLICATES, ISSUES, MANIFEST, Status
 from curate.seeds import seeded_keys
-from curate.tables import Counts, class_counts, nested
+from curate.tables import Counts, add_counts, batches, class_counts, counts_after, summed
 from curate.workspace import Workspace
 
 SEED = 0  # of the per-class sample: the same images on every publish of the same OUT
-BATCH_ROWS = 262_144  # rows of a table in memory at a time
 _NO_LABEL = "\0unlabelled"  # the stratum of images without a label (no label can be this)
 
 
@@ -59,7 +57,7 @@ def select(ws: Workspace, per_class: int, everything: bool) -> Selection:
     for batch in batches(ws, "manifest", MANIFEST, ["sample_id", "label", "split", "status"],
                          pc.field("status") != Status.REMOVED.value):
         manifest.add(batch)
-    counts = {"before": manifest.before(), "after": _counts_after(ws)}
+    counts = {"before": manifest.before(), "after": counts_after(ws)}
     if everything:
         return Selection(None, manifest.total, counts=counts)
     flagged = issues & manifest.found | manifest.errors  # findings on images since removed are left out
@@ -67,16 +65,6 @@ def select(ws: Workspace, per_class: int, everything: bool) -> Selection:
     sampled = manifest.sampled()
     reasons = {"flagged": len(flagged), "duplicates": len(duplicates), "sampled": len(sampled)}
     return Selection(flagged | duplicates | sampled, manifest.total, per_class, reasons, counts)
-
-
-def batches(ws: Workspace, name: str, schema: pa.Schema, columns: list[str],
-            filter: pc.Expression | None = None) -> Iterator[pa.RecordBatch]:
-    """`columns` of the rows of `name/` passing `filter`, BATCH_ROWS at a time (nothing when absent)."""
-    if not ws.exists(name):
-        return
-    for batch in ws.dataset(name, schema).to_batches(columns=columns, filter=filter, batch_size=BATCH_ROWS):
-        if batch.num_rows:
-            yield batch
 
 
 def column_ids(ws: Workspace, name: str, schema: pa.Schema) -> set[str]:
@@ -106,14 +94,14 @@ class _Manifest:
         self.total += batch.num_rows
         ids = batch.column("sample_id")
         self.errors.update(ids.filter(pc.equal(batch.column("status"), Status.ERROR.value)).to_pylist())
-        _add_counts(self._before, class_counts(batch.select(["label", "split"]).to_pandas(), None)["before"])
+        add_counts(self._before, class_counts(batch.select(["label", "split"]).to_pandas(), None)["before"])
         if len(self.candidates):
             self.found.update(ids.filter(pc.is_in(ids, value_set=self.candidates)).to_pylist())
         if self.per_class:
             self._sample = smallest_keys(self._sample, keyed(batch), self.per_class)
 
     def before(self) -> Counts:
-        return nested(pd.Series(self._before, dtype=np.int64))
+        return summed(self._before)
 
     def sampled(self) -> set[str]:
         return set(self._sample["sample_id"].tolist())
@@ -139,19 +127,3 @@ def smallest_keys(kept: pd.DataFrame, batch: pd.DataFrame, size: int) -> pd.Data
     batch = batch[batch["key"].to_numpy() <= cutoff]
     both = pd.concat([kept, batch], ignore_index=True) if len(kept) else batch
     return both.sort_values(["key", "sample_id"], kind="stable").groupby("stratum", sort=False).head(size)
-
-
-def _add_counts(total: Counter[tuple[str, str]], counts: Counts) -> None:
-    for split, by_class in counts.items():
-        for label, n in by_class.items():
-            total[(split, label)] += n
-
-
-def _counts_after(ws: Workspace) -> Counts:
-    """The plan's kept copies per split and class (empty without a plan), one batch at a time."""
-    after: Counter[tuple[str, str]] = Counter()
-    no_manifest = pd.DataFrame({"label": pd.Series(dtype=object), "split": pd.Series(dtype=object)})
-    for batch in batches(ws, "plan", PLAN, ["split", "label", "keep", "copies", "augment_copies"],
-                         pc.field("keep")):
-        _add_counts(after, class_counts(no_manifest, batch.to_pandas())["after"])
-    return nested(pd.Series(after, dtype=np.int64))
