@@ -43,6 +43,7 @@ from curate.workspace import Workspace
 
 COLUMNS = ["sample_id", "path", "label", "split", "bytes_hash", "pixel_hash", "phash", "phash_d8", "width", "height",
            "size_bytes", "format", "extension"]
+DIGESTS = ["bytes_hash", "pixel_hash"]
 
 
 @dataclass
@@ -260,9 +261,12 @@ def dedup(src: str | None, out: str, cfg: Config) -> DedupSummary:
     edges = DupEdges.of(hashes, cfg, previous, Measures.of(hashes, cfg.dedup.threshold, cfg.dedup.dihedral))
     if cfg.dedup.semantic:
         edges = dataclasses.replace(edges, semantic=semantic_edges(ws, cfg.dedup.similarity, hashes["sample_id"]))
-    del hashes
     joined = edges.rows()
-    rows = ok_rows(ws, cfg, where=pc.field("path").isin(paths.take(pa.array(joined, pa.int64()))))
+    digests = hashes[DIGESTS].to_numpy()[joined]  # as codes: Measures.kind only compares them
+    del hashes
+    rows = ok_rows(ws, cfg, [c for c in COLUMNS if c not in DIGESTS],
+                   where=pc.field("path").isin(paths.take(pa.array(joined, pa.int64()))))
+    rows[DIGESTS] = digests
     vectors = embeddings_for(ws, rows["sample_id"].tolist()) if cfg.dedup.semantic else None
     decided = decide(rows, cfg, vectors=vectors, edges=edges.among(joined, len(paths)), ids=joined)
     del rows, vectors
@@ -290,10 +294,10 @@ def hash_rows(ws: Workspace, cfg: Config) -> tuple[pa.Array, pd.DataFrame]:
         frame[name] = table[name].take(order).to_pandas()
     del table
     shared = np.flatnonzero(pd.Series(frame["phash"]).duplicated(keep=False).to_numpy())
-    twins = ws.read("manifest", MANIFEST, columns=["path", "bytes_hash", "pixel_hash"],
+    twins = ws.read("manifest", MANIFEST, columns=["path", *DIGESTS],
                     filter=ok & pc.field("path").isin(paths.take(pa.array(shared, pa.int64()))))
     twins = twins.take(pc.sort_indices(twins["path"]))  # in the order of `shared`: both by path
-    for name in ("bytes_hash", "pixel_hash"):
+    for name in DIGESTS:
         codes = -1 - np.arange(len(paths), dtype=np.int64)  # a code of its own, negative
         found = pc.fill_null(pc.dictionary_encode(twins[name]).combine_chunks().indices, -1).to_numpy()
         codes[shared[found >= 0]] = found[found >= 0]
