@@ -2,7 +2,7 @@
 Parquet parts, its time and peak memory, and its recall.
 
     .venv/bin/python benchmarks/embed_search_disk.py --rows 1000000 [--part-rows 100000] [--similarity 0.78]
-        [--sample 500] [--work /tmp/embed_search_disk]
+        [--sample 500] [--work /tmp/embed_search_disk] [--cell-dims 256]
 
 Data: benchmarks/embed_search.py's `clustered` rows (1280 dimensions, float16, unit; N/20 cluster
 centres; N/100 planted pairs at cosine 0.85-0.97), generated one part of `--part-rows` at a time
@@ -39,7 +39,7 @@ sys.path.insert(0, str(HERE))
 from embed_search import DIM, clustered  # noqa: E402
 
 from curate.schema import embeddings_schema  # noqa: E402
-from curate.search_disk import similar_pairs_on_disk  # noqa: E402
+from curate.search_disk import OutOfCore, similar_pairs_on_disk  # noqa: E402
 from curate.workspace import Workspace  # noqa: E402
 
 
@@ -94,14 +94,15 @@ class PeakSoFar(logging.Filter):
         return True
 
 
-def search(work: Path, similarity: float) -> None:
+def search(work: Path, similarity: float, cell_dims: int) -> None:
     """The child: the search over WORK/out, pairs to WORK/pairs.npy, figures as JSON on stdout."""
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(PeakSoFar())
     handler.setFormatter(logging.Formatter("%(message)s (peak RSS so far %(peak).2f GiB)"))
     logging.basicConfig(level=logging.INFO, handlers=[handler])
     started, cpu = time.perf_counter(), time.process_time()
-    got = similar_pairs_on_disk(Workspace(str(work / "out")), similarity, scratch=str(work))
+    got = similar_pairs_on_disk(Workspace(str(work / "out")), similarity, scratch=str(work),
+                                disk=OutOfCore(cell_dims=cell_dims))
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu
     np.save(work / "pairs.npy", np.stack([got.i, got.j], axis=1))
     print(json.dumps({"wall": wall, "cpu": cpu, "peak_gib": peak_rss(), "rows": len(got.sample_ids)}))
@@ -114,10 +115,11 @@ def main() -> None:
     parser.add_argument("--similarity", type=float, default=0.78)  # dedup.similarity's default
     parser.add_argument("--sample", type=int, default=500)
     parser.add_argument("--work", type=Path, default=Path("/tmp/embed_search_disk"))
+    parser.add_argument("--cell-dims", type=int, default=OutOfCore().cell_dims)
     parser.add_argument("--search", action="store_true", help="(the child) search WORK/out")
     args = parser.parse_args()
     if args.search:
-        search(args.work, args.similarity)
+        search(args.work, args.similarity, args.cell_dims)
         return
     shutil.rmtree(args.work, ignore_errors=True)
     args.work.mkdir(parents=True)
@@ -126,7 +128,8 @@ def main() -> None:
     planted, query_vectors = generate(args.work / "out", args.rows, args.part_rows, args.similarity, queries)
     generated = time.perf_counter() - started
     child = subprocess.run([sys.executable, __file__, "--search", "--work", str(args.work),
-                            "--similarity", str(args.similarity)], capture_output=True, text=True, check=True)
+                            "--similarity", str(args.similarity), "--cell-dims", str(args.cell_dims)],
+                           capture_output=True, text=True, check=True)
     figures = json.loads(child.stdout.strip().splitlines()[-1])
     logged = re.findall(r"search_disk (\w+): .*?, ([\d.]+) s \(peak RSS so far ([\d.]+) GiB\)", child.stderr)
     phases = {name: float(seconds) for name, seconds, _peak in logged}

@@ -10,8 +10,9 @@ vectors), but run as passes over files in a scratch folder:
    embedding (read_embeddings' rows, in its order) are appended to `vectors.f16`, a row-ordered
    float16 matrix;
 2. pca, cells: `IVF.train_rows` rows sampled from it fit the PCA projection, then the k-means
-   cells (a row's nearest cells are found by brute force, a matrix product with the centroids:
-   faster here than an HNSW graph, see RESULTS.md "Embeddings: search out of core");
+   cells in its first `OutOfCore.cell_dims` components (a row's nearest cells are found by brute
+   force, a matrix product with the centroids: faster here than an HNSW graph, see RESULTS.md
+   "Embeddings: search out of core");
 3. assign: `vectors.f16` is read again a batch at a time: each row's projection goes to `proj.f16`
    (float16, `IVF.dims` each), and one (cell, row) entry per cell of its `nprobe` nearest to the
    bucket file of that cell's range (`bucket-<k>.u64`; a shuffle to disk);
@@ -60,6 +61,7 @@ class OutOfCore:
 
     batch_rows: int = 32_768  # rows read, projected and assigned at a time
     bucket_entries: int = 1_000_000  # (cell, row) entries searched at a time: sets the number of buckets
+    cell_dims: int = 256  # cells: k-means over the projection's leading components (cost in proportion; see RESULTS)
 
 
 @dataclass
@@ -90,7 +92,7 @@ def similar_pairs_on_disk(ws: Workspace, threshold: float, scratch: str | None =
             return DiskPairs(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32), sample_ids)
         pca, sample = _fit_pca(folder / "vectors.f16", n, dim, ivf)
         started = _logged("pca", f"{len(sample):,} rows", started)
-        quantizer, nlist = _fit_cells(sample, n, ivf)
+        quantizer, nlist = _fit_cells(sample, n, ivf, disk)
         del sample
         started = _logged("cells", f"{nlist:,} cells", started)
         buckets = _assign(folder, n, dim, pca, quantizer, nlist, ivf, disk)
@@ -154,15 +156,16 @@ def _fit_pca(vectors: Path, n: int, dim: int, ivf: IVF) -> tuple[Projection, np.
     return pca, projected
 
 
-def _fit_cells(projected: np.ndarray, n: int, ivf: IVF) -> tuple[Any, int]:
+def _fit_cells(projected: np.ndarray, n: int, ivf: IVF, disk: OutOfCore) -> tuple[Any, int]:
     """The coarse quantizer (a brute-force inner-product index) over the k-means centroids of
-    `projected` (n * `ivf.cells_per_row` of them) and their number."""
+    `projected`'s leading components (n * `ivf.cells_per_row` of them) and their number."""
     import faiss
 
-    dims = projected.shape[1]
+    leading = _leading(projected, disk)
+    dims = leading.shape[1]
     nlist = max(1, min(len(projected), int(n * ivf.cells_per_row)))
     kmeans = faiss.Kmeans(dims, nlist, niter=10, spherical=True, seed=1, verbose=False)
-    kmeans.train(projected)
+    kmeans.train(leading)
     quantizer = faiss.IndexFlatIP(dims)
     quantizer.add(np.asarray(kmeans.centroids, np.float32))
     return quantizer, nlist
@@ -183,7 +186,7 @@ def _assign(folder: Path, n: int, dim: int, pca: Projection, quantizer: Any, nli
                 projected = _projected(pca, rows)
                 proj.write(projected.astype(np.float16).tobytes())
                 started = time.perf_counter()
-                _d, cells = quantizer.search(projected, probes)
+                _d, cells = quantizer.search(_leading(projected, disk), probes)
                 nearest += time.perf_counter() - started
                 _write_entries(files, cells, lo, nlist)
     finally:
@@ -191,6 +194,13 @@ def _assign(folder: Path, n: int, dim: int, pca: Projection, quantizer: Any, nli
             f.close()
     log.info("search_disk nearest: the nearest cells of %s rows among %s, %.1f s", f"{n:,}", f"{nlist:,}", nearest)
     return [p for p in paths if p.stat().st_size]
+
+
+def _leading(projected: np.ndarray, disk: OutOfCore) -> np.ndarray:
+    """The first `disk.cell_dims` components of projected rows, L2-normalised: where cells are."""
+    leading = np.ascontiguousarray(projected[:, :disk.cell_dims])
+    leading /= np.maximum(np.linalg.norm(leading, axis=1, keepdims=True), 1e-12)
+    return leading
 
 
 def _projected(pca: Projection, rows: np.ndarray) -> np.ndarray:

@@ -16,9 +16,10 @@ from curate.workspace import Workspace
 
 DIM = 64
 THRESHOLD = 0.78
-# 3,000 rows: 30 cells, each row probing its 10 nearest; 10 buckets; batches of 500 rows
+# 3,000 rows: 30 cells (k-means over 24 of the 32 projected dimensions), each row probing its 10
+# nearest; 10 buckets; batches of 500 rows
 SMALL = IVF(dims=32, cells_per_row=1 / 100, nprobe=10, margin=0.1, train_rows=2000)
-TINY = OutOfCore(batch_rows=500, bucket_entries=3000)
+TINY = OutOfCore(batch_rows=500, bucket_entries=3000, cell_dims=24)
 
 
 def clustered(n: int, seed: int) -> np.ndarray:
@@ -87,7 +88,7 @@ def test_one_probe_loses_pairs(out, tmp_path):
 def test_many_buckets_one_cell_each(out, tmp_path):
     _ids, truth, _sims = exact(out)
     got = similar_pairs_on_disk(out, THRESHOLD, scratch=str(tmp_path), ivf=SMALL,
-                                disk=OutOfCore(batch_rows=700, bucket_entries=500))
+                                disk=OutOfCore(batch_rows=700, bucket_entries=500, cell_dims=24))
     assert set(zip(got.i.tolist(), got.j.tolist())) == truth
 
 
