@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from curate.dedup.cluster import Edges
 from curate.search import EXACT_MAX, similar_pairs
@@ -26,7 +28,9 @@ def semantic_edges(ws: Workspace, similarity: float, sample_ids: pd.Series) -> E
     else:
         pairs = similar_pairs_on_disk(ws, similarity)
         ids, i, j = pairs.sample_ids, pairs.i, pairs.j
-    at = pd.Index(sample_ids).get_indexer(ids)  # each embedding's row, -1 where it is not one of them
+    # each embedding's row, -1 where it is not one of them (in Arrow: no Python object per id)
+    at = pc.fill_null(pc.index_in(pa.array(ids, pa.string()), value_set=pa.array(sample_ids, pa.string())),
+                      -1).to_numpy()
     a, b = at[i], at[j]
     joined = (a >= 0) & (b >= 0)
     return Edges(np.minimum(a, b)[joined], np.maximum(a, b)[joined])
