@@ -12,8 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from curate.dedup.cluster import Edges, distance_to
-from curate.search import similar_pairs
+from curate.dedup.cluster import distance_to
 
 KIND_ORDER = ("bytes", "pixels", "phash", "near", "semantic")
 
@@ -27,13 +26,11 @@ class Measures:
     d8: np.ndarray | None  # (n, 8) with dihedral
     threshold: int
     vectors: np.ndarray | None = None  # (n, d) float32 rows; NaN where an image has no embedding
-    similarity_min: float = 1.0
 
     @classmethod
-    def of(cls, rows: pd.DataFrame, threshold: int, dihedral: bool, vectors: np.ndarray | None = None,
-           similarity_min: float = 1.0) -> Measures:
+    def of(cls, rows: pd.DataFrame, threshold: int, dihedral: bool, vectors: np.ndarray | None = None) -> Measures:
         d8 = np.stack(rows["phash_d8"].to_numpy()).astype(np.int64) if dihedral and len(rows) else None
-        return cls(rows, rows["phash"].to_numpy(dtype=np.int64), d8, threshold, vectors, similarity_min)
+        return cls(rows, rows["phash"].to_numpy(dtype=np.int64), d8, threshold, vectors)
 
     def bits(self, anchor: int, members: np.ndarray) -> np.ndarray:
         return distance_to(anchor, members, self.phash, self.d8)
@@ -43,14 +40,6 @@ class Measures:
         if self.vectors is None:
             return np.full(len(members), np.nan, np.float32)
         return np.clip(self.vectors[members] @ self.vectors[anchor], -1.0, 1.0).astype(np.float32)
-
-    def semantic_edges(self) -> Edges:
-        """Rows whose embeddings are at least `similarity_min` alike (none without embeddings)."""
-        if self.vectors is None:
-            return Edges.empty()
-        have = np.flatnonzero(~np.isnan(self.vectors[:, 0]))
-        i, j, _sims = similar_pairs(self.vectors[have], self.similarity_min)
-        return Edges(have[i], have[j])
 
     def kind(self, i: int, anchor: int, bits: int) -> str:
         """How row i relates to the anchor (see module doc)."""

@@ -120,9 +120,9 @@ class DupEdges:
 def _clusters(rows: pd.DataFrame, cfg: Config, previous: KeyPairs | None = None,
               measures: Measures | None = None, edges: DupEdges | None = None) -> Found:
     """Every cluster of 2+ rows with its centre and keeper (`curate.dedup.cover`), from `edges`
-    (found here when not given: by hash and, with embeddings in `measures`, by similarity)."""
+    (found here by hash when not given; semantic edges come only with `edges`)."""
     m = measures or Measures.of(rows, cfg.dedup.threshold, cfg.dedup.dihedral)
-    e = edges or dataclasses.replace(DupEdges.of(rows, cfg, previous, m), semantic=m.semantic_edges())
+    e = edges or DupEdges.of(rows, cfg, previous, m)
     graph = Graph.build(len(rows), e.exact, e.near + e.semantic)
     rank = policy_rank(rows, cfg.dedup.keep_policy)
     labels = rows["label"].tolist()
@@ -227,10 +227,11 @@ def decide(rows: pd.DataFrame, cfg: Config, previous: KeyPairs | None = None,
            vectors: np.ndarray | None = None, edges: DupEdges | None = None,
            ids: np.ndarray | None = None) -> Decided:
     """Cluster `rows` (the manifest's ok images, sorted by path; with semantic dedup, `vectors`
-    holds their embeddings, NaN rows for images without one) and decide what to keep. Given the
-    `edges` of a larger collection, `rows` are only the rows they join (renumbered by
-    `DupEdges.among`) and `ids` their positions in the collection (which name the clusters)."""
-    m = Measures.of(rows, cfg.dedup.threshold, cfg.dedup.dihedral, vectors, cfg.dedup.similarity)
+    holds their embeddings, NaN rows for images without one, and `edges` the semantic pairs) and
+    decide what to keep. Given the `edges` of a larger collection, `rows` are only the rows they
+    join (renumbered by `DupEdges.among`) and `ids` their positions in the collection (which name
+    the clusters)."""
+    m = Measures.of(rows, cfg.dedup.threshold, cfg.dedup.dihedral, vectors)
     chunks: list[pa.Table] = []
     result: list[dict[str, Any]] = []
     diameters = []
