@@ -267,11 +267,13 @@ def labels_chunks(path: str, rows: int = LABEL_CHUNK_ROWS) -> Iterator[pa.Table]
             if unknown or not {"path", "label"} <= set(names):
                 raise CurateError(f"labels file {path} must have columns path,label[,split]; found {','.join(names)}")
             chunk: list[pa.RecordBatch] = []
+            held = 0
             for batch in batches:
                 chunk.append(batch)
-                if sum(b.num_rows for b in chunk) >= rows:
+                held += batch.num_rows
+                if held >= rows:
                     yield _normalised(path, pa.Table.from_batches(chunk))
-                    chunk = []
+                    chunk, held = [], 0
             if chunk:
                 yield _normalised(path, pa.Table.from_batches(chunk))
     except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as exc:

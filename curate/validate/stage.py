@@ -19,7 +19,7 @@ from curate.config import Config
 from curate.engine import dask_client, run_tasks
 from curate.errors import ConfigError, CurateError
 from curate.schema import ISSUES, MANIFEST, Severity, Status
-from curate.tables import embeddings_for, excluded_ids
+from curate.tables import batches, embeddings_for, excluded_ids
 from curate.validate.checks import CHECKS, Check, Context, Level, of_level
 from curate.validate.embedding import Labelled
 from curate.view import Table, View
@@ -174,9 +174,8 @@ def collection_facts(ws: Workspace) -> Facts:
     areas: Counter[float] = Counter()
     counts: Counter[tuple[str, str | None]] = Counter()
     unscored = 0
-    batches = ws.dataset("manifest", MANIFEST).to_batches(
-        columns=["width", "height", "label", "split", "edge_sharpness"], filter=pc.field("status") == Status.OK.value)
-    for batch in batches:
+    for batch in batches(ws, "manifest", MANIFEST, ["width", "height", "label", "split", "edge_sharpness"],
+                         pc.field("status") == Status.OK.value):
         area = pc.multiply(pc.cast(batch["width"], pa.float64()), batch["height"]).to_numpy(zero_copy_only=False)
         values, n = np.unique(area, return_counts=True)
         areas.update(dict(zip(values.tolist(), n.tolist())))
@@ -235,8 +234,7 @@ def summarize(ws: Workspace, cfg: Config) -> ValidateSummary:
                     key=lambda r: (r["check"], r["severity"])):
         by_check.setdefault(r["severity"], {})[r["check"]] = r["count_all"]
     per_class: Counter[str] = Counter()
-    for batch in ws.dataset("manifest", MANIFEST).to_batches(columns=["label"],
-                                                            filter=pc.field("status") != Status.REMOVED.value):
+    for batch in batches(ws, "manifest", MANIFEST, ["label"], pc.field("status") != Status.REMOVED.value):
         per_class.update(_count_by_label(pa.Table.from_batches([batch])))
     flagged = _count_by_label(issues.filter(pc.is_valid(issues["sample_id"])).group_by(
         ["sample_id", "label"], use_threads=False).aggregate([]))
