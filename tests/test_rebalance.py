@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -256,3 +257,25 @@ def test_clamp_raises_the_small_classes_and_caps_the_largest(tmp_path):
     with pytest.raises(ConfigError, match=r"rebalance.cap \(3\) is below rebalance.floor \(4\)"):
         run_stage("rebalance", None, str(tmp_path / "out"), from_dict({"rebalance": {"strategy": "clamp", "floor": 4,
                                                                                    "cap": 3}}))
+
+
+def test_routed_rows_of_a_part_are_exactly_its_samples_rows(tmp_path, monkeypatch):
+    from curate.rebalance import routes
+
+    monkeypatch.setattr(routes, "ROW_GROUP", 7)  # many row groups, each part's rows spanning some
+    rows = [("big", "train")] * 300 + [("mid", "test")] * 90
+    ws = split_workspace(tmp_path / "out", rows, [[0, 389], [5, 150, 151]], rows_per_file=41)
+    stray = {"sample_id": "not-in-the-manifest", "check": "dark", "severity": "warning"}
+    ws.write_dataset("issues", pa.concat_tables([ws.read("issues", ISSUES), pa.Table.from_pylist([stray], ISSUES)]),
+                     ISSUES)
+    parts = [p.rpartition("/")[2] for p in ws.parts("manifest")]
+    routes.route(ws, routes.manifest_ids(ws, parts), "issues", ISSUES, ["sample_id", "check"], "routed")
+    assert len(parts) == 10 and routes.rows_of_part(ws, "routed", "duplicates", 0) is None
+    seen = []
+    for index, part in enumerate(parts):
+        ids = set(pq.read_table(ws.path("manifest", part), columns=["sample_id"])["sample_id"].to_pylist())
+        got = routes.rows_of_part(ws, "routed", "issues", index)
+        assert got.column_names == ["sample_id", "check"]
+        assert set(got["sample_id"].to_pylist()) == {f"s{i:05d}" for i in range(0, len(rows), 5)} & ids
+        seen += got["sample_id"].to_pylist()
+    assert sorted(seen) == [f"s{i:05d}" for i in range(0, len(rows), 5)]  # each once; the stray row dropped

@@ -1,6 +1,7 @@
 """Per-partition work of the rebalance stage: one manifest part at a time, never the collection.
 
-`mark_part` reads one manifest part and the issues and duplicates of its samples, decides
+`mark_part` reads one manifest part and the issues and duplicates of its samples (routed to the
+part once by `route_rows`), decides
 every row's pre-strategy exclusion (`reason`), and writes a narrow "marks" file
 (`OUT/plan.work/marks-NNNNN.parquet`) that the later passes read instead of the manifest. Each
 pass returns small tables (counts, histograms, boundary rows, cluster members); the last one
@@ -14,10 +15,9 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from curate.rebalance import ranks
+from curate.rebalance import ranks, routes
 from curate.schema import DUPLICATES, ISSUES, MANIFEST, PLAN, Status
 from curate.seeds import seeded_keys
 from curate.workspace import Workspace
@@ -50,6 +50,17 @@ class PartTask:
 DIVERSITY = f"{WORK}/diversity"  # sample_id -> order key, with `prefer = "diverse"`
 DIVERSITY_SCHEMA = pa.schema([pa.field("sample_id", pa.string(), nullable=False),
                               pa.field("key", pa.uint64(), nullable=False)])
+ROUTED = f"{WORK}/routed"  # the rows below, sorted by manifest part (`curate.rebalance.routes`)
+ROUTED_COLUMNS = {"issues": (ISSUES, ["sample_id", "check", "severity"]),
+                  "duplicates": (DUPLICATES, ["sample_id", "cluster_id", "keep", "reason"]),
+                  DIVERSITY: (DIVERSITY_SCHEMA, ["sample_id", "key"])}
+
+
+def route_rows(ws: Workspace, parts: list[str]) -> None:
+    """Route the issues, duplicates and diversity keys that the mark pass reads to their parts."""
+    manifest = routes.manifest_ids(ws, parts)
+    for name, (schema, columns) in ROUTED_COLUMNS.items():
+        routes.route(ws, manifest, name, schema, columns, ROUTED)
 
 
 def mark_part(task: PartTask, exclude: tuple[str, ...], seed: int) -> pd.DataFrame:
@@ -69,23 +80,24 @@ def mark_part(task: PartTask, exclude: tuple[str, ...], seed: int) -> pd.DataFra
     failed = (rows["status"] == Status.ERROR.value).to_numpy()
     reason[failed] = ("error: " + rows.loc[failed, "error_code"].fillna("")).to_numpy(dtype=object)
     warned = np.zeros(len(rows), dtype=bool)
-    of_this_part = pc.field("sample_id").isin(pa.array(ids, pa.string()))
-    if ws.exists("issues"):
-        issues = ws.read("issues", ISSUES, columns=["sample_id", "check", "severity"], filter=of_this_part).to_pandas()
+    issues = routes.rows_of_part(ws, ROUTED, "issues", task.index)
+    if issues is not None:
+        issues = issues.to_pandas()
         bad = issues[issues["severity"].isin(exclude)].drop_duplicates("sample_id").set_index("sample_id")["check"]
         _first_reason(reason, "issue: ", lookup(rows["sample_id"], bad))
         warned = rows["sample_id"].isin(issues.loc[issues["severity"] == "warning", "sample_id"]).to_numpy()
     cluster_id = pd.Series(pd.NA, index=rows.index, dtype="Int64")
-    if ws.exists("duplicates"):
-        dups = ws.read("duplicates", DUPLICATES, columns=["sample_id", "cluster_id", "keep", "reason"],
-                       filter=of_this_part).to_pandas().set_index("sample_id")
+    dups = routes.rows_of_part(ws, ROUTED, "duplicates", task.index)
+    if dups is not None:
+        dups = dups.to_pandas().set_index("sample_id")
         cluster_id = lookup(rows["sample_id"], dups["cluster_id"]).astype("Int64")
         _first_reason(reason, "duplicate: ", lookup(rows["sample_id"], dups.loc[~dups["keep"], "reason"]))
     reason[pd.isna(reason) & rows["label"].isna().to_numpy()] = "unlabelled"
     key = seeded_keys(seed, ids)
-    if ws.exists(DIVERSITY):
-        diverse = ws.read(DIVERSITY, DIVERSITY_SCHEMA, filter=of_this_part).to_pandas().set_index("sample_id")["key"]
-        key = lookup(rows["sample_id"], diverse).fillna(0).to_numpy(dtype=np.uint64)
+    diverse = routes.rows_of_part(ws, ROUTED, DIVERSITY, task.index)
+    if diverse is not None:
+        key = lookup(rows["sample_id"], diverse.to_pandas().set_index("sample_id")["key"]
+                     ).fillna(0).to_numpy(dtype=np.uint64)
     marks = rows[["sample_id", "path", "label", "split"]].assign(
         reason=reason, warned=warned, cluster_id=cluster_id, key=key)
     ws.write_table(task.marks, pa.Table.from_pandas(marks, schema=MARKS, preserve_index=False), MARKS)

@@ -12,8 +12,9 @@ Partition-bounded, on the run's Dask cluster (in-process for one manifest part o
 manifest, under CLUSTER_MIN_ROWS rows, unless a scheduler is given): every pass
 works on one manifest part (`marks`) and returns small tables; the driver holds per-class
 counts and histograms, the duplicate-cluster members and a few boundary rows, never the
-collection. Passes: mark each part; [re-split only: rank the single images per class];
-count and rank the rows the strategy rebalances; write each part's plan file.
+collection, except for its sample ids while it routes the issues, duplicates and diversity keys to
+their parts (`curate.rebalance.routes`). Passes: mark each part; [re-split only: rank the single
+images per class]; count and rank the rows the strategy rebalances; write each part's plan file.
 """
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ from curate.rebalance.marks import (
     boundary_pass,
     histogram_pass,
     mark_part,
+    route_rows,
     write_plan_part,
 )
 from curate.rebalance.splits import KeepSplits, Resplit, anchors, as_scanned, parse_ratios, place, singles_view
@@ -196,6 +198,7 @@ def rebalance(src: str | None, out: str, cfg: Config) -> RebalanceSummary:
     ws.remove(STAGING)
     if r.prefer == "diverse":
         write_diversity(ws, r.seed)
+    route_rows(ws, parts)
     summary = RebalanceSummary()
     rows = ws.dataset("manifest", MANIFEST).count_rows()
     with dask_client(cfg.engine, len(tasks), (out,), worth_a_cluster=rows >= CLUSTER_MIN_ROWS) as client:
