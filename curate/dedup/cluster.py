@@ -14,7 +14,7 @@ import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from curate.dedup.search import query_pairs
+from curate.dedup.search import query_pairs, radius_pairs
 from curate.imaging.hashes import hamming
 
 
@@ -32,14 +32,30 @@ class Edges:
 
 
 def equal_value_edges(values: pd.Series) -> Edges:
-    """Edges joining each row to the first row with the same (non-null) value (in NumPy: a pandas
-    groupby of 10M mostly distinct values held gigabytes)."""
-    codes, _uniques = pd.factorize(values, use_na_sentinel=True)
-    valid = np.flatnonzero(codes >= 0)
-    _values, first_at, inverse = np.unique(codes[valid], return_index=True, return_inverse=True)
-    first = valid[first_at][inverse.reshape(-1)]
-    keep = valid != first
-    return Edges(valid[keep], first[keep])
+    """Edges joining each row to the first row with the same (non-null) value, found by one stable
+    sort (a hash table of 10M mostly distinct values held ~1 GB)."""
+    if pd.api.types.is_integer_dtype(values.dtype):
+        codes = values.to_numpy()
+        valid = np.arange(len(codes))
+    else:
+        codes, _uniques = pd.factorize(values, use_na_sentinel=True)
+        valid = np.flatnonzero(codes >= 0)
+        codes = codes[valid]
+    return first_of_equal(codes, valid)
+
+
+def first_of_equal(codes: np.ndarray, rows: np.ndarray) -> Edges:
+    """Edges joining each of `rows` (ascending) to the first of them with the same code, in row order."""
+    order = np.argsort(codes, kind="stable")
+    ordered = codes[order]
+    starts = np.ones(len(order), dtype=bool)
+    starts[1:] = ordered[1:] != ordered[:-1]
+    del ordered
+    first = order[np.flatnonzero(starts)[np.cumsum(starts) - 1]]
+    later = ~starts
+    a, b = rows[order[later]], rows[first[later]]
+    by_row = np.argsort(a, kind="stable")
+    return Edges(a[by_row], b[by_row])
 
 
 def _hash_pairs(index_keys: np.ndarray, query_keys: np.ndarray, threshold: int) -> tuple[np.ndarray, np.ndarray]:
@@ -58,7 +74,9 @@ def key_pairs(keys: np.ndarray, threshold: int, previous: "KeyPairs | None" = No
     keys against all, and (for flips/rotations) all against the new keys. The result equals a
     full search.
     """
-    if previous is None:
+    if previous is None and keys.shape[1] == 1:  # a self-join: each pair once, no row meets itself
+        a, b, _d = radius_pairs(keys[:, 0], threshold)
+    elif previous is None:
         a, b = _hash_pairs(keys, keys, threshold)
     else:
         old = previous.lookup(keys)  # row in previous.keys, or -1
@@ -107,7 +125,9 @@ def near_edges(keys: np.ndarray, threshold: int, previous: KeyPairs | None = Non
     pairs = key_pairs(uniq, threshold, previous)
     first_row = np.zeros(len(uniq), dtype=np.int64)
     first_row[inverse[::-1]] = np.arange(len(keys))[::-1]  # first row holding each unique key
-    same = equal_value_edges(pd.Series(inverse))
+    first = first_row[inverse]
+    later = np.flatnonzero(first != np.arange(len(keys)))
+    same = Edges(later, first[later])
     return same, Edges(first_row[pairs[:, 0]], first_row[pairs[:, 1]]), KeyPairs(uniq, pairs)
 
 

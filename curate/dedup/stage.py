@@ -264,12 +264,14 @@ def dedup(src: str | None, out: str, cfg: Config) -> DedupSummary:
         edges = dataclasses.replace(edges, semantic=semantic_edges(ws, cfg.dedup.similarity, hashes["sample_id"]))
     joined = edges.rows()
     digests = hashes[DIGESTS].to_numpy()[joined]  # as codes: Measures.kind only compares them
-    del hashes
-    rows = ok_rows(ws, cfg, [c for c in COLUMNS if c not in DIGESTS],
-                   where=pc.field("path").isin(paths.take(pa.array(joined, pa.int64()))))
+    wanted = paths.take(pa.array(joined, pa.int64()))
+    edges = edges.among(joined, len(paths))
+    del hashes, paths
+    pa.default_memory_pool().release_unused()  # Arrow's pool keeps freed pages otherwise
+    rows = ok_rows(ws, cfg, [c for c in COLUMNS if c not in DIGESTS], where=pc.field("path").isin(wanted))
     rows[DIGESTS] = digests
     vectors = embeddings_for(ws, rows["sample_id"].tolist()) if cfg.dedup.semantic else None
-    decided = decide(rows, cfg, vectors=vectors, edges=edges.among(joined, len(paths)), ids=joined)
+    decided = decide(rows, cfg, vectors=vectors, edges=edges, ids=joined)
     del rows, vectors
     save_pairs(ws, cfg, decided.key_pairs)
     ws.write_dataset("duplicates", decided.table, DUPLICATES)
@@ -294,7 +296,8 @@ def hash_rows(ws: Workspace, cfg: Config) -> tuple[pa.Array, pd.DataFrame]:
     for name in columns[2:]:
         frame[name] = table[name].take(order).to_pandas()
     del table
-    shared = np.flatnonzero(pd.Series(frame["phash"]).duplicated(keep=False).to_numpy())
+    twinned = equal_value_edges(pd.Series(frame["phash"]))
+    shared = np.union1d(twinned.a, twinned.b)
     twins = ws.read("manifest", MANIFEST, columns=["path", *DIGESTS],
                     filter=ok & pc.field("path").isin(paths.take(pa.array(shared, pa.int64()))))
     twins = twins.take(pc.sort_indices(twins["path"]))  # in the order of `shared`: both by path
@@ -303,6 +306,8 @@ def hash_rows(ws: Workspace, cfg: Config) -> tuple[pa.Array, pd.DataFrame]:
         found = pc.fill_null(pc.dictionary_encode(twins[name]).combine_chunks().indices, -1).to_numpy()
         codes[shared[found >= 0]] = found[found >= 0]
         frame[name] = codes
+    del twins
+    pa.default_memory_pool().release_unused()
     return paths, pd.DataFrame(frame)
 
 
