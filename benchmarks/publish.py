@@ -324,7 +324,7 @@ def run_scale(rows: int, select_rows: int, batch: int, per_class: int, again: bo
     from curate.publish import backend
     from curate.publish.select import select
     from curate.publish.stage import publish
-    from curate.publish.table import originals
+    from curate.publish.table import originals_in_chunks
 
     tmp = Path(tempfile.mkdtemp(prefix="curate-publish-scale-"))
     (tmp / "db").mkdir()
@@ -361,7 +361,8 @@ def run_scale(rows: int, select_rows: int, batch: int, per_class: int, again: bo
             chosen, *measured = timed(lambda: select(ws, per_class, False), [psutil.Process()])
             row("selection alone", select_rows, len(chosen.ids or ()), measured,
                 ", ".join(f"{k} {v:,}" for k, v in chosen.reasons.items()))
-            table, *measured = timed(lambda: originals(ws, str(tmp / "big" / "src"), chosen.ids), [psutil.Process()])
+            table, *measured = timed(lambda: next(originals_in_chunks(ws, str(tmp / "big" / "src"), chosen.ids)),
+                                     [psutil.Process()])
             row("table of the selected images", select_rows, len(table), measured, "manifest and every stage's "
                 "decisions, read filtered to the selection")
         results["mongod_rss_mib"] = psutil.Process(mongod.pid).memory_info().rss / 2**20

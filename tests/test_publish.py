@@ -485,3 +485,19 @@ def test_selection_is_the_same_whatever_the_batches(workspace, monkeypatch):
     none = select.select(ws, 0, everything=False)
     assert none.ids == needs_eyes(ws)[0] and none.reasons["sampled"] == 0
     assert select.select(ws, 3, everything=True).ids is None
+
+
+def test_publish_all_a_range_of_sample_ids_at_a_time_sends_the_same_samples(fodb, workspace, monkeypatch):
+    from curate.publish import table
+
+    fo = backend.fiftyone()
+    whole = run_publish(None, str(workspace), from_dict({"publish": {"name": "curate-test-whole", "all": True}}))
+    monkeypatch.setattr(table, "ALL_CHUNK_ROWS", 10)
+    chunks = list(table.originals_in_chunks(Workspace(str(workspace)), str(SAMPLE), None))
+    assert len(chunks) >= 6 and all(len(c) <= 25 for c in chunks)
+    chunked = run_publish(None, str(workspace), from_dict({"publish": {"name": "curate-test-chunked", "all": True}}))
+    assert (chunked.samples, chunked.augmented) == (whole.samples, whole.augmented) and whole.augmented == VARIANTS
+    one, other = fo.load_dataset("curate-test-whole"), fo.load_dataset("curate-test-chunked")
+    fingerprints = ["sample_id", "curate_hash"]
+    assert dict(zip(*one.values(fingerprints))) == dict(zip(*other.values(fingerprints)))
+    assert len(one) == whole.samples and one.info["curate"]["views"] == other.info["curate"]["views"]

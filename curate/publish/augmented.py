@@ -9,6 +9,7 @@ kept; files no variant refers to any more are removed). A variant's id is its sh
 from __future__ import annotations
 
 import re
+from typing import Iterator
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -28,16 +29,30 @@ def variant_id(sample_id: str | None, source_sample_id: str | None, copy_index: 
     return f"{sample_id or source_sample_id}~{copy_index or 0}"
 
 
-def variants(ws: Workspace, originals: pd.DataFrame) -> pd.DataFrame:
-    """One row per augmented variant of an image in `originals` (the published source images; COLUMNS),
-    its image extracted under OUT/publish/augmented/; a variant's class weight is its source's."""
-    weight = originals.set_index("sample_id")["weight"].to_dict()
-    prefix = media_prefix(ws.url)
-    rows, written = [], set()
+def augmented_shards(ws: Workspace) -> Iterator[tuple[str, str]]:
+    """(shard file, split) of every complete shard under OUT/augmented/."""
     for rel in shard_files(ws):
         root, split = rel.split("/")[:2]
-        if root != "augmented":
-            continue
+        if root == "augmented":
+            yield rel, split
+
+
+def sources(ws: Workspace) -> set[str]:
+    """The sample ids of the images OUT/augmented/ holds variants of."""
+    found: set[str] = set()
+    for rel, _split in augmented_shards(ws):
+        with ws.fs.open(ws.path(rel), "rb") as f:
+            found.update(pq.read_table(f, columns=["source_sample_id"])["source_sample_id"].to_pylist())
+    return found
+
+
+def variants(ws: Workspace, weight: dict[str, float]) -> pd.DataFrame:
+    """One row per augmented variant of a published source image (`weight`: the class weight of
+    each, by sample id), its image extracted under OUT/publish/augmented/; a variant's class weight
+    is its source's."""
+    prefix = media_prefix(ws.url)
+    rows, written = [], set()
+    for rel, split in augmented_shards(ws):
         with ws.fs.open(ws.path(rel), "rb") as f:
             pf = pq.ParquetFile(f)
             for rg in range(pf.num_row_groups):

@@ -10,7 +10,9 @@ path, a URL without its credentials; their augmented variants as files under
 similarity index of those images, and in the dataset's info the class distribution before and
 after curation of every image and what was selected. The selection is, by default, what needs
 eyes (flagged images, duplicates, `publish.per_class_sample` images per class); with
-`publish.all` (`--all`) every image, `publish.batch_size` at a time. Re-publishing the same OUT
+`publish.all` (`--all`) every image, read and joined a range of sample ids at a time
+(`curate.publish.table.originals_in_chunks`) and sent `publish.batch_size` at a time, so memory
+does not follow the collection. Re-publishing the same OUT
 updates the dataset in place (`curate.publish.sync`): images that left the selection are removed,
 those that entered are added.
 """
@@ -19,7 +21,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 import pandas as pd
 
@@ -27,12 +29,12 @@ from curate import lineage
 from curate.config import Config
 from curate.errors import ConfigError
 from curate.publish import backend
-from curate.publish.augmented import variants
+from curate.publish.augmented import sources, variants
 from curate.publish.brain import index_embeddings
 from curate.publish.dataset import INFO_KEY, default_name, describe, open_dataset
 from curate.publish.select import select
 from curate.publish.sync import sync
-from curate.publish.table import originals, records
+from curate.publish.table import originals_in_chunks, records
 from curate.publish.views import save_views
 from curate.storage import safe_url
 from curate.tables import not_written_yet
@@ -87,6 +89,25 @@ def resolve(cfg: Config) -> None:
     backend.check_installed()
 
 
+@dataclass
+class Sent:
+    """What the tables sent to FiftyOne held: samples, augmented variants, error codes, and the
+    class weights of the images with augmented variants (`augmented.sources`)."""
+
+    with_variants: set[str]
+    samples: int = 0
+    augmented: int = 0
+    error_codes: set[str] = field(default_factory=set)
+    source_weights: dict[str, float] = field(default_factory=dict)
+
+    def add(self, table: pd.DataFrame, augmented: bool = False) -> None:
+        self.samples += len(table)
+        self.augmented += len(table) if augmented else 0
+        self.error_codes.update(table["error_code"].dropna().tolist())
+        sources = table[table["sample_id"].isin(self.with_variants)]
+        self.source_weights.update(zip(sources["sample_id"], sources["weight"]))
+
+
 def publish(src: str | None, out: str, cfg: Config) -> PublishSummary:
     """Publish OUT (images under SRC; default: the source OUT was scanned from) to FiftyOne.
     See module doc."""
@@ -96,16 +117,23 @@ def publish(src: str | None, out: str, cfg: Config) -> PublishSummary:
     src = src if src is not None else lineage.source_of(ws)
     name = dataset_name(out, cfg)
     chosen = select(ws, cfg.publish.per_class_sample, cfg.publish.all)
-    table = originals(ws, src, chosen.ids)
-    extra = variants(ws, table)
-    table = pd.concat([table, extra], ignore_index=True) if len(extra) else table
+    sent = Sent(sources(ws))
+
+    def batches() -> Iterator[list[dict[str, Any]]]:
+        for table in originals_in_chunks(ws, src, chosen.ids):
+            sent.add(table)
+            yield from records(table, cfg.publish.batch_size)
+        extra = variants(ws, sent.source_weights)
+        sent.add(extra, augmented=True)
+        yield from records(extra, cfg.publish.batch_size)
+
     fo = backend.connected()
     ds = open_dataset(fo, name, out)
-    changes = sync(fo, ds, records(table, cfg.publish.batch_size))
-    summary = PublishSummary(dataset=name, samples=len(table), augmented=len(extra), added=changes.added,
+    changes = sync(fo, ds, batches())
+    summary = PublishSummary(dataset=name, samples=sent.samples, augmented=sent.augmented, added=changes.added,
                              updated=changes.updated, unchanged=changes.unchanged, removed=changes.removed,
                              selected=chosen.note(), selection=chosen.reasons, missing=not_written_yet(ws, "publish"))
-    codes = sorted(table["error_code"].dropna().unique().tolist())
+    codes = sorted(sent.error_codes)
     recorded = (ds.info or {}).get(INFO_KEY, {})
     summary.views = save_views(fo, ds, codes, list(recorded.get("views", {})))
     summary.embeddings = index_embeddings(ds, ws, recorded.get("embeddings", {}))

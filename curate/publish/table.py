@@ -40,10 +40,30 @@ def media_prefix(root: str) -> str:
 
 
 
-def originals(ws: Workspace, src: str, ids: set[str] | None = None) -> pd.DataFrame:
-    """One row per manifest image, or per image of `ids` (removed files, and files that now lead
-    out of SRC through a link, left out), every stage's decision joined in."""
-    only = _only(ids)
+ALL_CHUNK_ROWS = 250_000  # publishing every image: manifest rows joined and sent at a time
+
+
+def originals_in_chunks(ws: Workspace, src: str, ids: set[str] | None) -> Iterator[pd.DataFrame]:
+    """`originals` of the images of `ids`; of every image (ids None) a range of sample ids at a
+    time, about ALL_CHUNK_ROWS manifest rows each, so that no process holds the whole table (each
+    chunk reads the other stages' outputs filtered to its range)."""
+    if ids is not None:
+        yield originals(ws, src, _only(ids))
+        return
+    chunks = max(1, -(-ws.dataset("manifest", MANIFEST).count_rows() // ALL_CHUNK_ROWS))
+    bounds = [f"{(k << 64) // chunks:016x}" for k in range(1, chunks)]  # sample ids are 16 hex digits
+    for k in range(chunks):  # the first range open below and the last open above: every id is in one
+        only = None if k == 0 else pc.field("sample_id") >= bounds[k - 1]
+        if k < len(bounds):
+            below = pc.field("sample_id") < bounds[k]
+            only = below if only is None else only & below
+        yield originals(ws, src, only)
+
+
+def originals(ws: Workspace, src: str, only: pc.Expression | None = None) -> pd.DataFrame:
+    """One row per manifest image, or per image whose row passes `only` (a filter on sample_id;
+    removed files, and files that now lead out of SRC through a link, left out), every stage's
+    decision joined in."""
     present = pc.field("status") != Status.REMOVED.value
     frame = ws.read("manifest", MANIFEST, columns=_MANIFEST_COLUMNS,
                     filter=present if only is None else present & only).to_pandas()
