@@ -23,7 +23,7 @@ connected before anything is timed. Rows:
 With --scale-rows N (the workspaces generated in a child process first, so this process's memory
 is the publish's own):
 
-  * `curate publish` with the default selection (`[publish] per_class_sample`, flagged images,
+  * `curate publish` with the default selection (with --all: every image) (`[publish] per_class_sample`, flagged images,
     duplicates) of an N-row workspace, first run and again with nothing changed: end to end;
   * with --select-rows M: on an M-row workspace (no index.parquet), the selection alone
     (`curate.publish.select.select`) and the table of the selected images
@@ -318,9 +318,10 @@ def generated(out: Path, rows: int, index: bool = True) -> float:
     return time.perf_counter() - t0
 
 
-def run_scale(rows: int, select_rows: int, batch: int, per_class: int, again: bool = True) -> dict[str, Any]:
-    """The default publish of `rows` rows (first run, then, with `again`, once more), and the
-    selection step alone on `select_rows` rows; see the module doc."""
+def run_scale(rows: int, select_rows: int, batch: int, per_class: int, again: bool = True,
+              everything: bool = False) -> dict[str, Any]:
+    """The default publish (with `everything`, `--all`) of `rows` rows (first run, then, with
+    `again`, once more), and the selection step alone on `select_rows` rows; see the module doc."""
     from curate.publish import backend
     from curate.publish.select import select
     from curate.publish.stage import publish
@@ -346,14 +347,16 @@ def run_scale(rows: int, select_rows: int, batch: int, per_class: int, again: bo
                                           "per_million": elapsed * 1e6 / n, "cpu_s": cpu,
                                           "peak_rss_mib": peak / 2**20, "note": note})
 
-        cfg = from_dict({"publish": {"name": "bench-default", "batch_size": batch, "per_class_sample": per_class}})
+        cfg = from_dict({"publish": {"name": "bench-default", "batch_size": batch, "per_class_sample": per_class,
+                                     "all": everything}})
         out = str(tmp / "out")
+        command = "`curate publish --all`" if everything else "default `curate publish`"
         first, *measured = timed(lambda: publish(None, out, cfg), procs)
-        row("default `curate publish` (first run)", rows, first.samples, measured,
+        row(f"{command} (first run)", rows, first.samples, measured,
             f"{first.added:,} added; " + ", ".join(f"{k} {v:,}" for k, v in first.selection.items()))
         if again:
             second, *measured = timed(lambda: publish(None, out, cfg), procs)
-            row("default `curate publish` again, nothing changed", rows, second.samples, measured,
+            row(f"{command} again, nothing changed", rows, second.samples, measured,
                 f"{second.unchanged:,} unchanged")
         results["views"] = first.views
         if select_rows:
@@ -386,14 +389,16 @@ def markdown_scale(results: dict[str, Any], args: argparse.Namespace, wall: floa
 
     generated_s = ", ".join(f"{n:,} rows {s:.0f} s" for n, s in results["generate_s"].items())
     lines = [
-        f"### {dt.date.today().isoformat()}: the default publish (what needs eyes) at {args.scale_rows:,} rows"
+        f"### {dt.date.today().isoformat()}: "
+        + ("publish --all" if args.all else "the default publish (what needs eyes)") + f" at {args.scale_rows:,} rows"
         + (f", the selection at {args.select_rows:,}" if args.select_rows else ""),
         "",
         f"Run in {wall:.0f} s with:",
         "",
         "```",
         f"python benchmarks/publish.py --scale-rows {args.scale_rows} --select-rows {args.select_rows} "
-        f"--per-class-sample {args.per_class_sample} --batch-size {args.batch_size}" + " --no-again" * args.no_again,
+        f"--per-class-sample {args.per_class_sample} --batch-size {args.batch_size}" + " --no-again" * args.no_again
+        + " --all" * args.all,
         "```",
         "",
         f"Machine: {machine()}. FiftyOne {fiftyone.__version__}, its bundled MongoDB; Python "
@@ -472,12 +477,13 @@ def main() -> None:
                                                                    "many rows")
     parser.add_argument("--per-class-sample", type=int, default=1000)
     parser.add_argument("--no-again", action="store_true", help="with --scale-rows: no second, unchanged publish")
+    parser.add_argument("--all", action="store_true", help="with --scale-rows: `curate publish --all`")
     args = parser.parse_args()
     load0 = os.getloadavg()[0]
     t0 = time.perf_counter()
     if args.scale_rows:
         scale = run_scale(args.scale_rows, args.select_rows, args.batch_size, args.per_class_sample,
-                          again=not args.no_again)
+                          again=not args.no_again, everything=args.all)
         print(markdown_scale(scale, args, time.perf_counter() - t0, (load0, os.getloadavg()[0])))
         return
     results = run(args.rows, args.public, args.single, args.batch_size)
