@@ -2,6 +2,7 @@
 replaces or deletes a folder in an OUT that curate did not make its own."""
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -132,6 +133,9 @@ def test_shards_leave_out_a_file_changed_since_the_scan_or_now_linked_out_of_src
     summary = run_stage("shard", None, str(out), cfg)
     assert summary.left_out == {"changed_since_scan": 1, "outside_source": 1}
     assert {"cat/0.jpg (changed_since_scan)", "cat/1.jpg (outside_source)"} == set(summary.left_out_examples)
+    listed = json.loads(pq.read_schema(out / "index.parquet").metadata[b"shards"])  # counts only: a footer stays small
+    assert all("left_out" not in st for st in listed)
+    assert sum(n for st in listed for n in st.get("left_out_by_reason", {}).values()) == 2
     sharded = {p for f in out.glob("shards/*/*.parquet") for p in pq.read_table(f)["source_path"].to_pylist()}
     assert sharded == {f"{c}/{i}.jpg" for c in ("cat", "plan") for i in range(3)} - {"cat/0.jpg", "cat/1.jpg"}
     shown = runner.invoke(main, ["verify", str(out)])

@@ -2,11 +2,13 @@
 
 Reads: the shard files and their stats sidecars (`_stats/`) under `OUT/shards/` and `OUT/augmented/`, the plan,
 the stage records. Writes: `OUT/index.parquet` (sample -> shard, row group, row; per-shard
-count, bytes, sha256 and class histogram in its metadata under b"shards") and `OUT/dataset.json`.
+count, bytes, sha256, class histogram and samples left out by reason in its metadata under
+b"shards"; the left-out samples themselves stay in the sidecars) and `OUT/dataset.json`.
 """
 from __future__ import annotations
 
 import json
+from collections import Counter
 from typing import Any
 
 import pyarrow as pa
@@ -55,9 +57,19 @@ def build_index(ws: Workspace) -> list[dict[str, Any]]:
                     schema=INDEX))
         stats.append(shard_stats(ws, rel))
     table = pa.concat_tables(parts) if parts else INDEX.empty_table()
-    schema = INDEX.with_metadata({b"shards": json.dumps(stats, sort_keys=True).encode()})
+    schema = INDEX.with_metadata({b"shards": json.dumps([_counted(s) for s in stats], sort_keys=True).encode()})
     ws.write_table("index.parquet", table.cast(schema), schema)
     return stats
+
+
+def _counted(stats: dict[str, Any]) -> dict[str, Any]:
+    """A shard's stats with the samples left out of it counted by reason (the sidecar keeps them
+    all: a Parquet footer is no place for a list that can be as long as the collection)."""
+    left_out = stats.get("left_out")
+    if not left_out:
+        return stats
+    return {k: v for k, v in stats.items() if k != "left_out"} | {
+        "left_out_by_reason": dict(sorted(Counter(s["reason"] for s in left_out).items()))}
 
 
 def read_shard_stats(ws: Workspace) -> list[dict[str, Any]]:

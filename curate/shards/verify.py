@@ -14,7 +14,8 @@ from PIL import Image
 
 from curate.errors import CurateError
 from curate.schema import INDEX
-from curate.shards.index import read_shard_stats
+from curate.shards.index import read_shard_stats, shard_stats
+from curate.shards.writer import sidecar
 from curate.workspace import Workspace
 
 
@@ -52,6 +53,13 @@ def _check_shard(ws: Workspace, st: dict, index_rows: int) -> str | None:
     return None
 
 
+def _left_out(ws: Workspace, st: dict) -> list[dict]:
+    """The samples left out of a shard, from its sidecar (the index counts them by reason)."""
+    if not st.get("left_out_by_reason") or not ws.exists(sidecar(st["shard"])):
+        return []
+    return list(shard_stats(ws, st["shard"]).get("left_out", []))
+
+
 def verify(out: str) -> VerifyReport:
     ws = Workspace(out)
     if not ws.exists("index.parquet"):
@@ -62,9 +70,11 @@ def verify(out: str) -> VerifyReport:
     for st in read_shard_stats(ws):
         rows = int(pc.sum(pc.equal(index["shard"], st["shard"])).as_py() or 0)
         problem = _check_shard(ws, st, rows)
+        if not problem and st.get("left_out_by_reason") and not ws.exists(sidecar(st["shard"])):
+            problem = "its stats sidecar is gone (it lists the samples left out of the shard)"
         report.shards += 1
         report.samples += st["count"]
-        report.left_out += [{**sample, "shard": st["shard"]} for sample in st.get("left_out", [])]
+        report.left_out += [{**sample, "shard": st["shard"]} for sample in _left_out(ws, st)]
         if problem:
             report.failures[st["shard"]] = problem
     return report
