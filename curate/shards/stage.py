@@ -49,8 +49,8 @@ class ShardSummary:
         lines: list[Block] = []
         if self.left_out:
             reasons = ", ".join(f"{n} {reason}" for reason, n in self.left_out.items())
-            lines.append(f"left out of the shards ({reasons}; all in index.parquet, `curate verify {out}` names "
-                         f"them; rescan and reshard to include them): {'; '.join(self.left_out_examples)}")
+            lines.append(f"left out of the shards ({reasons}; `curate verify {out}` names them all; rescan and "
+                         f"reshard to include them): {'; '.join(self.left_out_examples)}")
         return View("shard", f"{parts or 'nothing to write'}; {self.bytes / 2**20:.1f} MiB, {self.written} shards "
                              f"written this run; largest class-share deviation of a shard "
                              f"{self.max_class_deviation:.3f} ({self.elapsed_s:.1f}s)", blocks=lines,
