@@ -2,7 +2,8 @@
 Parquet parts, its time and peak memory, and its recall.
 
     .venv/bin/python benchmarks/embed_search_disk.py --rows 1000000 [--part-rows 100000] [--similarity 0.78]
-        [--sample 500] [--work /tmp/embed_search_disk] [--cell-dims 256]
+        [--sample 500] [--work /tmp/embed_search_disk] [--cell-dims 256] [--cells N] [--two-level-cells N]
+        [--group-probes N] [--keep] [--quantizer]
 
 Data: benchmarks/embed_search.py's `clustered` rows (1280 dimensions, float16, unit; N/20 cluster
 centres; N/100 planted pairs at cosine 0.85-0.97), generated one part of `--part-rows` at a time
@@ -11,11 +12,18 @@ WORK/out/embeddings/part-*.parquet with `curate.schema.embeddings_schema`: never
 The search then runs in a child process (`--search`), so its peak RSS is the search's alone;
 scratch files go to WORK. Recall: the share of (a) the planted pairs above the similarity and (b)
 the pairs of `--sample` random query rows found by a brute-force pass over the parts, that the
-search returns. Prints the figures, the per-phase times and the 10M projection (a Markdown row for
-the "Embeddings: search out of core" section of RESULTS.md). The projection scales each phase by
-its cost: the PCA (a fixed sample) stays; copy, assign, search (cells of a fixed size) and the
-k-means (a fixed sample, cells in proportion to N) grow with N; the nearest-cells search (every row
-against every centroid) with N squared.
+search returns. Prints the figures, the per-phase times (a Markdown row for the "Embeddings: search
+out of core" section of RESULTS.md) and the part of the 10M projection that grows with N: the PCA
+(a fixed sample) stays; copy, assign without the nearest-cells search, and search (cells of a fixed
+size) x 10M / N.
+
+`--quantizer`: only the k-means cells and the nearest cells of the first `--quantizer-rows` rows
+(`--cells`: 10M's count, 39,062, on 1M rows) - the k-means time (a fixed sample: the same at 10M
+for the same cells), the nearest-cells time per row (x 10M: the rest of the projection) and the
+share of each of `--sample` random rows' true `nprobe` nearest cells (brute force over the
+centroids) the search finds.
+`--keep` keeps WORK's generated data and reuses it when WORK holds the same --rows, --part-rows,
+--similarity and --sample.
 """
 from __future__ import annotations
 
@@ -26,6 +34,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -39,7 +48,18 @@ sys.path.insert(0, str(HERE))
 from embed_search import DIM, clustered  # noqa: E402
 
 from curate.schema import embeddings_schema  # noqa: E402
-from curate.search_disk import OutOfCore, similar_pairs_on_disk  # noqa: E402
+from curate.search import IVF  # noqa: E402
+from curate.search_disk import (  # noqa: E402
+    OutOfCore,
+    TwoLevel,
+    _batches,
+    _copy,
+    _fit_cells,
+    _fit_pca,
+    _leading,
+    _projected,
+    similar_pairs_on_disk,
+)
 from curate.workspace import Workspace  # noqa: E402
 
 
@@ -94,18 +114,56 @@ class PeakSoFar(logging.Filter):
         return True
 
 
-def search(work: Path, similarity: float, cell_dims: int) -> None:
-    """The child: the search over WORK/out, pairs to WORK/pairs.npy, figures as JSON on stdout."""
+def logged() -> None:
+    """The child's log: INFO to stderr, each line with the peak RSS so far."""
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(PeakSoFar())
     handler.setFormatter(logging.Formatter("%(message)s (peak RSS so far %(peak).2f GiB)"))
     logging.basicConfig(level=logging.INFO, handlers=[handler])
+
+
+def search(work: Path, similarity: float, disk: OutOfCore) -> None:
+    """The child: the search over WORK/out, pairs to WORK/pairs.npy, figures as JSON on stdout."""
+    logged()
     started, cpu = time.perf_counter(), time.process_time()
-    got = similar_pairs_on_disk(Workspace(str(work / "out")), similarity, scratch=str(work),
-                                disk=OutOfCore(cell_dims=cell_dims))
+    got = similar_pairs_on_disk(Workspace(str(work / "out")), similarity, scratch=str(work), disk=disk)
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu
     np.save(work / "pairs.npy", np.stack([got.i, got.j], axis=1))
     print(json.dumps({"wall": wall, "cpu": cpu, "peak_gib": peak_rss(), "rows": len(got.sample_ids)}))
+
+
+def quantizer(work: Path, disk: OutOfCore, sample: int, limit: int) -> None:
+    """The child, `--quantizer`: the search's copy, PCA and cells, then the nearest cells of the
+    first `limit` rows;
+    the k-means and nearest-cells times and the sampled rows' share of their true nearest cells
+    found, as JSON on stdout."""
+    logged()
+    ivf = IVF()
+    with tempfile.TemporaryDirectory(prefix="quantizer-", dir=work) as tmp:
+        vectors = Path(tmp) / "vectors.f16"
+        ids, dim = _copy(Workspace(str(work / "out")), vectors, disk)
+        n = len(ids)
+        pca, train = _fit_pca(vectors, n, dim, ivf)
+        started = time.perf_counter()
+        index, nlist = _fit_cells(train, n, ivf, disk)
+        kmeans = time.perf_counter() - started
+        del train
+        searched = min(n, limit)
+        picked = np.sort(np.random.default_rng(2).choice(searched, min(searched, sample), replace=False))
+        nearest, rows, cells = 0.0, [], []
+        for lo, batch in _batches(vectors, searched, dim, disk.batch_rows):
+            leading = _leading(_projected(pca, batch), disk)
+            started = time.perf_counter()
+            found = index.search(leading, ivf.nprobe)[1]
+            nearest += time.perf_counter() - started
+            mine = picked[(picked >= lo) & (picked < lo + len(batch))] - lo
+            rows.append(leading[mine])
+            cells.append(found[mine])
+    flat = index.flat if isinstance(index, TwoLevel) else index
+    truth = flat.search(np.concatenate(rows), ivf.nprobe)[1]
+    kept = [len(set(a) & set(b)) / len(a) for a, b in zip(np.concatenate(cells).tolist(), truth.tolist())]
+    print(json.dumps({"rows": n, "searched": searched, "cells": nlist, "two_level": isinstance(index, TwoLevel), "kmeans": kmeans,
+                      "nearest": nearest, "true_cells_kept": float(np.mean(kept)), "peak_gib": peak_rss()}))
 
 
 def main() -> None:
@@ -115,23 +173,67 @@ def main() -> None:
     parser.add_argument("--similarity", type=float, default=0.78)  # dedup.similarity's default
     parser.add_argument("--sample", type=int, default=500)
     parser.add_argument("--work", type=Path, default=Path("/tmp/embed_search_disk"))
-    parser.add_argument("--cell-dims", type=int, default=OutOfCore().cell_dims)
+    default = OutOfCore()
+    parser.add_argument("--cell-dims", type=int, default=default.cell_dims)
+    parser.add_argument("--cells", type=int, default=default.cells)
+    parser.add_argument("--two-level-cells", type=int, default=default.two_level_cells)
+    parser.add_argument("--group-probes", type=int, default=default.group_probes)
+    parser.add_argument("--keep", action="store_true", help="keep WORK's data; reuse it if it matches")
+    parser.add_argument("--quantizer", action="store_true", help="only the cells and nearest cells")
+    parser.add_argument("--quantizer-rows", type=int, default=100_000, help="--quantizer: rows searched")
     parser.add_argument("--search", action="store_true", help="(the child) search WORK/out")
     args = parser.parse_args()
+    disk = OutOfCore(cell_dims=args.cell_dims, cells=args.cells, two_level_cells=args.two_level_cells,
+                     group_probes=args.group_probes)
     if args.search:
-        search(args.work, args.similarity, args.cell_dims)
+        (quantizer(args.work, disk, args.sample, args.quantizer_rows) if args.quantizer else search(args.work, args.similarity, disk))
         return
+    planted, query_vectors, queries, generated = prepared(args)
+    child = subprocess.run([sys.executable, __file__, "--search", "--work", str(args.work)]
+                           + sys.argv[1:], capture_output=True, text=True, check=True)
+    print(child.stderr.strip())
+    figures = json.loads(child.stdout.strip().splitlines()[-1])
+    if args.quantizer:
+        report_quantizer(figures)
+    else:
+        report(args, child.stderr, figures, planted, queries, query_vectors, generated)
+    if not args.keep:
+        shutil.rmtree(args.work)
+
+
+def prepared(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """WORK's data (generated, or reused with --keep when WORK/data.json matches): the planted
+    pairs, the query rows' vectors, the query rows and the generation time."""
+    key = {k: getattr(args, k) for k in ("rows", "part_rows", "similarity", "sample")}
+    saved = args.work / "data.json"
+    if args.keep and saved.exists() and json.loads(saved.read_text()) == key:
+        return (np.load(args.work / "planted.npy"), np.load(args.work / "query_vectors.npy"),
+                np.load(args.work / "queries.npy"), 0.0)
     shutil.rmtree(args.work, ignore_errors=True)
     args.work.mkdir(parents=True)
     queries = np.sort(np.random.default_rng(1).choice(args.rows, args.sample, replace=False))
     started = time.perf_counter()
     planted, query_vectors = generate(args.work / "out", args.rows, args.part_rows, args.similarity, queries)
-    generated = time.perf_counter() - started
-    child = subprocess.run([sys.executable, __file__, "--search", "--work", str(args.work),
-                            "--similarity", str(args.similarity), "--cell-dims", str(args.cell_dims)],
-                           capture_output=True, text=True, check=True)
-    figures = json.loads(child.stdout.strip().splitlines()[-1])
-    logged = re.findall(r"search_disk (\w+): .*?, ([\d.]+) s \(peak RSS so far ([\d.]+) GiB\)", child.stderr)
+    for name, array in (("planted", planted), ("query_vectors", query_vectors), ("queries", queries)):
+        np.save(args.work / f"{name}.npy", array)
+    saved.write_text(json.dumps(key))
+    return planted, query_vectors, queries, time.perf_counter() - started
+
+
+def report_quantizer(figures: dict) -> None:
+    """Print `--quantizer`'s figures, per row, and their share of a 10M run at this cell count."""
+    per_row = figures["nearest"] / figures["searched"]
+    print(f"{figures['rows']:,} rows, {figures['cells']:,} cells, two-level {figures['two_level']}: "
+          f"k-means {figures['kmeans']:.1f} s, nearest cells of {figures['searched']:,} rows {figures['nearest']:.1f} s "
+          f"({per_row * 1e6:.1f} us a row), true nearest cells found {figures['true_cells_kept']:.3f}, "
+          f"peak RSS {figures['peak_gib']:.2f} GiB; at 10M rows: k-means (the same fixed sample) + "
+          f"nearest x 10M = {figures['kmeans'] + per_row * 1e7:.0f} s")
+
+
+def report(args: argparse.Namespace, stderr: str, figures: dict, planted: np.ndarray, queries: np.ndarray,
+           query_vectors: np.ndarray, generated: float) -> None:
+    """Print the search's recall, phases and the linear part of the 10M projection."""
+    logged = re.findall(r"search_disk (\w+): .*?, ([\d.]+) s \(peak RSS so far ([\d.]+) GiB\)", stderr)
     phases = {name: float(seconds) for name, seconds, _peak in logged}
     found = set(map(tuple, np.load(args.work / "pairs.npy").tolist()))
     truth = brute_force(args.work / "out", queries, query_vectors, args.similarity)
@@ -139,16 +241,14 @@ def main() -> None:
     recall_sample = sum(p in found for p in truth) / max(1, len(truth))
     scale = 10_000_000 / args.rows
     linear = phases["copy"] + phases["assign"] - phases["nearest"] + phases["search"]  # per row, cells of a fixed size
-    projected = phases["pca"] + (linear + phases["cells"]) * scale + phases["nearest"] * scale**2
-    print(child.stderr.strip())
-    print(f"generated {args.rows:,} rows in {generated:.0f} s; phases (s): {phases}")
-    print(f"10M projection: pca (a fixed sample) + (copy + assign - nearest + search + cells) x {scale:g} "
-          f"+ nearest x {scale**2:g} (rows x cells) = {projected:.0f} s")
+    print(f"generated {args.rows:,} rows in {generated:.0f} s (0: reused); phases (s): {phases}")
+    print(f"10M projection, without the k-means and the nearest-cells search: pca (a fixed sample) + "
+          f"(copy + assign - nearest + search) x {scale:g} = {phases['pca'] + linear * scale:.0f} s "
+          f"(add --quantizer --cells 39062's 10M figure)")
     print(f"| {args.rows:,} | {len(found):,} | {figures['wall']:.0f} s | {figures['cpu']:.0f} s | "
           f"{figures['peak_gib']:.2f} GiB | {recall_planted:.4f} ({len(planted):,}) | "
           f"{recall_sample:.4f} ({len(truth):,}) | "
           + ", ".join(f"{name} {float(t):.0f} s / {float(peak):.2f}" for name, t, peak in logged) + " |")
-    shutil.rmtree(args.work)
 
 
 if __name__ == "__main__":

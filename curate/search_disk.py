@@ -10,9 +10,13 @@ vectors), but run as passes over files in a scratch folder:
    embedding (read_embeddings' rows, in its order) are appended to `vectors.f16`, a row-ordered
    float16 matrix;
 2. pca, cells: `IVF.train_rows` rows sampled from it fit the PCA projection, then the k-means
-   cells in its first `OutOfCore.cell_dims` components (a row's nearest cells are found by brute
-   force, a matrix product with the centroids: faster here than an HNSW graph, see RESULTS.md
-   "Embeddings: search out of core");
+   cells in its first `OutOfCore.cell_dims` components. Up to `OutOfCore.two_level_cells` cells
+   (1M rows), one k-means, and a row's nearest cells are found by brute force (a matrix product
+   with the centroids: faster here than an HNSW graph, see RESULTS.md "Embeddings: search out of
+   core"). Above (10M rows: 39,062 cells), both would grow with rows x cells, so the cells come
+   from two k-means levels (~sqrt(cells) groups, then each group's rows into its share of cells)
+   and a row's nearest cells are the nearest among the cells listed under its
+   `OutOfCore.group_probes` nearest groups (`TwoLevel`): ~sqrt(cells) products a row each;
 3. assign: `vectors.f16` is read again a batch at a time: each row's projection goes to `proj.f16`
    (float16, `IVF.dims` each), and one (cell, row) entry per cell of its `nprobe` nearest to the
    bucket file of that cell's range (`bucket-<k>.u64`; a shuffle to disk);
@@ -22,7 +26,7 @@ vectors), but run as passes over files in a scratch folder:
 
 Memory: one batch (`OutOfCore.batch_rows` rows; but a Parquet row group is decoded whole), one
 bucket (`OutOfCore.bucket_entries` entries: their rows' projections, float16), the index (PCA,
-centroids) and the projected training sample (float32); per row, only the
+centroids: twice in `TwoLevel`, 80 MB at 10M) and the projected training sample (float32); per row, only the
 sample ids (`sample_ids`, their bytes + 4) and the pairs found. Files are read through windows of
 `WINDOW_BYTES` mapped at a time, so the page cache of the scratch files never counts as this
 process's memory. Scratch: 2 x dim + 2 x dims + 8 x nprobe bytes per row (10M x 1280, dims 256,
@@ -62,6 +66,9 @@ class OutOfCore:
     batch_rows: int = 32_768  # rows read, projected and assigned at a time
     bucket_entries: int = 1_000_000  # (cell, row) entries searched at a time: sets the number of buckets
     cell_dims: int = 256  # cells: k-means over the projection's leading components (cost in proportion; see RESULTS)
+    cells: int = 0  # the number of cells; 0: rows x IVF.cells_per_row
+    two_level_cells: int = 4_096  # above this many cells: two-level k-means and nearest-cells search
+    group_probes: int = 16  # groups of cells (of ~sqrt(cells)) probed per row in the two-level search
 
 
 @dataclass
@@ -157,18 +164,81 @@ def _fit_pca(vectors: Path, n: int, dim: int, ivf: IVF) -> tuple[Projection, np.
 
 
 def _fit_cells(projected: np.ndarray, n: int, ivf: IVF, disk: OutOfCore) -> tuple[Any, int]:
-    """The coarse quantizer (a brute-force inner-product index) over the k-means centroids of
-    `projected`'s leading components (n * `ivf.cells_per_row` of them) and their number."""
+    """The coarse quantizer over the k-means cells of `projected`'s leading components (`disk.cells`,
+    or n * `ivf.cells_per_row` of them) and their number: up to `disk.two_level_cells` cells, one
+    k-means and a brute-force inner-product index; above, `_two_level_cells`."""
     import faiss
 
     leading = _leading(projected, disk)
-    dims = leading.shape[1]
-    nlist = max(1, min(len(projected), int(n * ivf.cells_per_row)))
-    kmeans = faiss.Kmeans(dims, nlist, niter=10, spherical=True, seed=1, verbose=False)
-    kmeans.train(leading)
-    quantizer = faiss.IndexFlatIP(dims)
-    quantizer.add(np.asarray(kmeans.centroids, np.float32))
+    nlist = max(1, min(len(projected), disk.cells or int(n * ivf.cells_per_row)))
+    if nlist > disk.two_level_cells:
+        return _two_level_cells(leading, nlist, disk), nlist
+    quantizer = faiss.IndexFlatIP(leading.shape[1])
+    quantizer.add(_kmeans(leading, nlist))
     return quantizer, nlist
+
+
+def _kmeans(rows: np.ndarray, k: int) -> np.ndarray:
+    """k spherical k-means centroids of unit `rows` (float32, seeded; any number of rows per centroid)."""
+    import faiss
+
+    kmeans = faiss.Kmeans(rows.shape[1], k, niter=10, spherical=True, seed=1, verbose=False,
+                          min_points_per_centroid=1)
+    kmeans.train(rows)
+    return np.asarray(kmeans.centroids, np.float32)
+
+
+class TwoLevel:
+    """A two-level coarse quantizer: ~sqrt(nlist) groups of cells (the first k-means level), each
+    row's `disk.group_probes` nearest groups found first, then its exact nearest cells among the
+    cells listed under them (a faiss IndexIVFFlat whose database is the centroids): a row costs
+    ~(1 + group_probes) x sqrt(nlist) products instead of nlist. A row whose probed groups hold
+    fewer cells than asked gets the brute-force search."""
+
+    def __init__(self, groups: np.ndarray, centroids: np.ndarray, group_probes: int) -> None:
+        import faiss
+
+        self.flat = faiss.IndexFlatIP(centroids.shape[1])
+        self.flat.add(centroids)
+        self.coarse = faiss.IndexFlatIP(groups.shape[1])
+        self.coarse.add(groups)
+        self.index = faiss.IndexIVFFlat(self.coarse, groups.shape[1], len(groups), faiss.METRIC_INNER_PRODUCT)
+        self.index.is_trained = True  # its lists: the groups; each cell listed under its nearest group
+        self.index.add(centroids)
+        self.index.nprobe = min(group_probes, len(groups))
+
+    def search(self, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(similarities, cells) of each row's k nearest cells found, nearest first (faiss's search)."""
+        sims, cells = self.index.search(rows, k)
+        short = np.flatnonzero(cells[:, -1] < 0)  # fewer than k cells in the groups probed
+        if len(short):
+            sims[short], cells[short] = self.flat.search(rows[short], k)
+        return sims, cells
+
+
+def _two_level_cells(leading: np.ndarray, nlist: int, disk: OutOfCore) -> TwoLevel:
+    """nlist cells in two k-means levels, so the cost grows as sqrt(nlist), not nlist: the rows into
+    ~sqrt(nlist) groups, then each group's rows into its share of the cells (in proportion to its
+    rows); the groups then serve as the first level of the nearest-cells search (`TwoLevel`)."""
+    import faiss
+
+    groups = _kmeans(leading, max(1, round(nlist ** 0.5)))
+    coarse = faiss.IndexFlatIP(groups.shape[1])
+    coarse.add(groups)
+    nearest = coarse.search(leading, 1)[1][:, 0]
+    rows = np.bincount(nearest, minlength=len(groups))
+    shares = _shares(rows, nlist)
+    centroids = [_kmeans(leading[nearest == g], int(k)) for g, k in enumerate(shares) if k]
+    return TwoLevel(groups, np.concatenate(centroids), disk.group_probes)
+
+
+def _shares(rows: np.ndarray, total: int) -> np.ndarray:
+    """`total` split in proportion to `rows` (largest remainders; sum(rows) >= total, so no share
+    exceeds its rows)."""
+    exact = rows * total / rows.sum()
+    shares: np.ndarray = np.floor(exact).astype(np.int64)
+    shares[np.argsort(shares - exact)[:total - shares.sum()]] += 1
+    return shares
 
 
 def _assign(folder: Path, n: int, dim: int, pca: Projection, quantizer: Any, nlist: int, ivf: IVF,

@@ -10,7 +10,7 @@ import pytest
 
 from curate.schema import embeddings_schema
 from curate.search import IVF, similar_pairs
-from curate.search_disk import OutOfCore, similar_pairs_on_disk
+from curate.search_disk import OutOfCore, _two_level_cells, similar_pairs_on_disk
 from curate.tables import read_embeddings
 from curate.workspace import Workspace
 
@@ -101,3 +101,32 @@ def test_no_pairs_without_two_embeddings(tmp_path):
     ws.write_table("embeddings/part-00000.parquet", table, schema)
     got = similar_pairs_on_disk(ws, THRESHOLD, scratch=str(tmp_path))
     assert len(got.i) == len(got.j) == len(got.similarity) == len(got.sample_ids) == 0
+
+
+def test_two_level_cells_find_the_exact_pairs(out, tmp_path):
+    """Above `two_level_cells`, the cells come from two k-means levels and each row's nearest cells
+    from the cells listed under its nearest groups: 30 cells in 5 groups, all probed (so the second
+    level alone picks each row's 10 cells), exactly the exact pairs."""
+    _ids, truth, _sims = exact(out)
+    disk = OutOfCore(batch_rows=500, bucket_entries=3000, cell_dims=24, two_level_cells=8, group_probes=5)
+    got = similar_pairs_on_disk(out, THRESHOLD, scratch=str(tmp_path), ivf=SMALL, disk=disk)
+    assert set(zip(got.i.tolist(), got.j.tolist())) == truth
+
+
+def test_two_level_search_is_the_nearest_cells_of_the_groups_probed():
+    """Probing every group, the two-level search is the brute-force one; probing one, each row's
+    cells are the nearest of those listed under its nearest group."""
+    rng = np.random.default_rng(0)
+    rows = rng.normal(size=(400, 16)).astype(np.float32)
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    index = _two_level_cells(rows, 36, OutOfCore(group_probes=6))
+    assert index.flat.ntotal == 36 and index.coarse.ntotal == 6
+    centroids = index.flat.reconstruct_n(0, 36)
+    exact_cells = np.argsort(-(rows @ centroids.T), axis=1)[:, :5]
+    assert (index.search(rows, 5)[1] == exact_cells).mean() > 0.99  # ties in float32 aside
+    index.index.nprobe = 1
+    group = np.argmax(centroids @ index.coarse.reconstruct_n(0, 6).T, axis=1)  # each cell's list
+    nearest_group = np.argmax(rows @ index.coarse.reconstruct_n(0, 6).T, axis=1)
+    sims, cells = index.search(rows, 1)
+    expected = [np.flatnonzero(group == g)[np.argmax(centroids[group == g] @ r)] for r, g in zip(rows, nearest_group)]
+    assert (cells[:, 0] == expected).mean() > 0.99
