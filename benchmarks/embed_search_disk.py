@@ -3,7 +3,7 @@ Parquet parts, its time and peak memory, and its recall.
 
     .venv/bin/python benchmarks/embed_search_disk.py --rows 1000000 [--part-rows 100000] [--similarity 0.78]
         [--sample 500] [--work /tmp/embed_search_disk] [--cell-dims 256] [--cells N] [--two-level-cells N]
-        [--group-probes N] [--keep] [--quantizer]
+        [--group-probes N] [--keep] [--quantizer [--quantizer-rows 100000] [--cell-sample 2000]]
 
 Data: benchmarks/embed_search.py's `clustered` rows (1280 dimensions, float16, unit; N/20 cluster
 centres; N/100 planted pairs at cosine 0.85-0.97), generated one part of `--part-rows` at a time
@@ -20,7 +20,7 @@ size) x 10M / N.
 `--quantizer`: only the k-means cells and the nearest cells of the first `--quantizer-rows` rows
 (`--cells`: 10M's count, 39,062, on 1M rows) - the k-means time (a fixed sample: the same at 10M
 for the same cells), the nearest-cells time per row (x 10M: the rest of the projection) and the
-share of each of `--sample` random rows' true `nprobe` nearest cells (brute force over the
+share of each of `--cell-sample` random rows' true `nprobe` nearest cells (brute force over the
 centroids) the search finds.
 `--keep` keeps WORK's generated data and reuses it when WORK holds the same --rows, --part-rows,
 --similarity and --sample.
@@ -134,11 +134,13 @@ def search(work: Path, similarity: float, disk: OutOfCore) -> None:
 
 def quantizer(work: Path, disk: OutOfCore, sample: int, limit: int) -> None:
     """The child, `--quantizer`: the search's copy, PCA and cells, then the nearest cells of the
-    first `limit` rows;
-    the k-means and nearest-cells times and the sampled rows' share of their true nearest cells
-    found, as JSON on stdout."""
+    first `limit` rows; the k-means and nearest-cells times, the share of their true nearest cells
+    `sample` random rows find, and the share of the planted pairs among those rows (WORK/planted.npy)
+    that are candidates (one's nearest cell among the other's cells found: what the search compares)
+    with these cells and with the true ones, as JSON on stdout."""
     logged()
     ivf = IVF()
+    planted = np.load(work / "planted.npy")
     with tempfile.TemporaryDirectory(prefix="quantizer-", dir=work) as tmp:
         vectors = Path(tmp) / "vectors.f16"
         ids, dim = _copy(Workspace(str(work / "out")), vectors, disk)
@@ -149,7 +151,9 @@ def quantizer(work: Path, disk: OutOfCore, sample: int, limit: int) -> None:
         kmeans = time.perf_counter() - started
         del train
         searched = min(n, limit)
-        picked = np.sort(np.random.default_rng(2).choice(searched, min(searched, sample), replace=False))
+        pairs = planted[planted.max(axis=1) < searched]
+        random = np.random.default_rng(2).choice(searched, min(searched, sample), replace=False)
+        picked = np.unique(np.concatenate([random, pairs.ravel()]))
         nearest, rows, cells = 0.0, [], []
         for lo, batch in _batches(vectors, searched, dim, disk.batch_rows):
             leading = _leading(_projected(pca, batch), disk)
@@ -159,11 +163,22 @@ def quantizer(work: Path, disk: OutOfCore, sample: int, limit: int) -> None:
             mine = picked[(picked >= lo) & (picked < lo + len(batch))] - lo
             rows.append(leading[mine])
             cells.append(found[mine])
-    flat = index.flat if isinstance(index, TwoLevel) else index
-    truth = flat.search(np.concatenate(rows), ivf.nprobe)[1]
-    kept = [len(set(a) & set(b)) / len(a) for a, b in zip(np.concatenate(cells).tolist(), truth.tolist())]
-    print(json.dumps({"rows": n, "searched": searched, "cells": nlist, "two_level": isinstance(index, TwoLevel), "kmeans": kmeans,
-                      "nearest": nearest, "true_cells_kept": float(np.mean(kept)), "peak_gib": peak_rss()}))
+    got = np.concatenate(cells)
+    truth = (index.flat if isinstance(index, TwoLevel) else index).search(np.concatenate(rows), ivf.nprobe)[1]
+    at = np.searchsorted(picked, random)
+    kept = [len(set(a) & set(b)) / len(a) for a, b in zip(got[at].tolist(), truth[at].tolist())]
+    print(json.dumps({"rows": n, "searched": searched, "cells": nlist, "two_level": isinstance(index, TwoLevel),
+                      "kmeans": kmeans, "nearest": nearest, "true_cells_kept": float(np.mean(kept)),
+                      "nearest_kept": float(np.mean(got[at, 0] == truth[at, 0])), "pairs": len(pairs),
+                      "pairs_candidates": candidates(np.searchsorted(picked, pairs), got),
+                      "pairs_candidates_true_cells": candidates(np.searchsorted(picked, pairs), truth),
+                      "peak_gib": peak_rss()}))
+
+
+def candidates(pairs: np.ndarray, cells: np.ndarray) -> float:
+    """The share of `pairs` (rows of `cells`) where one row's first cell is among the other's."""
+    a, b = cells[pairs[:, 0]], cells[pairs[:, 1]]
+    return float(np.mean((a == b[:, :1]).any(axis=1) | (b == a[:, :1]).any(axis=1)))
 
 
 def main() -> None:
@@ -181,12 +196,13 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep WORK's data; reuse it if it matches")
     parser.add_argument("--quantizer", action="store_true", help="only the cells and nearest cells")
     parser.add_argument("--quantizer-rows", type=int, default=100_000, help="--quantizer: rows searched")
+    parser.add_argument("--cell-sample", type=int, default=2_000, help="--quantizer: rows whose true cells are checked")
     parser.add_argument("--search", action="store_true", help="(the child) search WORK/out")
     args = parser.parse_args()
     disk = OutOfCore(cell_dims=args.cell_dims, cells=args.cells, two_level_cells=args.two_level_cells,
                      group_probes=args.group_probes)
     if args.search:
-        (quantizer(args.work, disk, args.sample, args.quantizer_rows) if args.quantizer else search(args.work, args.similarity, disk))
+        (quantizer(args.work, disk, args.cell_sample, args.quantizer_rows) if args.quantizer else search(args.work, args.similarity, disk))
         return
     planted, query_vectors, queries, generated = prepared(args)
     child = subprocess.run([sys.executable, __file__, "--search", "--work", str(args.work)]
@@ -225,7 +241,10 @@ def report_quantizer(figures: dict) -> None:
     per_row = figures["nearest"] / figures["searched"]
     print(f"{figures['rows']:,} rows, {figures['cells']:,} cells, two-level {figures['two_level']}: "
           f"k-means {figures['kmeans']:.1f} s, nearest cells of {figures['searched']:,} rows {figures['nearest']:.1f} s "
-          f"({per_row * 1e6:.1f} us a row), true nearest cells found {figures['true_cells_kept']:.3f}, "
+          f"({per_row * 1e6:.1f} us a row), true {IVF().nprobe} nearest cells found {figures['true_cells_kept']:.3f} "
+          f"(the nearest {figures['nearest_kept']:.3f}), planted pairs that are candidates "
+          f"{figures['pairs_candidates']:.4f} ({figures['pairs']:,}; with the true cells "
+          f"{figures['pairs_candidates_true_cells']:.4f}), "
           f"peak RSS {figures['peak_gib']:.2f} GiB; at 10M rows: k-means (the same fixed sample) + "
           f"nearest x 10M = {figures['kmeans'] + per_row * 1e7:.0f} s")
 
