@@ -260,9 +260,10 @@ def test_clamp_raises_the_small_classes_and_caps_the_largest(tmp_path):
 
 
 def test_routed_rows_of_a_part_are_exactly_its_samples_rows(tmp_path, monkeypatch):
+    from curate import by_part
     from curate.rebalance import routes
 
-    monkeypatch.setattr(routes, "ROW_GROUP", 7)  # many row groups, each part's rows spanning some
+    monkeypatch.setattr(by_part, "ROW_GROUP", 7)  # many row groups, each part's rows spanning some
     rows = [("big", "train")] * 300 + [("mid", "test")] * 90
     ws = split_workspace(tmp_path / "out", rows, [[0, 389], [5, 150, 151]], rows_per_file=41)
     stray = {"sample_id": "not-in-the-manifest", "check": "dark", "severity": "warning"}

@@ -15,20 +15,24 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 import xxhash
 
+from curate.by_part import write_by_part
 from curate.config import Config, parse_size
 from curate.engine import dask_client, run_tasks
 from curate.schema import SPLITS, hf_metadata
 from curate.shards.index import build_index, write_dataset_json
 from curate.shards.layout import assign, interleave, row_group_size, shard_count
 from curate.shards.normalize import Normalize
-from curate.shards.writer import ShardTask, is_complete, remove_shards_from, write_shard
+from curate.shards.writer import SAMPLES, ShardTask, is_complete, remove_shards_from, write_shard
 from curate.tables import kept_samples
 from curate.view import Block, View
 from curate.workspace import Workspace
 
+WORK = "shards.work"  # each split's samples by shard, which the shard tasks read
 CLUSTER_MIN_BYTES = 256 * 2**20  # below this, writing in-process beats starting a local cluster
 EXAMPLES = 20  # left-out samples a summary names (index.parquet holds them all)
 
@@ -62,33 +66,41 @@ def resolve(cfg: Config) -> None:
     parse_size(cfg.shard.shard_size)
 
 
-def _layout_key(records: list[dict[str, Any]], rg: int, norm: Normalize | None, classes: list[str]) -> str:
+def _layout_key(samples: pd.DataFrame, rg: int, norm: Normalize | None, classes: list[str]) -> str:
     h = xxhash.xxh3_128()
     h.update(f"{rg}/{norm}/{classes}\n".encode())
-    for r in records:
-        h.update(f"{r['sample_id']}/{r['copy_index']}/{r['path']}\n".encode())
+    for sample_id, copy_index, path in zip(samples["sample_id"], samples["copy_index"], samples["path"]):
+        h.update(f"{sample_id}/{copy_index}/{path}\n".encode())
     return h.hexdigest()
 
 
 def plan_split_tasks(ws: Workspace, src: str, split: str, samples: pd.DataFrame, cfg: Config,
                      classes: list[str]) -> list[ShardTask]:
-    """Every shard of one split, with the fingerprint of what it must hold."""
+    """Every shard of one split, with the fingerprint of what it must hold; the samples go to
+    `OUT/shards.work/<split>.parquet` by shard, not into the tasks."""
     s = cfg.shard
     norm = Normalize(s.max_side, s.format, s.quality) if s.normalize else None
     order = interleave(samples, cfg.rebalance.seed)
     n = shard_count(int(order["size_bytes"].fillna(0).sum()), len(order), parse_size(s.shard_size), s.min_shards)
-    order = order.assign(_shard=assign(order, n, cfg.rebalance.seed))
+    shard_of = assign(order, n, cfg.rebalance.seed)
+    by_shard = np.argsort(shard_of, kind="stable")  # each shard's samples in interleaved order
+    order = order.iloc[by_shard]
+    starts = np.searchsorted(shard_of[by_shard], np.arange(n + 1))
     folder = f"shards/{split}"
     ws.clean_temporaries(folder)
     remove_shards_from(ws, folder, n)
+    listed = f"{WORK}/{split}.parquet"
+    write_by_part(ws, listed, pa.Table.from_pandas(order[SAMPLES.names], schema=SAMPLES, preserve_index=False),
+                  shard_of[by_shard])
     meta = tuple(hf_metadata(classes).items())
+    sizes = order["size_bytes"].fillna(0).to_numpy()
     tasks = []
     for i in range(n):
-        part = order[order["_shard"] == i]
-        records = part[["sample_id", "path", "label", "label_name", "width", "height", "copy_index"]].to_dict("records")
-        rg = row_group_size(float(part["size_bytes"].fillna(0).mean()) if len(part) else 1.0)
-        tasks.append(ShardTask(src, ws.url, f"{folder}/shard-{i:05d}.parquet", tuple(records), rg, norm, meta,
-                               _layout_key(records, rg, norm, classes)))
+        part = order.iloc[starts[i]:starts[i + 1]]
+        rg = row_group_size(float(sizes[starts[i]:starts[i + 1]].mean()) if len(part) else 1.0)
+        tasks.append(ShardTask(src, ws.url, f"{folder}/shard-{i:05d}.parquet", listed, i,
+                               int(sizes[starts[i]:starts[i + 1]].sum()), rg, norm, meta,
+                               _layout_key(part, rg, norm, classes)))
     return tasks
 
 
@@ -123,11 +135,12 @@ def shard(src: str, out: str, cfg: Config) -> ShardSummary:
             tasks.extend(plan_split_tasks(ws, src, split, part, cfg, classes))
         else:
             ws.remove(f"shards/{split}")
+    del samples
     todo = [t for t in tasks if not is_complete(ws, t.rel, t.layout)]
-    todo_bytes = int(samples.loc[samples["sample_id"].isin({s["sample_id"] for t in todo for s in t.samples}),
-                                 "size_bytes"].fillna(0).sum())
+    todo_bytes = sum(t.size_bytes for t in todo)
     with dask_client(cfg.engine, len(todo), (src, out), worth_a_cluster=todo_bytes > CLUSTER_MIN_BYTES) as client:
         run_tasks(client, write_shard, todo, label="shard", retries=cfg.engine.retries)
+    ws.remove(WORK)
     stats = build_index(ws)
     write_dataset_json(ws, cfg, classes)
     summary = ShardSummary(written=len(todo), elapsed_s=time.perf_counter() - started)

@@ -10,6 +10,7 @@ from typing import Any
 import pyarrow as pa
 import xxhash
 
+from curate.by_part import read_part
 from curate.schema import SHARD
 from curate.shards.normalize import Normalize, normalize
 from curate.source import Source, unusable_reason
@@ -20,12 +21,20 @@ from curate.workspace import Workspace
 SHARD_FORMAT = xxhash.xxh3_64_hexdigest(SHARD.to_string().encode())
 
 
+# What a shard task reads of each of its samples, from the split's file of samples by shard.
+SAMPLES = pa.schema([("sample_id", pa.string()), ("path", pa.string()), ("label", pa.int32()),
+                     ("label_name", pa.string()), ("width", pa.int32()), ("height", pa.int32()),
+                     ("copy_index", pa.int32())])
+
+
 @dataclass(frozen=True)
 class ShardTask:
     src: str
     out: str
     rel: str  # shard path relative to OUT
-    samples: tuple[dict[str, Any], ...]  # sample_id, path, label, label_name, width, height, copy_index
+    samples: str  # the split's samples (SAMPLES) by shard under OUT (`curate.by_part`): this shard's are part `index`
+    index: int
+    size_bytes: int  # of its samples' files, as scanned
     row_group_size: int
     normalize: Normalize | None
     schema_metadata: tuple[tuple[bytes, bytes], ...]
@@ -64,7 +73,7 @@ def write_shard(task: ShardTask) -> dict[str, Any]:
     source = Source(task.src)
     columns: dict[str, list] = {name: [] for name in SHARD.names}
     left_out = []
-    for s in task.samples:
+    for s in read_part(Workspace(task.out), task.samples, task.index).to_pylist():
         try:
             data = source.read_scanned(s["path"], s["sample_id"])
         except OSError as exc:
