@@ -37,17 +37,28 @@ class Embeddings:
     model: str
 
 
+KEPT_COLUMNS = ["sample_id", "path", "label", "split", "copies", "augment_copies"]  # of the plan
+
+
 def kept_samples(ws: Workspace) -> tuple[pd.DataFrame, list[str]]:
-    """Kept plan rows joined with their manifest facts, one row per copy; and the class names."""
-    plan = ws.read("plan", PLAN, filter=pc.field("keep")).to_pandas()
-    facts = ws.read("manifest", MANIFEST, columns=["sample_id", "width", "height", "size_bytes"]).to_pandas()
-    rows = plan.merge(facts, on="sample_id", how="left").sort_values("path", kind="stable")
-    classes = sorted(rows["label"].dropna().unique().tolist())
-    rows = rows.loc[rows.index.repeat(rows["copies"])].copy()
-    rows["copy_index"] = rows.groupby("sample_id").cumcount().astype("int32")
-    rows["label_name"] = rows["label"]
-    rows["label"] = rows["label_name"].map({c: i for i, c in enumerate(classes)}).astype("int32")
-    return rows.reset_index(drop=True), classes
+    """Kept plan rows (KEPT_COLUMNS) joined with their manifest facts (width, height, size_bytes),
+    sorted by path, one row per copy (copy_index), label as the class number and label_name; and
+    the class names. Joined and repeated in Arrow: only the result becomes pandas."""
+    plan = ws.read("plan", PLAN, columns=KEPT_COLUMNS, filter=pc.field("keep"))
+    facts = ws.read("manifest", MANIFEST, columns=["sample_id", "width", "height", "size_bytes"])
+    rows = plan.join(facts, "sample_id", join_type="left outer", use_threads=False)
+    del facts
+    rows = rows.take(pc.sort_indices(rows["path"]))
+    classes = sorted(pc.unique(rows["label"].drop_null()).to_pylist())
+    copies = rows["copies"].to_numpy()
+    first = np.cumsum(copies) - copies
+    rows = rows.take(pa.array(np.repeat(np.arange(len(copies)), copies)))
+    copy_index = np.arange(len(rows)) - np.repeat(first, copies)
+    frame = rows.to_pandas()
+    frame["copy_index"] = copy_index.astype("int32")
+    frame["label_name"] = frame["label"]
+    frame["label"] = frame["label_name"].map({c: i for i, c in enumerate(classes)}).astype("int32")
+    return frame, classes
 
 
 BATCH_ROWS = 262_144  # rows of a table in memory at a time (`batches`)
