@@ -20,8 +20,11 @@ PART = "part"
 def write_by_part(ws: Workspace, rel: str, table: pa.Table, part: np.ndarray) -> None:
     """Write `table` with each row's `part` (int32) to `rel`, sorted by part (stably), in row
     groups of ROW_GROUP rows."""
-    order = np.argsort(part, kind="stable")
-    rows = table.take(pa.array(order)).append_column(PART, pa.array(np.asarray(part, dtype=np.int32)[order]))
+    part = np.asarray(part, dtype=np.int32)
+    if len(part) and (part[1:] < part[:-1]).any():
+        order = np.argsort(part, kind="stable")
+        table, part = table.take(pa.array(order)), part[order]
+    rows = table.append_column(PART, pa.array(part))
     schema = table.schema.append(pa.field(PART, pa.int32(), nullable=False))
     ws.write_table(rel, rows, schema, row_group_size=ROW_GROUP)
 

@@ -46,15 +46,19 @@ def kept_samples(ws: Workspace) -> tuple[pd.DataFrame, list[str]]:
     the class names. Joined and repeated in Arrow: only the result becomes pandas."""
     plan = ws.read("plan", PLAN, columns=KEPT_COLUMNS, filter=pc.field("keep"))
     facts = ws.read("manifest", MANIFEST, columns=["sample_id", "width", "height", "size_bytes"])
-    rows = plan.join(facts, "sample_id", join_type="left outer", use_threads=False)
-    del facts
-    rows = rows.take(pc.sort_indices(rows["path"]))
+    at = pc.index_in(plan["sample_id"], value_set=facts["sample_id"].combine_chunks())  # a lighter join than acero's
+    rows = plan
+    for name in ("width", "height", "size_bytes"):
+        rows = rows.append_column(name, facts[name].take(at))
+    del plan, facts, at
     classes = sorted(pc.unique(rows["label"].drop_null()).to_pylist())
-    copies = rows["copies"].to_numpy()
-    first = np.cumsum(copies) - copies
-    rows = rows.take(pa.array(np.repeat(np.arange(len(copies)), copies)))
-    copy_index = np.arange(len(rows)) - np.repeat(first, copies)
-    frame = rows.to_pandas()
+    order = pc.sort_indices(rows["path"]).to_numpy()
+    copies = rows["copies"].to_numpy()[order]
+    rows = rows.take(pa.array(np.repeat(order, copies)))  # by path, each row once per copy: one take
+    copy_index = np.arange(len(rows)) - np.repeat(np.cumsum(copies) - copies, copies)
+    frame = rows.to_pandas(self_destruct=True, split_blocks=True)
+    del rows
+    pa.default_memory_pool().release_unused()
     frame["copy_index"] = copy_index.astype("int32")
     frame["label_name"] = frame["label"]
     frame["label"] = frame["label_name"].map({c: i for i, c in enumerate(classes)}).astype("int32")

@@ -19,16 +19,25 @@ from curate.seeds import seeded_key
 
 def interleave(samples: pd.DataFrame, seed: int) -> pd.DataFrame:
     """`samples` (columns sample_id, copy_index, label, ...) in class-interleaved order."""
-    if samples.empty:
-        return samples
+    return samples.iloc[interleave_order(samples, seed)]
+
+
+def interleave_order(samples: pd.DataFrame, seed: int) -> np.ndarray:
+    """The positions of `samples` (columns sample_id, copy_index, label) in class-interleaved
+    order: by (rank within the class in seeded order + jitter) / class size, then seeded key."""
     key = np.array([seeded_key(seed, f"{s}/{c}") for s, c in zip(samples["sample_id"], samples["copy_index"])],
                    dtype=np.uint64)
     jitter = (key >> np.uint64(11)).astype(np.float64) / float(1 << 53)
-    frame = samples.assign(_key=key, _jitter=jitter).sort_values(["label", "_key"], kind="stable")
-    rank = frame.groupby("label").cumcount()
-    size = frame.groupby("label")["label"].transform("size")
-    frame["_pos"] = (rank + frame["_jitter"]) / size
-    return frame.sort_values(["_pos", "_key"], kind="stable").drop(columns=["_key", "_jitter", "_pos"])
+    labels = pd.factorize(samples["label"], sort=True)[0]
+    by_class = np.lexsort((key, labels))
+    ordered = labels[by_class]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    group = np.cumsum(np.r_[True, ordered[1:] != ordered[:-1]]) - 1
+    rank = np.arange(len(by_class)) - starts[group]
+    size = np.diff(np.r_[starts, len(by_class)])[group]
+    position = np.empty(len(by_class), dtype=np.float64)
+    position[by_class] = (rank + jitter[by_class]) / size
+    return np.lexsort((key, position))
 
 
 def assign(samples: pd.DataFrame, n_shards: int, seed: int) -> np.ndarray:

@@ -25,7 +25,7 @@ from curate.config import Config, parse_size
 from curate.engine import dask_client, run_tasks
 from curate.schema import SPLITS, hf_metadata
 from curate.shards.index import build_index, write_dataset_json
-from curate.shards.layout import assign, interleave, row_group_size, shard_count
+from curate.shards.layout import assign, interleave_order, row_group_size, shard_count
 from curate.shards.normalize import Normalize
 from curate.shards.writer import SAMPLES, ShardTask, is_complete, remove_shards_from, write_shard
 from curate.tables import kept_samples
@@ -80,18 +80,19 @@ def plan_split_tasks(ws: Workspace, src: str, split: str, samples: pd.DataFrame,
     `OUT/shards.work/<split>.parquet` by shard, not into the tasks."""
     s = cfg.shard
     norm = Normalize(s.max_side, s.format, s.quality) if s.normalize else None
-    order = interleave(samples, cfg.rebalance.seed)
-    n = shard_count(int(order["size_bytes"].fillna(0).sum()), len(order), parse_size(s.shard_size), s.min_shards)
-    shard_of = assign(order, n, cfg.rebalance.seed)
+    n = shard_count(int(samples["size_bytes"].fillna(0).sum()), len(samples), parse_size(s.shard_size), s.min_shards)
+    interleaved = interleave_order(samples, cfg.rebalance.seed)
+    shard_of = assign(samples, n, cfg.rebalance.seed)[interleaved]
     by_shard = np.argsort(shard_of, kind="stable")  # each shard's samples in interleaved order
-    order = order.iloc[by_shard]
-    starts = np.searchsorted(shard_of[by_shard], np.arange(n + 1))
+    order = samples.iloc[interleaved[by_shard]]
+    shard_of = shard_of[by_shard]
+    starts = np.searchsorted(shard_of, np.arange(n + 1))
     folder = f"shards/{split}"
     ws.clean_temporaries(folder)
     remove_shards_from(ws, folder, n)
     listed = f"{WORK}/{split}.parquet"
     write_by_part(ws, listed, pa.Table.from_pandas(order[SAMPLES.names], schema=SAMPLES, preserve_index=False),
-                  shard_of[by_shard])
+                  shard_of)
     meta = tuple(hf_metadata(classes).items())
     sizes = order["size_bytes"].fillna(0).to_numpy()
     tasks = []
