@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/scale.py scan 100000 1000000     # full scans (list, plan, decode)
     .venv/bin/python benchmarks/scale.py plan 10000000           # listing and plan only (no decode)
-    .venv/bin/python benchmarks/scale.py stages 1000000          # validate, dedup, rebalance, report, status
+    .venv/bin/python benchmarks/scale.py stages 1000000          # validate, dedup, rebalance, report, status, ...
     .venv/bin/python benchmarks/scale.py cluster 10000000 --stage validate   # on `dask scheduler` + 4 workers
 
 `stages` builds an N-row manifest without N decodes: a real scan of the 2,000 seed photos, its ok
@@ -12,8 +12,10 @@ flips, planted near pairs: recall is the share of them dedup does not keep both 
 it (`--workers 2`), sampled the same way, with the CPU seconds of the whole tree. `cluster` runs the
 README's recipe on loopback instead: a `dask scheduler` process and `--cluster-workers` `dask worker`
 processes with `--memory-limit` each, the stage given `--scheduler`, and the scheduler and workers
-sampled with the command (as other processes). The stages that read image bytes (shard, augment, embed, publish's thumbnails) are not run on
-it: its paths name no file.
+sampled with the command (as other processes). Its paths name no file, so `shard` and `augment`
+(`--copies 1 --classes class_49`: the smallest class's sources) measure their planning, task
+graph, index and summary with every file absent (each sample left out as vanished, each source
+failing to decode), not the copying of bytes; embed and publish are measured elsewhere.
 
 The tree of N files is hard links, under distinct paths (1,000 per folder, 50 classes), to 2,000
 real photos (benchmarks/data/photos-small-5000, 500x375, reduced to 160x120 JPEGs once and kept in
@@ -161,7 +163,8 @@ def measure(mode: str, n: int, work: Path) -> list[dict]:
     return rows
 
 
-STAGES = ("validate", "dedup", "rebalance", "report", "status")
+STAGES = ("validate", "dedup", "rebalance", "report", "status", "shard", "augment")
+STAGE_ARGS = {"augment": ["--copies", "1", "--classes", "class_49"]}  # the plan asks for no variants
 PART_ROWS = 2000
 
 
@@ -270,7 +273,8 @@ def measure_stages(n: int, work: Path, timeout: float, stages: Sequence[str] = S
     for stage in stages:
         runs_on_dask = "--workers" in subprocess.run([str(CURATE), stage, "--help"], capture_output=True,
                                                      text=True).stdout
-        args = [str(out)] + (["--scheduler", scheduler] if scheduler else ["--workers", "2"]) * runs_on_dask
+        args = ([str(out)] + (["--scheduler", scheduler] if scheduler else ["--workers", "2"]) * runs_on_dask
+                + STAGE_ARGS.get(stage, []))
         try:
             result = run_sampled([str(CURATE), stage, *args], timeout=timeout, also=cluster)
         except TimeoutError as exc:
