@@ -13,10 +13,12 @@ vectors), but run as passes over files in a scratch folder:
    cells in its first `OutOfCore.cell_dims` components. Up to `OutOfCore.two_level_cells` cells
    (1M rows), one k-means, and a row's nearest cells are found by brute force (a matrix product
    with the centroids: faster here than an HNSW graph, see RESULTS.md "Embeddings: search out of
-   core"). Above (10M rows: 39,062 cells), both would grow with rows x cells, so the cells come
-   from two k-means levels (~sqrt(cells) groups, then each group's rows into its share of cells)
-   and a row's nearest cells are the nearest among the cells listed under its
-   `OutOfCore.group_probes` nearest groups (`TwoLevel`): ~sqrt(cells) products a row each;
+   core"). Above (10M rows: 39,062 cells), the k-means would grow with cells x sample, so the
+   cells come from two k-means levels (~sqrt(cells) groups, then each group's rows into its share
+   of cells); the nearest cells stay brute force (rows x cells) unless `OutOfCore.group_probes`
+   is set: then a row's nearest cells are the nearest among the cells listed under its nearest
+   groups (`TwoLevel`, ~sqrt(cells) products a row; it loses pairs on the benchmark's data, see
+   RESULTS.md);
 3. assign: `vectors.f16` is read again a batch at a time: each row's projection goes to `proj.f16`
    (float16, `IVF.dims` each), and one (cell, row) entry per cell of its `nprobe` nearest to the
    bucket file of that cell's range (`bucket-<k>.u64`; a shuffle to disk);
@@ -67,8 +69,8 @@ class OutOfCore:
     bucket_entries: int = 1_000_000  # (cell, row) entries searched at a time: sets the number of buckets
     cell_dims: int = 256  # cells: k-means over the projection's leading components (cost in proportion; see RESULTS)
     cells: int = 0  # the number of cells; 0: rows x IVF.cells_per_row
-    two_level_cells: int = 4_096  # above this many cells: two-level k-means and nearest-cells search
-    group_probes: int = 16  # groups of cells (of ~sqrt(cells)) probed per row in the two-level search
+    two_level_cells: int = 4_096  # above this many cells: two-level k-means (cost ~sqrt(cells), not cells)
+    group_probes: int = 0  # above two_level_cells: groups probed by `TwoLevel`; 0: brute force (see RESULTS)
 
 
 @dataclass
@@ -166,16 +168,23 @@ def _fit_pca(vectors: Path, n: int, dim: int, ivf: IVF) -> tuple[Projection, np.
 def _fit_cells(projected: np.ndarray, n: int, ivf: IVF, disk: OutOfCore) -> tuple[Any, int]:
     """The coarse quantizer over the k-means cells of `projected`'s leading components (`disk.cells`,
     or n * `ivf.cells_per_row` of them) and their number: up to `disk.two_level_cells` cells, one
-    k-means and a brute-force inner-product index; above, `_two_level_cells`."""
-    import faiss
-
+    k-means; above, two k-means levels (`_two_level_kmeans`), searched by `TwoLevel` when
+    `disk.group_probes` is set; otherwise a brute-force inner-product index."""
     leading = _leading(projected, disk)
     nlist = max(1, min(len(projected), disk.cells or int(n * ivf.cells_per_row)))
-    if nlist > disk.two_level_cells:
-        return _two_level_cells(leading, nlist, disk), nlist
-    quantizer = faiss.IndexFlatIP(leading.shape[1])
-    quantizer.add(_kmeans(leading, nlist))
-    return quantizer, nlist
+    if nlist <= disk.two_level_cells:
+        return _flat(_kmeans(leading, nlist)), nlist
+    groups, centroids = _two_level_kmeans(leading, nlist)
+    return (TwoLevel(groups, centroids, disk.group_probes) if disk.group_probes else _flat(centroids)), nlist
+
+
+def _flat(centroids: np.ndarray) -> Any:
+    """A brute-force inner-product faiss index over `centroids`."""
+    import faiss
+
+    index = faiss.IndexFlatIP(centroids.shape[1])
+    index.add(centroids)
+    return index
 
 
 def _kmeans(rows: np.ndarray, k: int) -> np.ndarray:
@@ -198,10 +207,8 @@ class TwoLevel:
     def __init__(self, groups: np.ndarray, centroids: np.ndarray, group_probes: int) -> None:
         import faiss
 
-        self.flat = faiss.IndexFlatIP(centroids.shape[1])
-        self.flat.add(centroids)
-        self.coarse = faiss.IndexFlatIP(groups.shape[1])
-        self.coarse.add(groups)
+        self.flat = _flat(centroids)
+        self.coarse = _flat(groups)
         self.index = faiss.IndexIVFFlat(self.coarse, groups.shape[1], len(groups), faiss.METRIC_INNER_PRODUCT)
         self.index.is_trained = True  # its lists: the groups; each cell listed under its nearest group
         self.index.add(centroids)
@@ -216,20 +223,15 @@ class TwoLevel:
         return sims, cells
 
 
-def _two_level_cells(leading: np.ndarray, nlist: int, disk: OutOfCore) -> TwoLevel:
-    """nlist cells in two k-means levels, so the cost grows as sqrt(nlist), not nlist: the rows into
-    ~sqrt(nlist) groups, then each group's rows into its share of the cells (in proportion to its
-    rows); the groups then serve as the first level of the nearest-cells search (`TwoLevel`)."""
-    import faiss
-
+def _two_level_kmeans(leading: np.ndarray, nlist: int) -> tuple[np.ndarray, np.ndarray]:
+    """(groups, cells): nlist cells in two k-means levels, so the cost grows as sqrt(nlist), not
+    nlist: the rows into ~sqrt(nlist) groups, then each group's rows into its share of the cells (in
+    proportion to its rows). The groups can serve as the first level of the nearest-cells search."""
     groups = _kmeans(leading, max(1, round(nlist ** 0.5)))
-    coarse = faiss.IndexFlatIP(groups.shape[1])
-    coarse.add(groups)
-    nearest = coarse.search(leading, 1)[1][:, 0]
-    rows = np.bincount(nearest, minlength=len(groups))
-    shares = _shares(rows, nlist)
+    nearest = _flat(groups).search(leading, 1)[1][:, 0]
+    shares = _shares(np.bincount(nearest, minlength=len(groups)), nlist)
     centroids = [_kmeans(leading[nearest == g], int(k)) for g, k in enumerate(shares) if k]
-    return TwoLevel(groups, np.concatenate(centroids), disk.group_probes)
+    return groups, np.concatenate(centroids)
 
 
 def _shares(rows: np.ndarray, total: int) -> np.ndarray:

@@ -10,7 +10,7 @@ import pytest
 
 from curate.schema import embeddings_schema
 from curate.search import IVF, similar_pairs
-from curate.search_disk import OutOfCore, _two_level_cells, similar_pairs_on_disk
+from curate.search_disk import OutOfCore, TwoLevel, _two_level_kmeans, similar_pairs_on_disk
 from curate.tables import read_embeddings
 from curate.workspace import Workspace
 
@@ -103,12 +103,14 @@ def test_no_pairs_without_two_embeddings(tmp_path):
     assert len(got.i) == len(got.j) == len(got.similarity) == len(got.sample_ids) == 0
 
 
-def test_two_level_cells_find_the_exact_pairs(out, tmp_path):
-    """Above `two_level_cells`, the cells come from two k-means levels and each row's nearest cells
-    from the cells listed under its nearest groups: 30 cells in 5 groups, all probed (so the second
-    level alone picks each row's 10 cells), exactly the exact pairs."""
+@pytest.mark.parametrize("group_probes", [0, 5])
+def test_two_level_cells_find_the_exact_pairs(out, tmp_path, group_probes):
+    """Above `two_level_cells`, the cells come from two k-means levels (30 cells in 5 groups) and
+    each row's nearest cells by brute force or (`group_probes`) from the cells listed under its
+    nearest groups: all 5 probed, so the second level alone picks each row's 10 cells. Exactly the
+    exact pairs."""
     _ids, truth, _sims = exact(out)
-    disk = OutOfCore(batch_rows=500, bucket_entries=3000, cell_dims=24, two_level_cells=8, group_probes=5)
+    disk = OutOfCore(batch_rows=500, bucket_entries=3000, cell_dims=24, two_level_cells=8, group_probes=group_probes)
     got = similar_pairs_on_disk(out, THRESHOLD, scratch=str(tmp_path), ivf=SMALL, disk=disk)
     assert set(zip(got.i.tolist(), got.j.tolist())) == truth
 
@@ -119,7 +121,7 @@ def test_two_level_search_is_the_nearest_cells_of_the_groups_probed():
     rng = np.random.default_rng(0)
     rows = rng.normal(size=(400, 16)).astype(np.float32)
     rows /= np.linalg.norm(rows, axis=1, keepdims=True)
-    index = _two_level_cells(rows, 36, OutOfCore(group_probes=6))
+    index = TwoLevel(*_two_level_kmeans(rows, 36), group_probes=6)
     assert index.flat.ntotal == 36 and index.coarse.ntotal == 6
     centroids = index.flat.reconstruct_n(0, 36)
     exact_cells = np.argsort(-(rows @ centroids.T), axis=1)[:, :5]
