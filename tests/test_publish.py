@@ -494,7 +494,7 @@ def test_publish_all_a_range_of_sample_ids_at_a_time_sends_the_same_samples(fodb
     whole = run_publish(None, str(workspace), from_dict({"publish": {"name": "curate-test-whole", "all": True}}))
     monkeypatch.setattr(table, "ALL_CHUNK_ROWS", 10)
     chunks = list(table.originals_in_chunks(Workspace(str(workspace)), str(SAMPLE), None))
-    assert len(chunks) >= 6 and all(len(c) <= 25 for c in chunks)
+    assert len(chunks) >= 6 and all(len(c) <= 10 for c in chunks)
     chunked = run_publish(None, str(workspace), from_dict({"publish": {"name": "curate-test-chunked", "all": True}}))
     assert (chunked.samples, chunked.augmented) == (whole.samples, whole.augmented) and whole.augmented == VARIANTS
     one, other = fo.load_dataset("curate-test-whole"), fo.load_dataset("curate-test-chunked")

@@ -45,14 +45,17 @@ ALL_CHUNK_ROWS = 250_000  # publishing every image: manifest rows joined and sen
 
 def originals_in_chunks(ws: Workspace, src: str, ids: set[str] | None) -> Iterator[pd.DataFrame]:
     """`originals` of the images of `ids`; of every image (ids None) a range of sample ids at a
-    time, about ALL_CHUNK_ROWS manifest rows each, so that no process holds the whole table (each
-    chunk reads the other stages' outputs filtered to its range)."""
+    time, ALL_CHUNK_ROWS manifest rows each (the bounds are every ALL_CHUNK_ROWS-th id in sorted
+    order), so that no process holds the whole table (each chunk reads the other stages' outputs
+    filtered to its range)."""
     if ids is not None:
         yield originals(ws, src, _only(ids))
         return
-    chunks = max(1, -(-ws.dataset("manifest", MANIFEST).count_rows() // ALL_CHUNK_ROWS))
-    bounds = [f"{(k << 64) // chunks:016x}" for k in range(1, chunks)]  # sample ids are 16 hex digits
-    for k in range(chunks):  # the first range open below and the last open above: every id is in one
+    every = ws.read("manifest", MANIFEST, columns=["sample_id"])["sample_id"]
+    ordered = every.take(pc.sort_indices(every))
+    bounds = [ordered[k].as_py() for k in range(ALL_CHUNK_ROWS, len(ordered), ALL_CHUNK_ROWS)]
+    del every, ordered
+    for k in range(len(bounds) + 1):  # the first range open below and the last open above
         only = None if k == 0 else pc.field("sample_id") >= bounds[k - 1]
         if k < len(bounds):
             below = pc.field("sample_id") < bounds[k]
