@@ -61,6 +61,7 @@ def originals_in_chunks(ws: Workspace, src: str, ids: set[str] | None) -> Iterat
             below = pc.field("sample_id") < bounds[k]
             only = below if only is None else only & below
         yield originals(ws, src, only)
+        pa.default_memory_pool().release_unused()  # the chunk's Arrow reads, kept by the pool otherwise
 
 
 def originals(ws: Workspace, src: str, only: pc.Expression | None = None) -> pd.DataFrame:
