@@ -123,6 +123,7 @@ def publish(src: str | None, out: str, cfg: Config) -> PublishSummary:
         for table in originals_in_chunks(ws, src, chosen.ids):
             sent.add(table)
             yield from records(table, cfg.publish.batch_size)
+            del table  # before the next chunk is read: one chunk in memory at a time
         extra = variants(ws, sent.source_weights)
         sent.add(extra, augmented=True)
         yield from records(extra, cfg.publish.batch_size)
