@@ -103,11 +103,12 @@ def sync(fo: ModuleType, ds: Any, batches: Iterable[list[dict[str, Any]]]) -> Ch
         now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
         new, changed = [], []
         for row in batch:
-            seen.add(row["sample_id"])
             found = existing.get(row["sample_id"])
             if found is None:
                 new.append(row)
-            elif found[1] != row["curate_hash"]:
+                continue
+            seen.add(row["sample_id"])  # only samples already there: the rest cannot be gone
+            if found[1] != row["curate_hash"]:
                 changed.append((found[0], row))
         writer.insert(new, now)
         writer.update(changed, now)
