@@ -17,6 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from curate.by_part import read_part, write_by_part
 from curate.rebalance import ranks, routes
 from curate.schema import DUPLICATES, ISSUES, MANIFEST, PLAN, Status
 from curate.seeds import seeded_keys
@@ -32,8 +33,10 @@ MARKS = pa.schema([
 ])
 
 
-# How a marked row gets its split (splits.KeepSplits, splits.Resplit, or as scanned).
-Assign = Callable[[pd.DataFrame], pd.Series]
+# How a part's marked rows get their split (splits.KeepSplits, splits.Resplit, or as scanned),
+# given the split of each duplicate cluster among them (`cluster_splits`).
+Assign = Callable[[pd.DataFrame, dict[int, str]], pd.Series]
+CLUSTER_SPLITS = f"{WORK}/cluster_splits.parquet"  # by part: the split of each cluster with a member in it
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,7 @@ def route_rows(ws: Workspace, parts: list[str]) -> None:
 
 def mark_part(task: PartTask, exclude: tuple[str, ...], seed: int) -> pd.DataFrame:
     """Write the part's marks; return its duplicate-cluster members (cluster_id, path, label,
-    split, usable), which the stage needs whole to give every cluster one split. The order key is
+    split, usable, part), which the stage needs whole to give every cluster one split. The order key is
     the seeded one, or the diversity key where the stage wrote them (DIVERSITY)."""
     ws = Workspace(task.out)
     with ws.fs.open(ws.path("manifest", task.part), "rb") as f:
@@ -102,7 +105,7 @@ def mark_part(task: PartTask, exclude: tuple[str, ...], seed: int) -> pd.DataFra
         reason=reason, warned=warned, cluster_id=cluster_id, key=key)
     ws.write_table(task.marks, pa.Table.from_pandas(marks, schema=MARKS, preserve_index=False), MARKS)
     members = marks[marks["cluster_id"].notna()]
-    return members[["cluster_id", "path", "label", "split"]].assign(usable=members["reason"].isna())
+    return members[["cluster_id", "path", "label", "split"]].assign(usable=members["reason"].isna(), part=task.index)
 
 
 def lookup(keys: pd.Series, table: pd.Series) -> pd.Series:
@@ -120,12 +123,25 @@ def _first_reason(reason: np.ndarray, prefix: str, detail: pd.Series) -> None:
     reason[hit] = prefix + values[hit].astype(str).astype(object)
 
 
+def write_cluster_splits(ws: Workspace, members: pd.DataFrame, splits: dict[int, str]) -> None:
+    """The split of every duplicate cluster, once per part that holds a member of it
+    (CLUSTER_SPLITS), so that a part's task reads its own clusters, not the collection's."""
+    pairs = members[["part", "cluster_id"]].drop_duplicates()
+    ids = pairs["cluster_id"].astype("int64").to_numpy()
+    table = pa.table({"cluster_id": ids, "split": [splits[c] for c in ids.tolist()]})
+    write_by_part(ws, CLUSTER_SPLITS, table, pairs["part"].to_numpy())
+
+
 def read_marks(task: PartTask, assign: Assign) -> pd.DataFrame:
     """The part's marks, with `split` as `assign` decides it."""
     ws = Workspace(task.out)
     with ws.fs.open(ws.path(task.marks), "rb") as f:
         marks = pq.read_table(f, schema=MARKS).to_pandas()
-    marks["split"] = assign(marks)
+    clusters: dict[int, str] = {}
+    if ws.exists(CLUSTER_SPLITS):
+        mine = read_part(ws, CLUSTER_SPLITS, task.index)
+        clusters = dict(zip(mine["cluster_id"].to_pylist(), mine["split"].to_pylist()))
+    marks["split"] = assign(marks, clusters)
     return marks
 
 

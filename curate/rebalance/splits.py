@@ -38,7 +38,7 @@ def parse_ratios(spec: str) -> dict[str, float]:
     return dict(zip(SPLITS, values))
 
 
-def as_scanned(marks: pd.DataFrame) -> pd.Series:
+def as_scanned(marks: pd.DataFrame, clusters: dict[int, str]) -> pd.Series:
     """The split each row came with."""
     return marks["split"]
 
@@ -52,12 +52,12 @@ def anchors(members: pd.DataFrame) -> dict[int, str]:
 
 @dataclass(frozen=True)
 class KeepSplits:
-    anchors: dict[int, str]  # cluster_id -> split
+    """Each cluster's member in its anchor's split (`anchors`: the clusters of the part's rows)."""
 
-    def __call__(self, marks: pd.DataFrame) -> pd.Series:
+    def __call__(self, marks: pd.DataFrame, anchors: dict[int, str]) -> pd.Series:
         split = marks["split"].fillna("train").astype(object)
         clustered = marks["cluster_id"].notna()
-        split[clustered] = marks.loc[clustered, "cluster_id"].astype(int).map(self.anchors)
+        split[clustered] = marks.loc[clustered, "cluster_id"].astype(int).map(anchors)
         return split
 
 
@@ -116,17 +116,19 @@ def _furthest_below(targets: dict[str, int], have: dict[str, int], keep_test: bo
 
 @dataclass(frozen=True)
 class Resplit:
-    clusters: dict[int, str]  # cluster_id -> split
+    """Clusters where `place` put them (`clusters`: those of the part's rows), single images by
+    rank cut or seeded draw."""
+
     cuts: dict[str, tuple[ranks.Cut, ranks.Cut]]  # label -> (train cut, val cut) over its free singles
     ratios: dict[str, float]
     keep_test: bool
 
-    def __call__(self, marks: pd.DataFrame) -> pd.Series:
+    def __call__(self, marks: pd.DataFrame, clusters: dict[int, str]) -> pd.Series:
         split = pd.Series(self._draw(marks["key"].to_numpy()), index=marks.index, dtype=object)
         if self.keep_test:
             split[marks["split"] == "test"] = "test"
         clustered = marks["cluster_id"].notna()
-        split[clustered] = marks.loc[clustered, "cluster_id"].astype(int).map(self.clusters)
+        split[clustered] = marks.loc[clustered, "cluster_id"].astype(int).map(clusters)
         view = singles_view(marks, self.keep_test)
         for label, rows in view.groupby("label", sort=False):
             train_cut, val_cut = self.cuts[label]

@@ -45,6 +45,7 @@ from curate.rebalance.marks import (
     histogram_pass,
     mark_part,
     route_rows,
+    write_cluster_splits,
     write_plan_part,
 )
 from curate.rebalance.splits import KeepSplits, Resplit, anchors, as_scanned, parse_ratios, place, singles_view
@@ -164,10 +165,12 @@ def decide(marks: pd.DataFrame, d: Decisions) -> pd.DataFrame:
     return plan
 
 
-def split_rule(run: Run, r: RebalanceConfig, members: pd.DataFrame) -> Assign:
-    """How every row gets its split: the splits the data came with, or a re-split."""
+def split_rule(run: Run, r: RebalanceConfig, members: pd.DataFrame, ws: Workspace) -> Assign:
+    """How every row gets its split: the splits the data came with, or a re-split. Writes each
+    duplicate cluster's split by part (`write_cluster_splits`) for the passes that follow."""
     if not r.split:
-        return KeepSplits(anchors(members))
+        write_cluster_splits(ws, members, anchors(members))
+        return KeepSplits()
     view = functools.partial(singles_view, keep_test=r.keep_test)
     tallies = run(histogram_pass, label="rebalance: split", assign=as_scanned, view=view, by=["label"])
     hist = ranks.merge_histograms(h for _, h in tallies)
@@ -181,7 +184,8 @@ def split_rule(run: Run, r: RebalanceConfig, members: pd.DataFrame) -> Assign:
     placement = place(members, free, fixed_test, parse_ratios(r.split), r.seed, r.keep_test)
     quotas: dict[Hashable, list[int]] = {label: list(q) for label, q in placement.quotas.items()}
     cuts = find_cuts(run, as_scanned, view, ["label"], hist, quotas)
-    return Resplit(placement.clusters, {label: (cuts[(label, a)], cuts[(label, b)])
+    write_cluster_splits(ws, members, placement.clusters)
+    return Resplit({label: (cuts[(label, a)], cuts[(label, b)])
                                         for label, (a, b) in placement.quotas.items()},
                    parse_ratios(r.split), r.keep_test)
 
@@ -207,7 +211,7 @@ def rebalance(src: str | None, out: str, cfg: Config) -> RebalanceSummary:
 
         members = pd.concat(run(mark_part, label="rebalance: mark", exclude=tuple(cfg.validate.exclude),
                                 seed=r.seed))
-        assign = split_rule(run, r, members)
+        assign = split_rule(run, r, members, ws)
         view = functools.partial(strategy_view, apply_to=tuple(r.apply_to))
         tallies = run(histogram_pass, label="rebalance: count", assign=assign, view=view, by=BY)
         usable = ranks.merge_histograms(c for c, _ in tallies)
