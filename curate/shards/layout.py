@@ -25,8 +25,7 @@ def interleave(samples: pd.DataFrame, seed: int) -> pd.DataFrame:
 def interleave_order(samples: pd.DataFrame, seed: int) -> np.ndarray:
     """The positions of `samples` (columns sample_id, copy_index, label) in class-interleaved
     order: by (rank within the class in seeded order + jitter) / class size, then seeded key."""
-    key = np.array([seeded_key(seed, f"{s}/{c}") for s, c in zip(samples["sample_id"], samples["copy_index"])],
-                   dtype=np.uint64)
+    key = _keys(samples, seed)
     jitter = (key >> np.uint64(11)).astype(np.float64) / float(1 << 53)
     labels = pd.factorize(samples["label"], sort=True)[0]
     by_class = np.lexsort((key, labels))
@@ -42,8 +41,13 @@ def interleave_order(samples: pd.DataFrame, seed: int) -> np.ndarray:
 
 def assign(samples: pd.DataFrame, n_shards: int, seed: int) -> np.ndarray:
     """The shard number of every sample (columns sample_id, copy_index)."""
-    keys = [seeded_key(seed + 1, f"{s}/{c}") for s, c in zip(samples["sample_id"], samples["copy_index"])]
-    return np.array(keys, dtype=np.uint64) % np.uint64(max(n_shards, 1))
+    return _keys(samples, seed + 1) % np.uint64(max(n_shards, 1))
+
+
+def _keys(samples: pd.DataFrame, seed: int) -> np.ndarray:
+    """The seeded key of every (sample_id, copy_index), as uint64 (no list of Python ints)."""
+    pairs = zip(samples["sample_id"], samples["copy_index"])
+    return np.fromiter((seeded_key(seed, f"{s}/{c}") for s, c in pairs), dtype=np.uint64, count=len(samples))
 
 
 def shard_count(total_bytes: int, n_samples: int, shard_bytes: int, min_shards: int) -> int:

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import xxhash
 
 from curate.by_part import write_by_part
@@ -66,42 +66,43 @@ def resolve(cfg: Config) -> None:
     parse_size(cfg.shard.shard_size)
 
 
-def _layout_key(samples: pd.DataFrame, rg: int, norm: Normalize | None, classes: list[str]) -> str:
+def _layout_key(samples: pa.Table, rg: int, norm: Normalize | None, classes: list[str]) -> str:
     h = xxhash.xxh3_128()
     h.update(f"{rg}/{norm}/{classes}\n".encode())
-    for sample_id, copy_index, path in zip(samples["sample_id"], samples["copy_index"], samples["path"]):
+    for sample_id, copy_index, path in zip(*(samples[c].to_pylist() for c in ("sample_id", "copy_index", "path"))):
         h.update(f"{sample_id}/{copy_index}/{path}\n".encode())
     return h.hexdigest()
 
 
-def plan_split_tasks(ws: Workspace, src: str, split: str, samples: pd.DataFrame, cfg: Config,
+def plan_split_tasks(ws: Workspace, src: str, split: str, kept: pa.Table, rows: np.ndarray, cfg: Config,
                      classes: list[str]) -> list[ShardTask]:
-    """Every shard of one split, with the fingerprint of what it must hold; the samples go to
-    `OUT/shards.work/<split>.parquet` by shard, not into the tasks."""
+    """Every shard of one split (`rows` of the kept samples), with the fingerprint of what it must
+    hold; the samples go to `OUT/shards.work/<split>.parquet` by shard, not into the tasks."""
     s = cfg.shard
     norm = Normalize(s.max_side, s.format, s.quality) if s.normalize else None
-    n = shard_count(int(samples["size_bytes"].fillna(0).sum()), len(samples), parse_size(s.shard_size), s.min_shards)
-    interleaved = interleave_order(samples, cfg.rebalance.seed)
-    shard_of = assign(samples, n, cfg.rebalance.seed)[interleaved]
+    part = kept.select(["sample_id", "copy_index", "label", "size_bytes"]).take(pa.array(rows)).to_pandas()
+    sizes = part["size_bytes"].fillna(0).to_numpy()
+    n = shard_count(int(sizes.sum()), len(part), parse_size(s.shard_size), s.min_shards)
+    interleaved = interleave_order(part, cfg.rebalance.seed)
+    shard_of = assign(part, n, cfg.rebalance.seed)[interleaved]
+    del part
     by_shard = np.argsort(shard_of, kind="stable")  # each shard's samples in interleaved order
-    order = samples.iloc[interleaved[by_shard]]
-    shard_of = shard_of[by_shard]
+    order, shard_of = interleaved[by_shard], shard_of[by_shard]
+    sizes = sizes[order]
     starts = np.searchsorted(shard_of, np.arange(n + 1))
     folder = f"shards/{split}"
     ws.clean_temporaries(folder)
     remove_shards_from(ws, folder, n)
     listed = f"{WORK}/{split}.parquet"
-    write_by_part(ws, listed, pa.Table.from_pandas(order[SAMPLES.names], schema=SAMPLES, preserve_index=False),
-                  shard_of)
+    table = kept.select(SAMPLES.names).take(pa.array(rows[order])).cast(SAMPLES)
+    write_by_part(ws, listed, table, shard_of)
     meta = tuple(hf_metadata(classes).items())
-    sizes = order["size_bytes"].fillna(0).to_numpy()
     tasks = []
     for i in range(n):
-        part = order.iloc[starts[i]:starts[i + 1]]
-        rg = row_group_size(float(sizes[starts[i]:starts[i + 1]].mean()) if len(part) else 1.0)
-        tasks.append(ShardTask(src, ws.url, f"{folder}/shard-{i:05d}.parquet", listed, i,
-                               int(sizes[starts[i]:starts[i + 1]].sum()), rg, norm, meta,
-                               _layout_key(part, rg, norm, classes)))
+        lo, hi = int(starts[i]), int(starts[i + 1])
+        rg = row_group_size(float(sizes[lo:hi].mean()) if hi > lo else 1.0)
+        tasks.append(ShardTask(src, ws.url, f"{folder}/shard-{i:05d}.parquet", listed, i, int(sizes[lo:hi].sum()),
+                               rg, norm, meta, _layout_key(table.slice(lo, hi - lo), rg, norm, classes)))
     return tasks
 
 
@@ -129,14 +130,16 @@ def shard(src: str, out: str, cfg: Config) -> ShardSummary:
     resolve(cfg)
     ws = Workspace(out)
     samples, classes = kept_samples(ws)
+    kept = pa.Table.from_pandas(samples[[*SAMPLES.names, "split", "size_bytes"]], preserve_index=False)
+    del samples  # Arrow from here on: one copy of the columns the shards need
     tasks: list[ShardTask] = []
     for split in SPLITS:
-        part = samples[samples["split"] == split]
-        if len(part):
-            tasks.extend(plan_split_tasks(ws, src, split, part, cfg, classes))
+        rows = np.flatnonzero(pc.fill_null(pc.equal(kept["split"], split), False).to_numpy(zero_copy_only=False))
+        if len(rows):
+            tasks.extend(plan_split_tasks(ws, src, split, kept, rows, cfg, classes))
         else:
             ws.remove(f"shards/{split}")
-    del samples
+    del kept
     todo = [t for t in tasks if not is_complete(ws, t.rel, t.layout)]
     todo_bytes = sum(t.size_bytes for t in todo)
     with dask_client(cfg.engine, len(todo), (src, out), worth_a_cluster=todo_bytes > CLUSTER_MIN_BYTES) as client:
