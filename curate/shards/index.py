@@ -8,7 +8,6 @@ b"shards"; the left-out samples themselves stay in the sidecars) and `OUT/datase
 from __future__ import annotations
 
 import json
-from collections import Counter
 from typing import Any
 
 import pyarrow as pa
@@ -17,7 +16,7 @@ import pyarrow.parquet as pq
 from curate import lineage, storage
 from curate.config import Config
 from curate.schema import INDEX
-from curate.shards.writer import sidecar
+from curate.shards.writer import counted, sidecar
 from curate.workspace import TMP_MARK, Workspace
 
 SHARD_ROOTS = ("shards", "augmented")
@@ -41,7 +40,7 @@ def shard_stats(ws: Workspace, rel: str) -> dict[str, Any]:
 
 
 def build_index(ws: Workspace) -> list[dict[str, Any]]:
-    """Write OUT/index.parquet from the shard files; return the per-shard stats."""
+    """Write OUT/index.parquet from the shard files; return the per-shard stats (`counted`)."""
     parts, stats = [], []
     for rel in shard_files(ws):
         split = rel.split("/")[1]
@@ -55,21 +54,11 @@ def build_index(ws: Workspace) -> list[dict[str, Any]]:
                     "copy_index": t["copy_index"], "shard": pa.array([rel] * n, pa.string()),
                     "row_group": pa.array([rg] * n, pa.int32()), "row": pa.array(range(n), pa.int32())},
                     schema=INDEX))
-        stats.append(shard_stats(ws, rel))
+        stats.append(counted(shard_stats(ws, rel)))
     table = pa.concat_tables(parts) if parts else INDEX.empty_table()
-    schema = INDEX.with_metadata({b"shards": json.dumps([_counted(s) for s in stats], sort_keys=True).encode()})
+    schema = INDEX.with_metadata({b"shards": json.dumps(stats, sort_keys=True).encode()})
     ws.write_table("index.parquet", table.cast(schema), schema)
     return stats
-
-
-def _counted(stats: dict[str, Any]) -> dict[str, Any]:
-    """A shard's stats with the samples left out of it counted by reason (the sidecar keeps them
-    all: a Parquet footer is no place for a list that can be as long as the collection)."""
-    left_out = stats.get("left_out")
-    if not left_out:
-        return stats
-    return {k: v for k, v in stats.items() if k != "left_out"} | {
-        "left_out_by_reason": dict(sorted(Counter(s["reason"] for s in left_out).items()))}
 
 
 def read_shard_stats(ws: Workspace) -> list[dict[str, Any]]:

@@ -27,7 +27,7 @@ from curate.schema import SPLITS, hf_metadata
 from curate.shards.index import build_index, write_dataset_json
 from curate.shards.layout import assign, interleave_order, row_group_size, shard_count
 from curate.shards.normalize import Normalize
-from curate.shards.writer import SAMPLES, ShardTask, is_complete, remove_shards_from, write_shard
+from curate.shards.writer import SAMPLES, ShardTask, is_complete, left_out_examples, remove_shards_from, write_shard
 from curate.tables import kept_samples
 from curate.view import Block, View
 from curate.workspace import Workspace
@@ -154,9 +154,8 @@ def shard(src: str, out: str, cfg: Config) -> ShardSummary:
             summary.shards[split] = summary.shards.get(split, 0) + 1
             summary.samples[split] = summary.samples.get(split, 0) + st["count"]
             summary.bytes += st["bytes"]
-            for sample in st.get("left_out", []):
-                summary.left_out[sample["reason"]] = summary.left_out.get(sample["reason"], 0) + 1
-                if len(summary.left_out_examples) < EXAMPLES:
-                    summary.left_out_examples.append(f"{sample['path']} ({sample['reason']})")
+            for reason, n in st.get("left_out_by_reason", {}).items():
+                summary.left_out[reason] = summary.left_out.get(reason, 0) + n
+    summary.left_out_examples = left_out_examples(ws, [s for s in stats if s["shard"].startswith("shards/")], EXAMPLES)
     summary.max_class_deviation = max_class_deviation(ws, [s for s in stats if s["shard"].startswith("shards/")])
     return summary

@@ -66,9 +66,28 @@ def write_rows(out: str, rel: str, columns: dict[str, list], row_group_size: int
     return stats
 
 
+def counted(stats: dict[str, Any]) -> dict[str, Any]:
+    """A shard's stats with the samples left out of it counted by reason: what travels and what
+    the index keeps (a list that can be as long as the collection stays in the sidecar)."""
+    left_out = stats.get("left_out")
+    if not left_out:
+        return stats
+    return {k: v for k, v in stats.items() if k != "left_out"} | {
+        "left_out_by_reason": dict(sorted(Counter(s["reason"] for s in left_out).items()))}
+
+
+def left_out_examples(ws: Workspace, stats: list[dict[str, Any]], limit: int) -> list[str]:
+    """The first `limit` samples left out of the shards of `stats`, as "path (reason)", from their sidecars."""
+    found: list[str] = []
+    for st in stats:
+        if st.get("left_out_by_reason") and len(found) < limit and ws.exists(sidecar(st["shard"])):
+            found += [f"{s['path']} ({s['reason']})" for s in ws.read_json(sidecar(st["shard"])).get("left_out", [])]
+    return found[:limit]
+
+
 def write_shard(task: ShardTask) -> dict[str, Any]:
     """Read the task's samples from SRC, each exactly as the scan saw it, and write them as one shard;
-    return its stats. A sample whose file changed since the scan, now leads out of SRC through a
+    return its stats (`counted`). A sample whose file changed since the scan, now leads out of SRC through a
     link, is gone or unreadable is left out, with its reason in the stats."""
     source = Source(task.src)
     columns: dict[str, list] = {name: [] for name in SHARD.names}
@@ -93,8 +112,8 @@ def write_shard(task: ShardTask) -> dict[str, Any]:
         columns["copy_index"].append(s["copy_index"])
         for name in ("source_sample_id", "augment_ops", "augment_seed"):
             columns[name].append(s.get(name))
-    return write_rows(task.out, task.rel, columns, task.row_group_size, dict(task.schema_metadata), task.layout,
-                      left_out)
+    return counted(write_rows(task.out, task.rel, columns, task.row_group_size, dict(task.schema_metadata),
+                              task.layout, left_out))
 
 
 def is_complete(ws: Workspace, rel: str, layout: str) -> bool:
