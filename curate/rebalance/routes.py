@@ -6,9 +6,9 @@ rows, 5,000 parts each reading 2.9M issue and duplicate rows. `route` instead re
 manifest part's sample ids once, maps all of a dataset's rows to their parts with one call of
 `pyarrow.compute.index_in` (which builds a hash table of the manifest's ids on every call), and
 writes `OUT/<folder>/<name>.parquet` sorted by part (`curate.by_part`), from which `rows_of_part`
-reads only the row groups that hold the part. Rows whose
-sample is not in the manifest are dropped. Driver memory: the manifest's sample ids (~25 bytes
-each, and their hash table) and the routed columns.
+reads only the row groups that hold the part. Rows whose sample is not in the manifest are
+dropped. Driver memory: the manifest's sample ids (~25 bytes each, and their hash table) and the
+routed columns.
 """
 from __future__ import annotations
 

@@ -52,7 +52,8 @@ def anchors(members: pd.DataFrame) -> dict[int, str]:
 
 @dataclass(frozen=True)
 class KeepSplits:
-    """Each cluster's member in its anchor's split (`anchors`: the clusters of the part's rows)."""
+    """Rows keep the split they came with (none = train); a cluster's members go to its anchor's
+    split (`anchors`: those of the clusters among the part's rows)."""
 
     def __call__(self, marks: pd.DataFrame, anchors: dict[int, str]) -> pd.Series:
         split = marks["split"].fillna("train").astype(object)

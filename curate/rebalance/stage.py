@@ -185,8 +185,7 @@ def split_rule(run: Run, r: RebalanceConfig, members: pd.DataFrame, ws: Workspac
     quotas: dict[Hashable, list[int]] = {label: list(q) for label, q in placement.quotas.items()}
     cuts = find_cuts(run, as_scanned, view, ["label"], hist, quotas)
     write_cluster_splits(ws, members, placement.clusters)
-    return Resplit({label: (cuts[(label, a)], cuts[(label, b)])
-                                        for label, (a, b) in placement.quotas.items()},
+    return Resplit({label: (cuts[(label, a)], cuts[(label, b)]) for label, (a, b) in placement.quotas.items()},
                    parse_ratios(r.split), r.keep_test)
 
 

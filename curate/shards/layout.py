@@ -30,8 +30,9 @@ def interleave_order(samples: pd.DataFrame, seed: int) -> np.ndarray:
     labels = pd.factorize(samples["label"], sort=True)[0]
     by_class = np.lexsort((key, labels))
     ordered = labels[by_class]
-    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
-    group = np.cumsum(np.r_[True, ordered[1:] != ordered[:-1]]) - 1
+    new_class = np.r_[True, ordered[1:] != ordered[:-1]]
+    starts = np.flatnonzero(new_class)
+    group = np.cumsum(new_class) - 1
     rank = np.arange(len(by_class)) - starts[group]
     size = np.diff(np.r_[starts, len(by_class)])[group]
     position = np.empty(len(by_class), dtype=np.float64)

@@ -14,8 +14,8 @@ from PIL import Image
 
 from curate.errors import CurateError
 from curate.schema import INDEX
-from curate.shards.index import read_shard_stats, shard_stats
-from curate.shards.writer import sidecar
+from curate.shards.index import read_shard_stats
+from curate.shards.writer import left_out, sidecar
 from curate.workspace import Workspace
 
 
@@ -53,13 +53,6 @@ def _check_shard(ws: Workspace, st: dict, index_rows: int) -> str | None:
     return None
 
 
-def _left_out(ws: Workspace, st: dict) -> list[dict]:
-    """The samples left out of a shard, from its sidecar (the index counts them by reason)."""
-    if not st.get("left_out_by_reason") or not ws.exists(sidecar(st["shard"])):
-        return []
-    return list(shard_stats(ws, st["shard"]).get("left_out", []))
-
-
 def verify(out: str) -> VerifyReport:
     ws = Workspace(out)
     if not ws.exists("index.parquet"):
@@ -74,7 +67,7 @@ def verify(out: str) -> VerifyReport:
             problem = "its stats sidecar is gone (it lists the samples left out of the shard)"
         report.shards += 1
         report.samples += st["count"]
-        report.left_out += [{**sample, "shard": st["shard"]} for sample in _left_out(ws, st)]
+        report.left_out += [{**sample, "shard": st["shard"]} for sample in left_out(ws, st)]
         if problem:
             report.failures[st["shard"]] = problem
     return report

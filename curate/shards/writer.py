@@ -76,12 +76,19 @@ def counted(stats: dict[str, Any]) -> dict[str, Any]:
         "left_out_by_reason": dict(sorted(Counter(s["reason"] for s in left_out).items()))}
 
 
+def left_out(ws: Workspace, stats: dict[str, Any]) -> list[dict[str, Any]]:
+    """The samples left out of a shard (`counted` stats), from its sidecar; none when it is gone."""
+    if not stats.get("left_out_by_reason") or not ws.exists(sidecar(stats["shard"])):
+        return []
+    return list(ws.read_json(sidecar(stats["shard"])).get("left_out", []))
+
+
 def left_out_examples(ws: Workspace, stats: list[dict[str, Any]], limit: int) -> list[str]:
-    """The first `limit` samples left out of the shards of `stats`, as "path (reason)", from their sidecars."""
+    """The first `limit` samples left out of the shards of `stats`, as "path (reason)"."""
     found: list[str] = []
     for st in stats:
-        if st.get("left_out_by_reason") and len(found) < limit and ws.exists(sidecar(st["shard"])):
-            found += [f"{s['path']} ({s['reason']})" for s in ws.read_json(sidecar(st["shard"])).get("left_out", [])]
+        if len(found) < limit:
+            found += [f"{s['path']} ({s['reason']})" for s in left_out(ws, st)]
     return found[:limit]
 
 
