@@ -40,10 +40,10 @@ class Embeddings:
 KEPT_COLUMNS = ["sample_id", "path", "label", "split", "copies", "augment_copies"]  # of the plan
 
 
-def kept_samples(ws: Workspace) -> tuple[pd.DataFrame, list[str]]:
+def kept_table(ws: Workspace) -> tuple[pa.Table, list[str]]:
     """Kept plan rows (KEPT_COLUMNS) joined with their manifest facts (width, height, size_bytes),
     sorted by path, one row per copy (copy_index), label as the class number and label_name; and
-    the class names. Joined and repeated in Arrow: only the result becomes pandas."""
+    the class names. Joined and repeated in Arrow."""
     plan = ws.read("plan", PLAN, columns=KEPT_COLUMNS, filter=pc.field("keep"))
     facts = ws.read("manifest", MANIFEST, columns=["sample_id", "width", "height", "size_bytes"])
     at = pc.index_in(plan["sample_id"], value_set=facts["sample_id"].combine_chunks())  # a lighter join than acero's
@@ -56,12 +56,18 @@ def kept_samples(ws: Workspace) -> tuple[pd.DataFrame, list[str]]:
     copies = rows["copies"].to_numpy()[order]
     rows = rows.take(pa.array(np.repeat(order, copies)))  # by path, each row once per copy: one take
     copy_index = np.arange(len(rows)) - np.repeat(np.cumsum(copies) - copies, copies)
+    number = pc.index_in(rows["label"], value_set=pa.array(classes, pa.string())).cast(pa.int32())
+    rows = rows.append_column("copy_index", pa.array(copy_index.astype(np.int32)))
+    rows = rows.append_column("label_name", rows["label"])
+    return rows.set_column(rows.schema.get_field_index("label"), "label", number), classes
+
+
+def kept_samples(ws: Workspace) -> tuple[pd.DataFrame, list[str]]:
+    """`kept_table` as pandas."""
+    rows, classes = kept_table(ws)
     frame = rows.to_pandas(self_destruct=True, split_blocks=True)
     del rows
     pa.default_memory_pool().release_unused()
-    frame["copy_index"] = copy_index.astype("int32")
-    frame["label_name"] = frame["label"]
-    frame["label"] = frame["label_name"].map({c: i for i, c in enumerate(classes)}).astype("int32")
     return frame, classes
 
 

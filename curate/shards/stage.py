@@ -28,13 +28,13 @@ from curate.shards.index import build_index, write_dataset_json
 from curate.shards.layout import assign, interleave_order, row_group_size, shard_count
 from curate.shards.normalize import Normalize
 from curate.shards.writer import SAMPLES, ShardTask, is_complete, left_out_examples, remove_shards_from, write_shard
-from curate.tables import kept_samples
+from curate.tables import kept_table
 from curate.view import Block, View
 from curate.workspace import Workspace
 
 WORK = "shards.work"  # each split's samples by shard, which the shard tasks read
 CLUSTER_MIN_BYTES = 256 * 2**20  # below this, writing in-process beats starting a local cluster
-EXAMPLES = 20  # left-out samples a summary names (index.parquet holds them all)
+EXAMPLES = 20  # left-out samples a summary names (the shards' sidecars list them all)
 
 
 @dataclass
@@ -129,9 +129,7 @@ def shard(src: str, out: str, cfg: Config) -> ShardSummary:
     started = time.perf_counter()
     resolve(cfg)
     ws = Workspace(out)
-    samples, classes = kept_samples(ws)
-    kept = pa.Table.from_pandas(samples[[*SAMPLES.names, "split", "size_bytes"]], preserve_index=False)
-    del samples  # Arrow from here on: one copy of the columns the shards need
+    kept, classes = kept_table(ws)
     tasks: list[ShardTask] = []
     for split in SPLITS:
         rows = np.flatnonzero(pc.fill_null(pc.equal(kept["split"], split), False).to_numpy(zero_copy_only=False))
@@ -156,6 +154,7 @@ def shard(src: str, out: str, cfg: Config) -> ShardSummary:
             summary.bytes += st["bytes"]
             for reason, n in st.get("left_out_by_reason", {}).items():
                 summary.left_out[reason] = summary.left_out.get(reason, 0) + n
-    summary.left_out_examples = left_out_examples(ws, [s for s in stats if s["shard"].startswith("shards/")], EXAMPLES)
-    summary.max_class_deviation = max_class_deviation(ws, [s for s in stats if s["shard"].startswith("shards/")])
+    training = [s for s in stats if s["shard"].startswith("shards/")]
+    summary.left_out_examples = left_out_examples(ws, training, EXAMPLES)
+    summary.max_class_deviation = max_class_deviation(ws, training)
     return summary
