@@ -33,7 +33,7 @@ def _astronaut() -> Image.Image:
 
 
 def score(im: Image.Image) -> float:
-    return edge_sharpness(working_luma(im.convert("RGB")))
+    return edge_sharpness(working_luma(np.asarray(im.convert("RGB"))))
 
 
 def test_step_edge_scores_one_and_flat_scores_zero():
@@ -76,7 +76,7 @@ def test_the_score_is_exactly_the_plain_definition():
     photos = [Image.open(PHOTO).convert("RGB"), _astronaut()]
     for photo in photos:
         for im in [photo, photo.resize((500, 375)), *(photo.filter(ImageFilter.GaussianBlur(r)) for r in (1, 3))]:
-            luma = working_luma(im)
+            luma = working_luma(np.asarray(im))
             assert edge_sharpness(luma) == plain_score(luma)
     noise = np.random.default_rng(0).integers(0, 256, (9, 40), dtype=np.uint8)
     assert edge_sharpness(noise) == plain_score(noise) > 0
@@ -106,8 +106,22 @@ def test_the_percentile_falls_back_where_the_sample_misses_the_top():
 
 
 def test_working_luma_scales_down_only():
-    assert working_luma(Image.new("RGB", (1024, 640))).shape == (320, WORKING_SIDE)
-    assert working_luma(Image.new("RGB", (195, 173))).shape == (173, 195)
+    assert working_luma(np.zeros((640, 1024, 3), np.uint8)).shape == (320, WORKING_SIDE)
+    assert working_luma(np.zeros((173, 195, 3), np.uint8)).shape == (173, 195)
+
+
+def test_working_luma_is_pillows_luma_within_a_level_and_the_score_within_1e_3():
+    """RGB, the decoder's RGBX and grey pixels give the same luma; OpenCV's rounding of the
+    601 weights moves a pixel by at most one level from Pillow's "L", and the score by < 1e-3."""
+    for photo in (Image.open(PHOTO).convert("RGB"), _astronaut()):
+        rgb = np.asarray(photo)
+        rgbx = np.asarray(photo.convert("RGBX"))
+        pillow = np.asarray(photo.convert("L"))
+        luma = working_luma(rgb)
+        np.testing.assert_array_equal(working_luma(rgbx), luma)
+        np.testing.assert_array_equal(working_luma(pillow), pillow)
+        assert np.abs(luma.astype(int) - pillow).max() <= 1
+        assert abs(edge_sharpness(luma) - edge_sharpness(pillow)) < 1e-3
 
 
 @pytest.mark.parametrize("name", ["sample_data", "astronaut"])

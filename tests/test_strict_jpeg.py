@@ -28,8 +28,8 @@ def test_pixels_are_pillows_at_every_draft_scale(mode, encoding):
             im.draft(None, (decode_size, decode_size))
             expected = np.asarray(im.convert(mode))
         got = strict_jpeg.decode(data, mode, 203, 157, scale)
-        assert got is not None and got.mode == mode
-        np.testing.assert_array_equal(np.asarray(got), expected, err_msg=f"{encoding} 1/{scale}")
+        assert got is not None and got.mode == ("RGBX" if mode == "RGB" else mode)
+        np.testing.assert_array_equal(np.asarray(got.convert(mode)), expected, err_msg=f"{encoding} 1/{scale}")
 
 
 def test_what_libjpeg_reports_becomes_a_code():

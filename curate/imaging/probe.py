@@ -58,10 +58,10 @@ def _bit_depth(im: Image.Image, data: bytes) -> int:
 
 
 def to_display(im: Image.Image, bit_depth: int, background: str) -> Image.Image:
-    """An 8-bit 'RGB' or 'L' image: CMYK via its ICC profile, high bit depths scaled, alpha
-    composited over `background`."""
+    """An 8-bit 'RGB' (or the decoder's 'RGBX', the same pixels) or 'L' image: CMYK via its ICC
+    profile, high bit depths scaled, alpha composited over `background`."""
     mode = im.mode
-    if mode in ("RGB", "L"):
+    if mode in ("RGB", "RGBX", "L"):
         return im
     if mode == "CMYK":
         icc = im.info.get("icc_profile")
@@ -100,16 +100,16 @@ def _lenient_jpeg_decodes(data: bytes) -> bool:
         return False
 
 
-def _strict_jpeg(im: Image.Image, data: bytes, scale: int, strict: bool) -> tuple[Image.Image | None, str | None]:
-    """The JPEG decoded by libjpeg-turbo, `strict`ly or not (`curate.imaging.strict_jpeg`), or None
-    where Pillow decodes it instead: where that path does not apply, and where libjpeg skipped
+def _strict_jpeg(im: Image.Image, data: bytes, scale: int, strict: bool) -> tuple[np.ndarray | None, str | None]:
+    """The JPEG's pixels decoded by libjpeg-turbo, `strict`ly or not (`strict_jpeg.decode_pixels`), or
+    None where Pillow decodes it instead: where that path does not apply, and where libjpeg skipped
     bytes before a marker (its complaint comes back too: the structure checks decide whether
     they lie between header segments, which is harmless). Raises `JpegDamage` for every other complaint."""
     if not strict_jpeg.decodable(im):
         return None, None
     w, h = im.size
     try:
-        return strict_jpeg.decode(data, im.mode, w, h, scale, strict=strict), None
+        return strict_jpeg.decode_pixels(data, im.mode, w, h, scale, strict=strict), None
     except strict_jpeg.JpegDamage as damage:
         if not damage.skipped_bytes:
             raise
@@ -170,13 +170,15 @@ def probe(data: bytes, *, decode_size: int = 256, max_pixels: int = 178_956_970,
         if im.format == "JPEG" and facts["bit_depth"] not in (8,):
             return _error(ErrorCode.UNSUPPORTED_CODEC, f"{facts['bit_depth']}-bit JPEG is not supported",
                           **facts), None
-        scale, decoded, skipped = 1, None, None
+        scale, pixels, decoded, skipped = 1, None, None, None
         try:
             if im.format == "JPEG":
                 scale = strict_jpeg.draft_scale(w, h, decode_size)
-                decoded, skipped = _strict_jpeg(im, data, scale, structure_checks)
-                if decoded is None:
+                pixels, skipped = _strict_jpeg(im, data, scale, structure_checks)
+                if pixels is None:
                     im.draft(None, (decode_size, decode_size))
+                else:
+                    decoded = strict_jpeg.image(pixels, im.mode, data)
             if decoded is None:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
@@ -213,7 +215,9 @@ def probe(data: bytes, *, decode_size: int = 256, max_pixels: int = 178_956_970,
         try:
             shown = to_display(decoded, facts["bit_depth"], background)
             thumb = _thumbnail(shown, orientation)
-            facts["edge_sharpness"] = edge_sharpness(working_luma(shown))
+            # the decoder's own array where it is what is shown (no copy); Pillow's pixels otherwise
+            shown_pixels = pixels if shown is decoded and pixels is not None else np.asarray(shown)
+            facts["edge_sharpness"] = edge_sharpness(working_luma(shown_pixels))
             facts["pixel_hash"] = _pixel_hash(decoded, im.format, data, orientation)
         except Exception as exc:  # noqa: BLE001  (a decoder quirk on an odd mode is a bad file, not a crash)
             return _error(ErrorCode.CORRUPT, f"{type(exc).__name__}: {exc}", **facts), None
@@ -226,9 +230,8 @@ def _thumbnail(shown: Image.Image, orientation: int) -> bytes:
     if orientation in _ORIENT_OPS:
         shown = shown.transpose(_ORIENT_OPS[orientation])
     thumb = shown.resize((THUMB, THUMB), Image.Resampling.BILINEAR, reducing_gap=2.0)
-    if thumb.mode == "L":
-        return thumb.convert("RGB").tobytes() + thumb.tobytes()
-    return thumb.tobytes() + thumb.convert("L").tobytes()
+    return (thumb if thumb.mode == "RGB" else thumb.convert("RGB")).tobytes() + (
+        thumb if thumb.mode == "L" else thumb.convert("L")).tobytes()
 
 
 def _pixel_hash(im: Image.Image, fmt: str | None, data: bytes, orientation: int) -> str:
@@ -236,6 +239,8 @@ def _pixel_hash(im: Image.Image, fmt: str | None, data: bytes, orientation: int)
     digest = formats.jpeg_pixel_digest(data, orientation) if fmt == "JPEG" else None
     if digest is None:
         oriented = im.transpose(_ORIENT_OPS[orientation]) if orientation in _ORIENT_OPS else im
+        if oriented.mode == "RGBX":  # the decoder's layout of RGB: hashed as the RGB it is
+            oriented = oriented.convert("RGB")
         digest = formats.pixels_digest(oriented.mode, oriented.size, oriented.tobytes())
     return digest
 

@@ -3,7 +3,7 @@
 Pillow's decoder (libjpeg-turbo too) swallows libjpeg's warnings: a file cut inside the last
 scan of a progressive JPEG, or bits flipped in the entropy-coded data, decodes to wrong pixels
 with no complaint, while `djpeg -strict`, TensorFlow's `decode_jpeg` and OpenCV's strict reads
-refuse it. `decode(data, size, scale)` decodes through TurboJPEG with `strict=True`, at the same
+refuse it. `decode_pixels(data, mode, width, height, scale)` decodes through TurboJPEG with `strict=True`, at the same
 reduced DCT scale as Pillow's `draft` (the pixels are identical to Pillow's at 1/1, 1/2, 1/4 and
 1/8), so the scan still decodes each file once. What libjpeg reports becomes a `JpegDamage`:
 
@@ -27,7 +27,7 @@ import numpy as np
 import simplejpeg
 from PIL import Image
 
-_COLORSPACES = {"RGB": "RGB", "L": "GRAY", "CMYK": "CMYK"}
+_COLORSPACES = {"RGB": "RGBX", "L": "GRAY", "CMYK": "CMYK"}
 _EXTRANEOUS = re.compile(r"extraneous bytes before marker")
 _TRUNCATED = "Premature end of JPEG file"
 # what TurboJPEG says of a header it does not handle (colourspace, sampling, precision, process):
@@ -59,10 +59,12 @@ def decodable(im: Image.Image) -> bool:
     return im.format == "JPEG" and im.mode in _COLORSPACES
 
 
-def decode(data: bytes, mode: str, width: int, height: int, scale: int, *, strict: bool = True) -> Image.Image | None:
-    """The JPEG's pixels at 1/`scale` in Pillow's `mode` ("RGB", "L" or "CMYK"); None where TurboJPEG
-    cannot read its header (the caller decodes with Pillow). Raises `JpegDamage` in strict mode.
-    A CMYK image carries the header's `info` (its ICC profile converts it for display)."""
+def decode_pixels(data: bytes, mode: str, width: int, height: int, scale: int, *,
+                  strict: bool = True) -> np.ndarray | None:
+    """The JPEG's pixels at 1/`scale`, as libjpeg gives them: (H, W) for Pillow's `mode` "L", (H, W, 4)
+    for "RGB" (RGBX: a padding byte after each pixel, the layout Pillow keeps RGB in, so `image`
+    wraps it without a copy) and "CMYK" (as stored); None where TurboJPEG cannot read its header
+    (the caller decodes with Pillow). Raises `JpegDamage` in strict mode."""
     try:
         pixels = simplejpeg.decode_jpeg(data, _COLORSPACES[mode], strict=strict,
                                         min_width=-(-width // scale), min_height=-(-height // scale))
@@ -70,11 +72,25 @@ def decode(data: bytes, mode: str, width: int, height: int, scale: int, *, stric
         if any(words in str(exc) for words in _NOT_FOR_TURBOJPEG):
             return None
         raise JpegDamage(str(exc)) from None
+    return pixels[..., 0] if mode == "L" else pixels
+
+
+def image(pixels: np.ndarray, mode: str, data: bytes) -> Image.Image:
+    """A Pillow image of `decode_pixels`' result for `mode`: over the same memory for "L" and for
+    "RGB" (which comes as "RGBX", the same pixels); a CMYK one carries the header's `info` (its ICC
+    profile converts it for display)."""
+    h, w = pixels.shape[:2]
     if mode == "L":
-        return Image.fromarray(pixels[..., 0], mode)
+        return Image.frombuffer("L", (w, h), pixels, "raw", "L", 0, 1)
     if mode == "RGB":
-        return Image.fromarray(np.ascontiguousarray(pixels), mode)
+        return Image.frombuffer("RGBX", (w, h), pixels, "raw", "RGBX", 0, 1)
     image = Image.fromarray(np.subtract(255, pixels, dtype=np.uint8), mode)  # Adobe's inverted CMYK, as Pillow reads it
     with Image.open(io.BytesIO(data)) as header:
         image.info = dict(header.info)
     return image
+
+
+def decode(data: bytes, mode: str, width: int, height: int, scale: int, *, strict: bool = True) -> Image.Image | None:
+    """`decode_pixels` as a Pillow `image` (RGB as "RGBX"), or None."""
+    pixels = decode_pixels(data, mode, width, height, scale, strict=strict)
+    return None if pixels is None else image(pixels, mode, data)

@@ -292,18 +292,19 @@ def _code(table: tuple[bytes, bytes] | None, symbol: int) -> str | None:
 
 
 def _grey(decoded: Image.Image, box: tuple[int, int, int, int]) -> bool:
-    raw = decoded.crop(box).tobytes()
+    region = decoded.crop(box)
+    raw = (region.convert("RGB") if region.mode == "RGBX" else region).tobytes()
     return raw.count(128) == len(raw)
 
 
 def _premature(p: _Parse, data: bytes, decoded: Image.Image) -> None:
     """`jpeg.premature`: the image ends in flat-grey MCUs the bytes do not code (module doc)."""
     corner = decoded.getpixel((decoded.width - 1, decoded.height - 1))  # cheap first look
-    if corner not in (128, (128, 128, 128)):
+    if (corner[:3] if isinstance(corner, tuple) else corner) not in (128, (128, 128, 128)):
         return
     frame, scan = p.frame, p.scans[-1] if p.scans else None
     if (frame is None or scan is None or frame.progressive or not frame.huffman or not frame.height
-            or decoded.mode not in ("RGB", "L") or len(scan.components) != len(frame.components)):
+            or decoded.mode not in ("RGB", "RGBX", "L") or len(scan.components) != len(frame.components)):
         return
     scale = max(1, round(frame.width / decoded.width))
     mw, mh = max(1, 8 * frame.hmax // scale), max(1, 8 * frame.vmax // scale)
