@@ -126,8 +126,9 @@ def in_child(datas: list[bytes], copies: int, malloc: dict[str, str]) -> tuple[f
 def parts(datas: list[bytes], size: tuple[int, int], passes: int, copies: int) -> list[tuple[str, float]]:
     w, h = size
     scale = strict_jpeg.draft_scale(w, h, DECODE_SIZE)
-    decoded = [strict_jpeg.decode(d, "RGB", w, h, scale) for d in datas]
-    lumas = [working_luma(im) for im in decoded]
+    arrays = [strict_jpeg.decode_pixels(d, "RGB", w, h, scale) for d in datas]
+    decoded = [strict_jpeg.image(a, "RGB", d) for a, d in zip(arrays, datas)]
+    lumas = [working_luma(a) for a in arrays]
     pairs = list(zip(datas, decoded))
     tuned, plain = (min(in_child(datas, copies, malloc) for _ in range(2)) for malloc in (sandbox.DECODER_MALLOC, {}))
 
@@ -140,10 +141,10 @@ def parts(datas: list[bytes], size: tuple[int, int], passes: int, copies: int) -
     whole = best_ms(probe.probe, datas, passes)
     return [
         ("`probe()`, the whole", whole),
-        ("decode, strict, RGB, at the scan's DCT scale", best_ms(
+        ("decode, strict, RGB (as RGBX), at the scan's DCT scale", best_ms(
             lambda d: strict_jpeg.decode(d, "RGB", w, h, scale), datas, passes)),
         ("64x64 thumbnail (resize, RGB and luma bytes)", best_ms(lambda im: probe._thumbnail(im, 1), decoded, passes)),
-        ("blur: luma at <= 512 px (`working_luma`)", best_ms(working_luma, decoded, passes)),
+        ("blur: luma at <= 512 px (`working_luma`)", best_ms(working_luma, arrays, passes)),
         ("blur: `edge_sharpness`", best_ms(edge_sharpness, lumas, passes)),
         ("bytes hash, header, EXIF, precision", best_ms(header, datas, passes)),
         ("structure checks", best_ms(lambda p: structure.verdict(structure.inspect(p[0], p[1], "JPEG")), pairs,
