@@ -111,6 +111,7 @@ def in_child(datas: list[bytes], copies: int, malloc: dict[str, str]) -> tuple[f
                                                                 timeout_s=60.0), tmp)
                 job = sandbox.DecodeJob(tmp, tuple(paths), settings)
                 assert all(facts["status"] == "ok" for facts, _t, _s in sandbox.sandboxed(job))
+                sandbox.close_idle()  # the child exits and is waited for: its CPU counts
                 after = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
                 cpu = sum(a.ru_utime + a.ru_stime - b.ru_utime - b.ru_stime for a, b in zip(after, before))
                 return cpu, after[1].ru_minflt - before[1].ru_minflt

@@ -215,6 +215,56 @@ def test_a_decoder_child_killed_before_it_reads_gives_decoder_crashed_not_timeou
     assert got[3:] == [decode_file((tmp_path / "src" / name).read_bytes(), job) for name in names[3:]]
 
 
+# A sitecustomize for the decoder children: each child appends its pid to CURATE_TEST_CHILD_STARTS.
+_COUNT_STARTS = """
+import os
+with open(os.environ["CURATE_TEST_CHILD_STARTS"], "a") as f:
+    f.write(f"{os.getpid()}\\n")
+"""
+
+
+def test_a_decoder_child_takes_job_after_job_with_the_same_settings(tmp_path, monkeypatch):
+    """A child that gave every result of its job decodes the next job with the same settings (a
+    worker starts its decoders once, not once per partition), also when the consumer stops at the
+    last result (`zip`); other settings get a child of their own, a child whose results were left
+    unread is killed, not reused, and `close_idle` ends the idle ones."""
+    from curate.imaging import sandbox
+
+    src = tmp_path / "src"
+    names = [f"{i}.png" for i in range(12)]
+    for i, name in enumerate(names):
+        write(src / name, encode(photo_like(i), "PNG"))
+    site = write(tmp_path / "site" / "sitecustomize.py", _COUNT_STARTS.encode()).parent
+    starts = tmp_path / "starts"
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])))
+    monkeypatch.setenv("CURATE_TEST_CHILD_STARTS", str(starts))
+    settings = DecodeSettings.of(ScanConfig(), str(src))
+
+    def decode(paths: list[str], settings: DecodeSettings = settings, take: int | None = None) -> list[sandbox.Result]:
+        job = sandbox.DecodeJob(str(src), tuple(paths), settings)
+        results = [r for _p, r in zip(paths[:take] if take else paths, sandbox.sandboxed(job))]
+        assert results == [sandbox.decode_file((src / p).read_bytes(), job) for p in paths[:len(results)]]
+        return results
+
+    def children() -> int:
+        return len(starts.read_text().split())
+
+    try:
+        decode(names[:4])
+        decode(names[4:8])  # stopped by zip at its last result: still handed back
+        decode(names[8:])
+        assert children() == 1
+        decode(names[:3], DecodeSettings.of(ScanConfig(timeout_s=7.0), str(src)))
+        assert children() == 2
+        decode(names, take=2)  # results left unread: that child is killed
+        decode(names[:2])
+        assert children() == 3
+    finally:
+        sandbox.close_idle()
+    pids = [int(p) for p in starts.read_text().split()]
+    assert not any(Path(f"/proc/{pid}").exists() for pid in pids)  # ended and waited for
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("delay_s", [1.0, 3.0, 6.0])
 def test_killed_run_resumes_to_the_same_outputs(tmp_path, delay_s):
@@ -250,6 +300,7 @@ if sys.argv[2] == "plain":
 settings = sandbox.DecodeSettings.of(ScanConfig(max_pixels=10**8, max_memory_mb=2048), sys.argv[1])
 job = sandbox.DecodeJob(sys.argv[1], tuple(f"{i}.jpg" for i in range(60)), settings)
 assert all(facts["status"] == "ok" for facts, _thumb, _size in sandbox.sandboxed(job))
+sandbox.close_idle()  # the child exits and is waited for: its page faults count
 print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_minflt)
 """
 

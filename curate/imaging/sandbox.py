@@ -2,12 +2,16 @@
 
 The parent sends one partition's file paths; the child reads and probes them in order (or, for
 a job with `pixels`, decodes each to a square of RGB pixels of that side, as a model wants it)
-and streams back one result per file. If a result does not arrive within `timeout_s` while the
-child lives on (a decoder stuck in a loop) the child is killed, that file gets the error code
-`timeout`, and a new child carries on with the next file. The child's address space is capped
-(`max_memory_mb`), so an allocation bomb fails inside it as a MemoryError row (or kills it: a
-child whose output ends, or that has exited, gives its file `decoder_crashed`). The scan worker
-itself is never at risk.
+and streams back one result per file. A child that finished its job waits for the next one: this
+process keeps it (`_IDLE`) and hands it the next job with the same settings, so a worker running
+partition after partition starts its decoders once (a start costs ~0.17 s of CPU: Python, NumPy,
+Pillow, OpenCV). An idle child exits after `IDLE_EXIT_S`, or when this process ends.
+
+If a result does not arrive within `timeout_s` while the child lives on (a decoder stuck in a
+loop) the child is killed, that file gets the error code `timeout`, and a new child carries on
+with the next file. The child's address space is capped (`max_memory_mb`), so an allocation bomb
+fails inside it as a MemoryError row (or kills it: a child whose output ends, or that has exited,
+gives its file `decoder_crashed`). The scan worker itself is never at risk.
 
 Run as `python -m curate.imaging.sandbox`; the protocol is length-prefixed pickles on stdin/stdout.
 """
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import multiprocessing.util
 import os
 import pickle
 import queue
@@ -38,6 +43,8 @@ MIN_PATHS_PER_DECODER = 64  # fewer files than this are not worth another decode
 # A dying process's pipes close a moment before its exit can be waited for: a child whose output
 # ended is given this long to exit (it is killed after that) before its file's error is written.
 EXIT_WAIT_S = 5.0
+IDLE_EXIT_S = 60.0  # a child with no job for this long exits...
+IDLE_REUSE_S = 30.0  # ...so this process hands jobs only to children idle for less than this
 
 
 # glibc's malloc in the decoder child. By default it maps each large NumPy temporary afresh and
@@ -172,19 +179,25 @@ def _child() -> None:
     # contend with the other children, and their waits cost CPU (benchmarks/probe_parts.py).
     cv2.setNumThreads(1)
 
-    job: DecodeJob = _receive(sys.stdin.fileno(), None)
-    limit = job.settings.max_memory_mb * 2**20
+    job: DecodeJob | None = _receive(sys.stdin.fileno(), None)
+    assert job is not None
+    limit = job.settings.max_memory_mb * 2**20  # every later job has the same settings (`_IDLE`'s key)
     hard = resource.getrlimit(resource.RLIMIT_AS)[1]
     if hard != resource.RLIM_INFINITY:  # the machine's own cap is stricter: the child cannot raise it
         limit = min(limit, hard)
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    for _path, data in Source(job.src).read_many(job.paths, job.settings.fetch_batch):
-        try:
-            result = decode_file(data, job)
-        except MemoryError:
-            result = ({"status": Status.ERROR.value, "error_code": ErrorCode.MEMORY_LIMIT.value,
-                       "error_message": f"decoding needed more than {job.settings.max_memory_mb} MB"}, None, None)
-        _send(sys.stdout.buffer, result)
+    while job is not None:
+        for _path, data in Source(job.src).read_many(job.paths, job.settings.fetch_batch):
+            try:
+                result = decode_file(data, job)
+            except MemoryError:
+                result = ({"status": Status.ERROR.value, "error_code": ErrorCode.MEMORY_LIMIT.value,
+                           "error_message": f"decoding needed more than {job.settings.max_memory_mb} MB"}, None, None)
+            _send(sys.stdout.buffer, result)
+        try:  # the next job, unless none comes within IDLE_EXIT_S or the parent has gone
+            job = _receive(sys.stdin.fileno(), time.monotonic() + IDLE_EXIT_S)
+        except EOFError:
+            job = None
 
 
 Result = tuple[dict[str, Any], bytes | None, int | None]  # facts, thumbnail or pixels, size in bytes
@@ -209,16 +222,87 @@ def _no_result(child: subprocess.Popen[bytes], ended: bool, timeout_s: float) ->
     return {"status": Status.ERROR.value, "error_code": code.value, "error_message": message}
 
 
+ChildKey = tuple[DecodeSettings, tuple[tuple[str, str], ...]]  # a job's settings, the child's environment
+
+
+class _IdleChildren:
+    """Decoder children of this process that finished their job and wait for another, by what they
+    were started with (settings and environment); each with the time it went idle. At most
+    `limit` are kept (the oldest is closed first); the rest are closed when this process exits."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.lock = threading.Lock()
+        self.waiting: list[tuple[ChildKey, float, subprocess.Popen[bytes]]] = []
+
+    def take(self, key: ChildKey) -> subprocess.Popen[bytes] | None:
+        """A live child started with `key`, idle for less than IDLE_REUSE_S, or None."""
+        with self.lock:
+            for i, (k, since, child) in enumerate(self.waiting):
+                if k == key and time.monotonic() - since < IDLE_REUSE_S and child.poll() is None:
+                    del self.waiting[i]
+                    return child
+        return None
+
+    def give(self, key: ChildKey, child: subprocess.Popen[bytes]) -> None:
+        with self.lock:
+            now = time.monotonic()
+            self.waiting.append((key, now, child))
+            keep = [w for w in self.waiting if now - w[1] < IDLE_REUSE_S][-self.limit:]
+            closing = [w[2] for w in self.waiting if w not in keep]
+            self.waiting = keep
+        for old in closing:
+            _close(old)
+
+    def close_all(self) -> None:
+        with self.lock:
+            children, self.waiting = [c for _k, _s, c in self.waiting], []
+        for child in children:
+            _close(child)
+
+
+def _close(child: subprocess.Popen[bytes]) -> None:
+    """End a child: an idle one exits when its input ends; one that does not, or is busy, is killed."""
+    with contextlib.suppress(BrokenPipeError):  # a dead child's unsent bytes
+        if child.stdin:
+            child.stdin.close()
+    try:
+        child.wait(0.5)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
+    if child.stdout:
+        child.stdout.close()
+
+
+_IDLE = _IdleChildren(limit=max(2, os.cpu_count() or 1))
+# at exit, as multiprocessing's own exit runs it: also in a Dask worker process, which ends with
+# os._exit (atexit's handlers do not run there); a closed child is waited for, so its CPU time counts
+multiprocessing.util.Finalize(None, _IDLE.close_all, exitpriority=0)
+
+
+def close_idle() -> None:
+    """End this process's idle decoder children now (and wait for them)."""
+    _IDLE.close_all()
+
+
 def sandboxed(job: DecodeJob) -> Iterator[Result]:
-    """Results for job.paths, in order, each decoded within the job's `timeout_s` in a child process."""
+    """Results for job.paths, in order, each decoded within the job's `timeout_s` in a child process
+    (an idle one of this process started with the same settings, or a new one)."""
     timeout_s = job.settings.timeout_s
+    env = _child_env()
+    key: ChildKey = (job.settings, tuple(sorted(env.items())))
     remaining = list(job.paths)
     while remaining:
-        child = subprocess.Popen([sys.executable, "-m", "curate.imaging.sandbox"], stdin=subprocess.PIPE,
-                                 stdout=subprocess.PIPE, env=_child_env())
+        child = _IDLE.take(key)
+        if child is None:
+            child = subprocess.Popen([sys.executable, "-m", "curate.imaging.sandbox"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, env=env)
+            assert child.stdout is not None
+            _widen_pipe(child.stdout.fileno())
+        done = False
         try:
             assert child.stdin is not None and child.stdout is not None
-            _widen_pipe(child.stdout.fileno())
             with contextlib.suppress(BrokenPipeError):  # a child already dead: its output has ended too
                 _send(child.stdin, dataclasses.replace(job, paths=tuple(remaining)))
             grace = STARTUP_S
@@ -233,16 +317,20 @@ def sandboxed(job: DecodeJob) -> Iterator[Result]:
                     yield _no_result(child, ended, timeout_s), None, None
                     remaining.pop(0)
                     break
-                yield result
                 remaining.pop(0)
+                done = not remaining  # every result of the job read: the child waits for the next
+                yield result
         finally:
-            if child.poll() is None:
-                child.kill()
-            child.wait()
-            for stream in (child.stdin, child.stdout):
-                if stream:
-                    with contextlib.suppress(BrokenPipeError):  # unsent bytes for a dead child
-                        stream.close()
+            if done and child.poll() is None:
+                _IDLE.give(key, child)
+            else:  # timed out, died, or its results were left unread (the consumer stopped)
+                if child.poll() is None:
+                    child.kill()
+                child.wait()
+                for stream in (child.stdin, child.stdout):
+                    if stream:
+                        with contextlib.suppress(BrokenPipeError):  # unsent bytes for a dead child
+                            stream.close()
 
 
 def decode_all(job: DecodeJob, decoders: int, ahead: int = 256) -> Iterator[tuple[str, Result]]:
