@@ -43,8 +43,8 @@ MIN_PATHS_PER_DECODER = 64  # fewer files than this are not worth another decode
 # A dying process's pipes close a moment before its exit can be waited for: a child whose output
 # ended is given this long to exit (it is killed after that) before its file's error is written.
 EXIT_WAIT_S = 5.0
-IDLE_EXIT_S = 60.0  # a child with no job for this long exits...
-IDLE_REUSE_S = 30.0  # ...so this process hands jobs only to children idle for less than this
+IDLE_EXIT_S = 20.0  # a child with no job for this long exits...
+IDLE_REUSE_S = 10.0  # ...so this process hands jobs only to children idle for less than this
 
 
 # glibc's malloc in the decoder child. By default it maps each large NumPy temporary afresh and
