@@ -245,20 +245,24 @@ def _pixel_hash(im: Image.Image, fmt: str | None, data: bytes, orientation: int)
     return digest
 
 
+FINGERPRINT_CHUNK = 128  # thumbnails hashed at a time: their temporaries stay in cache
+
+
 def fingerprint(rows: list[dict[str, Any]], thumbs: list[bytes | None]) -> None:
     """Add perceptual hashes and quality statistics to the rows that have a thumbnail."""
     idx = [i for i, t in enumerate(thumbs) if t is not None]
-    if not idx:
-        return
-    joined = b"".join(t for t in thumbs if t is not None)
-    both = np.frombuffer(joined, dtype=np.uint8).reshape(len(idx), THUMB * THUMB * 4)
-    rgb = both[:, :THUMB * THUMB * 3].reshape(-1, THUMB, THUMB, 3)
-    gray = both[:, THUMB * THUMB * 3:].reshape(-1, THUMB, THUMB)
-    luma = gray.astype(np.float32)
-    d8 = phash_d8(luma)
-    columns = {"phash": d8[:, 0], "dhash": dhash(luma), **quality_stats(rgb, gray)}
-    for k, i in enumerate(idx):
-        row = rows[i]
-        row["phash_d8"] = d8[k].tolist()
-        for name, values in columns.items():
-            row[name] = values[k].item()
+    for start in range(0, len(idx), FINGERPRINT_CHUNK):
+        chunk = idx[start:start + FINGERPRINT_CHUNK]
+        both = np.frombuffer(b"".join(thumbs[i] or b"" for i in chunk), dtype=np.uint8).reshape(
+            len(chunk), THUMB * THUMB * 4)
+        rgb = both[:, :THUMB * THUMB * 3].reshape(-1, THUMB, THUMB, 3)
+        gray = both[:, THUMB * THUMB * 3:].reshape(-1, THUMB, THUMB)
+        luma = gray.astype(np.float32)
+        d8 = phash_d8(luma)
+        columns = {"phash": d8[:, 0], "dhash": dhash(luma), **quality_stats(rgb, gray)}
+        values = {name: column.tolist() for name, column in columns.items()}
+        for k, (i, hashes) in enumerate(zip(chunk, d8.tolist())):
+            row = rows[i]
+            row["phash_d8"] = hashes
+            for name, column in values.items():
+                row[name] = column[k]
