@@ -252,27 +252,31 @@ class _IdleChildren:
             closing = [w[2] for w in self.waiting if w not in keep]
             self.waiting = keep
         for old in closing:
-            _close(old)
+            _end(old, gently=True)
 
     def close_all(self) -> None:
         with self.lock:
             children, self.waiting = [c for _k, _s, c in self.waiting], []
         for child in children:
-            _close(child)
+            _end(child, gently=True)
 
 
-def _close(child: subprocess.Popen[bytes]) -> None:
-    """End a child: an idle one exits when its input ends; one that does not, or is busy, is killed."""
-    with contextlib.suppress(BrokenPipeError):  # a dead child's unsent bytes
-        if child.stdin:
-            child.stdin.close()
-    try:
-        child.wait(0.5)
-    except subprocess.TimeoutExpired:
+def _end(child: subprocess.Popen[bytes], *, gently: bool) -> None:
+    """End a child and wait for it: `gently`, an idle one, by ending its input (it exits; killed if
+    it has not within 0.5 s); otherwise killed at once."""
+    if gently:
+        with contextlib.suppress(BrokenPipeError):  # a dead child's unsent bytes
+            if child.stdin:
+                child.stdin.close()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(0.5)
+    if child.poll() is None:
         child.kill()
-        child.wait()
-    if child.stdout:
-        child.stdout.close()
+    child.wait()
+    for stream in (child.stdin, child.stdout):
+        if stream:
+            with contextlib.suppress(BrokenPipeError):  # unsent bytes for a dead child
+                stream.close()
 
 
 _IDLE = _IdleChildren(limit=max(2, os.cpu_count() or 1))
@@ -324,13 +328,7 @@ def sandboxed(job: DecodeJob) -> Iterator[Result]:
             if done and child.poll() is None:
                 _IDLE.give(key, child)
             else:  # timed out, died, or its results were left unread (the consumer stopped)
-                if child.poll() is None:
-                    child.kill()
-                child.wait()
-                for stream in (child.stdin, child.stdout):
-                    if stream:
-                        with contextlib.suppress(BrokenPipeError):  # unsent bytes for a dead child
-                            stream.close()
+                _end(child, gently=False)
 
 
 def decode_all(job: DecodeJob, decoders: int, ahead: int = 256) -> Iterator[tuple[str, Result]]:
