@@ -393,7 +393,9 @@ def test_embeddings_in_fiftyone_map_similarity_and_views(fodb, tmp_path):
     for stage in ("scan", "embed", "validate", "dedup", "rebalance", "publish"):
         summary = run_stage(stage, str(SAMPLE), str(out), cfg)
     assert summary.embeddings["points"] == 66 and summary.embeddings["map"] in ("umap", "tsne")
-    import fiftyone as fo
+    from curate.publish.backend import fiftyone
+
+    fo = fiftyone()  # the way curate imports it: after Dask's importlib_metadata backport too
 
     ds = fo.load_dataset("curate-test-emb")
     assert set(ds.list_brain_runs()) == {"curate_map", "curate_similarity"}

@@ -180,10 +180,11 @@ def test_augment_uses_no_file_changed_since_the_scan(planned, tmp_path):
 
 
 def test_publish_shows_no_file_that_now_leads_out_of_src(fodb, planned, tmp_path):
-    import fiftyone as fo
-
     from curate.config import from_dict
     from curate.pipeline import run_stage
+    from curate.publish.backend import fiftyone
+
+    fo = fiftyone()  # the way curate imports it: after Dask's importlib_metadata backport too
 
     out = tmp_path / "out"
     _scanned_and_planned(planned, out)
