@@ -3,7 +3,9 @@
 A task is a partition of thousands of files, never one image. A job of one partition runs
 in-process: there is nothing to parallelise and no cluster is worth starting for it. Sources
 or outputs on `memory://` also run in-process, since worker processes cannot see the
-driver's memory.
+driver's memory. Tasks whose work happens in child processes of their own (the scan's
+sandboxed decoders) can run in-process on threads instead of a local cluster (`run_tasks`'s
+`threads`; the scan chooses it with `local_threads`).
 """
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ def dask_client(cfg: EngineConfig, n_tasks: int, urls: Sequence[str] = (), worth
     closed on exit; with no scheduler, a single task or work too small to repay a cluster's
     start-up (`worth_a_cluster`) runs in-process.
     """
-    address = cfg.scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS", "")
+    address = scheduler_address(cfg)
     in_memory = any(str(u).startswith("memory://") for u in urls)
     if in_memory or (not address and (n_tasks <= 1 or not worth_a_cluster)):
         yield None
@@ -61,6 +63,29 @@ def dask_client(cfg: EngineConfig, n_tasks: int, urls: Sequence[str] = (), worth
         local.close()
 
 
+def scheduler_address(cfg: EngineConfig) -> str:
+    """The existing Dask scheduler to run on: `cfg.scheduler`, else DASK_SCHEDULER_ADDRESS; '' for none."""
+    return cfg.scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS", "")
+
+
+LOCAL_THREADS_MAX = 8  # the most threads `local_threads` gives: beyond, the driver's own share saturates a core
+
+
+def local_threads(cfg: EngineConfig) -> int:
+    """Threads for tasks that wait on child processes of their own (the scan's decoders) to run
+    in-process rather than on a local cluster, or 0 for the cluster (a scheduler is configured,
+    or more than LOCAL_THREADS_MAX workers are asked for).
+
+    A local cluster then only adds a process between the driver and each decoder: at 20,000 small
+    photos on 2 cores its worker processes cost ~0.3 ms of CPU per image and ~3 s to start, against
+    ~0.1 ms per image in the driver's threads (benchmarks/RESULTS.md, "## Scan", notes of
+    2026-12-07). At 0.1 ms per image against the decoders' ~1.9 ms, 8 threads keep the driver
+    under half of one core (one interpreter lock); more workers go to the local cluster's processes.
+    """
+    workers = cfg.workers or os.cpu_count() or 1
+    return 0 if scheduler_address(cfg) or workers > LOCAL_THREADS_MAX else workers
+
+
 def scrub_worker_logs(client: Any) -> None:
     """Make the log records of every worker of `client`'s cluster lose the credentials of the URLs
     in them (`curate.storage.scrub_log_records`), as the driver's do. A worker that joins later
@@ -77,7 +102,7 @@ def shared_cluster(cfg: EngineConfig) -> Iterator[EngineConfig]:
     small (sample_data) starts none and runs in-process, as `curate run` does. Inside another
     such block (a stage's jobs in a flow run), the enclosing block's cluster is the one used."""
     global _shared
-    address = cfg.scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS", "")
+    address = scheduler_address(cfg)
     if address:
         yield dataclasses.replace(cfg, scheduler=address)
         return
@@ -164,8 +189,9 @@ def _call_with_retries(fn: Callable[..., Any], item: Any, retries: int, **kwargs
 
 
 def run_tasks(client: Any, fn: Callable[..., Any], items: Sequence[Any], *, label: str, retries: int = 2,
-              **kwargs: Any) -> list[Any]:
-    """Call `fn(item, **kwargs)` for every item, on `client` or in-process; results in order.
+              threads: int = 1, **kwargs: Any) -> list[Any]:
+    """Call `fn(item, **kwargs)` for every item, on `client` or in-process (on `threads` threads,
+    for tasks whose work is in child processes of their own); results in order.
 
     Reports progress (`curate.progress`). A partition that raises is retried `retries` times (a
     transient failure); one that keeps failing fails the job with `PartitionFailed`, naming
@@ -177,6 +203,9 @@ def run_tasks(client: Any, fn: Callable[..., Any], items: Sequence[Any], *, labe
     """
     results: list[Any] = [None] * len(items)
     with progress.task(label, len(items)) as advance:
+        if client is None and threads > 1 and len(items) > 1:
+            _run_on_threads(fn, items, results, retries, threads, advance, kwargs)
+            return results
         if client is None:
             for i, item in enumerate(items):
                 results[i] = _call_with_retries(fn, item, retries, **kwargs)
@@ -202,3 +231,24 @@ def run_tasks(client: Any, fn: Callable[..., Any], items: Sequence[Any], *, labe
                 raise results[i].error
             advance(1)
     return results
+
+
+def _run_on_threads(fn: Callable[..., Any], items: Sequence[Any], results: list[Any], retries: int, threads: int,
+                    advance: Callable[[int], None], kwargs: dict[str, Any]) -> None:
+    """`run_tasks` in-process on `threads` threads: the first task to fail for good cancels the
+    tasks not yet started, waits for the running ones, and is raised."""
+    from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+
+    with ThreadPoolExecutor(min(threads, len(items)), thread_name_prefix="curate-task") as pool:
+        futures = {pool.submit(_call_with_retries, fn, item, retries, **kwargs): i for i, item in enumerate(items)}
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+            for future in done:
+                failure = future.exception()
+                if failure is not None:
+                    for f in pending:
+                        f.cancel()
+                    raise failure
+                results[futures[future]] = future.result()
+                advance(1)

@@ -1,6 +1,7 @@
 """The engine: partition retries, a named failure, and no retry of a user-facing error."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,15 +27,38 @@ def flaky(task: Flaky) -> int:
     return task.index
 
 
-def test_transient_failures_are_retried(tmp_path):
-    tasks = [Flaky(i, str(tmp_path / f"m{i}"), failures=i) for i in range(3)]
-    assert run_tasks(None, flaky, tasks, label="test", retries=2) == [0, 1, 2]
+@pytest.mark.parametrize("threads", [1, 3])
+def test_transient_failures_are_retried(tmp_path, threads):
+    tasks = [Flaky(i, str(tmp_path / f"m{i}"), failures=i % 3) for i in range(7)]
+    assert run_tasks(None, flaky, tasks, label="test", retries=2, threads=threads) == list(range(7))
 
 
-def test_a_partition_that_keeps_failing_fails_the_run_by_name(tmp_path):
+@pytest.mark.parametrize("threads", [1, 3])
+def test_a_partition_that_keeps_failing_fails_the_run_by_name(tmp_path, threads):
     tasks = [Flaky(0, str(tmp_path / "a"), 0), Flaky(7, str(tmp_path / "b"), failures=10)]
     with pytest.raises(PartitionFailed, match=r"partition 7 failed after 3 attempts: OSError: transient failure 3"):
-        run_tasks(None, flaky, tasks, label="test", retries=2)
+        run_tasks(None, flaky, tasks, label="test", retries=2, threads=threads)
+
+
+@dataclass(frozen=True)
+class Slow:
+    index: int
+    marker: str
+
+
+def slow_or_refusing(task: Slow) -> int:
+    if task.index == 0:
+        raise CurateError("out of disk space while writing part-00000.parquet")
+    time.sleep(0.2)
+    Path(task.marker).write_text("ran")
+    return task.index
+
+
+def test_on_threads_a_refused_task_stops_the_tasks_not_started(tmp_path):
+    tasks = [Slow(i, str(tmp_path / f"m{i}")) for i in range(20)]
+    with pytest.raises(CurateError, match="out of disk space"):
+        run_tasks(None, slow_or_refusing, tasks, label="test", retries=2, threads=2)
+    assert len(list(tmp_path.glob("m*"))) <= 2  # at most the one running beside it, and the next it took
 
 
 @dataclass(frozen=True)

@@ -89,6 +89,39 @@ def test_same_input_same_manifest(tree, tmp_path):
     assert Workspace(str(a)).read("manifest", MANIFEST).equals(Workspace(str(b)).read("manifest", MANIFEST))
 
 
+def test_a_local_scan_decodes_on_the_drivers_threads_one_child_each(tree, tmp_path, monkeypatch):
+    """No scheduler configured: the partitions run on `workers` threads of the driver, each decoding
+    in one child (reused from partition to partition), and no Dask cluster is started."""
+    from curate import engine
+    from curate.imaging import sandbox
+
+    def no_cluster(self):
+        raise AssertionError("a local scan started a Dask cluster")
+
+    monkeypatch.setattr(engine._LazyCluster, "address", no_cluster)
+    sandbox.close_idle()
+    started = []
+    popen = sandbox.subprocess.Popen
+    monkeypatch.setattr(sandbox.subprocess, "Popen", lambda *a, **kw: started.append(a) or popen(*a, **kw))
+    summary = scan(str(tree), str(tmp_path / "out"), from_dict({"engine": {"partition_size": 2, "workers": 2}}))
+    sandbox.close_idle()
+    assert summary.ok == 7 and summary.decoded == 8
+    assert len(Workspace(str(tmp_path / "out")).parts("manifest")) == 4
+    assert len(started) == 2
+
+
+@pytest.mark.slow
+def test_more_workers_than_local_threads_scan_on_a_local_cluster_with_the_same_manifest(tree, tmp_path, monkeypatch):
+    from curate import engine
+
+    monkeypatch.setattr(engine, "LOCAL_THREADS_MAX", 1)
+    a, b = tmp_path / "a", tmp_path / "b"
+    scan(str(tree), str(a), from_dict({"engine": {"partition_size": 3, "workers": 2}}))
+    scan(str(tree), str(b), from_dict({"engine": {"partition_size": 3, "workers": 1}}))
+    assert engine.local_threads(from_dict({"engine": {"workers": 2}}).engine) == 0
+    assert Workspace(str(a)).read("manifest", MANIFEST).equals(Workspace(str(b)).read("manifest", MANIFEST))
+
+
 def test_memory_filesystem(tree, cfg):
     fs = fsspec.filesystem("memory")
     for p in tree.rglob("*"):

@@ -11,12 +11,14 @@ Three jobs, none of which holds the listing in the driver: the listing, written 
 `OUT/scan.work/listing/` by listing tasks (`curate.scan.listed`); the plan, per group of paths,
 joined with the previous manifest (`curate.scan.plan`); the decode, one task per manifest part,
 reading its run of the plan (`scan_partition`). `OUT/scan.work/` is removed when the scan ends.
+Decoding happens in sandboxed child processes, so on one machine the decode tasks run on the
+driver's threads, each with its own decoder child (`curate.engine.local_threads`); with a
+scheduler configured (or more workers than `LOCAL_THREADS_MAX`), on the Dask cluster.
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -26,7 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curate.config import Config
-from curate.engine import dask_client, run_tasks, shared_cluster
+from curate.engine import dask_client, local_threads, run_tasks, shared_cluster
 from curate.errors import CurateError
 from curate.imaging.formats import sample_id
 from curate.imaging.probe import fingerprint
@@ -191,13 +193,16 @@ def _scan(src: str, out: str, cfg: Config, ws: Workspace, started: float) -> Sca
         ws.write_bytes(f"{STAGING}/_listing", planned.key.encode())
     ws.clean_temporaries(STAGING)
     todo = [t for t in tasks if not ws.exists(STAGING, f"part-{t.index:05d}.parquet")]
-    if len(todo) == 1 and not (cfg.engine.scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS")):
-        # one partition runs in-process: give it the machine's decoders instead of one
-        todo = [dataclasses.replace(todo[0], decoders=cfg.engine.workers or os.cpu_count() or 1)]
     if len(todo) < len(tasks):
         log.info("resuming: %d of %d partitions already written", len(tasks) - len(todo), len(tasks))
-    with dask_client(cfg.engine, len(todo), (src, out)) as client:
-        counts = run_tasks(client, scan_partition, todo, label="scan", retries=cfg.engine.retries)
+    threads = local_threads(cfg.engine) if todo[0].decode.isolate else 0
+    if threads:  # in-process: each thread's partition decodes in its own child, one partition all of them
+        if len(todo) == 1:
+            todo = [dataclasses.replace(todo[0], decoders=threads)]
+        counts = run_tasks(None, scan_partition, todo, label="scan", retries=cfg.engine.retries, threads=threads)
+    else:
+        with dask_client(cfg.engine, len(todo), (src, out)) as client:
+            counts = run_tasks(client, scan_partition, todo, label="scan", retries=cfg.engine.retries)
     ws.fs.rm(ws.path(STAGING, "_listing"))
     ws.write_json(f"{STAGING}/{LAYOUT}", {"bits": planned.bits, "parts": [g.parts for g in planned.groups]})
     ws.swap_in(STAGING, "manifest")
