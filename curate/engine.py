@@ -72,9 +72,10 @@ LOCAL_THREADS_MAX = 8  # the most threads `local_threads` gives: beyond, the dri
 
 
 def local_threads(cfg: EngineConfig) -> int:
-    """Threads for tasks that wait on child processes of their own (the scan's decoders) to run
-    in-process rather than on a local cluster, or 0 for the cluster (a scheduler is configured,
-    or more than LOCAL_THREADS_MAX workers are asked for).
+    """Threads for tasks that wait on child processes of their own (the scan's decoders) or on
+    I/O (its listing) to run in-process rather than on a local cluster, or 0 for a cluster: a
+    scheduler is configured, more than LOCAL_THREADS_MAX workers are asked for, or the run's
+    shared local cluster is already up (started by an earlier job: used rather than left idle).
 
     A local cluster then only adds a process between the driver and each decoder: at 20,000 small
     photos on 2 cores its worker processes cost ~0.3 ms of CPU per image and ~3 s to start, against
@@ -83,7 +84,8 @@ def local_threads(cfg: EngineConfig) -> int:
     under half of one core (one interpreter lock); more workers go to the local cluster's processes.
     """
     workers = cfg.workers or os.cpu_count() or 1
-    return 0 if scheduler_address(cfg) or workers > LOCAL_THREADS_MAX else workers
+    running = _shared is not None and _shared.cluster is not None
+    return 0 if scheduler_address(cfg) or workers > LOCAL_THREADS_MAX or running else workers
 
 
 def scrub_worker_logs(client: Any) -> None:

@@ -1,4 +1,4 @@
-"""The scan's listing of SRC, made on the workers and written to OUT, never held by the driver.
+"""The scan's listing of SRC, made by listing tasks and written to OUT, never held whole by the driver.
 
 Reads the source tree (`curate.listing.list_some`). Writes `OUT/scan.work/listing/part-*.parquet`
 (schema `SCAN_LISTING`, each part sorted by `key`, the path's xxh3-64: `curate.scan.plan` reads a
@@ -6,10 +6,13 @@ group of keys from every part). The listing goes in rounds: the first lists in t
 process up to `FIRST_BUDGET` files (a small collection is listed whole there, without a cluster);
 what is left (folders not entered, S3 key ranges not listed) is shared out to listing tasks, each
 listing up to `TASK_BUDGET` files and handing back what it did not reach, until nothing is left.
+On one machine the tasks run on the driver's threads (they wait on the disk or the object store:
+`curate.engine.local_threads`), with a scheduler on its Dask workers.
 The driver holds only the work left (folders, key ranges) and counts, not the files.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +21,7 @@ import pyarrow as pa
 import xxhash
 
 from curate.config import Config
-from curate.engine import dask_client, run_tasks
+from curate.engine import dask_client, local_threads, run_tasks
 from curate.listing import Pending, SourceFile, ignored, list_some
 from curate.schema import SCAN_LISTING
 from curate.source import Source
@@ -125,11 +128,12 @@ def list_source_into(src: str, out: str, cfg: Config) -> Listing:
     left = list(done.left)
     if not left:
         return listing
-    with dask_client(cfg.engine, TASKS_PER_ROUND, (src, out)) as client:
+    threads = local_threads(cfg.engine)
+    with contextlib.nullcontext() if threads else dask_client(cfg.engine, TASKS_PER_ROUND, (src, out)) as client:
         while left:
             tasks = _share_out(first, left, listing.rounds)
             results: list[Any] = run_tasks(client, list_part, tasks, label=f"list (round {listing.rounds + 1})",
-                                           retries=cfg.engine.retries)
+                                           retries=cfg.engine.retries, threads=threads)
             listing.rounds += 1
             listing.files += sum(r.files for r in results)
             listing.parts += sum(r.parts for r in results)

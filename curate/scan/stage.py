@@ -12,8 +12,9 @@ Three jobs, none of which holds the listing in the driver: the listing, written 
 joined with the previous manifest (`curate.scan.plan`); the decode, one task per manifest part,
 reading its run of the plan (`scan_partition`). `OUT/scan.work/` is removed when the scan ends.
 Decoding happens in sandboxed child processes, so on one machine the decode tasks run on the
-driver's threads, each with its own decoder child (`curate.engine.local_threads`); with a
-scheduler configured (or more workers than `LOCAL_THREADS_MAX`), on the Dask cluster.
+driver's threads, each with its own decoder child (`curate.engine.local_threads`); on the Dask
+cluster with a scheduler configured, more workers than `LOCAL_THREADS_MAX`, or a local cluster
+already started (by the plan of more than one group of paths).
 """
 from __future__ import annotations
 
