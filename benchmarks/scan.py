@@ -694,7 +694,8 @@ def throughput(args: argparse.Namespace) -> str:
         "",
         "curate's seconds are the wall-clock of the whole `curate scan` process: interpreter start, "
         "imports, listing, decode (a job of one partition runs in the curate process with `--workers` "
-        "sandboxed decoder child processes; more partitions start a Dask LocalCluster), "
+        "sandboxed decoder child processes; more partitions run on the curate process's threads, "
+        "each with one decoder child), "
         "content and pixel hashes, pHash (8 dihedral variants) and dHash, quality statistics, Parquet "
         "write. \"in-process\" is the scan's own elapsed time as it prints it (from listing to the "
         "manifest swap, cluster start-up included). imagededup's seconds are the `encode_images` call "
