@@ -73,9 +73,8 @@ LOCAL_THREADS_MAX = 8  # the most threads `local_threads` gives: beyond, the dri
 
 def local_threads(cfg: EngineConfig) -> int:
     """Threads for tasks that wait on child processes of their own (the scan's decoders) or on
-    I/O (its listing) to run in-process rather than on a local cluster, or 0 for a cluster: a
-    scheduler is configured, more than LOCAL_THREADS_MAX workers are asked for, or the run's
-    shared local cluster is already up (started by an earlier job: used rather than left idle).
+    I/O (its listing) to run in-process rather than on a local cluster, or 0 for the cluster (a
+    scheduler is configured, or more than LOCAL_THREADS_MAX workers are asked for).
 
     A local cluster then only adds a process between the driver and each decoder: at 20,000 small
     photos on 2 cores its worker processes cost ~0.3 ms of CPU per image and ~3 s to start, against
@@ -84,8 +83,14 @@ def local_threads(cfg: EngineConfig) -> int:
     under half of one core (one interpreter lock); more workers go to the local cluster's processes.
     """
     workers = cfg.workers or os.cpu_count() or 1
-    running = _shared is not None and _shared.cluster is not None
-    return 0 if scheduler_address(cfg) or workers > LOCAL_THREADS_MAX or running else workers
+    return 0 if scheduler_address(cfg) or workers > LOCAL_THREADS_MAX else workers
+
+
+def close_local_cluster() -> None:
+    """Close the run's shared local cluster if an earlier job started it, before work on the
+    driver's threads would leave its processes idle; the next job that needs one starts it again."""
+    if _shared is not None:
+        _shared.close()
 
 
 def scrub_worker_logs(client: Any) -> None:

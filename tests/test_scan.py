@@ -107,7 +107,34 @@ def test_a_local_scan_decodes_on_the_drivers_threads_one_child_each(tree, tmp_pa
     sandbox.close_idle()
     assert summary.ok == 7 and summary.decoded == 8
     assert len(Workspace(str(tmp_path / "out")).parts("manifest")) == 4
-    assert len(started) == 2
+    assert sum("curate.imaging.sandbox" in args[0] for args in started) == 2  # decoder children
+
+
+@pytest.mark.slow
+def test_the_plans_local_cluster_is_closed_and_the_decode_runs_on_the_drivers_threads(tree, tmp_path, monkeypatch):
+    """More than one group of paths: the plan runs on a local cluster, which is closed before
+    the decode, whose children are the driver's own; the manifest is a one-group scan's."""
+    from curate import engine
+    from curate.imaging import sandbox
+    from curate.scan import plan
+
+    closed = []
+    close = engine._LazyCluster.close
+    monkeypatch.setattr(engine._LazyCluster, "close", lambda self: closed.append(self.cluster) or close(self))
+    one = tmp_path / "one"
+    scan(str(tree), str(one), from_dict({"engine": {"partition_size": 2, "workers": 2}}))
+    monkeypatch.setattr(plan, "GROUP_ROWS", 3)
+    sandbox.close_idle()
+    started = []
+    popen = sandbox.subprocess.Popen
+    monkeypatch.setattr(sandbox.subprocess, "Popen", lambda *a, **kw: started.append(a) or popen(*a, **kw))
+    grouped = tmp_path / "grouped"
+    scan(str(tree), str(grouped), from_dict({"engine": {"partition_size": 2, "workers": 2}}))
+    sandbox.close_idle()
+    assert closed[-2] is not None and closed[-1] is None  # closed before the decode, then at the end
+    assert sum("curate.imaging.sandbox" in args[0] for args in started) == 2  # decoder children
+    rows = {r["path"]: r for r in Workspace(str(grouped)).read("manifest", MANIFEST).to_pylist()}
+    assert rows == {r["path"]: r for r in Workspace(str(one)).read("manifest", MANIFEST).to_pylist()}
 
 
 @pytest.mark.slow

@@ -12,9 +12,9 @@ Three jobs, none of which holds the listing in the driver: the listing, written 
 joined with the previous manifest (`curate.scan.plan`); the decode, one task per manifest part,
 reading its run of the plan (`scan_partition`). `OUT/scan.work/` is removed when the scan ends.
 Decoding happens in sandboxed child processes, so on one machine the decode tasks run on the
-driver's threads, each with its own decoder child (`curate.engine.local_threads`); on the Dask
-cluster with a scheduler configured, more workers than `LOCAL_THREADS_MAX`, or a local cluster
-already started (by the plan of more than one group of paths).
+driver's threads, each with its own decoder child (`curate.engine.local_threads`), and a local
+cluster the plan started (more than one group of paths) is closed first; on the Dask cluster
+with a scheduler configured or more workers than `LOCAL_THREADS_MAX`.
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curate.config import Config
-from curate.engine import dask_client, local_threads, run_tasks, shared_cluster
+from curate.engine import close_local_cluster, dask_client, local_threads, run_tasks, shared_cluster
 from curate.errors import CurateError
 from curate.imaging.formats import sample_id
 from curate.imaging.probe import fingerprint
@@ -198,6 +198,7 @@ def _scan(src: str, out: str, cfg: Config, ws: Workspace, started: float) -> Sca
         log.info("resuming: %d of %d partitions already written", len(tasks) - len(todo), len(tasks))
     threads = local_threads(cfg.engine) if todo[0].decode.isolate else 0
     if threads:  # in-process: each thread's partition decodes in its own child, one partition all of them
+        close_local_cluster()  # the plan's, if it started one
         if len(todo) == 1:
             todo = [dataclasses.replace(todo[0], decoders=threads)]
         counts = run_tasks(None, scan_partition, todo, label="scan", retries=cfg.engine.retries, threads=threads)
