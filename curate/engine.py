@@ -14,6 +14,8 @@ import dataclasses
 import functools
 import logging
 import os
+import queue
+import threading
 from typing import Any, Callable, Iterator, Sequence
 
 from curate import progress, storage
@@ -242,20 +244,47 @@ def run_tasks(client: Any, fn: Callable[..., Any], items: Sequence[Any], *, labe
 
 def _run_on_threads(fn: Callable[..., Any], items: Sequence[Any], results: list[Any], retries: int, threads: int,
                     advance: Callable[[int], None], kwargs: dict[str, Any]) -> None:
-    """`run_tasks` in-process on `threads` threads: the first task to fail for good cancels the
-    tasks not yet started, waits for the running ones, and is raised."""
-    from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+    """`run_tasks` in-process on `threads` daemon threads. The first task to fail for good stops
+    the tasks not yet started, waits for the running ones (no task writes to OUT after the job
+    has failed), and is raised. Ctrl-C (or any BaseException in the caller) waits for nothing:
+    the running tasks end with the process, and their decoder children with their pipes."""
+    todo: queue.SimpleQueue[int] = queue.SimpleQueue()
+    done: queue.SimpleQueue[tuple[int, Any, BaseException | None]] = queue.SimpleQueue()
+    for i in range(len(items)):
+        todo.put(i)
+    stop = threading.Event()
 
-    with ThreadPoolExecutor(min(threads, len(items)), thread_name_prefix="curate-task") as pool:
-        futures = {pool.submit(_call_with_retries, fn, item, retries, **kwargs): i for i, item in enumerate(items)}
-        pending = set(futures)
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_EXCEPTION)
-            for future in done:
-                failure = future.exception()
-                if failure is not None:
-                    for f in pending:
-                        f.cancel()
-                    raise failure
-                results[futures[future]] = future.result()
-                advance(1)
+    def work() -> None:
+        while not stop.is_set():
+            try:
+                i = todo.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                done.put((i, _call_with_retries(fn, items[i], retries, **kwargs), None))
+            except BaseException as exc:  # noqa: BLE001  (handed to the caller, which raises it)
+                done.put((i, None, exc))
+
+    workers = [threading.Thread(target=work, name=f"curate-task-{n}", daemon=True)
+               for n in range(min(threads, len(items)))]
+    for worker in workers:
+        worker.start()
+    try:
+        for _ in items:
+            while True:
+                try:  # a timeout keeps the wait open to Ctrl-C
+                    i, result, failure = done.get(timeout=0.5)
+                    break
+                except queue.Empty:
+                    continue
+            if failure is not None:
+                raise failure
+            results[i] = result
+            advance(1)
+    except Exception:
+        stop.set()
+        for worker in workers:
+            worker.join()
+        raise
+    finally:
+        stop.set()

@@ -38,6 +38,20 @@ def encode(img: Image.Image, fmt: str = "JPEG", **kw) -> bytes:
     return buf.getvalue()
 
 
+def group_processes(pgid: int) -> list[str]:
+    """The running (not zombie) processes of process group `pgid`, as 'pid args'."""
+    import psutil
+
+    found = []
+    for p in psutil.process_iter(["pid", "status", "cmdline"]):
+        try:
+            if os.getpgid(p.pid) == pgid and p.info["status"] != psutil.STATUS_ZOMBIE:
+                found.append(f"{p.pid} {' '.join(p.info['cmdline'] or [])}")
+        except (ProcessLookupError, psutil.Error):
+            pass
+    return found
+
+
 def write(path: Path, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)

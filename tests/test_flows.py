@@ -23,7 +23,7 @@ import pyarrow.parquet as pq  # noqa: E402
 from curate.schema import DUPLICATES, MANIFEST, PLAN  # noqa: E402
 from curate.workspace import Workspace  # noqa: E402
 
-from conftest import SAMPLE, encode, free_port, photo_like  # noqa: E402
+from conftest import SAMPLE, encode, free_port, group_processes, photo_like  # noqa: E402
 
 BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.slow
@@ -138,20 +138,6 @@ def test_flow_on_a_separate_dask_scheduler_and_two_workers(tmp_path, in_process_
         for p in reversed(procs):
             p.terminate()
             p.wait(timeout=30)
-
-
-def group_processes(pgid: int) -> list[str]:
-    """The running (not zombie) processes of process group `pgid`, as 'pid args'."""
-    import psutil
-
-    found = []
-    for p in psutil.process_iter(["pid", "status", "cmdline"]):
-        try:
-            if os.getpgid(p.pid) == pgid and p.info["status"] != psutil.STATUS_ZOMBIE:
-                found.append(f"{p.pid} {' '.join(p.info['cmdline'] or [])}")
-        except (ProcessLookupError, psutil.Error):
-            pass
-    return found
 
 
 def test_ctrl_c_stops_a_schedule_within_seconds_pausing_it(tmp_path, prefect_server):

@@ -2,6 +2,7 @@
 sources, a full disk."""
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -25,7 +26,7 @@ from curate.schema import MANIFEST
 from curate.source import Source
 from curate.workspace import Workspace
 
-from conftest import SAMPLE, encode, photo_like, write
+from conftest import SAMPLE, encode, group_processes, photo_like, write
 
 BIN = Path(sys.executable).parent
 
@@ -263,6 +264,44 @@ def test_a_decoder_child_takes_job_after_job_with_the_same_settings(tmp_path, mo
         sandbox.close_idle()
     pids = [int(p) for p in starts.read_text().split()]
     assert not any(Path(f"/proc/{pid}").exists() for pid in pids)  # ended and waited for
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_a_scan_on_threads_at_once_and_its_rerun_resumes(tmp_path):
+    """SIGINT to `curate scan` while its threads decode partitions that take many seconds: it
+    stops within seconds (the running partitions are not waited for), its decoder children end,
+    and the same command then finishes the scan."""
+    src = tmp_path / "src"
+    originals = [write(tmp_path / f"{i}.png", encode(photo_like(i, (1600, 1200)), "PNG")) for i in range(4)]
+    for i in range(480):  # hard links: 480 paths to decode, 4 files' worth of disk
+        target = src / f"c{i % 2}" / f"{i:04d}.png"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.link(originals[i % 4], target)
+    config = tmp_path / "c.toml"
+    config.write_text("[engine]\npartition_size = 120\nworkers = 2\n")
+    cmd = [str(BIN / "curate"), "scan", str(src), "-o", str(tmp_path / "out"), "--config", str(config)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while len([p for p in group_processes(proc.pid) if "curate.imaging.sandbox" in p]) < 2:
+            assert proc.poll() is None and time.time() < deadline
+            time.sleep(0.1)
+        time.sleep(1.0)  # both threads are inside their first partition (120 images of ~20 ms and more)
+        os.kill(proc.pid, signal.SIGINT)
+        sent = time.time()
+        _out, err = proc.communicate(timeout=60)
+        stopped_in = time.time() - sent
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130 and "interrupted: rerun the same command to resume" in err, err[-2000:]
+    assert stopped_in < 2.0
+    deadline = time.time() + 5  # the children see their pipes close
+    while group_processes(proc.pid) and time.time() < deadline:
+        time.sleep(0.1)
+    assert group_processes(proc.pid) == []
+    resumed = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0 and "480 images ok" in resumed.stdout, resumed.stderr[-2000:]
 
 
 @pytest.mark.slow
