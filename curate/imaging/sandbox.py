@@ -24,6 +24,7 @@ import os
 import pickle
 import queue
 import select
+import signal
 import struct
 import subprocess
 import sys
@@ -178,6 +179,9 @@ def _child() -> None:
     # The scan runs one child per core: OpenCV's own worker threads (the blur score's passes) only
     # contend with the other children, and their waits cost CPU (benchmarks/probe_parts.py).
     cv2.setNumThreads(1)
+    # Ctrl-C reaches the whole terminal's process group: stopping is the parent's to decide, and
+    # this child ends when the parent's end of its pipes closes (below)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     job: DecodeJob | None = _receive(sys.stdin.fileno(), None)
     assert job is not None
@@ -193,7 +197,10 @@ def _child() -> None:
             except MemoryError:
                 result = ({"status": Status.ERROR.value, "error_code": ErrorCode.MEMORY_LIMIT.value,
                            "error_message": f"decoding needed more than {job.settings.max_memory_mb} MB"}, None, None)
-            _send(sys.stdout.buffer, result)
+            try:
+                _send(sys.stdout.buffer, result)
+            except BrokenPipeError:  # the parent has gone (interrupted, killed): nobody reads the rest
+                os._exit(0)
         try:  # the next job, unless none comes within IDLE_EXIT_S or the parent has gone
             job = _receive(sys.stdin.fileno(), time.monotonic() + IDLE_EXIT_S)
         except EOFError:
