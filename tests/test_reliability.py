@@ -296,7 +296,7 @@ def test_ctrl_c_stops_a_scan_on_threads_at_once_and_its_rerun_resumes(tmp_path):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 130 and "interrupted: rerun the same command to resume" in err, err[-2000:]
-    assert stopped_in < 2.0
+    assert stopped_in < 5.0  # it took 18 s when the running partitions were waited for
     deadline = time.time() + 5  # the children see their pipes close
     while group_processes(proc.pid) and time.time() < deadline:
         time.sleep(0.1)
