@@ -4,8 +4,8 @@ A task is a partition of thousands of files, never one image. A job of one parti
 in-process: there is nothing to parallelise and no cluster is worth starting for it. Sources
 or outputs on `memory://` also run in-process, since worker processes cannot see the
 driver's memory. Tasks whose work happens in child processes of their own (the scan's
-sandboxed decoders) can run in-process on threads instead of a local cluster (`run_tasks`'s
-`threads`; the scan chooses it with `local_threads`).
+sandboxed decoders) or that wait on I/O (its listing) can run in-process on threads instead of
+a local cluster (`run_tasks`'s `threads`; the scan chooses it with `local_threads`).
 """
 from __future__ import annotations
 
