@@ -281,7 +281,14 @@ def test_ctrl_c_stops_a_scan_on_threads_at_once_and_its_rerun_resumes(tmp_path):
     config = tmp_path / "c.toml"
     config.write_text("[engine]\npartition_size = 120\nworkers = 2\n")
     cmd = [str(BIN / "curate"), "scan", str(src), "-o", str(tmp_path / "out"), "--config", str(config)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    # a shell's background job (CI's, maybe) starts with SIGINT ignored, and would hand that on: a
+    # handler of our own here is reset to the default in the child, as at a terminal
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     try:
         deadline = time.time() + 120
         while len([p for p in group_processes(proc.pid) if "curate.imaging.sandbox" in p]) < 2:
