@@ -89,6 +89,24 @@ def test_same_input_same_manifest(tree, tmp_path):
     assert Workspace(str(a)).read("manifest", MANIFEST).equals(Workspace(str(b)).read("manifest", MANIFEST))
 
 
+def decoder_starts(monkeypatch) -> list[list[str]]:
+    """The command of every decoder child this process starts from now on (idle ones are closed
+    first, so none is reused)."""
+    from curate.imaging import sandbox
+
+    sandbox.close_idle()
+    started: list[list[str]] = []
+    popen = subprocess.Popen
+
+    def recorded(args, *rest, **kw):
+        if "curate.imaging.sandbox" in args:
+            started.append(args)
+        return popen(args, *rest, **kw)
+
+    monkeypatch.setattr(sandbox.subprocess, "Popen", recorded)
+    return started
+
+
 def test_a_local_scan_decodes_on_the_drivers_threads_one_child_each(tree, tmp_path, monkeypatch):
     """No scheduler configured: the partitions run on `workers` threads of the driver, each decoding
     in one child (reused from partition to partition), and no Dask cluster is started."""
@@ -99,15 +117,12 @@ def test_a_local_scan_decodes_on_the_drivers_threads_one_child_each(tree, tmp_pa
         raise AssertionError("a local scan started a Dask cluster")
 
     monkeypatch.setattr(engine._LazyCluster, "address", no_cluster)
-    sandbox.close_idle()
-    started = []
-    popen = sandbox.subprocess.Popen
-    monkeypatch.setattr(sandbox.subprocess, "Popen", lambda *a, **kw: started.append(a) or popen(*a, **kw))
+    started = decoder_starts(monkeypatch)
     summary = scan(str(tree), str(tmp_path / "out"), from_dict({"engine": {"partition_size": 2, "workers": 2}}))
     sandbox.close_idle()
     assert summary.ok == 7 and summary.decoded == 8
     assert len(Workspace(str(tmp_path / "out")).parts("manifest")) == 4
-    assert sum("curate.imaging.sandbox" in args[0] for args in started) == 2  # decoder children
+    assert len(started) == 2
 
 
 @pytest.mark.slow
@@ -124,17 +139,49 @@ def test_the_plans_local_cluster_is_closed_and_the_decode_runs_on_the_drivers_th
     one = tmp_path / "one"
     scan(str(tree), str(one), from_dict({"engine": {"partition_size": 2, "workers": 2}}))
     monkeypatch.setattr(plan, "GROUP_ROWS", 3)
-    sandbox.close_idle()
-    started = []
-    popen = sandbox.subprocess.Popen
-    monkeypatch.setattr(sandbox.subprocess, "Popen", lambda *a, **kw: started.append(a) or popen(*a, **kw))
+    started = decoder_starts(monkeypatch)
     grouped = tmp_path / "grouped"
     scan(str(tree), str(grouped), from_dict({"engine": {"partition_size": 2, "workers": 2}}))
     sandbox.close_idle()
     assert closed[-2] is not None and closed[-1] is None  # closed before the decode, then at the end
-    assert sum("curate.imaging.sandbox" in args[0] for args in started) == 2  # decoder children
+    assert len(started) == 2
     rows = {r["path"]: r for r in Workspace(str(grouped)).read("manifest", MANIFEST).to_pylist()}
     assert rows == {r["path"]: r for r in Workspace(str(one)).read("manifest", MANIFEST).to_pylist()}
+
+
+def test_one_partition_decodes_with_every_worker_also_above_the_thread_limit(tree, tmp_path, monkeypatch):
+    from curate import engine
+    from curate.imaging import sandbox
+
+    monkeypatch.setattr(engine, "LOCAL_THREADS_MAX", 1)
+    started = decoder_starts(monkeypatch)
+    monkeypatch.setattr(sandbox, "MIN_PATHS_PER_DECODER", 1)
+    summary = scan(str(tree), str(tmp_path / "out"), from_dict({"engine": {"partition_size": 1000, "workers": 2}}))
+    sandbox.close_idle()
+    assert summary.decoded == 8 and len(started) == 2
+
+
+def test_a_scan_killed_after_its_last_partition_resumes_with_none_to_decode(tree, tmp_path, monkeypatch):
+    """Every part is in the staging folder but the manifest was not swapped in: the rerun decodes
+    nothing and swaps the staged parts in."""
+    from curate.scan import stage
+
+    out = tmp_path / "out"
+    cfg = from_dict({"engine": {"partition_size": 3, "workers": 2}})
+    run_tasks = stage.run_tasks
+
+    def killed_after(*args, **kwargs):
+        run_tasks(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(stage, "run_tasks", killed_after)
+    with pytest.raises(KeyboardInterrupt):
+        scan(str(tree), str(out), cfg)
+    monkeypatch.setattr(stage, "run_tasks", run_tasks)
+    summary = scan(str(tree), str(out), cfg)
+    assert summary.ok == 7 and summary.decoded == 0
+    scan(str(tree), str(tmp_path / "whole"), cfg)
+    assert manifest(out) == manifest(tmp_path / "whole")
 
 
 @pytest.mark.slow

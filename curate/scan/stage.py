@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curate.config import Config
-from curate.engine import close_local_cluster, dask_client, local_threads, run_tasks, shared_cluster
+from curate.engine import close_local_cluster, dask_client, local_threads, run_tasks, scheduler_address, shared_cluster
 from curate.errors import CurateError
 from curate.imaging.formats import sample_id
 from curate.imaging.probe import fingerprint
@@ -194,13 +195,14 @@ def _scan(src: str, out: str, cfg: Config, ws: Workspace, started: float) -> Sca
         ws.write_bytes(f"{STAGING}/_listing", planned.key.encode())
     ws.clean_temporaries(STAGING)
     todo = [t for t in tasks if not ws.exists(STAGING, f"part-{t.index:05d}.parquet")]
+    if len(todo) == 1 and not scheduler_address(cfg.engine):
+        # one partition runs in-process: give it the machine's decoders instead of one
+        todo = [dataclasses.replace(todo[0], decoders=cfg.engine.workers or os.cpu_count() or 1)]
     if len(todo) < len(tasks):
         log.info("resuming: %d of %d partitions already written", len(tasks) - len(todo), len(tasks))
-    threads = local_threads(cfg.engine) if todo[0].decode.isolate else 0
-    if threads:  # in-process: each thread's partition decodes in its own child, one partition all of them
+    threads = local_threads(cfg.engine) if tasks[0].decode.isolate else 0
+    if threads:  # in-process: each thread's partition decodes in its own child
         close_local_cluster()  # the plan's, if it started one
-        if len(todo) == 1:
-            todo = [dataclasses.replace(todo[0], decoders=threads)]
         counts = run_tasks(None, scan_partition, todo, label="scan", retries=cfg.engine.retries, threads=threads)
     else:
         with dask_client(cfg.engine, len(todo), (src, out)) as client:
