@@ -264,13 +264,15 @@ def test_routed_rows_of_a_part_are_exactly_its_samples_rows(tmp_path, monkeypatc
     from curate.rebalance import routes
 
     monkeypatch.setattr(by_part, "ROW_GROUP", 7)  # many row groups, each part's rows spanning some
+    monkeypatch.setattr(by_part, "PARTS_PER_FILE", 3)  # 10 parts in 4 files
     rows = [("big", "train")] * 300 + [("mid", "test")] * 90
     ws = split_workspace(tmp_path / "out", rows, [[0, 389], [5, 150, 151]], rows_per_file=41)
     stray = {"sample_id": "not-in-the-manifest", "check": "dark", "severity": "warning"}
     ws.write_dataset("issues", pa.concat_tables([ws.read("issues", ISSUES), pa.Table.from_pylist([stray], ISSUES)]),
                      ISSUES)
     parts = [p.rpartition("/")[2] for p in ws.parts("manifest")]
-    routes.route(ws, routes.manifest_ids(ws, parts), "issues", ISSUES, ["sample_id", "check"], "routed")
+    routes.route(ws, routes.manifest_ids(ws, parts), len(parts), "issues", ISSUES, ["sample_id", "check"], "routed")
+    assert len(ws.fs.ls(ws.path("routed", "issues"))) == 4
     assert len(parts) == 10 and routes.rows_of_part(ws, "routed", "duplicates", 0) is None
     seen = []
     for index, part in enumerate(parts):
@@ -280,3 +282,25 @@ def test_routed_rows_of_a_part_are_exactly_its_samples_rows(tmp_path, monkeypatc
         assert set(got["sample_id"].to_pylist()) == {f"s{i:05d}" for i in range(0, len(rows), 5)} & ids
         seen += got["sample_id"].to_pylist()
     assert sorted(seen) == [f"s{i:05d}" for i in range(0, len(rows), 5)]  # each once; the stray row dropped
+
+
+def test_by_part_gives_each_part_its_rows_from_its_own_file(tmp_path, monkeypatch):
+    from curate import by_part
+
+    monkeypatch.setattr(by_part, "ROW_GROUP", 2)
+    monkeypatch.setattr(by_part, "PARTS_PER_FILE", 3)
+    ws = Workspace(str(tmp_path / "out"))
+    ws.claim()
+    part = np.array([5, 1, 2, 1, 5, 1, 2], dtype=np.int32)  # parts 0, 3, 4, 6 and 7 have no rows
+    table = pa.table({"v": np.arange(len(part))})
+    by_part.write_by_part(ws, "work/rows", table, part, parts=8)
+    assert sorted(p.rpartition("/")[2] for p in ws.fs.ls(ws.path("work", "rows"))) == [
+        "00000.parquet", "00001.parquet", "00002.parquet"]  # parts 0-2, 3-5, 6-7: the last one empty
+    got = {i: by_part.read_part(ws, "work/rows", i) for i in range(8)}
+    assert {i: t["v"].to_pylist() for i, t in got.items()} == {
+        0: [], 1: [1, 3, 5], 2: [2, 6], 3: [], 4: [], 5: [0, 4], 6: [], 7: []}  # in their written order
+    assert all(t.column_names == ["v"] for t in got.values())
+    by_part.write_by_part(ws, "work/rows", table.slice(1, 1), part[1:2], parts=2)  # a rewrite leaves no old file
+    assert len(ws.fs.ls(ws.path("work", "rows"))) == 1 and by_part.read_part(ws, "work/rows", 1)["v"].to_pylist() == [1]
+    with pytest.raises(ValueError, match=r"part numbers must lie in \[0, 5\): 1..5"):
+        by_part.write_by_part(ws, "work/rows", table, part, parts=5)

@@ -36,7 +36,7 @@ MARKS = pa.schema([
 # How a part's marked rows get their split (splits.KeepSplits, splits.Resplit, or as scanned),
 # given the split of each duplicate cluster among them (`cluster_splits`).
 Assign = Callable[[pd.DataFrame, dict[int, str]], pd.Series]
-CLUSTER_SPLITS = f"{WORK}/cluster_splits.parquet"  # by part: the split of each cluster with a member in it
+CLUSTER_SPLITS = f"{WORK}/cluster_splits"  # by part: the split of each cluster with a member in it
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ def route_rows(ws: Workspace, parts: list[str]) -> None:
     """Route the issues, duplicates and diversity keys that the mark pass reads to their parts."""
     manifest = routes.manifest_ids(ws, parts)
     for name, (schema, columns) in ROUTED_COLUMNS.items():
-        routes.route(ws, manifest, name, schema, columns, ROUTED)
+        routes.route(ws, manifest, len(parts), name, schema, columns, ROUTED)
 
 
 def mark_part(task: PartTask, exclude: tuple[str, ...], seed: int) -> pd.DataFrame:
@@ -123,13 +123,14 @@ def _first_reason(reason: np.ndarray, prefix: str, detail: pd.Series) -> None:
     reason[hit] = prefix + values[hit].astype(str).astype(object)
 
 
-def write_cluster_splits(ws: Workspace, members: pd.DataFrame, splits: dict[int, str]) -> None:
+def write_cluster_splits(ws: Workspace, members: pd.DataFrame, splits: dict[int, str], parts: int) -> None:
     """The split of every duplicate cluster, once per part that holds a member of it
-    (CLUSTER_SPLITS), so that a part's task reads its own clusters, not the collection's."""
+    (CLUSTER_SPLITS; `parts` manifest parts), so that a part's task reads its own clusters, not the
+    collection's."""
     pairs = members[["part", "cluster_id"]].drop_duplicates()
     ids = pairs["cluster_id"].astype("int64").to_numpy()
     table = pa.table({"cluster_id": ids, "split": [splits[c] for c in ids.tolist()]})
-    write_by_part(ws, CLUSTER_SPLITS, table, pairs["part"].to_numpy())
+    write_by_part(ws, CLUSTER_SPLITS, table, pairs["part"].to_numpy(), parts)
 
 
 def read_marks(task: PartTask, assign: Assign) -> pd.DataFrame:

@@ -5,7 +5,7 @@ Filtering a whole dataset by a part's sample ids in every part's task costs part
 rows, 5,000 parts each reading 2.9M issue and duplicate rows. `route` instead reads every
 manifest part's sample ids once, maps all of a dataset's rows to their parts with one call of
 `pyarrow.compute.index_in` (which builds a hash table of the manifest's ids on every call), and
-writes `OUT/<folder>/<name>.parquet` sorted by part (`curate.by_part`), from which `rows_of_part`
+writes them to `OUT/<folder>/<name>/` sorted by part (`curate.by_part`), from which `rows_of_part`
 reads only the row groups that hold the part. Rows whose sample is not in the manifest are
 dropped. Driver memory: the manifest's sample ids (~25 bytes each, and their hash table) and the
 routed columns.
@@ -35,10 +35,10 @@ def manifest_ids(ws: Workspace, parts: list[str]) -> tuple[pa.Array, np.ndarray]
     return pa.concat_arrays(ids), np.concatenate(owner)
 
 
-def route(ws: Workspace, manifest: tuple[pa.Array, np.ndarray], name: str, schema: pa.Schema,
+def route(ws: Workspace, manifest: tuple[pa.Array, np.ndarray], parts: int, name: str, schema: pa.Schema,
           columns: list[str], folder: str) -> None:
-    """Write `columns` (sample_id among them) of the dataset `name` with each row's manifest part,
-    sorted by part, to `folder/<name>.parquet` (nothing when `name` is absent)."""
+    """Write `columns` (sample_id among them) of the dataset `name` with each row's manifest part
+    (of `parts`), sorted by part, to `folder/<name>/` (nothing when `name` is absent)."""
     if not ws.exists(name):
         return
     ids, owner = manifest
@@ -46,14 +46,14 @@ def route(ws: Workspace, manifest: tuple[pa.Array, np.ndarray], name: str, schem
     rows = rows.filter(pc.is_valid(rows["sample_id"]))
     at = pc.index_in(rows["sample_id"], value_set=ids)  # one hash table of the manifest's ids
     rows = rows.filter(pc.is_valid(at))
-    write_by_part(ws, _file(folder, name), rows, owner[pc.drop_null(at).to_numpy()])
+    write_by_part(ws, _folder(folder, name), rows, owner[pc.drop_null(at).to_numpy()], parts)
 
 
 def rows_of_part(ws: Workspace, folder: str, name: str, index: int) -> pa.Table | None:
     """The routed rows of `name` whose sample is in manifest part `index`, or None when `name`
     was not routed."""
-    return read_part(ws, _file(folder, name), index) if ws.exists(_file(folder, name)) else None
+    return read_part(ws, _folder(folder, name), index) if ws.exists(_folder(folder, name)) else None
 
 
-def _file(folder: str, name: str) -> str:
-    return f"{folder}/{name.rpartition('/')[2]}.parquet"
+def _folder(folder: str, name: str) -> str:
+    return f"{folder}/{name.rpartition('/')[2]}"

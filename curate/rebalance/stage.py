@@ -165,11 +165,11 @@ def decide(marks: pd.DataFrame, d: Decisions) -> pd.DataFrame:
     return plan
 
 
-def split_rule(run: Run, r: RebalanceConfig, members: pd.DataFrame, ws: Workspace) -> Assign:
+def split_rule(run: Run, r: RebalanceConfig, members: pd.DataFrame, ws: Workspace, parts: int) -> Assign:
     """How every row gets its split: the splits the data came with, or a re-split. Writes each
-    duplicate cluster's split by part (`write_cluster_splits`) for the passes that follow."""
+    duplicate cluster's split by part (`write_cluster_splits`, of `parts`) for the passes that follow."""
     if not r.split:
-        write_cluster_splits(ws, members, anchors(members))
+        write_cluster_splits(ws, members, anchors(members), parts)
         return KeepSplits()
     view = functools.partial(singles_view, keep_test=r.keep_test)
     tallies = run(histogram_pass, label="rebalance: split", assign=as_scanned, view=view, by=["label"])
@@ -184,7 +184,7 @@ def split_rule(run: Run, r: RebalanceConfig, members: pd.DataFrame, ws: Workspac
     placement = place(members, free, fixed_test, parse_ratios(r.split), r.seed, r.keep_test)
     quotas: dict[Hashable, list[int]] = {label: list(q) for label, q in placement.quotas.items()}
     cuts = find_cuts(run, as_scanned, view, ["label"], hist, quotas)
-    write_cluster_splits(ws, members, placement.clusters)
+    write_cluster_splits(ws, members, placement.clusters, parts)
     return Resplit({label: (cuts[(label, a)], cuts[(label, b)]) for label, (a, b) in placement.quotas.items()},
                    parse_ratios(r.split), r.keep_test)
 
@@ -210,7 +210,7 @@ def rebalance(src: str | None, out: str, cfg: Config) -> RebalanceSummary:
 
         members = pd.concat(run(mark_part, label="rebalance: mark", exclude=tuple(cfg.validate.exclude),
                                 seed=r.seed))
-        assign = split_rule(run, r, members, ws)
+        assign = split_rule(run, r, members, ws, len(tasks))
         view = functools.partial(strategy_view, apply_to=tuple(r.apply_to))
         tallies = run(histogram_pass, label="rebalance: count", assign=assign, view=view, by=BY)
         usable = ranks.merge_histograms(c for c, _ in tallies)

@@ -77,7 +77,7 @@ def _layout_key(samples: pa.Table, rg: int, norm: Normalize | None, classes: lis
 def plan_split_tasks(ws: Workspace, src: str, split: str, kept: pa.Table, rows: np.ndarray, cfg: Config,
                      classes: list[str]) -> list[ShardTask]:
     """Every shard of one split (`rows` of the kept samples), with the fingerprint of what it must
-    hold; the samples go to `OUT/shards.work/<split>.parquet` by shard, not into the tasks."""
+    hold; the samples go to `OUT/shards.work/<split>/` by shard, not into the tasks."""
     s = cfg.shard
     norm = Normalize(s.max_side, s.format, s.quality) if s.normalize else None
     part = kept.select(["sample_id", "copy_index", "label", "size_bytes"]).take(pa.array(rows)).to_pandas()
@@ -93,9 +93,9 @@ def plan_split_tasks(ws: Workspace, src: str, split: str, kept: pa.Table, rows: 
     folder = f"shards/{split}"
     ws.clean_temporaries(folder)
     remove_shards_from(ws, folder, n)
-    listed = f"{WORK}/{split}.parquet"
+    listed = f"{WORK}/{split}"
     table = kept.select(SAMPLES.names).take(pa.array(rows[order])).cast(SAMPLES)
-    write_by_part(ws, listed, table, shard_of)
+    write_by_part(ws, listed, table, shard_of, n)
     meta = tuple(hf_metadata(classes).items())
     tasks = []
     for i in range(n):
