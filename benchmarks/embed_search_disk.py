@@ -3,7 +3,7 @@ Parquet parts, its time and peak memory, and its recall.
 
     .venv/bin/python benchmarks/embed_search_disk.py --rows 1000000 [--part-rows 100000] [--similarity 0.78]
         [--sample 500] [--work /tmp/embed_search_disk] [--cell-dims 256] [--cells N] [--two-level-cells N]
-        [--group-probes N] [--keep] [--quantizer [--quantizer-rows 100000] [--cell-sample 2000]]
+        [--group-probes N] [--nprobe 48] [--keep] [--quantizer [--quantizer-rows 100000] [--cell-sample 2000]]
 
 Data: benchmarks/embed_search.py's `clustered` rows (1280 dimensions, float16, unit; N/20 cluster
 centres; N/100 planted pairs at cosine 0.85-0.97), generated one part of `--part-rows` at a time
@@ -122,24 +122,23 @@ def logged() -> None:
     logging.basicConfig(level=logging.INFO, handlers=[handler])
 
 
-def search(work: Path, similarity: float, disk: OutOfCore) -> None:
+def search(work: Path, similarity: float, ivf: IVF, disk: OutOfCore) -> None:
     """The child: the search over WORK/out, pairs to WORK/pairs.npy, figures as JSON on stdout."""
     logged()
     started, cpu = time.perf_counter(), time.process_time()
-    got = similar_pairs_on_disk(Workspace(str(work / "out")), similarity, scratch=str(work), disk=disk)
+    got = similar_pairs_on_disk(Workspace(str(work / "out")), similarity, scratch=str(work), ivf=ivf, disk=disk)
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu
     np.save(work / "pairs.npy", np.stack([got.i, got.j], axis=1))
     print(json.dumps({"wall": wall, "cpu": cpu, "peak_gib": peak_rss(), "rows": len(got.sample_ids)}))
 
 
-def quantizer(work: Path, disk: OutOfCore, sample: int, limit: int) -> None:
+def quantizer(work: Path, ivf: IVF, disk: OutOfCore, sample: int, limit: int) -> None:
     """The child, `--quantizer`: the search's copy, PCA and cells, then the nearest cells of the
     first `limit` rows; the k-means and nearest-cells times, the share of their true nearest cells
     `sample` random rows find, and the share of the planted pairs among those rows (WORK/planted.npy)
     that are candidates (one's nearest cell among the other's cells found: what the search compares)
     with these cells and with the true ones, as JSON on stdout."""
     logged()
-    ivf = IVF()
     planted = np.load(work / "planted.npy")
     with tempfile.TemporaryDirectory(prefix="quantizer-", dir=work) as tmp:
         vectors = Path(tmp) / "vectors.f16"
@@ -167,7 +166,7 @@ def quantizer(work: Path, disk: OutOfCore, sample: int, limit: int) -> None:
     truth = (index.flat if isinstance(index, TwoLevel) else index).search(np.concatenate(rows), ivf.nprobe)[1]
     at = np.searchsorted(picked, random)
     kept = [len(set(a) & set(b)) / len(a) for a, b in zip(got[at].tolist(), truth[at].tolist())]
-    print(json.dumps({"rows": n, "searched": searched, "cells": nlist, "two_level": isinstance(index, TwoLevel),
+    print(json.dumps({"rows": n, "searched": searched, "cells": nlist, "nprobe": ivf.nprobe, "two_level": isinstance(index, TwoLevel),
                       "kmeans": kmeans, "nearest": nearest, "true_cells_kept": float(np.mean(kept)),
                       "nearest_kept": float(np.mean(got[at, 0] == truth[at, 0])), "pairs": len(pairs),
                       "pairs_candidates": candidates(np.searchsorted(picked, pairs), got),
@@ -193,6 +192,7 @@ def main() -> None:
     parser.add_argument("--cells", type=int, default=default.cells)
     parser.add_argument("--two-level-cells", type=int, default=default.two_level_cells)
     parser.add_argument("--group-probes", type=int, default=default.group_probes)
+    parser.add_argument("--nprobe", type=int, default=IVF().nprobe, help="cells each row probes (IVF.nprobe)")
     parser.add_argument("--keep", action="store_true", help="keep WORK's data; reuse it if it matches")
     parser.add_argument("--quantizer", action="store_true", help="only the cells and nearest cells")
     parser.add_argument("--quantizer-rows", type=int, default=100_000, help="--quantizer: rows searched")
@@ -202,7 +202,9 @@ def main() -> None:
     disk = OutOfCore(cell_dims=args.cell_dims, cells=args.cells, two_level_cells=args.two_level_cells,
                      group_probes=args.group_probes)
     if args.search:
-        (quantizer(args.work, disk, args.cell_sample, args.quantizer_rows) if args.quantizer else search(args.work, args.similarity, disk))
+        ivf = IVF(nprobe=args.nprobe)
+        (quantizer(args.work, ivf, disk, args.cell_sample, args.quantizer_rows) if args.quantizer
+         else search(args.work, args.similarity, ivf, disk))
         return
     planted, query_vectors, queries, generated = prepared(args)
     child = subprocess.run([sys.executable, __file__, "--search", "--work", str(args.work)]
@@ -241,7 +243,7 @@ def report_quantizer(figures: dict) -> None:
     per_row = figures["nearest"] / figures["searched"]
     print(f"{figures['rows']:,} rows, {figures['cells']:,} cells, two-level {figures['two_level']}: "
           f"k-means {figures['kmeans']:.1f} s, nearest cells of {figures['searched']:,} rows {figures['nearest']:.1f} s "
-          f"({per_row * 1e6:.1f} us a row), true {IVF().nprobe} nearest cells found {figures['true_cells_kept']:.3f} "
+          f"({per_row * 1e6:.1f} us a row), true {figures['nprobe']} nearest cells found {figures['true_cells_kept']:.3f} "
           f"(the nearest {figures['nearest_kept']:.3f}), planted pairs that are candidates "
           f"{figures['pairs_candidates']:.4f} ({figures['pairs']:,}; with the true cells "
           f"{figures['pairs_candidates_true_cells']:.4f}), "
