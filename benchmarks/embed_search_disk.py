@@ -4,6 +4,7 @@ Parquet parts, its time and peak memory, and its recall.
     .venv/bin/python benchmarks/embed_search_disk.py --rows 1000000 [--part-rows 100000] [--similarity 0.78]
         [--sample 500] [--work /tmp/embed_search_disk] [--cell-dims 256] [--cells N] [--two-level-cells N]
         [--group-probes N] [--nprobe 48] [--keep] [--quantizer [--quantizer-rows 100000] [--cell-sample 2000]]
+        [--cluster-workers 4 [--memory-limit 1.5GiB]]
 
 Data: benchmarks/embed_search.py's `clustered` rows (1280 dimensions, float16, unit; N/20 cluster
 centres; N/100 planted pairs at cosine 0.85-0.97), generated one part of `--part-rows` at a time
@@ -22,14 +23,19 @@ size) x 10M / N.
 for the same cells), the nearest-cells time per row (x 10M: the rest of the projection) and the
 share of each of `--cell-sample` random rows' true `nprobe` nearest cells (brute force over the
 centroids) the search finds.
+`--cluster-workers N`: the buckets are searched on a Dask LocalCluster of N worker processes (one
+thread and `--memory-limit` each; the partitioned form of the search), and the peak RSS of each
+worker is sampled (`hash_cluster.Sampler`); CPU is then the driver's and the workers'.
 `--keep` keeps WORK's generated data and reuses it when WORK holds the same --rows, --part-rows,
 --similarity and --sample.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import os
 import re
 import shutil
 import subprocess
@@ -39,6 +45,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -46,6 +53,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from embed_search import DIM, clustered  # noqa: E402
+from hash_cluster import Sampler  # noqa: E402
 
 from curate.schema import embeddings_schema  # noqa: E402
 from curate.search import IVF  # noqa: E402
@@ -122,14 +130,34 @@ def logged() -> None:
     logging.basicConfig(level=logging.INFO, handlers=[handler])
 
 
-def search(work: Path, similarity: float, ivf: IVF, disk: OutOfCore) -> None:
-    """The child: the search over WORK/out, pairs to WORK/pairs.npy, figures as JSON on stdout."""
+def search(work: Path, similarity: float, ivf: IVF, disk: OutOfCore, workers: int, memory_limit: str) -> None:
+    """The child: the search over WORK/out (its buckets on a LocalCluster of `workers` processes
+    when > 0), pairs to WORK/pairs.npy, figures as JSON on stdout."""
     logged()
-    started, cpu = time.perf_counter(), time.process_time()
-    got = similar_pairs_on_disk(Workspace(str(work / "out")), similarity, scratch=str(work), ivf=ivf, disk=disk)
-    wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+    with contextlib.ExitStack() as stack:
+        client, pids = None, []
+        if workers:
+            from distributed import Client, LocalCluster
+
+            cluster = stack.enter_context(LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                                       memory_limit=memory_limit, host="127.0.0.1",
+                                                       dashboard_address=":0"))
+            client = stack.enter_context(Client(cluster))
+            pids = list(client.run(os.getpid).values())
+        sampler = Sampler()
+        sampler.start()
+        worker_cpu0 = {pid: sum(psutil.Process(pid).cpu_times()[:2]) for pid in pids}
+        started, cpu = time.perf_counter(), time.process_time()
+        got = similar_pairs_on_disk(Workspace(str(work / "out")), similarity, scratch=str(work), ivf=ivf, disk=disk,
+                                    client=client)
+        wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+        cpu += sum(sum(psutil.Process(pid).cpu_times()[:2]) - c for pid, c in worker_cpu0.items())
+        sampler.stop.set()
+        sampler.join()
     np.save(work / "pairs.npy", np.stack([got.i, got.j], axis=1))
-    print(json.dumps({"wall": wall, "cpu": cpu, "peak_gib": peak_rss(), "rows": len(got.sample_ids)}))
+    print(json.dumps({"wall": wall, "cpu": cpu, "peak_gib": peak_rss(), "rows": len(got.sample_ids),
+                      "workers": workers, "memory_limit": memory_limit,
+                      "worker_peak_gib": [sampler.peak.get(pid, 0) / 2**30 for pid in pids]}))
 
 
 def quantizer(work: Path, ivf: IVF, disk: OutOfCore, sample: int, limit: int) -> None:
@@ -193,6 +221,8 @@ def main() -> None:
     parser.add_argument("--two-level-cells", type=int, default=default.two_level_cells)
     parser.add_argument("--group-probes", type=int, default=default.group_probes)
     parser.add_argument("--nprobe", type=int, default=IVF().nprobe, help="cells each row probes (IVF.nprobe)")
+    parser.add_argument("--cluster-workers", type=int, default=0, help="search the buckets on a LocalCluster")
+    parser.add_argument("--memory-limit", default="1.5GiB", help="--cluster-workers: each worker's memory limit")
     parser.add_argument("--keep", action="store_true", help="keep WORK's data; reuse it if it matches")
     parser.add_argument("--quantizer", action="store_true", help="only the cells and nearest cells")
     parser.add_argument("--quantizer-rows", type=int, default=100_000, help="--quantizer: rows searched")
@@ -204,7 +234,7 @@ def main() -> None:
     if args.search:
         ivf = IVF(nprobe=args.nprobe)
         (quantizer(args.work, ivf, disk, args.cell_sample, args.quantizer_rows) if args.quantizer
-         else search(args.work, args.similarity, ivf, disk))
+         else search(args.work, args.similarity, ivf, disk, args.cluster_workers, args.memory_limit))
         return
     planted, query_vectors, queries, generated = prepared(args)
     child = subprocess.run([sys.executable, __file__, "--search", "--work", str(args.work)]
@@ -270,6 +300,10 @@ def report(args: argparse.Namespace, stderr: str, figures: dict, planted: np.nda
           f"{figures['peak_gib']:.2f} GiB | {recall_planted:.4f} ({len(planted):,}) | "
           f"{recall_sample:.4f} ({len(truth):,}) | "
           + ", ".join(f"{name} {float(t):.0f} s / {float(peak):.2f}" for name, t, peak in logged) + " |")
+    if figures["workers"]:
+        print(f"buckets searched on {figures['workers']} workers ({figures['memory_limit']} each): "
+              f"peak RSS a worker {', '.join(f'{g:.2f}' for g in sorted(figures['worker_peak_gib']))} GiB; "
+              f"driver {figures['peak_gib']:.2f} GiB; CPU of the driver and the workers {figures['cpu']:.0f} s")
 
 
 if __name__ == "__main__":

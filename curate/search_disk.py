@@ -22,9 +22,10 @@ vectors), but run as passes over files in a scratch folder:
 3. assign: `vectors.f16` is read again a batch at a time: each row's projection goes to `proj.f16`
    (float16, `IVF.dims` each), and one (cell, row) entry per cell of its `nprobe` nearest to the
    bucket file of that cell's range (`bucket-<k>.u64`; a shuffle to disk);
-4. search: one bucket at a time, each cell's probing rows times the rows it holds (one matrix
-   product in the projection), pairs above threshold - margin kept; then re-scored exactly on
-   `vectors.f16`, those >= threshold kept.
+4. search: one task a bucket (`run_tasks`: in this process, or on a Dask cluster's workers,
+   which must see the scratch folder), each cell's probing rows times the rows it holds (one
+   matrix product in the projection), pairs above threshold - margin kept; then re-scored
+   exactly on `vectors.f16`, those >= threshold kept.
 
 Memory: one batch (`OutOfCore.batch_rows` rows; but a Parquet row group is decoded whole), one
 bucket (`OutOfCore.bucket_entries` entries: their rows' projections, float16), the index (PCA,
@@ -50,6 +51,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from curate.engine import run_tasks
 from curate.search import IVF
 from curate.workspace import Workspace
 
@@ -84,13 +86,26 @@ class DiskPairs:
     sample_ids: pa.Array
 
 
+@dataclass(frozen=True)
+class Bucket:
+    """A search task: the (cell, row) entries of one range of cells, in `path`."""
+
+    path: Path
+
+    @property
+    def rel(self) -> str:  # its name in `run_tasks` messages
+        return self.path.name
+
+
 def similar_pairs_on_disk(ws: Workspace, threshold: float, scratch: str | None = None, ivf: IVF = DEFAULT_IVF,
-                          disk: OutOfCore = OutOfCore()) -> DiskPairs:
+                          disk: OutOfCore = OutOfCore(), client: Any = None) -> DiskPairs:
     """Every pair of OUT/embeddings/ rows with cosine similarity >= threshold, found out of core (see
     module doc); similarities are exact, recall approximate (the same probing rule as `similar_pairs`
     above its exact size, measured by `benchmarks/embed_search_disk.py`).
     Reads OUT/embeddings/; writes only a temporary folder in `scratch` (a local folder; the system's
-    temporary folder when None), removed at the end."""
+    temporary folder when None), removed at the end. With a Dask `client`, the buckets are searched
+    on its workers, which must see `scratch` (a LocalCluster's do; on several machines, a shared
+    folder)."""
     with tempfile.TemporaryDirectory(prefix="curate-search-", dir=scratch) as tmp:
         folder = Path(tmp)
         started = time.perf_counter()
@@ -106,7 +121,8 @@ def similar_pairs_on_disk(ws: Workspace, threshold: float, scratch: str | None =
         started = _logged("cells", f"{nlist:,} cells", started)
         buckets = _assign(folder, n, dim, pca, quantizer, nlist, ivf, disk)
         started = _logged("assign", f"{len(buckets):,} buckets", started)
-        found = [_bucket_pairs(path, folder, n, dim, threshold, ivf) for path in buckets]
+        found = run_tasks(client, _bucket_pairs, [Bucket(p) for p in buckets], label="semantic search: buckets",
+                          folder=folder, n=n, dim=dim, threshold=threshold, ivf=ivf)
         _logged("search", f"{sum(len(f[0]) for f in found):,} pairs", started)
     i, j, s = (_stacked([f[k] for f in found], t) for k, t in enumerate((np.int64, np.int64, np.float32)))
     _, first = np.unique(i * max(n, 1) + j, return_index=True)  # found in several buckets: once, in (i, j) order
@@ -297,11 +313,11 @@ def _write_entries(files: list[BinaryIO], cells: np.ndarray, lo: int, nlist: int
             f.write(entries[order[bounds[k]:bounds[k + 1]]].tobytes())
 
 
-def _bucket_pairs(path: Path, folder: Path, n: int, dim: int, threshold: float, ivf: IVF
+def _bucket_pairs(bucket: Bucket, folder: Path, n: int, dim: int, threshold: float, ivf: IVF
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The pairs >= threshold among one bucket's cells: candidates from each cell's matrix product
     in the projection (read from `proj.f16`), re-scored on `vectors.f16`."""
-    entries = np.unique(np.fromfile(path, dtype=np.uint64))  # by cell, then primary, then row
+    entries = np.unique(np.fromfile(bucket.path, dtype=np.uint64))  # by cell, then primary, then row
     cells = (entries >> np.uint64(32)).astype(np.int64)
     rows = (entries & np.uint64(PRIMARY - np.uint64(1))).astype(np.int64)
     primary = (entries & PRIMARY) != 0

@@ -75,6 +75,22 @@ def test_finds_exactly_the_exact_pairs(out, tmp_path):
     assert list(tmp_path.iterdir()) == [tmp_path / "out"]  # the scratch folder is gone
 
 
+@pytest.mark.slow
+def test_the_buckets_searched_on_a_local_cluster_give_the_same_pairs(out, tmp_path):
+    """The partitioned form: each bucket a task on a Dask worker process, reading the driver's scratch."""
+    from distributed import Client, LocalCluster
+
+    _ids, truth, sims = exact(out)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=":0") as cluster, Client(cluster) as client:
+        got = similar_pairs_on_disk(out, THRESHOLD, scratch=str(tmp_path), ivf=SMALL, disk=TINY, client=client)
+        searched = sum(client.run(lambda dask_worker: dask_worker.state.executed_count).values())
+    pairs = list(zip(got.i.tolist(), got.j.tolist()))
+    assert set(pairs) == truth and len(pairs) == len(truth)
+    assert np.allclose(got.similarity, [sims[p] for p in pairs], atol=1e-5)
+    assert searched == 10  # each of the 10 buckets ran on a worker, once
+
+
 def test_one_probe_loses_pairs(out, tmp_path):
     """Each row compared only within its nearest cell misses near pairs split across cells: the
     multi-assignment above is what finds them."""
