@@ -23,7 +23,7 @@ size) x 10M / N.
 for the same cells), the nearest-cells time per row (x 10M: the rest of the projection) and the
 share of each of `--cell-sample` random rows' true `nprobe` nearest cells (brute force over the
 centroids) the search finds.
-`--cluster-workers N`: the buckets are searched on a Dask LocalCluster of N worker processes (one
+`--cluster-workers N`: the assign tasks and the buckets run on a Dask LocalCluster of N worker processes (one
 thread and `--memory-limit` each; the partitioned form of the search), and the peak RSS of each
 worker is sampled (`hash_cluster.Sampler`); CPU is then the driver's and the workers'.
 `--keep` keeps WORK's generated data and reuses it when WORK holds the same --rows, --part-rows,
@@ -174,7 +174,8 @@ def quantizer(work: Path, ivf: IVF, disk: OutOfCore, sample: int, limit: int) ->
         n = len(ids)
         pca, train = _fit_pca(vectors, n, dim, ivf)
         started = time.perf_counter()
-        index, nlist = _fit_cells(train, n, ivf, disk)
+        cells, nlist = _fit_cells(train, n, ivf, disk)
+        index = cells.index()
         kmeans = time.perf_counter() - started
         del train
         searched = min(n, limit)
@@ -182,7 +183,7 @@ def quantizer(work: Path, ivf: IVF, disk: OutOfCore, sample: int, limit: int) ->
         random = np.random.default_rng(2).choice(searched, min(searched, sample), replace=False)
         picked = np.unique(np.concatenate([random, pairs.ravel()]))
         nearest, rows, cells = 0.0, [], []
-        for lo, batch in _batches(vectors, searched, dim, disk.batch_rows):
+        for lo, batch in _batches(vectors, dim, 0, searched, disk.batch_rows):
             leading = _leading(_projected(pca, batch), disk)
             started = time.perf_counter()
             found = index.search(leading, ivf.nprobe)[1]
@@ -301,7 +302,7 @@ def report(args: argparse.Namespace, stderr: str, figures: dict, planted: np.nda
           f"{recall_sample:.4f} ({len(truth):,}) | "
           + ", ".join(f"{name} {float(t):.0f} s / {float(peak):.2f}" for name, t, peak in logged) + " |")
     if figures["workers"]:
-        print(f"buckets searched on {figures['workers']} workers ({figures['memory_limit']} each): "
+        print(f"assign tasks and buckets on {figures['workers']} workers ({figures['memory_limit']} each): "
               f"peak RSS a worker {', '.join(f'{g:.2f}' for g in sorted(figures['worker_peak_gib']))} GiB; "
               f"driver {figures['peak_gib']:.2f} GiB; CPU of the driver and the workers {figures['cpu']:.0f} s")
 

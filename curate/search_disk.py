@@ -19,16 +19,19 @@ vectors), but run as passes over files in a scratch folder:
    is set: then a row's nearest cells are the nearest among the cells listed under its nearest
    groups (`TwoLevel`, ~sqrt(cells) products a row; it loses pairs on the benchmark's data, see
    RESULTS.md);
-3. assign: `vectors.f16` is read again a batch at a time: each row's projection goes to `proj.f16`
+3. assign: one task a range of `OutOfCore.assign_rows` rows of `vectors.f16` (`run_tasks`, as the
+   search below), read a batch at a time: each row's projection goes to its place in `proj.f16`
    (float16, `IVF.dims` each), and one (cell, row) entry per cell of its `nprobe` nearest to the
-   bucket file of that cell's range (`bucket-<k>.u64`; a shuffle to disk);
+   task's `entries-<task>.u64`, sorted by bucket (a range of cells): a shuffle to disk, each
+   bucket a slice of every task's file;
 4. search: one task a bucket (`run_tasks`: in this process, or on a Dask cluster's workers,
    which must see the scratch folder), each cell's probing rows times the rows it holds (one
    matrix product in the projection), pairs above threshold - margin kept; then re-scored
    exactly on `vectors.f16`, those >= threshold kept.
 
-Memory: one batch (`OutOfCore.batch_rows` rows; but a Parquet row group is decoded whole), one
-bucket (`OutOfCore.bucket_entries` entries: their rows' projections, float16), the index (PCA,
+Memory: one batch (`OutOfCore.batch_rows` rows; but a Parquet row group is decoded whole), an
+assign task's entries (8 x nprobe bytes for each of its rows, and their sort), one bucket
+(`OutOfCore.bucket_entries` entries: their rows' projections, float16), the index (PCA,
 centroids: twice in `TwoLevel`, 80 MB at 10M) and the projected training sample (float32); per row, only the
 sample ids (`sample_ids`, their bytes + 4) and the pairs found. Files are read through windows of
 `WINDOW_BYTES` mapped at a time, so the page cache of the scratch files never counts as this
@@ -44,7 +47,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -68,6 +71,7 @@ class OutOfCore:
     """How the out-of-core search reads, shuffles and searches (the index itself: `IVF`)."""
 
     batch_rows: int = 32_768  # rows read, projected and assigned at a time
+    assign_rows: int = 131_072  # rows an assign task projects and assigns (its entries: 8 x nprobe bytes a row)
     bucket_entries: int = 1_000_000  # (cell, row) entries searched at a time: sets the number of buckets
     cell_dims: int = 256  # cells: k-means over the projection's leading components (cost in proportion; see RESULTS)
     cells: int = 0  # the number of cells; 0: rows x IVF.cells_per_row
@@ -87,14 +91,29 @@ class DiskPairs:
 
 
 @dataclass(frozen=True)
-class Bucket:
-    """A search task: the (cell, row) entries of one range of cells, in `path`."""
+class Rows:
+    """An assign task: rows lo:hi of `vectors.f16`."""
 
-    path: Path
+    index: int
+    lo: int
+    hi: int
 
     @property
     def rel(self) -> str:  # its name in `run_tasks` messages
-        return self.path.name
+        return f"rows {self.lo}:{self.hi}"
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """A search task: the (cell, row) entries of one range of cells, a slice (file, first entry,
+    end) of each assign task's file that holds some."""
+
+    index: int
+    slices: tuple[tuple[Path, int, int], ...]
+
+    @property
+    def rel(self) -> str:  # its name in `run_tasks` messages
+        return f"bucket {self.index}"
 
 
 def similar_pairs_on_disk(ws: Workspace, threshold: float, scratch: str | None = None, ivf: IVF = DEFAULT_IVF,
@@ -116,12 +135,12 @@ def similar_pairs_on_disk(ws: Workspace, threshold: float, scratch: str | None =
             return DiskPairs(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32), sample_ids)
         pca, sample = _fit_pca(folder / "vectors.f16", n, dim, ivf)
         started = _logged("pca", f"{len(sample):,} rows", started)
-        quantizer, nlist = _fit_cells(sample, n, ivf, disk)
+        cells, nlist = _fit_cells(sample, n, ivf, disk)
         del sample
         started = _logged("cells", f"{nlist:,} cells", started)
-        buckets = _assign(folder, n, dim, pca, quantizer, nlist, ivf, disk)
+        buckets = _assign(folder, n, dim, pca, cells, nlist, ivf, disk, client)
         started = _logged("assign", f"{len(buckets):,} buckets", started)
-        found = run_tasks(client, _bucket_pairs, [Bucket(p) for p in buckets], label="semantic search: buckets",
+        found = run_tasks(client, _bucket_pairs, buckets, label="semantic search: buckets",
                           folder=folder, n=n, dim=dim, threshold=threshold, ivf=ivf)
         _logged("search", f"{sum(len(f[0]) for f in found):,} pairs", started)
     i, j, s = (_stacked([f[k] for f in found], t) for k, t in enumerate((np.int64, np.int64, np.float32)))
@@ -181,17 +200,32 @@ def _fit_pca(vectors: Path, n: int, dim: int, ivf: IVF) -> tuple[Projection, np.
     return pca, projected
 
 
-def _fit_cells(projected: np.ndarray, n: int, ivf: IVF, disk: OutOfCore) -> tuple[Any, int]:
-    """The coarse quantizer over the k-means cells of `projected`'s leading components (`disk.cells`,
-    or n * `ivf.cells_per_row` of them) and their number: up to `disk.two_level_cells` cells, one
-    k-means; above, two k-means levels (`_two_level_kmeans`), searched by `TwoLevel` when
-    `disk.group_probes` is set; otherwise a brute-force inner-product index."""
+@dataclass(frozen=True)
+class Cells:
+    """The k-means cells as the assign tasks receive them: the centroids, and the first level's
+    groups where the nearest cells are searched through them (`TwoLevel`)."""
+
+    centroids: np.ndarray
+    groups: np.ndarray | None = None
+    group_probes: int = 0
+
+    def index(self) -> Any:
+        """The search for a row's nearest cells: `TwoLevel`, or a brute-force inner-product index."""
+        if self.groups is not None and self.group_probes:
+            return TwoLevel(self.groups, self.centroids, self.group_probes)
+        return _flat(self.centroids)
+
+
+def _fit_cells(projected: np.ndarray, n: int, ivf: IVF, disk: OutOfCore) -> tuple[Cells, int]:
+    """The k-means cells of `projected`'s leading components (`disk.cells`, or n * `ivf.cells_per_row`
+    of them) and their number: up to `disk.two_level_cells` cells, one k-means; above, two k-means
+    levels (`_two_level_kmeans`), searched by `TwoLevel` when `disk.group_probes` is set."""
     leading = _leading(projected, disk)
     nlist = max(1, min(len(projected), disk.cells or int(n * ivf.cells_per_row)))
     if nlist <= disk.two_level_cells:
-        return _flat(_kmeans(leading, nlist)), nlist
+        return Cells(_kmeans(leading, nlist)), nlist
     groups, centroids = _two_level_kmeans(leading, nlist)
-    return (TwoLevel(groups, centroids, disk.group_probes) if disk.group_probes else _flat(centroids)), nlist
+    return Cells(centroids, groups, disk.group_probes), nlist
 
 
 def _flat(centroids: np.ndarray) -> Any:
@@ -259,29 +293,54 @@ def _shares(rows: np.ndarray, total: int) -> np.ndarray:
     return shares
 
 
-def _assign(folder: Path, n: int, dim: int, pca: Projection, quantizer: Any, nlist: int, ivf: IVF,
-            disk: OutOfCore) -> list[Path]:
-    """Write every row's projection to `proj.f16` and its (cell, row) entries to the bucket files
-    (one per range of cells); return the bucket files that hold entries, in cell order."""
+def _assign(folder: Path, n: int, dim: int, pca: Projection, cells: Cells, nlist: int, ivf: IVF,
+            disk: OutOfCore, client: Any) -> list[Bucket]:
+    """Run the assign tasks (`_assign_rows`) over every row; return the search tasks: the buckets
+    (ranges of cells) that hold entries, in cell order."""
     probes = min(ivf.nprobe, nlist)
     count = max(1, min(nlist, -(-n * probes // disk.bucket_entries)))
-    paths = [folder / f"bucket-{k:05d}.u64" for k in range(count)]
-    files: list[BinaryIO] = [open(p, "wb") for p in paths]
-    nearest = 0.0
-    try:
-        with open(folder / "proj.f16", "wb") as proj:
-            for lo, rows in _batches(folder / "vectors.f16", n, dim, disk.batch_rows):
-                projected = _projected(pca, rows)
-                proj.write(projected.astype(np.float16).tobytes())
-                started = time.perf_counter()
-                _d, cells = quantizer.search(_leading(projected, disk), probes)
-                nearest += time.perf_counter() - started
-                _write_entries(files, cells, lo, nlist)
-    finally:
-        for f in files:
-            f.close()
-    log.info("search_disk nearest: the nearest cells of %s rows among %s, %.1f s", f"{n:,}", f"{nlist:,}", nearest)
-    return [p for p in paths if p.stat().st_size]
+    with open(folder / "proj.f16", "wb") as proj:
+        proj.truncate(n * pca.components.shape[1] * np.dtype(np.float16).itemsize)
+    tasks = [Rows(k, lo, min(n, lo + disk.assign_rows)) for k, lo in enumerate(range(0, n, disk.assign_rows))]
+    done = run_tasks(client, _assign_rows, tasks, label="semantic search: assign", folder=folder, dim=dim, pca=pca,
+                     cells=cells, probes=probes, buckets=count, nlist=nlist, disk=disk)
+    log.info("search_disk nearest: the nearest cells of %s rows among %s, %.1f s", f"{n:,}", f"{nlist:,}",
+             sum(seconds for _bounds, seconds in done))
+    buckets = [Bucket(k, tuple((_entries_file(folder, task), int(bounds[k]), int(bounds[k + 1]))
+                               for task, (bounds, _seconds) in zip(tasks, done) if bounds[k + 1] > bounds[k]))
+               for k in range(count)]
+    return [b for b in buckets if b.slices]
+
+
+def _assign_rows(task: Rows, folder: Path, dim: int, pca: Projection, cells: Cells, probes: int, buckets: int,
+                 nlist: int, disk: OutOfCore) -> tuple[np.ndarray, float]:
+    """Write the projections of rows task.lo:task.hi to their place in `proj.f16` and one entry per
+    (row, cell) of each row's `probes` nearest cells (nearest first) to the task's entries file,
+    sorted by bucket: cell << 32 | PRIMARY for the nearest | row. Returns the first entry of each
+    of the `buckets` (and the end), and the seconds spent finding the nearest cells."""
+    index = cells.index()
+    row_bytes = pca.components.shape[1] * np.dtype(np.float16).itemsize
+    entries, nearest = [], 0.0
+    with open(folder / "proj.f16", "r+b") as proj:
+        proj.seek(task.lo * row_bytes)
+        for lo, rows in _batches(folder / "vectors.f16", dim, task.lo, task.hi, disk.batch_rows):
+            projected = _projected(pca, rows)
+            proj.write(projected.astype(np.float16).tobytes())
+            started = time.perf_counter()
+            _d, found = index.search(_leading(projected, disk), probes)
+            nearest += time.perf_counter() - started
+            row = np.arange(lo, lo + len(found), dtype=np.uint64)[:, None].repeat(found.shape[1], axis=1)
+            row[:, 0] |= PRIMARY
+            entries.append((found.astype(np.uint64) << np.uint64(32)) | row)
+    flat = np.concatenate(entries).ravel() if entries else np.zeros(0, np.uint64)
+    bucket = ((flat >> np.uint64(32)) * np.uint64(buckets) // np.uint64(nlist)).astype(np.int64)
+    order = np.argsort(bucket, kind="stable")
+    flat[order].tofile(_entries_file(folder, task))
+    return np.searchsorted(bucket[order], np.arange(buckets + 1)), nearest
+
+
+def _entries_file(folder: Path, task: Rows) -> Path:
+    return folder / f"entries-{task.index:05d}.u64"
 
 
 def _leading(projected: np.ndarray, disk: OutOfCore) -> np.ndarray:
@@ -298,26 +357,13 @@ def _projected(pca: Projection, rows: np.ndarray) -> np.ndarray:
     return projected
 
 
-def _write_entries(files: list[BinaryIO], cells: np.ndarray, lo: int, nlist: int) -> None:
-    """Append one entry per (row, cell) of `cells` (rows lo, lo + 1, ..., each row's cells nearest
-    first) to its cell's bucket file: cell << 32 | PRIMARY for the nearest | row."""
-    rows = np.arange(lo, lo + len(cells), dtype=np.uint64)[:, None].repeat(cells.shape[1], axis=1)
-    rows[:, 0] |= PRIMARY
-    cells = cells.astype(np.uint64).ravel()
-    entries = (cells << np.uint64(32)) | rows.ravel()
-    bucket = (cells * np.uint64(len(files)) // np.uint64(nlist)).astype(np.int64)
-    order = np.argsort(bucket, kind="stable")
-    bounds = np.searchsorted(bucket[order], np.arange(len(files) + 1))
-    for k, f in enumerate(files):
-        if bounds[k + 1] > bounds[k]:
-            f.write(entries[order[bounds[k]:bounds[k + 1]]].tobytes())
-
-
 def _bucket_pairs(bucket: Bucket, folder: Path, n: int, dim: int, threshold: float, ivf: IVF
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The pairs >= threshold among one bucket's cells: candidates from each cell's matrix product
     in the projection (read from `proj.f16`), re-scored on `vectors.f16`."""
-    entries = np.unique(np.fromfile(bucket.path, dtype=np.uint64))  # by cell, then primary, then row
+    item = np.dtype(np.uint64).itemsize
+    entries = np.unique(np.concatenate([np.fromfile(path, dtype=np.uint64, count=end - first, offset=first * item)
+                                        for path, first, end in bucket.slices]))  # by cell, then primary, then row
     cells = (entries >> np.uint64(32)).astype(np.int64)
     rows = (entries & np.uint64(PRIMARY - np.uint64(1))).astype(np.int64)
     primary = (entries & PRIMARY) != 0
@@ -379,9 +425,10 @@ def _gather(path: Path, rows: np.ndarray, width: int, dtype: type) -> np.ndarray
     return out
 
 
-def _batches(path: Path, n: int, dim: int, size: int) -> Iterator[tuple[int, np.ndarray]]:
-    """(first row, rows) of the float16 matrix in `path`, `size` rows at a time (plain reads)."""
+def _batches(path: Path, dim: int, lo: int, hi: int, size: int) -> Iterator[tuple[int, np.ndarray]]:
+    """(first row, rows) of rows lo:hi of the float16 matrix in `path`, `size` rows at a time (plain reads)."""
     with open(path, "rb") as f:
-        for lo in range(0, n, size):
-            count = min(size, n - lo)
-            yield lo, np.fromfile(f, dtype=np.float16, count=count * dim).reshape(count, dim)
+        f.seek(lo * dim * np.dtype(np.float16).itemsize)
+        for start in range(lo, hi, size):
+            count = min(size, hi - start)
+            yield start, np.fromfile(f, dtype=np.float16, count=count * dim).reshape(count, dim)
