@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -55,6 +56,7 @@ sys.path.insert(0, str(HERE))
 from embed_search import DIM, clustered  # noqa: E402
 from hash_cluster import Sampler  # noqa: E402
 
+from curate.engine import run_tasks  # noqa: E402
 from curate.schema import embeddings_schema  # noqa: E402
 from curate.search import IVF  # noqa: E402
 from curate.search_disk import (  # noqa: E402
@@ -149,7 +151,7 @@ def search(work: Path, similarity: float, ivf: IVF, disk: OutOfCore, workers: in
         worker_cpu0 = {pid: sum(psutil.Process(pid).cpu_times()[:2]) for pid in pids}
         started, cpu = time.perf_counter(), time.process_time()
         got = similar_pairs_on_disk(Workspace(str(work / "out")), similarity, scratch=str(work), ivf=ivf, disk=disk,
-                                    client=client)
+                                    run=functools.partial(run_tasks, client))
         wall, cpu = time.perf_counter() - started, time.process_time() - cpu
         cpu += sum(sum(psutil.Process(pid).cpu_times()[:2]) - c for pid, c in worker_cpu0.items())
         sampler.stop.set()

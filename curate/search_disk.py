@@ -19,13 +19,13 @@ vectors), but run as passes over files in a scratch folder:
    is set: then a row's nearest cells are the nearest among the cells listed under its nearest
    groups (`TwoLevel`, ~sqrt(cells) products a row; it loses pairs on the benchmark's data, see
    RESULTS.md);
-3. assign: one task a range of `OutOfCore.assign_rows` rows of `vectors.f16` (`run_tasks`, as the
-   search below), read a batch at a time: each row's projection goes to its place in `proj.f16`
+3. assign: one task a range of `OutOfCore.assign_rows` rows of `vectors.f16` (run as the search's
+   below), read a batch at a time: each row's projection goes to its place in `proj.f16`
    (float16, `IVF.dims` each), and one (cell, row) entry per cell of its `nprobe` nearest to the
    task's `entries-<task>.u64`, sorted by bucket (a range of cells): a shuffle to disk, each
    bucket a slice of every task's file;
-4. search: one task a bucket (`run_tasks`: in this process, or on a Dask cluster's workers,
-   which must see the scratch folder), each cell's probing rows times the rows it holds (one
+4. search: one task a bucket (in this process, or on a Dask cluster's workers, which must see
+   the scratch folder), each cell's probing rows times the rows it holds (one
    matrix product in the projection), pairs above threshold - margin kept; then re-scored
    exactly on `vectors.f16`, those >= threshold kept.
 
@@ -54,8 +54,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from curate.engine import run_tasks
 from curate.search import IVF
+from curate.tasks import RowRange, Runner, in_process, row_ranges
 from curate.workspace import Workspace
 
 WINDOW_BYTES = 2**28  # of a scratch file mapped at a time
@@ -91,19 +91,6 @@ class DiskPairs:
 
 
 @dataclass(frozen=True)
-class Rows:
-    """An assign task: rows lo:hi of `vectors.f16`."""
-
-    index: int
-    lo: int
-    hi: int
-
-    @property
-    def rel(self) -> str:  # its name in `run_tasks` messages
-        return f"rows {self.lo}:{self.hi}"
-
-
-@dataclass(frozen=True)
 class Bucket:
     """A search task: the (cell, row) entries of one range of cells, a slice (file, first entry,
     end) of each assign task's file that holds some."""
@@ -117,13 +104,14 @@ class Bucket:
 
 
 def similar_pairs_on_disk(ws: Workspace, threshold: float, scratch: str | None = None, ivf: IVF = DEFAULT_IVF,
-                          disk: OutOfCore = OutOfCore(), client: Any = None) -> DiskPairs:
+                          disk: OutOfCore = OutOfCore(), run: Runner = in_process) -> DiskPairs:
     """Every pair of OUT/embeddings/ rows with cosine similarity >= threshold, found out of core (see
     module doc); similarities are exact, recall approximate (the same probing rule as `similar_pairs`
     above its exact size, measured by `benchmarks/embed_search_disk.py`).
     Reads OUT/embeddings/; writes only a temporary folder in `scratch` (a local folder; the system's
-    temporary folder when None), removed at the end. With a Dask `client`, the buckets are searched
-    on its workers, which must see `scratch` (a LocalCluster's do; on several machines, a shared
+    temporary folder when None), removed at the end. The assign and search tasks go to `run`
+    (`curate.tasks`): `functools.partial(curate.engine.run_tasks, client)` runs them on a Dask
+    cluster, whose workers must see `scratch` (a LocalCluster's do; on several machines, a shared
     folder)."""
     with tempfile.TemporaryDirectory(prefix="curate-search-", dir=scratch) as tmp:
         folder = Path(tmp)
@@ -138,9 +126,9 @@ def similar_pairs_on_disk(ws: Workspace, threshold: float, scratch: str | None =
         cells, nlist = _fit_cells(sample, n, ivf, disk)
         del sample
         started = _logged("cells", f"{nlist:,} cells", started)
-        buckets = _assign(folder, n, dim, pca, cells, nlist, ivf, disk, client)
+        buckets = _assign(folder, n, dim, pca, cells, nlist, ivf, disk, run)
         started = _logged("assign", f"{len(buckets):,} buckets", started)
-        found = run_tasks(client, _bucket_pairs, buckets, label="semantic search: buckets",
+        found = run(_bucket_pairs, buckets, label="semantic search: buckets",
                           folder=folder, n=n, dim=dim, threshold=threshold, ivf=ivf)
         _logged("search", f"{sum(len(f[0]) for f in found):,} pairs", started)
     i, j, s = (_stacked([f[k] for f in found], t) for k, t in enumerate((np.int64, np.int64, np.float32)))
@@ -294,15 +282,15 @@ def _shares(rows: np.ndarray, total: int) -> np.ndarray:
 
 
 def _assign(folder: Path, n: int, dim: int, pca: Projection, cells: Cells, nlist: int, ivf: IVF,
-            disk: OutOfCore, client: Any) -> list[Bucket]:
+            disk: OutOfCore, run: Runner) -> list[Bucket]:
     """Run the assign tasks (`_assign_rows`) over every row; return the search tasks: the buckets
     (ranges of cells) that hold entries, in cell order."""
     probes = min(ivf.nprobe, nlist)
     count = max(1, min(nlist, -(-n * probes // disk.bucket_entries)))
     with open(folder / "proj.f16", "wb") as proj:
         proj.truncate(n * pca.components.shape[1] * np.dtype(np.float16).itemsize)
-    tasks = [Rows(k, lo, min(n, lo + disk.assign_rows)) for k, lo in enumerate(range(0, n, disk.assign_rows))]
-    done = run_tasks(client, _assign_rows, tasks, label="semantic search: assign", folder=folder, dim=dim, pca=pca,
+    tasks = row_ranges(n, disk.assign_rows)
+    done = run(_assign_rows, tasks, label="semantic search: assign", folder=folder, dim=dim, pca=pca,
                      cells=cells, probes=probes, buckets=count, nlist=nlist, disk=disk)
     log.info("search_disk nearest: the nearest cells of %s rows among %s, %.1f s", f"{n:,}", f"{nlist:,}",
              sum(seconds for _bounds, seconds in done))
@@ -312,7 +300,7 @@ def _assign(folder: Path, n: int, dim: int, pca: Projection, cells: Cells, nlist
     return [b for b in buckets if b.slices]
 
 
-def _assign_rows(task: Rows, folder: Path, dim: int, pca: Projection, cells: Cells, probes: int, buckets: int,
+def _assign_rows(task: RowRange, folder: Path, dim: int, pca: Projection, cells: Cells, probes: int, buckets: int,
                  nlist: int, disk: OutOfCore) -> tuple[np.ndarray, float]:
     """Write the projections of rows task.lo:task.hi to their place in `proj.f16` and one entry per
     (row, cell) of each row's `probes` nearest cells (nearest first) to the task's entries file,
@@ -339,7 +327,7 @@ def _assign_rows(task: Rows, folder: Path, dim: int, pca: Projection, cells: Cel
     return np.searchsorted(bucket[order], np.arange(buckets + 1)), nearest
 
 
-def _entries_file(folder: Path, task: Rows) -> Path:
+def _entries_file(folder: Path, task: RowRange) -> Path:
     return folder / f"entries-{task.index:05d}.u64"
 
 

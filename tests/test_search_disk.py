@@ -1,6 +1,7 @@
 """The out-of-core semantic search against the exact in-memory one, on real embedding Parquet parts."""
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -8,6 +9,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
+from curate.engine import run_tasks
 from curate.schema import embeddings_schema
 from curate.search import IVF, similar_pairs
 from curate.search_disk import OutOfCore, TwoLevel, _two_level_kmeans, similar_pairs_on_disk
@@ -85,7 +87,8 @@ def test_the_buckets_searched_on_a_local_cluster_give_the_same_pairs(out, tmp_pa
     _ids, truth, sims = exact(out)
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=":0") as cluster, Client(cluster) as client:
-        got = similar_pairs_on_disk(out, THRESHOLD, scratch=str(tmp_path), ivf=SMALL, disk=TINY, client=client)
+        got = similar_pairs_on_disk(out, THRESHOLD, scratch=str(tmp_path), ivf=SMALL, disk=TINY,
+                                    run=functools.partial(run_tasks, client))
         searched = sum(client.run(lambda dask_worker: dask_worker.state.executed_count).values())
     pairs = list(zip(got.i.tolist(), got.j.tolist()))
     assert set(pairs) == truth and len(pairs) == len(truth)

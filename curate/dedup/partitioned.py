@@ -56,6 +56,7 @@ from curate.dedup.search import (
 )
 from curate.engine import run_tasks
 from curate.imaging.hashes import hamming
+from curate.tasks import RowRange, row_ranges
 
 ROWS_PER_TASK = 2_000_000  # rows a reduce task holds at once: its own partition + one neighbour's
 CHUNK_ROWS = 500_000  # rows of the column one map task routes
@@ -71,19 +72,6 @@ class Layout:
 
     def low_bits(self, band: int) -> int:
         return len(self.bands.bits[band]) - self.part_bits[band]
-
-
-@dataclass(frozen=True)
-class Chunk:
-    """A map task: rows lo:hi of the column in `work`/hashes.npy."""
-
-    index: int
-    lo: int
-    hi: int
-
-    @property
-    def rel(self) -> str:  # its name in `run_tasks` messages
-        return f"rows {self.lo}:{self.hi}"
 
 
 @dataclass(frozen=True)
@@ -142,7 +130,7 @@ def _files(work: Path, chunk: int, band: int) -> tuple[Path, Path, Path]:
     return work / f"{stem}.ids.npy", work / f"{stem}.hashes.npy", work / f"{stem}.offsets.npy"
 
 
-def route_chunk(chunk: Chunk, layout: Layout, work: Path) -> int:
+def route_chunk(chunk: RowRange, layout: Layout, work: Path) -> int:
     """Map task: read rows chunk.lo:chunk.hi of work/hashes.npy; per band, write them sorted by
     partition, with offsets (partition k is rows offsets[k]:offsets[k + 1]). Returns the rows."""
     hashes = np.array(np.load(work / "hashes.npy", mmap_mode="r")[chunk.lo:chunk.hi])
@@ -312,7 +300,7 @@ def partitioned_pairs(hashes: np.ndarray, threshold: int, work: Path, client: An
     costs.layout = layout = plan_layout(hashes, threshold, rows_per_task)
     n = len(hashes)
     t0 = time.perf_counter()
-    chunks = [Chunk(i, lo, min(n, lo + chunk_rows)) for i, lo in enumerate(range(0, n, chunk_rows))]
+    chunks = row_ranges(n, chunk_rows)
     run_tasks(client, route_chunk, chunks, label="hash search: route", layout=layout, work=work)
     t1 = time.perf_counter()
     parts = [Part(b, k, len(chunks)) for b in range(len(layout.bands.bits)) for k in range(1 << layout.part_bits[b])]
