@@ -70,6 +70,7 @@ from curate.search_disk import (  # noqa: E402
     _projected,
     similar_pairs_on_disk,
 )
+from curate.tasks import in_process  # noqa: E402
 from curate.workspace import Workspace  # noqa: E402
 
 
@@ -172,7 +173,7 @@ def quantizer(work: Path, ivf: IVF, disk: OutOfCore, sample: int, limit: int) ->
     planted = np.load(work / "planted.npy")
     with tempfile.TemporaryDirectory(prefix="quantizer-", dir=work) as tmp:
         vectors = Path(tmp) / "vectors.f16"
-        ids, dim = _copy(Workspace(str(work / "out")), vectors, disk)
+        ids, dim = _copy(Workspace(str(work / "out")), Path(tmp), disk, in_process)
         n = len(ids)
         pca, train = _fit_pca(vectors, n, dim, ivf)
         started = time.perf_counter()

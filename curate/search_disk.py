@@ -6,9 +6,9 @@ k-means, each row compared with the rows whose nearest cell is one of its `IVF.n
 cells, candidates above threshold - `IVF.margin` in the projection scored again on the full
 vectors), but run as passes over files in a scratch folder:
 
-1. copy: OUT/embeddings/ is read part by part, a record batch at a time; the rows with an
-   embedding (read_embeddings' rows, in its order) are appended to `vectors.f16`, a row-ordered
-   float16 matrix;
+1. copy: one task a part of OUT/embeddings/, read a record batch at a time, writes its rows with
+   an embedding to a file of its own; the files are joined, in part order (read_embeddings' rows,
+   in its order), into `vectors.f16`, a row-ordered float16 matrix;
 2. pca, cells: `IVF.train_rows` rows sampled from it fit the PCA projection, then the k-means
    cells in its first `OutOfCore.cell_dims` components. Up to `OutOfCore.two_level_cells` cells
    (1M rows), one k-means, and a row's nearest cells are found by brute force (a matrix product
@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -61,6 +62,7 @@ from curate.workspace import Workspace
 WINDOW_BYTES = 2**28  # of a scratch file mapped at a time
 PCA_ROWS = 16_384  # training rows summed into the covariance at a time
 RESCORE_PAIRS = 16_384  # candidate pairs scored on the full vectors at a time
+COPY_BYTES = 2**24  # of a part's file appended to the matrix at a time
 PRIMARY = np.uint64(1 << 31)  # an entry's bit: the row's nearest cell (the rows a cell holds)
 DEFAULT_IVF = IVF()
 log = logging.getLogger(__name__)
@@ -109,14 +111,14 @@ def similar_pairs_on_disk(ws: Workspace, threshold: float, scratch: str | None =
     module doc); similarities are exact, recall approximate (the same probing rule as `similar_pairs`
     above its exact size, measured by `benchmarks/embed_search_disk.py`).
     Reads OUT/embeddings/; writes only a temporary folder in `scratch` (a local folder; the system's
-    temporary folder when None), removed at the end. The assign and search tasks go to `run`
+    temporary folder when None), removed at the end. The copy, assign and search tasks go to `run`
     (`curate.tasks`): `functools.partial(curate.engine.run_tasks, client)` runs them on a Dask
     cluster, whose workers must see `scratch` (a LocalCluster's do; on several machines, a shared
     folder)."""
     with tempfile.TemporaryDirectory(prefix="curate-search-", dir=scratch) as tmp:
         folder = Path(tmp)
         started = time.perf_counter()
-        sample_ids, dim = _copy(ws, folder / "vectors.f16", disk)
+        sample_ids, dim = _copy(ws, folder, disk, run)
         n = len(sample_ids)
         started = _logged("copy", f"{n:,} rows", started)
         if n < 2:
@@ -128,8 +130,8 @@ def similar_pairs_on_disk(ws: Workspace, threshold: float, scratch: str | None =
         started = _logged("cells", f"{nlist:,} cells", started)
         buckets = _assign(folder, n, dim, pca, cells, nlist, ivf, disk, run)
         started = _logged("assign", f"{len(buckets):,} buckets", started)
-        found = run(_bucket_pairs, buckets, label="semantic search: buckets",
-                          folder=folder, n=n, dim=dim, threshold=threshold, ivf=ivf)
+        found = run(_bucket_pairs, buckets, label="semantic search: buckets", folder=folder, n=n, dim=dim,
+                    threshold=threshold, ivf=ivf)
         _logged("search", f"{sum(len(f[0]) for f in found):,} pairs", started)
     i, j, s = (_stacked([f[k] for f in found], t) for k, t in enumerate((np.int64, np.int64, np.float32)))
     _, first = np.unique(i * max(n, 1) + j, return_index=True)  # found in several buckets: once, in (i, j) order
@@ -143,22 +145,53 @@ def _logged(phase: str, what: str, started: float) -> float:
     return now
 
 
-def _copy(ws: Workspace, path: Path, disk: OutOfCore) -> tuple[pa.Array, int]:
-    """Append every embedding of OUT/embeddings/ (parts in order, null rows left out) to `path` as
-    float16 rows; return the rows' sample ids and the dimension."""
+@dataclass(frozen=True)
+class EmbeddingPart:
+    """A copy task: the `index`-th Parquet part of OUT/embeddings/, at `path` in OUT's filesystem."""
+
+    index: int
+    path: str
+
+    @property
+    def rel(self) -> str:  # its name in `run_tasks` messages
+        return self.path.rpartition("/")[2]
+
+
+def _copy(ws: Workspace, folder: Path, disk: OutOfCore, run: Runner) -> tuple[pa.Array, int]:
+    """Every embedding of OUT/embeddings/ (parts in order, null rows left out) as float16 rows in
+    `vectors.f16`: one task a part writes its rows to a file of its own, and the files are joined in
+    part order, each deleted once appended (scratch: the matrix and one part more). Returns the
+    rows' sample ids and the dimension."""
+    parts = [EmbeddingPart(k, path) for k, path in enumerate(ws.parts("embeddings"))]
+    done = run(_copy_part, parts, label="semantic search: copy", out=ws.url, folder=folder,
+               batch_rows=disk.batch_rows)
+    with open(folder / "vectors.f16", "wb") as joined:
+        for part in parts:
+            with open(_part_file(folder, part), "rb") as piece:
+                shutil.copyfileobj(piece, joined, COPY_BYTES)
+            _part_file(folder, part).unlink()
+    ids = [part_ids for part_ids, _dim in done]
+    return (pa.concat_arrays(ids) if ids else pa.array([], pa.string())), (done[-1][1] if done else 0)
+
+
+def _copy_part(part: EmbeddingPart, out: str, folder: Path, batch_rows: int) -> tuple[pa.Array, int]:
+    """Write the part's embeddings (null rows left out) to its file as float16 rows, a record batch
+    at a time; return their sample ids and the dimension."""
+    ws = Workspace(out)
     ids: list[pa.Array] = []
-    dim = 0
-    with open(path, "wb") as out:
-        for part in ws.parts("embeddings"):
-            with ws.fs.open(part, "rb") as f:
-                parquet = pq.ParquetFile(f)
-                dim = parquet.schema_arrow.field("embedding").type.list_size
-                for batch in parquet.iter_batches(batch_size=disk.batch_rows, columns=["sample_id", "embedding"]):
-                    batch = batch.filter(pc.is_valid(batch.column("embedding")))
-                    flat = batch.column("embedding").flatten().to_numpy(zero_copy_only=False)
-                    out.write(np.ascontiguousarray(flat, dtype=np.float16).tobytes())
-                    ids.append(batch.column("sample_id"))
+    with ws.fs.open(part.path, "rb") as f, open(_part_file(folder, part), "wb") as written:
+        parquet = pq.ParquetFile(f)
+        dim = parquet.schema_arrow.field("embedding").type.list_size
+        for batch in parquet.iter_batches(batch_size=batch_rows, columns=["sample_id", "embedding"]):
+            batch = batch.filter(pc.is_valid(batch.column("embedding")))
+            flat = batch.column("embedding").flatten().to_numpy(zero_copy_only=False)
+            written.write(np.ascontiguousarray(flat, dtype=np.float16).tobytes())
+            ids.append(batch.column("sample_id"))
     return (pa.concat_arrays(ids) if ids else pa.array([], pa.string())), dim
+
+
+def _part_file(folder: Path, part: EmbeddingPart) -> Path:
+    return folder / f"vectors-{part.index:05d}.f16"
 
 
 @dataclass(frozen=True)

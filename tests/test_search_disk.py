@@ -19,8 +19,8 @@ from curate.workspace import Workspace
 DIM = 64
 THRESHOLD = 0.78
 # 3,000 rows: 30 cells (k-means over 24 of the 32 projected dimensions), each row probing its 10
-# nearest; 3 assign tasks of up to 1,200 rows, each in batches of 500; 10 buckets, each a slice of
-# every assign task's entries
+# nearest; 3 copy tasks (the parts), 3 assign tasks of up to 1,200 rows, each in batches of 500; 10
+# buckets, each a slice of every assign task's entries
 SMALL = IVF(dims=32, cells_per_row=1 / 100, nprobe=10, margin=0.1, train_rows=2000)
 TINY = OutOfCore(batch_rows=500, bucket_entries=3000, cell_dims=24, assign_rows=1200)
 
@@ -80,8 +80,8 @@ def test_finds_exactly_the_exact_pairs(out, tmp_path):
 
 @pytest.mark.slow
 def test_the_buckets_searched_on_a_local_cluster_give_the_same_pairs(out, tmp_path):
-    """The partitioned form: each assign task and each bucket a task on a Dask worker process, in
-    the driver's scratch folder."""
+    """The partitioned form: each part's copy, each assign task and each bucket a task on a Dask
+    worker process, in the driver's scratch folder."""
     from distributed import Client, LocalCluster
 
     _ids, truth, sims = exact(out)
@@ -93,7 +93,7 @@ def test_the_buckets_searched_on_a_local_cluster_give_the_same_pairs(out, tmp_pa
     pairs = list(zip(got.i.tolist(), got.j.tolist()))
     assert set(pairs) == truth and len(pairs) == len(truth)
     assert np.allclose(got.similarity, [sims[p] for p in pairs], atol=1e-5)
-    assert searched == 3 + 10  # each of the 3 assign tasks and 10 buckets ran on a worker, once
+    assert searched == 3 + 3 + 10  # each of the 3 copy tasks, 3 assign tasks and 10 buckets ran on a worker, once
 
 
 def test_one_probe_loses_pairs(out, tmp_path):
