@@ -23,7 +23,7 @@ size) x 10M / N.
 for the same cells), the nearest-cells time per row (x 10M: the rest of the projection) and the
 share of each of `--cell-sample` random rows' true `nprobe` nearest cells (brute force over the
 centroids) the search finds.
-`--cluster-workers N`: the assign tasks and the buckets run on a Dask LocalCluster of N worker processes (one
+`--cluster-workers N`: the copy, assign and search tasks run on a Dask LocalCluster of N worker processes (one
 thread and `--memory-limit` each; the partitioned form of the search), and the peak RSS of each
 worker is sampled (`hash_cluster.Sampler`); CPU is then the driver's and the workers'.
 `--keep` keeps WORK's generated data and reuses it when WORK holds the same --rows, --part-rows,
@@ -305,7 +305,7 @@ def report(args: argparse.Namespace, stderr: str, figures: dict, planted: np.nda
           f"{recall_sample:.4f} ({len(truth):,}) | "
           + ", ".join(f"{name} {float(t):.0f} s / {float(peak):.2f}" for name, t, peak in logged) + " |")
     if figures["workers"]:
-        print(f"assign tasks and buckets on {figures['workers']} workers ({figures['memory_limit']} each): "
+        print(f"copy, assign and search tasks on {figures['workers']} workers ({figures['memory_limit']} each): "
               f"peak RSS a worker {', '.join(f'{g:.2f}' for g in sorted(figures['worker_peak_gib']))} GiB; "
               f"driver {figures['peak_gib']:.2f} GiB; CPU of the driver and the workers {figures['cpu']:.0f} s")
 
