@@ -23,9 +23,10 @@ size) x 10M / N.
 for the same cells), the nearest-cells time per row (x 10M: the rest of the projection) and the
 share of each of `--cell-sample` random rows' true `nprobe` nearest cells (brute force over the
 centroids) the search finds.
-`--cluster-workers N`: the copy, assign and search tasks run on a Dask LocalCluster of N worker processes (one
-thread and `--memory-limit` each; the partitioned form of the search), and the peak RSS of each
-worker is sampled (`hash_cluster.Sampler`); CPU is then the driver's and the workers'.
+`--cluster-workers N`: the copy, assign and search tasks run on a Dask LocalCluster of N worker
+processes (one thread and `--memory-limit` each; the partitioned form of the search), and the
+peak RSS of each worker is sampled (`hash_cluster.Sampler`); CPU is then the driver's and the
+workers'.
 `--keep` keeps WORK's generated data and reuses it when WORK holds the same --rows, --part-rows,
 --similarity and --sample.
 """
@@ -134,8 +135,8 @@ def logged() -> None:
 
 
 def search(work: Path, similarity: float, ivf: IVF, disk: OutOfCore, workers: int, memory_limit: str) -> None:
-    """The child: the search over WORK/out (its buckets on a LocalCluster of `workers` processes
-    when > 0), pairs to WORK/pairs.npy, figures as JSON on stdout."""
+    """The child: the search over WORK/out (its copy, assign and search tasks on a LocalCluster of
+    `workers` processes when > 0), pairs to WORK/pairs.npy, figures as JSON on stdout."""
     logged()
     with contextlib.ExitStack() as stack:
         client, pids = None, []
@@ -198,7 +199,8 @@ def quantizer(work: Path, ivf: IVF, disk: OutOfCore, sample: int, limit: int) ->
     truth = (index.flat if isinstance(index, TwoLevel) else index).search(np.concatenate(rows), ivf.nprobe)[1]
     at = np.searchsorted(picked, random)
     kept = [len(set(a) & set(b)) / len(a) for a, b in zip(got[at].tolist(), truth[at].tolist())]
-    print(json.dumps({"rows": n, "searched": searched, "cells": nlist, "nprobe": ivf.nprobe, "two_level": isinstance(index, TwoLevel),
+    print(json.dumps({"rows": n, "searched": searched, "cells": nlist, "nprobe": ivf.nprobe,
+                      "two_level": isinstance(index, TwoLevel),
                       "kmeans": kmeans, "nearest": nearest, "true_cells_kept": float(np.mean(kept)),
                       "nearest_kept": float(np.mean(got[at, 0] == truth[at, 0])), "pairs": len(pairs),
                       "pairs_candidates": candidates(np.searchsorted(picked, pairs), got),
@@ -225,7 +227,7 @@ def main() -> None:
     parser.add_argument("--two-level-cells", type=int, default=default.two_level_cells)
     parser.add_argument("--group-probes", type=int, default=default.group_probes)
     parser.add_argument("--nprobe", type=int, default=IVF().nprobe, help="cells each row probes (IVF.nprobe)")
-    parser.add_argument("--cluster-workers", type=int, default=0, help="search the buckets on a LocalCluster")
+    parser.add_argument("--cluster-workers", type=int, default=0, help="run the search's tasks on a LocalCluster of this many workers")
     parser.add_argument("--memory-limit", default="1.5GiB", help="--cluster-workers: each worker's memory limit")
     parser.add_argument("--keep", action="store_true", help="keep WORK's data; reuse it if it matches")
     parser.add_argument("--quantizer", action="store_true", help="only the cells and nearest cells")

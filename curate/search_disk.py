@@ -170,8 +170,7 @@ def _copy(ws: Workspace, folder: Path, disk: OutOfCore, run: Runner) -> tuple[pa
             with open(_part_file(folder, part), "rb") as piece:
                 shutil.copyfileobj(piece, joined, COPY_BYTES)
             _part_file(folder, part).unlink()
-    ids = [part_ids for part_ids, _dim in done]
-    return (pa.concat_arrays(ids) if ids else pa.array([], pa.string())), (done[-1][1] if done else 0)
+    return _joined_ids([part_ids for part_ids, _dim in done]), (done[-1][1] if done else 0)
 
 
 def _copy_part(part: EmbeddingPart, out: str, folder: Path, batch_rows: int) -> tuple[pa.Array, int]:
@@ -187,7 +186,12 @@ def _copy_part(part: EmbeddingPart, out: str, folder: Path, batch_rows: int) -> 
             flat = batch.column("embedding").flatten().to_numpy(zero_copy_only=False)
             written.write(np.ascontiguousarray(flat, dtype=np.float16).tobytes())
             ids.append(batch.column("sample_id"))
-    return (pa.concat_arrays(ids) if ids else pa.array([], pa.string())), dim
+    return _joined_ids(ids), dim
+
+
+def _joined_ids(ids: list[pa.Array]) -> pa.Array:
+    """Sample id arrays end to end (an empty string array for none)."""
+    return pa.concat_arrays(ids) if ids else pa.array([], pa.string())
 
 
 def _part_file(folder: Path, part: EmbeddingPart) -> Path:
@@ -323,8 +327,8 @@ def _assign(folder: Path, n: int, dim: int, pca: Projection, cells: Cells, nlist
     with open(folder / "proj.f16", "wb") as proj:
         proj.truncate(n * pca.components.shape[1] * np.dtype(np.float16).itemsize)
     tasks = row_ranges(n, disk.assign_rows)
-    done = run(_assign_rows, tasks, label="semantic search: assign", folder=folder, dim=dim, pca=pca,
-                     cells=cells, probes=probes, buckets=count, nlist=nlist, disk=disk)
+    done = run(_assign_rows, tasks, label="semantic search: assign", folder=folder, dim=dim, pca=pca, cells=cells,
+               probes=probes, buckets=count, nlist=nlist, disk=disk)
     log.info("search_disk nearest: the nearest cells of %s rows among %s, %.1f s", f"{n:,}", f"{nlist:,}",
              sum(seconds for _bounds, seconds in done))
     buckets = [Bucket(k, tuple((_entries_file(folder, task), int(bounds[k]), int(bounds[k + 1]))
