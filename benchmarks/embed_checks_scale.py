@@ -267,7 +267,7 @@ def main() -> None:
     parser.add_argument("--nprobe", default=str(IVF().nprobe), help="stage search: comma-separated, the first timed")
     args = parser.parse_args()
     vectors, labels, true, planted = generate(args.rows, args.classes, args.dim)
-    images = Labelled([""] * args.rows, [""] * args.rows, labels, vectors)
+    images = Labelled(labels, vectors)
     rows = existing_rows()
     command = (f"`embed_checks_scale.py --rows {args.rows} --classes {args.classes} --dim {args.dim} --stages "
                f"{args.stages} --sample {args.sample}{' --exact-flags' if args.exact_flags else ''}"

@@ -132,8 +132,7 @@ def draw(items: pd.DataFrame, half: str, rate: float, rng: np.random.Generator) 
 
 def score(used: pd.DataFrame, vectors: dict[str, np.ndarray]) -> np.ndarray:
     """The outlier check's score of each row of `used`, by the registered check's own function."""
-    images = Labelled(used["path"].tolist(), used["path"].tolist(), used["label"].to_numpy(dtype=str),
-                      np.stack([vectors[p] for p in used["path"]]))
+    images = Labelled(used["label"].to_numpy(dtype=str), np.stack([vectors[p] for p in used["path"]]))
     return CHECKS.get("outlier").score(images).score
 
 

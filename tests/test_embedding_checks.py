@@ -83,7 +83,7 @@ def test_label_suspect_needs_a_class_in_every_fold():
     rng = np.random.default_rng(1)
     vectors = rng.normal(size=(30, 8)).astype(np.float32)
     labels = np.array(["a"] * 27 + ["b"] * 3)
-    scored = _label_suspect(Labelled([str(i) for i in range(30)], [""] * 30, labels, vectors))
+    scored = _label_suspect(Labelled(labels, vectors))
     assert np.isnan(scored.score[27:]).all() and not np.isnan(scored.score[:27]).any()
 
 

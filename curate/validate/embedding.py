@@ -14,8 +14,11 @@ to look at, they do not remove them.
   label (cleanlab's self-confidence); fires below the threshold, and the message names the
   most likely other label.
 
-Memory stays bounded at any size. outlier's neighbours are `curate.search.neighbours`: exact up to
-its EXACT_MAX images in a class, above it the IVF index (exact similarities, approximate recall).
+Memory stays bounded at any size: validate hands the checks the vectors as a memory map of a
+class-ordered scratch file (`curate.validate.labelled`), each class a slice, and the map's pages
+are let go after each class and each block of rows read. outlier's neighbours are
+`curate.search.neighbours`: exact up to its EXACT_MAX images in a class, above it the IVF index
+(exact similarities, approximate recall).
 label_suspect fits the PCA on at most PCA_ROWS images (a seeded sample above it, in float32) and
 projects the rest a block at a time, when it scores them; each fold's probe is trained on at most
 TRAIN_ROWS images of the other folds: every class keeps all its images up to an equal share
@@ -61,14 +64,19 @@ TRAIN_ROWS = 200_000  # each fold's probe is trained on at most this many images
 SCORE_CELLS = 2**22  # probabilities (images x classes) computed at a time
 
 
+def _nothing() -> None:
+    pass
+
+
 @dataclass
 class Labelled:
-    """The labelled images with an embedding: ids, paths, labels and (n, d) unit vectors."""
+    """The labelled images with an embedding: their labels and (n, d) unit vectors (float16 or
+    float32). Validate hands them sorted by label, the vectors a memory map of a scratch file
+    (`curate.validate.labelled`), and `release` lets go of the map's pages a check has read."""
 
-    sample_ids: list[str]
-    paths: list[str]
     labels: np.ndarray  # of str
     vectors: np.ndarray
+    release: Callable[[], None] = _nothing
 
 
 @dataclass
@@ -88,8 +96,15 @@ def _outlier(images: Labelled) -> Scored:
     names, given = np.unique(images.labels, return_inverse=True)
     for at in by_class(given, len(names)):
         if len(at) > 2:
-            score[at] = closeness(images.vectors[at])[1]
+            score[at] = closeness(images.vectors[_slice_if_run(at)])[1]
+            images.release()
     return Scored(score, [None] * len(score))
+
+
+def _slice_if_run(at: np.ndarray) -> slice | np.ndarray:
+    """Ascending positions as a slice where they are consecutive (a class of rows sorted by label:
+    a view of the vectors, not a copy), else themselves."""
+    return slice(int(at[0]), int(at[-1]) + 1) if at[-1] - at[0] + 1 == len(at) else at
 
 
 def closeness(vectors: np.ndarray, exact_max: int = EXACT_MAX) -> tuple[np.ndarray, np.ndarray]:
@@ -108,9 +123,11 @@ def by_class(given: np.ndarray, classes: int) -> list[np.ndarray]:
 
 
 def out_of_fold_scores(vectors: np.ndarray, labels: np.ndarray, classes: np.ndarray, seed: int = 0,
-                       pca_rows: int = PCA_ROWS, train_rows: int = TRAIN_ROWS) -> tuple[np.ndarray, np.ndarray]:
+                       pca_rows: int = PCA_ROWS, train_rows: int = TRAIN_ROWS, release: Callable[[], None] = _nothing
+                       ) -> tuple[np.ndarray, np.ndarray]:
     """Per image, from a probe that never saw it: the probability of its label and the position in
-    `classes` of the most likely other one (bounded memory: see module doc)."""
+    `classes` of the most likely other one (bounded memory: see module doc; `release` is called
+    after each block of vectors read)."""
     from sklearn.linear_model import LogisticRegression
 
     features = _projection(vectors, seed, pca_rows)
@@ -128,12 +145,14 @@ def out_of_fold_scores(vectors: np.ndarray, labels: np.ndarray, classes: np.ndar
         train, weight = _stratified(np.flatnonzero(fold != f), given, train_rows, rng)
         probe = LogisticRegression(C=10.0, max_iter=500)
         probe.fit(features(train), labels[train], sample_weight=weight)
+        release()
         columns = np.searchsorted(classes, probe.classes_)
         block = max(4096, SCORE_CELLS // len(classes))
         for lo in range(0, len(test), block):
             rows = test[lo:lo + block]
             p = np.zeros((len(rows), len(classes)))
             p[:, columns] = probe.predict_proba(features(rows))
+            release()
             mine[rows] = p[np.arange(len(rows)), given[rows]]
             p[np.arange(len(rows)), given[rows]] = -1.0
             best[rows] = p.argmax(axis=1)
@@ -151,7 +170,7 @@ def _projection(vectors: np.ndarray, seed: int, pca_rows: int) -> Callable[[np.n
 
     pca = PCA(min(PROBE_DIMS, vectors.shape[1], len(vectors), pca_rows), random_state=seed)
     if len(vectors) <= pca_rows:
-        every = unit(pca.fit_transform(vectors))
+        every = unit(pca.fit_transform(np.asarray(vectors, np.float32)))
         return lambda rows: every[rows]
     sample = np.sort(np.random.default_rng(seed).choice(len(vectors), pca_rows, replace=False))
     pca.fit(np.asarray(vectors[sample], np.float32))
@@ -195,7 +214,7 @@ def _label_suspect(images: Labelled) -> Scored:
     suggested: list[str | None] = [None] * len(score)
     if len(classes) < 2 or len(images.labels) < 2 * FOLDS:
         return Scored(score, suggested)
-    mine, best = out_of_fold_scores(images.vectors, images.labels, classes)
+    mine, best = out_of_fold_scores(images.vectors, images.labels, classes, release=images.release)
     given = np.searchsorted(classes, images.labels)
     scoreable = counts[given] >= FOLDS  # a class too small for every fold to hold some of it
     score[scoreable] = mine[scoreable]

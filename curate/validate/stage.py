@@ -19,9 +19,9 @@ from curate.config import Config
 from curate.engine import dask_client, run_tasks
 from curate.errors import ConfigError, CurateError
 from curate.schema import ISSUES, MANIFEST, Severity, Status
-from curate.tables import batches, embeddings_for, excluded_ids
+from curate.tables import batches, excluded_ids
 from curate.validate.checks import CHECKS, Check, Context, Level, of_level
-from curate.validate.embedding import Labelled
+from curate.validate.labelled import labelled_embeddings
 from curate.view import Table, View
 from curate.workspace import Workspace
 
@@ -199,29 +199,34 @@ def _median(histogram: Counter[float]) -> float:
 
 
 def embedding_issues(ws: Workspace, settings: Settings) -> list[dict[str, object]]:
-    """The issues the embedding checks find among the labelled ok images that have an embedding."""
-    rows = ws.read("manifest", MANIFEST, columns=["sample_id", "path", "label", "status"],
-                   filter=(pc.field("status") == Status.OK.value) & pc.field("label").is_valid()).to_pandas()
-    vectors = embeddings_for(ws, rows["sample_id"].tolist())
-    have = ~np.isnan(vectors[:, 0]) if len(rows) else np.zeros(0, bool)
-    rows = rows[have].reset_index(drop=True)
-    images = Labelled(rows["sample_id"].tolist(), rows["path"].tolist(), rows["label"].to_numpy(dtype=str),
-                      vectors[have])
+    """The issues the embedding checks find among the labelled ok images that have an embedding
+    (their vectors out of core: `curate.validate.labelled`)."""
     found: list[dict[str, object]] = []
-    for chk in of_level(Level.EMBEDDING):
-        if chk.name in settings.disabled or not len(rows):
-            continue
-        scored = chk.score(images)
-        threshold = settings.threshold(chk.name, chk.threshold)
-        fires = scored.score < threshold if chk.fires_below else scored.score > threshold
-        for i in np.flatnonzero(fires & ~np.isnan(scored.score)):
-            found.append({"sample_id": images.sample_ids[i], "path": images.paths[i], "label": images.labels[i],
-                          "check": chk.name, "severity": settings.severity(chk.name, chk.severity),
-                          "score": float(scored.score[i]), "threshold": threshold,
-                          "message": chk.message.format(score=scored.score[i], threshold=threshold,
-                                                        label=images.labels[i], suggested=scored.suggested[i]),
-                          "suggested": scored.suggested[i]})
-    return found
+    with labelled_embeddings(ws) as (images, sample_ids):
+        for chk in of_level(Level.EMBEDDING):
+            if chk.name in settings.disabled or not len(sample_ids):
+                continue
+            scored = chk.score(images)
+            threshold = settings.threshold(chk.name, chk.threshold)
+            fires = scored.score < threshold if chk.fires_below else scored.score > threshold
+            for i in np.flatnonzero(fires & ~np.isnan(scored.score)):
+                found.append({"sample_id": sample_ids[i].as_py(), "label": images.labels[i], "check": chk.name,
+                              "severity": settings.severity(chk.name, chk.severity),
+                              "score": float(scored.score[i]), "threshold": threshold,
+                              "message": chk.message.format(score=scored.score[i], threshold=threshold,
+                                                            label=images.labels[i], suggested=scored.suggested[i]),
+                              "suggested": scored.suggested[i]})
+    paths = _paths_of(ws, {str(f["sample_id"]) for f in found})
+    return [dict(f, path=paths[str(f["sample_id"])]) for f in found]
+
+
+def _paths_of(ws: Workspace, sample_ids: set[str]) -> dict[str, str]:
+    """sample id -> path, for `sample_ids` only."""
+    if not sample_ids:
+        return {}
+    rows = ws.read("manifest", MANIFEST, columns=["sample_id", "path"],
+                   filter=pc.field("sample_id").isin(pa.array(sorted(sample_ids), pa.string())))
+    return dict(zip(rows["sample_id"].to_pylist(), rows["path"].to_pylist()))
 
 
 def summarize(ws: Workspace, cfg: Config) -> ValidateSummary:
