@@ -99,14 +99,14 @@ def make_tree(n: int, root: Path) -> Path:
 
 
 def run_sampled(cmd: list[str], interval: float = 0.5, timeout: float = 3600,
-                also: Sequence[psutil.Process] = ()) -> dict:
+                also: Sequence[psutil.Process] = (), env: dict[str, str] | None = None) -> dict:
     """Run `cmd`; peak RSS of its own process and of the largest other process of its tree, and the
     CPU seconds of the tree (each process's last sample; a TimeoutError, the run killed, after
     `timeout` s). `also`: processes outside the tree (a separate Dask scheduler and its workers,
-    with their children) sampled as other processes."""
+    with their children) sampled as other processes. `env`: the command's environment (None: this one's)."""
     started = time.perf_counter()
     log = tempfile.TemporaryFile("w+")  # not a pipe: a full pipe would stall the run
-    popen = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True)
+    popen = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True, env=env)
     driver = psutil.Process(popen.pid)
     peak_driver = peak_other = peak_tree = 0
     cpu: dict[int, float] = {}
