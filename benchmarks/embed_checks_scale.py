@@ -52,10 +52,11 @@ sys.path.insert(0, str(HERE))
 from hostinfo import cpu_model, ram_gib  # noqa: E402
 from results import RESULTS, write_section  # noqa: E402
 
+from curate.labelled import Labelled  # noqa: E402
 from curate.rebalance.diversity import removal_order  # noqa: E402
 from curate.search import EXACT_MAX, IVF, _index, nearest, searched  # noqa: E402
 from curate.validate.checks import CHECKS  # noqa: E402
-from curate.validate.embedding import K, Labelled, closeness  # noqa: E402
+from curate.validate.embedding import K, closeness  # noqa: E402
 
 SECTION = "## Embedding checks at scale"
 HEADER = ("| rows | classes | dim | stage | time | peak memory above the data | per 1M rows | quality | command |",

@@ -43,10 +43,10 @@ from evalset import EvalSet  # noqa: E402
 from hostinfo import cpu_model, ram_gib  # noqa: E402
 from results import write_section  # noqa: E402
 
+from curate.labelled import Labelled  # noqa: E402
 from curate.schema import ISSUES, MANIFEST, Status  # noqa: E402
 from curate.tables import embeddings_for  # noqa: E402
 from curate.validate.checks import CHECKS  # noqa: E402
-from curate.validate.embedding import Labelled  # noqa: E402
 from curate.workspace import Workspace  # noqa: E402
 
 SECTION = "## Outlier: planted out-of-class images"

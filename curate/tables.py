@@ -11,7 +11,7 @@ split -> class -> samples:
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,6 +72,7 @@ def kept_samples(ws: Workspace) -> tuple[pd.DataFrame, list[str]]:
 
 
 BATCH_ROWS = 262_144  # rows of a table in memory at a time (`batches`)
+EMBEDDING_BATCH = 32_768  # embeddings decoded and written at a time (`embeddings_into`: 80 MB at 1280-d)
 
 
 def batches(ws: Workspace, name: str, schema: pa.Schema, columns: list[str],
@@ -131,15 +132,40 @@ def read_embeddings(ws: Workspace, sample_ids: list[str] | None = None) -> Embed
 
 def embeddings_for(ws: Workspace, sample_ids: list[str]) -> np.ndarray:
     """The embedding of each of `sample_ids` (float32, L2-normalised; a NaN row where there is none);
-    only theirs are read."""
-    found = read_embeddings(ws, sample_ids)
-    where = {sample_id: k for k, sample_id in enumerate(found.sample_ids)}
-    vectors = np.full((len(sample_ids), found.vectors.shape[1]), np.nan, np.float32)
-    at = [(i, where[s]) for i, s in enumerate(sample_ids) if s in where]
-    if at:
-        rows, found_at = map(list, zip(*at))
-        vectors[rows] = found.vectors[found_at]
+    only theirs are read, a record batch at a time into the one matrix returned."""
+    dim = embeddings_schema_of(ws).field("embedding").type.list_size
+    vectors = np.full((len(sample_ids), dim), np.nan, np.float32)
+    embeddings_into(vectors, ws, pa.array(sample_ids, pa.string()))
     return vectors
+
+
+def embeddings_into(matrix: np.ndarray, ws: Workspace, sample_ids: pa.Array,
+                    after_batch: Callable[[], None] = lambda: None) -> np.ndarray:
+    """Write the embedding of each of `sample_ids` that has one to its row of `matrix` (row k:
+    sample_ids[k]; any float dtype, or a memory map), EMBEDDING_BATCH rows of OUT/embeddings/ at
+    a time, calling `after_batch` after each; return which rows got one. Two passes over the
+    parts: their sample ids (one lookup of all of them in `sample_ids`), then their vectors."""
+    parts = ws.parts("embeddings")
+    found = []
+    for part in parts:
+        with ws.fs.open(part, "rb") as f:
+            found += pq.ParquetFile(f).read(columns=["sample_id"]).column(0).chunks
+    where = (pc.fill_null(pc.index_in(pa.chunked_array(found, pa.string()), value_set=sample_ids), -1)
+             .to_numpy().astype(np.int64) if found else np.zeros(0, np.int64))
+    have = np.zeros(len(matrix), bool)
+    at = 0
+    for part in parts:
+        with ws.fs.open(part, "rb") as f:
+            for batch in pq.ParquetFile(f).iter_batches(batch_size=EMBEDDING_BATCH, columns=["embedding"]):
+                column, target = batch.column(0), where[at:at + batch.num_rows]
+                at += batch.num_rows
+                take = (target >= 0) & pc.is_valid(column).to_numpy(zero_copy_only=False)
+                if take.any():
+                    flat = column.filter(pa.array(take)).flatten().to_numpy(zero_copy_only=False)
+                    matrix[target[take]] = flat.reshape(int(take.sum()), -1)
+                    have[target[take]] = True
+                    after_batch()
+    return have
 
 
 def add_counts(total: Counter[tuple[str, str]], counts: Counts) -> None:

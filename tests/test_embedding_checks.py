@@ -8,8 +8,9 @@ import pytest
 from PIL import Image
 
 from curate.cli import main
+from curate.labelled import Labelled
 from curate.schema import ISSUES
-from curate.validate.embedding import Labelled, _label_suspect, out_of_fold_scores
+from curate.validate.embedding import _label_suspect, out_of_fold_scores
 from curate.workspace import Workspace
 
 from conftest import SAMPLE, encode, write

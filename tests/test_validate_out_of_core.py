@@ -1,5 +1,5 @@
 """Validate's embedding checks out of core: the labelled images' embeddings in a class-ordered
-scratch matrix (`curate.validate.labelled`), read through a memory map whose pages are let go."""
+scratch matrix (`curate.labelled`), read through a memory map whose pages are let go."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,11 +10,10 @@ import pyarrow.compute as pc
 import pytest
 
 from curate.config import Config
+from curate.labelled import Labelled, labelled_embeddings
 from curate.mapped import MappedMatrix
 from curate.schema import MANIFEST, embeddings_schema
 from curate.validate.checks import CHECKS
-from curate.validate.embedding import Labelled
-from curate.validate.labelled import labelled_embeddings
 from curate.validate.stage import embedding_issues, resolve
 from curate.workspace import Workspace
 

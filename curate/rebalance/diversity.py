@@ -1,23 +1,25 @@
 """`rebalance --prefer diverse`: an order within each class that keeps diverse images first and
 leaves the most redundant for last, so a cap drops them first.
 
-Reads the embeddings (and the manifest's labels); returns one key per image (small = kept
-first). Within a class, images are removed greedily: each time the one most similar to an image
-still kept (its nearest remaining neighbour among its K nearest), until one is left; the order of
-removal, reversed, is the key. Two near-identical images: the first removed is one of them, after
-which the other is no longer redundant. Ties go to the seeded order. Images without an embedding
-come first (nothing says they are redundant). The K nearest are `curate.search.neighbours`': exact
-up to its EXACT_MAX images in a class; above it from the IVF index (exact similarities, a
-neighbour now and then missed: benchmarks/RESULTS.md, "Embedding checks at scale"), so a class of
-millions costs the index's time, not a quadratic one.
+Reads the labelled images' embeddings, a class at a time (`curate.labelled`: out of core); returns
+one key per image (small = kept first). Within a class, images are removed greedily: each time the
+one most similar to an image still kept (its nearest remaining neighbour among its K nearest),
+until one is left; the order of removal, reversed, is the key. Two near-identical images: the first
+removed is one of them, after which the other is no longer redundant. Ties go to the seeded order.
+Images without an embedding get no key here: the mark pass gives them 0, first (nothing says they
+are redundant). The K nearest are `curate.search.neighbours`': exact up to its EXACT_MAX images in
+a class; above it from the IVF index (exact similarities, a neighbour now and then missed:
+benchmarks/RESULTS.md, "Embedding checks at scale"), so a class of millions costs the index's time,
+not a quadratic one.
 """
 from __future__ import annotations
 
 import heapq
 
 import numpy as np
-import pandas as pd
+import pyarrow as pa
 
+from curate.labelled import Labelled
 from curate.search import neighbours
 from curate.seeds import seeded_keys
 
@@ -52,19 +54,17 @@ def removal_order(vectors: np.ndarray, tiebreak: np.ndarray) -> np.ndarray:
     return np.asarray(order, dtype=np.int64)
 
 
-def diverse_keys(sample_ids: list[str], labels: list[str | None], vectors: np.ndarray, seed: int) -> pd.Series:
-    """sample_id -> key (uint64, small = kept first), per class (see module doc). Rows of `vectors`
-    are the embeddings of `sample_ids` (NaN where there is none)."""
-    frame = pd.DataFrame({"sample_id": sample_ids, "label": labels})
-    tiebreak = seeded_keys(seed, np.asarray(sample_ids, dtype=object)).astype(np.int64) >> 1
-    keys = np.zeros(len(frame), dtype=np.uint64)
-    have = ~np.isnan(vectors[:, 0]) if len(vectors) else np.zeros(0, bool)
-    for _label, group in frame[have & frame["label"].notna().to_numpy()].groupby("label"):
-        at = group.index.to_numpy()
-        order = removal_order(vectors[at], tiebreak[at])
+def diverse_keys(images: Labelled, sample_ids: pa.Array, seed: int) -> np.ndarray:
+    """Each image's key (uint64, small = kept first), a class at a time (see module doc);
+    `sample_ids` are the images' ids, in their order (ties go to their seeded keys)."""
+    keys = np.zeros(len(images.labels), dtype=np.uint64)
+    for at in images.by_class():
+        tiebreak = seeded_keys(seed, sample_ids.take(pa.array(at)).to_pylist()).astype(np.int64) >> 1
+        order = removal_order(images.vectors_of(at), tiebreak)
+        images.release()
         keep_rank = np.arange(len(order), 0, -1)  # the first removed is kept last
         keys[at[order]] = spread(keep_rank, len(order) + 1)
-    return pd.Series(keys, index=frame["sample_id"])
+    return keys
 
 
 def spread(rank: np.ndarray, n: int) -> np.ndarray:

@@ -26,11 +26,11 @@ from typing import Any, Callable, Hashable
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from curate.config import Config, RebalanceConfig
 from curate.engine import dask_client, run_tasks
 from curate.errors import ConfigError
+from curate.labelled import labelled_embeddings
 from curate.rebalance import ranks
 from curate.rebalance.diversity import diverse_keys
 from curate.rebalance.marks import (
@@ -51,8 +51,8 @@ from curate.rebalance.marks import (
 from curate.rebalance.splits import KeepSplits, Resplit, anchors, as_scanned, parse_ratios, place, singles_view
 from curate.rebalance.strategies import STRATEGIES, StrategySettings
 from curate.rebalance.weights import class_weights
-from curate.schema import MANIFEST, Status
-from curate.tables import embeddings_for, nested
+from curate.schema import MANIFEST
+from curate.tables import nested
 from curate.view import Block, Table, View
 from curate.workspace import Workspace
 
@@ -245,13 +245,12 @@ def rebalance(src: str | None, out: str, cfg: Config) -> RebalanceSummary:
 
 
 def write_diversity(ws: Workspace, seed: int) -> None:
-    """The diversity order of every labelled ok image (`curate.rebalance.diversity`), for the mark pass."""
-    images = ws.read("manifest", MANIFEST, columns=["sample_id", "label"],
-                     filter=pc.field("status") == Status.OK.value).to_pandas()
-    ids = images["sample_id"].tolist()
-    keys = diverse_keys(ids, images["label"].tolist(), embeddings_for(ws, ids), seed)
-    ws.write_dataset(DIVERSITY, pa.table({"sample_id": keys.index.to_numpy(dtype=object), "key": keys.to_numpy()},
-                                         schema=DIVERSITY_SCHEMA), DIVERSITY_SCHEMA)
+    """The diversity order of the labelled ok images with an embedding (`curate.rebalance.diversity`),
+    for the mark pass."""
+    with labelled_embeddings(ws) as (images, sample_ids):
+        keys = diverse_keys(images, sample_ids, seed)
+    ws.write_dataset(DIVERSITY, pa.table({"sample_id": sample_ids, "key": keys}, schema=DIVERSITY_SCHEMA),
+                     DIVERSITY_SCHEMA)
 
 
 def strategy_targets(usable: pd.Series, r: RebalanceConfig, small: frozenset[str]

@@ -15,7 +15,7 @@ to look at, they do not remove them.
   most likely other label.
 
 Memory stays bounded at any size: validate hands the checks the vectors as a memory map of a
-class-ordered scratch file (`curate.validate.labelled`), each class a slice, and the map's pages
+class-ordered scratch file (`curate.labelled`), each class a slice, and the map's pages
 are let go after each class and each block of rows read. outlier's neighbours are
 `curate.search.neighbours`: exact up to its EXACT_MAX images in a class, above it the IVF index
 (exact similarities, approximate recall).
@@ -52,6 +52,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from curate.labelled import Labelled
 from curate.schema import Severity
 from curate.search import EXACT_MAX, neighbours
 from curate.validate.checks import Level, check
@@ -62,21 +63,6 @@ PROBE_DIMS = 128
 PCA_ROWS = 200_000  # label_suspect's PCA is fitted on at most this many images (seeded sample)
 TRAIN_ROWS = 200_000  # each fold's probe is trained on at most this many images (stratified sample)
 SCORE_CELLS = 2**22  # probabilities (images x classes) computed at a time
-
-
-def _nothing() -> None:
-    pass
-
-
-@dataclass
-class Labelled:
-    """The labelled images with an embedding: their labels and (n, d) unit vectors (float16 or
-    float32). Validate hands them sorted by label, the vectors a memory map of a scratch file
-    (`curate.validate.labelled`), and `release` lets go of the map's pages a check has read."""
-
-    labels: np.ndarray  # of str
-    vectors: np.ndarray
-    release: Callable[[], None] = _nothing
 
 
 @dataclass
@@ -93,18 +79,11 @@ class Scored:
                "(< {threshold:g})")
 def _outlier(images: Labelled) -> Scored:
     score = np.full(len(images.labels), np.nan)
-    names, given = np.unique(images.labels, return_inverse=True)
-    for at in by_class(given, len(names)):
+    for at in images.by_class():
         if len(at) > 2:
-            score[at] = closeness(images.vectors[_slice_if_run(at)])[1]
+            score[at] = closeness(images.vectors_of(at))[1]
             images.release()
     return Scored(score, [None] * len(score))
-
-
-def _slice_if_run(at: np.ndarray) -> slice | np.ndarray:
-    """Ascending positions as a slice where they are consecutive (a class of rows sorted by label:
-    a view of the vectors, not a copy), else themselves."""
-    return slice(int(at[0]), int(at[-1]) + 1) if at[-1] - at[0] + 1 == len(at) else at
 
 
 def closeness(vectors: np.ndarray, exact_max: int = EXACT_MAX) -> tuple[np.ndarray, np.ndarray]:
@@ -123,8 +102,8 @@ def by_class(given: np.ndarray, classes: int) -> list[np.ndarray]:
 
 
 def out_of_fold_scores(vectors: np.ndarray, labels: np.ndarray, classes: np.ndarray, seed: int = 0,
-                       pca_rows: int = PCA_ROWS, train_rows: int = TRAIN_ROWS, release: Callable[[], None] = _nothing
-                       ) -> tuple[np.ndarray, np.ndarray]:
+                       pca_rows: int = PCA_ROWS, train_rows: int = TRAIN_ROWS,
+                       release: Callable[[], None] = lambda: None) -> tuple[np.ndarray, np.ndarray]:
     """Per image, from a probe that never saw it: the probability of its label and the position in
     `classes` of the most likely other one (bounded memory: see module doc; `release` is called
     after each block of vectors read)."""

@@ -18,10 +18,10 @@ import pyarrow.parquet as pq
 from curate.config import Config
 from curate.engine import dask_client, run_tasks
 from curate.errors import ConfigError, CurateError
+from curate.labelled import labelled_embeddings
 from curate.schema import ISSUES, MANIFEST, Severity, Status
 from curate.tables import batches, excluded_ids
 from curate.validate.checks import CHECKS, Check, Context, Level, of_level
-from curate.validate.labelled import labelled_embeddings
 from curate.view import Table, View
 from curate.workspace import Workspace
 
@@ -200,7 +200,7 @@ def _median(histogram: Counter[float]) -> float:
 
 def embedding_issues(ws: Workspace, settings: Settings) -> list[dict[str, object]]:
     """The issues the embedding checks find among the labelled ok images that have an embedding
-    (their vectors out of core: `curate.validate.labelled`)."""
+    (their vectors out of core: `curate.labelled`)."""
     found: list[dict[str, object]] = []
     with labelled_embeddings(ws) as (images, sample_ids):
         for chk in of_level(Level.EMBEDDING):
