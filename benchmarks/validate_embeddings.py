@@ -1,5 +1,6 @@
-"""`curate validate` with embeddings at scale: peak memory and time of the whole command, with the
-embedding checks (outlier, label_suspect) on N images, this tree against `--base`'s commit.
+"""`curate validate` and `curate rebalance --prefer diverse` with embeddings at scale: peak memory
+and time of each whole command, with the embedding checks (outlier, label_suspect) and the diversity
+order on N images, this tree against `--base`'s commit.
 
     .venv/bin/python benchmarks/validate_embeddings.py 250000 1000000 [--base 45fce88~1 --base-max 500000]
         [--class-rows 10000] [--dim 1280] [--work /tmp/validate-embeddings] [--no-write]
@@ -13,13 +14,15 @@ benchmarks/embed_checks_scale.py generates them; 2% of the labels flipped to ano
 0.5% of the rows planted outliers (their class's direction at a weight in 0-1 plus noise). Generated
 a part at a time: never N rows in memory.
 
-Each run is `curate validate OUT --workers 2` in a child process, sampled every 0.5 s (the driver
+Each run is `curate validate OUT --workers 2`, then `curate rebalance OUT --workers 2 --strategy cap
+--cap CLASS_ROWS/2 --prefer diverse`, in a child process, sampled every 0.5 s (the driver
 and the largest other process: a Dask worker), with the CPU of the tree (`scale.run_sampled`); the
 base runs the same command with `--base`'s `curate` package first on the path (`commits.export`),
 for N up to `--base-max` (the base holds every embedding in float32 and more: ~18 KB an image at
 1280-d, so 1M would need ~18 GB). Also printed: the flipped labels label_suspect found (recall and
-precision), the planted outliers outlier found, and whether the base found the same issues
-(rows, and the largest difference of their scores per check). Figures go to the "## Validate with embeddings
+precision), the planted outliers outlier found, the share of planted outliers the diverse cap
+keeps, and whether the base wrote the same issues (rows, and the largest difference of their
+scores per check) and the same plan. Figures go to the "## Validate with embeddings
 at scale" section of RESULTS.md.
 """
 from __future__ import annotations
@@ -134,13 +137,40 @@ def found(out: Path) -> str:
             f"{len(outlier & planted) / max(1, len(planted)):.3f} of the planted")
 
 
+def issues_of(out: Path) -> pd.DataFrame:
+    return pq.read_table(out / "issues", columns=["sample_id", "check", "score"]).to_pandas().sort_values(
+        ["sample_id", "check"], ignore_index=True)
+
+
+def plan_of(out: Path) -> pd.DataFrame:
+    return pq.read_table(out / "plan", columns=["sample_id", "keep"]).to_pandas().sort_values(
+        "sample_id", ignore_index=True)
+
+
+def kept(out: Path) -> str:
+    """How many images the plan keeps, and how many of the planted outliers (the least redundant)."""
+    plan = plan_of(out)
+    row = plan["sample_id"].map(lambda h: int(h, 16))
+    planted = set(np.load(out / "truth.npz")["planted"].tolist())
+    keep = plan["keep"].to_numpy()
+    return (f"{int(keep.sum()):,} kept of {len(plan):,}; planted outliers kept: "
+            f"{keep[row.isin(planted).to_numpy()].mean():.3f} (all images: {keep.mean():.3f})")
+
+
 def _compared(a: pd.DataFrame, b: pd.DataFrame) -> str:
-    """Whether two runs' issues are the same (sample, check) rows, and their scores' largest
-    difference per check."""
+    """Whether two runs wrote the same rows (issues: the same (sample, check) rows, and their scores'
+    largest difference per check; plans: the same images kept)."""
+    if "keep" in a:
+        return "the same plan as this tree's" if a.equals(b) else "ANOTHER PLAN than this tree's"
     if not a[["sample_id", "check"]].equals(b[["sample_id", "check"]]):
         return "OTHER ISSUES than this tree's"
     apart = (a["score"] - b["score"]).abs().groupby(a["check"]).max()
     return "the same issues as this tree's, scores within " + ", ".join(f"{v:.1e} ({c})" for c, v in apart.items())
+
+
+# command, its arguments after OUT and --workers, what its run found, the rows compared between trees
+COMMANDS = [("validate", [], found, issues_of),
+            ("rebalance", ["--strategy", "cap", "--cap", "{cap}", "--prefer", "diverse"], kept, plan_of)]
 
 
 def main() -> None:
@@ -158,20 +188,21 @@ def main() -> None:
     try:
         for n in args.sizes:
             out = build(n, args.class_rows, args.dim, args.work)
-            first = None
+            first: dict[str, pd.DataFrame] = {}
             for name, tree in trees.items():
                 if tree and n > args.base_max:
                     continue
-                r = run_sampled([str(CURATE), "validate", str(out), "--workers", "2"], timeout=7200,
-                                env=environment(tree) if tree else None)
-                issues = pq.read_table(out / "issues", columns=["sample_id", "check", "score"]).to_pandas(
-                    ).sort_values(["sample_id", "check"], ignore_index=True)
-                same = "" if first is None else "; " + _compared(first, issues)
-                first = issues if first is None else first
-                lines.append(f"| {n:,} | {max(2, n // args.class_rows):,} | {name} | {r['seconds']:.0f} | "
-                             f"{r['cpu']:.0f} | {r['driver'] / 2**20:,.0f} | {r['other'] / 2**20:,.0f} | "
-                             f"{found(out)}{same} |")
-                print(lines[-1], flush=True)
+                for command, args_, result, read in COMMANDS:
+                    r = run_sampled([str(CURATE), command, str(out), "--workers", "2",
+                                     *[a.format(cap=args.class_rows // 2) for a in args_]],
+                                    timeout=7200, env=environment(tree) if tree else None)
+                    table = read(out)
+                    same = f"; {_compared(first[command], table)}" if command in first else ""
+                    first.setdefault(command, table)
+                    lines.append(f"| {n:,} | {max(2, n // args.class_rows):,} | `{command}` | {name} | "
+                                 f"{r['seconds']:.0f} | {r['cpu']:.0f} | {r['driver'] / 2**20:,.0f} | "
+                                 f"{r['other'] / 2**20:,.0f} | {result(out)}{same} |")
+                    print(lines[-1], flush=True)
     finally:
         for tree in trees.values():
             if tree:
@@ -181,8 +212,8 @@ def main() -> None:
         f"`benchmarks/validate_embeddings.py {' '.join(map(str, args.sizes))} --class-rows {args.class_rows} "
         f"--dim {args.dim}" + (f" --base {args.base} --base-max {args.base_max}" if args.base else "") + "` on "
         f"{cpu_model()}, {ram_gib():.0f} GiB (data and measures: the script's docstring).", "",
-        "| images | classes | code | wall s | CPU s | driver peak RSS MiB | largest worker MiB | found |",
-        "| ---: | ---: | --- | ---: | ---: | ---: | ---: | --- |", *lines])
+        "| images | classes | command | code | wall s | CPU s | driver peak RSS MiB | largest worker MiB | found |",
+        "| ---: | ---: | --- | --- | ---: | ---: | ---: | ---: | --- |", *lines])
     print(body)
     if not args.no_write:
         write_section(SECTION, body, keep_notes=True)
