@@ -40,16 +40,22 @@ class Labelled:
     release: Callable[[], None] = _nothing
 
     def by_class(self) -> list[np.ndarray]:
-        """Each class's positions, ascending, classes in label order (one stable sort)."""
+        """Each class's positions, ascending, classes in label order."""
         names, given = np.unique(self.labels, return_inverse=True)
-        order = np.argsort(given, kind="stable")
-        return np.split(order, np.searchsorted(given[order], np.arange(1, len(names))))
+        return by_class(given, len(names))
 
     def vectors_of(self, at: np.ndarray) -> np.ndarray:
         """The vectors at ascending positions `at`: a view (no copy, no read yet) where they are
         consecutive, as a class's are when sorted by label; else a copy."""
         return self.vectors[int(at[0]):int(at[-1]) + 1] if len(at) and at[-1] - at[0] + 1 == len(at) \
             else self.vectors[at]
+
+
+def by_class(given: np.ndarray, classes: int) -> list[np.ndarray]:
+    """The positions of each class's rows (classes numbered 0..classes-1 in `given`), ascending:
+    one sort, not a pass over every row per class."""
+    order = np.argsort(given, kind="stable")
+    return np.split(order, np.searchsorted(given[order], np.arange(1, classes)))
 
 
 @contextlib.contextmanager

@@ -52,7 +52,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from curate.labelled import Labelled
+from curate.labelled import Labelled, by_class
 from curate.schema import Severity
 from curate.search import EXACT_MAX, neighbours
 from curate.validate.checks import Level, check
@@ -92,13 +92,6 @@ def closeness(vectors: np.ndarray, exact_max: int = EXACT_MAX) -> tuple[np.ndarr
     ids, sims = neighbours(vectors, min(K, len(vectors) - 1), exact_max=exact_max)
     mean = sims.mean(axis=1)
     return ids, mean / max(float(np.median(mean)), 1e-6)
-
-
-def by_class(given: np.ndarray, classes: int) -> list[np.ndarray]:
-    """The positions of each class's rows (classes numbered 0..classes-1 in `given`), ascending:
-    one sort, not a pass over every row per class."""
-    order = np.argsort(given, kind="stable")
-    return np.split(order, np.searchsorted(given[order], np.arange(1, classes)))
 
 
 def out_of_fold_scores(vectors: np.ndarray, labels: np.ndarray, classes: np.ndarray, seed: int = 0,
