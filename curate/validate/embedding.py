@@ -99,10 +99,10 @@ def out_of_fold_scores(vectors: np.ndarray, labels: np.ndarray, classes: np.ndar
                        release: Callable[[], None] = lambda: None) -> tuple[np.ndarray, np.ndarray]:
     """Per image, from a probe that never saw it: the probability of its label and the position in
     `classes` of the most likely other one (bounded memory: see module doc; `release` is called
-    after each block of vectors read)."""
+    after each read of `vectors`)."""
     from sklearn.linear_model import LogisticRegression
 
-    features = _projection(vectors, seed, pca_rows)
+    features = _projection(vectors, seed, pca_rows, release)
     rng = np.random.default_rng(seed)
     given = np.searchsorted(classes, labels)
     fold = np.empty(len(labels), dtype=np.int64)
@@ -117,36 +117,48 @@ def out_of_fold_scores(vectors: np.ndarray, labels: np.ndarray, classes: np.ndar
         train, weight = _stratified(np.flatnonzero(fold != f), given, train_rows, rng)
         probe = LogisticRegression(C=10.0, max_iter=500)
         probe.fit(features(train), labels[train], sample_weight=weight)
-        release()
         columns = np.searchsorted(classes, probe.classes_)
         block = max(4096, SCORE_CELLS // len(classes))
         for lo in range(0, len(test), block):
             rows = test[lo:lo + block]
             p = np.zeros((len(rows), len(classes)))
             p[:, columns] = probe.predict_proba(features(rows))
-            release()
             mine[rows] = p[np.arange(len(rows)), given[rows]]
             p[np.arange(len(rows)), given[rows]] = -1.0
             best[rows] = p.argmax(axis=1)
     return mine, best
 
 
-def _projection(vectors: np.ndarray, seed: int, pca_rows: int) -> Callable[[np.ndarray], np.ndarray]:
+def _projection(vectors: np.ndarray, seed: int, pca_rows: int, release: Callable[[], None]
+                ) -> Callable[[np.ndarray], np.ndarray]:
     """rows -> their L2-normalised PCA features. Up to `pca_rows` images the PCA is fitted on all
     of them and every image projected at once (the scores calibrated on); above it, fitted on a
-    seeded sample of `pca_rows` and rows projected when asked for, in float32."""
+    seeded sample of `pca_rows` and rows projected when asked for, in float32. `release` is called
+    as soon as rows of `vectors` have been read."""
     from sklearn.decomposition import PCA
 
     def unit(features: np.ndarray) -> np.ndarray:
         return features / (np.linalg.norm(features, axis=1, keepdims=True) + 1e-12)
 
-    pca = PCA(min(PROBE_DIMS, vectors.shape[1], len(vectors), pca_rows), random_state=seed)
+    # copy=False: centred in place, in the float32 copy made here (not a second copy in sklearn)
+    pca = PCA(min(PROBE_DIMS, vectors.shape[1], len(vectors), pca_rows), random_state=seed, copy=False)
     if len(vectors) <= pca_rows:
-        every = unit(pca.fit_transform(np.asarray(vectors, np.float32)))
+        every = np.asarray(vectors, np.float32)
+        release()
+        every = unit(pca.fit_transform(every))
         return lambda rows: every[rows]
-    sample = np.sort(np.random.default_rng(seed).choice(len(vectors), pca_rows, replace=False))
-    pca.fit(np.asarray(vectors[sample], np.float32))
-    return lambda rows: unit(pca.transform(np.asarray(vectors[rows], np.float32)))
+    sample = np.asarray(vectors[np.sort(np.random.default_rng(seed).choice(len(vectors), pca_rows, replace=False))],
+                        np.float32)
+    release()
+    pca.fit(sample)
+    del sample
+
+    def features(rows: np.ndarray) -> np.ndarray:
+        read = np.asarray(vectors[rows], np.float32)
+        release()
+        return unit(pca.transform(read))
+
+    return features
 
 
 def _stratified(rows: np.ndarray, given: np.ndarray, cap: int, rng: np.random.Generator
