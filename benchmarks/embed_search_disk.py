@@ -9,14 +9,14 @@ Parquet parts, its time and peak memory, and its recall.
 Data: benchmarks/embed_search.py's `clustered` rows (1280 dimensions, float16, unit; N/20 cluster
 centres; N/100 planted pairs at cosine 0.85-0.97), generated one part of `--part-rows` at a time
 (seed 1000 + the part's number, so its centres and planted pairs are the part's own) and written as
-WORK/out/embeddings/part-*.parquet with `curate.schema.embeddings_schema`: never all N rows in memory.
-The search then runs in a child process (`--search`), so its peak RSS is the search's alone;
-scratch files go to WORK. Recall: the share of (a) the planted pairs above the similarity and (b)
-the pairs of `--sample` random query rows found by a brute-force pass over the parts, that the
-search returns. Prints the figures, the per-phase times (a Markdown row for the "Embeddings: search
-out of core" section of RESULTS.md) and the part of the 10M projection that grows with N: the PCA
-(a fixed sample) stays; copy, assign without the nearest-cells search, and search (cells of a fixed
-size) x 10M / N.
+WORK/out/embeddings/part-*.parquet with `curate.schema.embeddings_schema`: never all N rows in
+memory. The search then runs in a child process (`--search`), so its peak RSS is the search's
+alone; scratch files go to WORK, and its log to WORK/search.log as it runs. Recall: the share of
+(a) the planted pairs above the similarity and (b) the pairs of `--sample` random query rows found
+by a brute-force pass over the parts, that the search returns. Prints the figures, the per-phase
+times (a Markdown row for the "Embeddings: search out of core" section of RESULTS.md) and the part
+of the 10M projection that grows with N: the PCA (a fixed sample) stays; copy, assign without the
+nearest-cells search, and search (cells of a fixed size) x 10M / N.
 
 `--quantizer`: only the k-means cells and the nearest cells of the first `--quantizer-rows` rows
 (`--cells`: 10M's count, 39,062, on 1M rows) - the k-means time (a fixed sample: the same at 10M
@@ -243,14 +243,17 @@ def main() -> None:
          else search(args.work, args.similarity, ivf, disk, args.cluster_workers, args.memory_limit))
         return
     planted, query_vectors, queries, generated = prepared(args)
-    child = subprocess.run([sys.executable, __file__, "--search", "--work", str(args.work)]
-                           + sys.argv[1:], capture_output=True, text=True, check=True)
-    print(child.stderr.strip())
+    with open(args.work / "search.log", "w+") as log:  # the child's log, to follow a long run as it goes
+        child = subprocess.run([sys.executable, __file__, "--search", "--work", str(args.work)]
+                               + sys.argv[1:], stdout=subprocess.PIPE, stderr=log, text=True, check=True)
+        log.seek(0)
+        said = log.read()
+    print(said.strip())
     figures = json.loads(child.stdout.strip().splitlines()[-1])
     if args.quantizer:
         report_quantizer(figures)
     else:
-        report(args, child.stderr, figures, planted, queries, query_vectors, generated)
+        report(args, said, figures, planted, queries, query_vectors, generated)
     if not args.keep:
         shutil.rmtree(args.work)
 
