@@ -24,6 +24,8 @@ from curate.schema import MANIFEST, Status
 from curate.tables import EMBEDDING_BATCH, embeddings_into, embeddings_schema_of
 from curate.workspace import Workspace
 
+GATHER_ROWS = 8_192  # rows read from the map between releases (`gathered`): at most 64 MB of pages
+
 
 def _nothing() -> None:
     pass
@@ -51,6 +53,17 @@ class Labelled:
             else self.vectors[at]
 
 
+def gathered(vectors: np.ndarray, rows: np.ndarray, release: Callable[[], None]) -> np.ndarray:
+    """vectors[rows] as float32, GATHER_ROWS rows at a time with `release` after each, so that
+    the pages of a memory map read for them never exceed one batch's (rows scattered over the map
+    touch up to two pages each)."""
+    out = np.empty((len(rows), vectors.shape[1]), np.float32)
+    for lo in range(0, len(rows), GATHER_ROWS):
+        out[lo:lo + GATHER_ROWS] = vectors[rows[lo:lo + GATHER_ROWS]]
+        release()
+    return out
+
+
 def by_class(given: np.ndarray, classes: int) -> list[np.ndarray]:
     """The positions of each class's rows (classes numbered 0..classes-1 in `given`), ascending:
     one sort, not a pass over every row per class."""
@@ -70,6 +83,7 @@ def labelled_embeddings(ws: Workspace, scratch: str | None = None) -> Iterator[t
     dim = embeddings_schema_of(ws).field("embedding").type.list_size
     with MappedMatrix(len(rows), dim, scratch) as matrix:
         kept = np.flatnonzero(embeddings_into(matrix.array, ws, ids, matrix.release))
+        pa.default_memory_pool().release_unused()  # the decoded Parquet batches: Arrow's pool keeps them otherwise
         _compact(matrix, kept)
         yield Labelled(_labels(rows["label"].take(pa.array(kept))), matrix.array[:len(kept)], matrix.release), \
             ids.take(pa.array(kept))

@@ -10,7 +10,7 @@ import pyarrow.compute as pc
 import pytest
 
 from curate.config import Config
-from curate.labelled import Labelled, labelled_embeddings
+from curate.labelled import GATHER_ROWS, Labelled, gathered, labelled_embeddings
 from curate.mapped import MappedMatrix
 from curate.schema import MANIFEST, embeddings_schema
 from curate.validate.checks import CHECKS
@@ -116,3 +116,14 @@ def test_a_released_matrix_holds_none_of_its_pages_in_the_process(tmp_path):
         matrix.release()
         assert resident_file_mb() - before < 20
     assert not list(tmp_path.iterdir())
+
+
+def test_gathered_rows_come_a_batch_at_a_time_each_batchs_pages_let_go(tmp_path):
+    rng = np.random.default_rng(0)
+    with MappedMatrix(20_000, 16, str(tmp_path)) as matrix:
+        matrix.array[:] = rng.normal(size=(20_000, 16)).astype(np.float16)
+        rows = rng.choice(20_000, GATHER_ROWS * 2 + 5, replace=False)
+        released = []
+        got = gathered(matrix.array, rows, lambda: released.append(1))
+        assert got.dtype == np.float32 and np.array_equal(got, matrix.array[rows].astype(np.float32))
+        assert len(released) == 3  # after each batch of GATHER_ROWS rows

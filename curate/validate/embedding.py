@@ -52,7 +52,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from curate.labelled import Labelled, by_class
+from curate.labelled import Labelled, by_class, gathered
 from curate.schema import Severity
 from curate.search import EXACT_MAX, neighbours
 from curate.validate.checks import Level, check
@@ -133,8 +133,8 @@ def _projection(vectors: np.ndarray, seed: int, pca_rows: int, release: Callable
                 ) -> Callable[[np.ndarray], np.ndarray]:
     """rows -> their L2-normalised PCA features. Up to `pca_rows` images the PCA is fitted on all
     of them and every image projected at once (the scores calibrated on); above it, fitted on a
-    seeded sample of `pca_rows` and rows projected when asked for, in float32. `release` is called
-    as soon as rows of `vectors` have been read."""
+    seeded sample of `pca_rows` and rows projected when asked for, in float32. Rows are read a
+    batch at a time, `release` called after each (`curate.labelled.gathered`)."""
     from sklearn.decomposition import PCA
 
     def unit(features: np.ndarray) -> np.ndarray:
@@ -143,22 +143,11 @@ def _projection(vectors: np.ndarray, seed: int, pca_rows: int, release: Callable
     # copy=False: centred in place, in the float32 copy made here (not a second copy in sklearn)
     pca = PCA(min(PROBE_DIMS, vectors.shape[1], len(vectors), pca_rows), random_state=seed, copy=False)
     if len(vectors) <= pca_rows:
-        every = np.asarray(vectors, np.float32)
-        release()
-        every = unit(pca.fit_transform(every))
+        every = unit(pca.fit_transform(gathered(vectors, np.arange(len(vectors)), release)))
         return lambda rows: every[rows]
-    sample = np.asarray(vectors[np.sort(np.random.default_rng(seed).choice(len(vectors), pca_rows, replace=False))],
-                        np.float32)
-    release()
-    pca.fit(sample)
-    del sample
-
-    def features(rows: np.ndarray) -> np.ndarray:
-        read = np.asarray(vectors[rows], np.float32)
-        release()
-        return unit(pca.transform(read))
-
-    return features
+    pca.fit(gathered(vectors, np.sort(np.random.default_rng(seed).choice(len(vectors), pca_rows, replace=False)),
+                     release))
+    return lambda rows: unit(pca.transform(gathered(vectors, rows, release)))
 
 
 def _stratified(rows: np.ndarray, given: np.ndarray, cap: int, rng: np.random.Generator
