@@ -9,6 +9,7 @@ is deleted when the matrix is closed.
 from __future__ import annotations
 
 import contextlib
+import errno
 import mmap
 import os
 import tempfile
@@ -16,6 +17,8 @@ from pathlib import Path
 from types import TracebackType
 
 import numpy as np
+
+from curate.errors import CurateError
 
 
 class MappedMatrix:
@@ -29,11 +32,13 @@ class MappedMatrix:
         size = rows * dim * 2
         if size:
             path = Path(self._folder.name) / "matrix.f16"
-            with open(path, "wb") as f:
-                f.truncate(size)
-            fd = os.open(path, os.O_RDWR)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT)
             try:
+                _allocate(fd, size, path.parent.parent)
                 self._map = mmap.mmap(fd, size)
+            except BaseException:
+                self._folder.cleanup()
+                raise
             finally:
                 os.close(fd)
         self.array: np.ndarray = (np.frombuffer(self._map, np.float16).reshape(rows, dim) if self._map is not None
@@ -56,3 +61,15 @@ class MappedMatrix:
             with contextlib.suppress(BufferError):  # a caller still holds a view: unmapped when it goes
                 self._map.close()
         self._folder.cleanup()  # the file's name goes now, its pages with the last view
+
+
+def _allocate(fd: int, size: int, where: Path) -> None:
+    """Reserve the file's blocks now: a full disk is one clear error here, not a SIGBUS when a
+    page of the map is first written."""
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise CurateError(f"no room for a {size / 1e9:.1f} GB scratch file in {where}: free space there, or "
+                              "set TMPDIR to a folder with room, and rerun") from None
+        raise

@@ -2,6 +2,8 @@
 scratch matrix (`curate.labelled`), read through a memory map whose pages are let go."""
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +12,7 @@ import pyarrow.compute as pc
 import pytest
 
 from curate.config import Config
+from curate.errors import CurateError
 from curate.labelled import GATHER_ROWS, Labelled, gathered, labelled_embeddings
 from curate.mapped import MappedMatrix
 from curate.schema import MANIFEST, embeddings_schema
@@ -127,3 +130,13 @@ def test_gathered_rows_come_a_batch_at_a_time_each_batchs_pages_let_go(tmp_path)
         got = gathered(matrix.array, rows, lambda: released.append(1))
         assert got.dtype == np.float32 and np.array_equal(got, matrix.array[rows].astype(np.float32))
         assert len(released) == 3  # after each batch of GATHER_ROWS rows
+
+
+def test_no_room_for_the_scratch_matrix_is_one_clear_error_and_leaves_nothing(tmp_path, monkeypatch):
+    def full(fd, offset, size):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    with pytest.raises(CurateError, match=r"no room for a 0\.1 GB scratch file in .*set TMPDIR"):
+        MappedMatrix(50_000, 1280, str(tmp_path))
+    assert not list(tmp_path.iterdir())
