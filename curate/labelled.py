@@ -19,12 +19,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curate.mapped import MappedMatrix
+from curate.mapped import GATHER_ROWS, MappedMatrix
 from curate.schema import MANIFEST, Status
 from curate.tables import EMBEDDING_BATCH, embeddings_into, embeddings_schema_of
 from curate.workspace import Workspace
-
-GATHER_ROWS = 8_192  # rows read from the map between releases (`gathered`): at most 64 MB of pages
 
 
 def _nothing() -> None:

@@ -20,6 +20,8 @@ import numpy as np
 
 from curate.errors import CurateError
 
+GATHER_ROWS = 8_192  # rows a reader takes from the map between releases: at most 64 MB of pages at 1280-d
+
 
 class MappedMatrix:
     """A (rows, dim) float16 matrix of zeros in a new file under `scratch` (a local folder; None:

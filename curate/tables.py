@@ -10,6 +10,7 @@ split -> class -> samples:
 """
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from curate.mapped import MappedMatrix
 from curate.schema import ISSUES, MANIFEST, PLAN, SPLITS
 from curate.stages import STAGES, producer
 from curate.workspace import Workspace
@@ -131,12 +133,23 @@ def read_embeddings(ws: Workspace, sample_ids: list[str] | None = None) -> Embed
 
 
 def embeddings_for(ws: Workspace, sample_ids: list[str]) -> np.ndarray:
-    """The embedding of each of `sample_ids` (float32, L2-normalised; a NaN row where there is none);
-    only theirs are read, a record batch at a time into the one matrix returned."""
+    """The embedding of each of `sample_ids` (distinct; float32, L2-normalised; a NaN row where there
+    is none); only theirs are read, a record batch at a time into the one matrix returned."""
     dim = embeddings_schema_of(ws).field("embedding").type.list_size
     vectors = np.full((len(sample_ids), dim), np.nan, np.float32)
     embeddings_into(vectors, ws, pa.array(sample_ids, pa.string()))
     return vectors
+
+
+@contextlib.contextmanager
+def mapped_embeddings(ws: Workspace, sample_ids: pa.Array, scratch: str | None = None) -> Iterator[MappedMatrix]:
+    """The embedding of each of `sample_ids` (distinct) as the rows of a `MappedMatrix` (float16 in a
+    scratch file; a NaN row where there is none), for reads of a few rows at a time."""
+    dim = embeddings_schema_of(ws).field("embedding").type.list_size
+    with MappedMatrix(len(sample_ids), dim, scratch) as matrix:
+        matrix.array[~embeddings_into(matrix.array, ws, sample_ids, matrix.release)] = np.nan
+        matrix.release()
+        yield matrix
 
 
 def embeddings_into(matrix: np.ndarray, ws: Workspace, sample_ids: pa.Array,

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from curate.dedup.cluster import distance_to
+from curate.mapped import GATHER_ROWS, MappedMatrix
 
 KIND_ORDER = ("bytes", "pixels", "phash", "near", "semantic")
 
@@ -25,10 +26,12 @@ class Measures:
     phash: np.ndarray
     d8: np.ndarray | None  # (n, 8) with dihedral
     threshold: int
-    vectors: np.ndarray | None = None  # (n, d) float32 rows; NaN where an image has no embedding
+    vectors: MappedMatrix | None = None  # (n, d) float16 rows; NaN where an image has no embedding
+    rows_read: int = 0  # rows of `vectors` read since its pages were last let go
 
     @classmethod
-    def of(cls, rows: pd.DataFrame, threshold: int, dihedral: bool, vectors: np.ndarray | None = None) -> Measures:
+    def of(cls, rows: pd.DataFrame, threshold: int, dihedral: bool, vectors: MappedMatrix | None = None
+           ) -> Measures:
         d8 = np.stack(rows["phash_d8"].to_numpy()).astype(np.int64) if dihedral and len(rows) else None
         return cls(rows, rows["phash"].to_numpy(dtype=np.int64), d8, threshold, vectors)
 
@@ -39,7 +42,12 @@ class Measures:
         """Cosine similarity of each member's embedding to the anchor's (NaN without embeddings)."""
         if self.vectors is None:
             return np.full(len(members), np.nan, np.float32)
-        return np.clip(self.vectors[members] @ self.vectors[anchor], -1.0, 1.0).astype(np.float32)
+        read = self.vectors.array[np.append(members, anchor)].astype(np.float32)
+        self.rows_read += len(read)
+        if self.rows_read >= GATHER_ROWS:  # the map's pages read so far: let go every few thousand rows
+            self.vectors.release()
+            self.rows_read = 0
+        return np.clip(read[:-1] @ read[-1], -1.0, 1.0).astype(np.float32)
 
     def kind(self, i: int, anchor: int, bits: int) -> str:
         """How row i relates to the anchor (see module doc)."""

@@ -17,6 +17,7 @@ carries the cluster's weakest kind), distance (pHash bits to the anchor), keep, 
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import time
@@ -36,8 +37,9 @@ from curate.dedup.policy import CRITERIA, policy_rank
 from curate.dedup.policy import reason as policy_reason
 from curate.dedup.semantic import semantic_edges
 from curate.errors import ConfigError
+from curate.mapped import MappedMatrix
 from curate.schema import DUPLICATES, MANIFEST, Status
-from curate.tables import embeddings_for
+from curate.tables import mapped_embeddings
 from curate.view import Block, Table, View
 from curate.workspace import Workspace
 
@@ -224,11 +226,11 @@ DECIDED_CHUNK = 50_000  # duplicates rows held as Python dicts before they becom
 
 
 def decide(rows: pd.DataFrame, cfg: Config, previous: KeyPairs | None = None,
-           vectors: np.ndarray | None = None, edges: DupEdges | None = None,
+           vectors: MappedMatrix | None = None, edges: DupEdges | None = None,
            ids: np.ndarray | None = None) -> Decided:
     """Cluster `rows` (the manifest's ok images, sorted by path; with semantic dedup, `vectors`
-    holds their embeddings, NaN rows for images without one, and `edges` the semantic pairs) and
-    decide what to keep. Given the `edges` of a larger collection, `rows` are only the rows they
+    holds their embeddings out of core, NaN rows for images without one, and `edges` the semantic
+    pairs) and decide what to keep. Given the `edges` of a larger collection, `rows` are only the rows they
     join (renumbered by `DupEdges.among`) and `ids` their positions in the collection (which name
     the clusters)."""
     m = Measures.of(rows, cfg.dedup.threshold, cfg.dedup.dihedral, vectors)
@@ -270,9 +272,10 @@ def dedup(src: str | None, out: str, cfg: Config) -> DedupSummary:
     pa.default_memory_pool().release_unused()  # Arrow's pool keeps freed pages otherwise
     rows = ok_rows(ws, cfg, [c for c in COLUMNS if c not in DIGESTS], where=pc.field("path").isin(wanted))
     rows[DIGESTS] = digests
-    vectors = embeddings_for(ws, rows["sample_id"].tolist()) if cfg.dedup.semantic else None
-    decided = decide(rows, cfg, vectors=vectors, edges=edges, ids=joined)
-    del rows, vectors
+    with (mapped_embeddings(ws, pa.array(rows["sample_id"], pa.string())) if cfg.dedup.semantic
+          else contextlib.nullcontext()) as vectors:
+        decided = decide(rows, cfg, vectors=vectors, edges=edges, ids=joined)
+    del rows
     save_pairs(ws, cfg, decided.key_pairs)
     ws.write_dataset("duplicates", decided.table, DUPLICATES)
     summary = summarize(decided.table)

@@ -1,5 +1,7 @@
-"""Validate's embedding checks out of core: the labelled images' embeddings in a class-ordered
-scratch matrix (`curate.labelled`), read through a memory map whose pages are let go."""
+"""Embeddings out of core for the stages that read a few rows at a time: validate's embedding
+checks and `rebalance --prefer diverse` (the labelled images' embeddings in a class-ordered scratch
+matrix, `curate.labelled`) and dedup's semantic measures (`curate.tables.mapped_embeddings`), read
+through a memory map whose pages are let go (`curate.mapped`)."""
 from __future__ import annotations
 
 import errno
@@ -7,15 +9,18 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
 from curate.config import Config
+from curate.dedup.measures import Measures
 from curate.errors import CurateError
 from curate.labelled import GATHER_ROWS, Labelled, gathered, labelled_embeddings
 from curate.mapped import MappedMatrix
 from curate.schema import MANIFEST, embeddings_schema
+from curate.tables import mapped_embeddings
 from curate.validate.checks import CHECKS
 from curate.validate.stage import embedding_issues, resolve
 from curate.workspace import Workspace
@@ -140,3 +145,21 @@ def test_no_room_for_the_scratch_matrix_is_one_clear_error_and_leaves_nothing(tm
     with pytest.raises(CurateError, match=r"no room for a 0\.1 GB scratch file in .*set TMPDIR"):
         MappedMatrix(50_000, 1280, str(tmp_path))
     assert not list(tmp_path.iterdir())
+
+
+def test_dedup_measures_read_the_mapped_embeddings_and_let_their_pages_go(out, tmp_path):
+    ws, x, _labels = out
+    ids = ["id0000", "id0007", "id0001", "id0011", "id0002"]  # 7: no embedding row; 11: a null one
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    with mapped_embeddings(ws, pa.array(ids), str(scratch)) as matrix:
+        assert np.isnan(matrix.array[[1, 3]].astype(np.float32)).all()
+        m = Measures(pd.DataFrame(index=range(len(ids))), np.zeros(len(ids), np.int64), None, 8, matrix)
+        got = m.similarity(0, np.array([2, 4, 1]))
+        want = x[[1, 2]].astype(np.float32) @ x[0].astype(np.float32)
+        assert np.allclose(got[:2], want, atol=1e-6) and np.isnan(got[2])
+        assert m.rows_read == 4
+        m.rows_read = GATHER_ROWS - 1
+        m.similarity(0, np.array([2]))
+        assert m.rows_read == 0  # let go, and counted again from there
+    assert not list(scratch.iterdir())
