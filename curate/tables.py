@@ -1,6 +1,7 @@
-"""Reads that more than one stage needs: the kept samples, class counts, excluded images.
+"""Reads that more than one stage needs: the kept samples, class counts, excluded images, the
+embeddings of given images (in memory, or out of core in a scratch file: `mapped_embeddings`).
 
-Reads `OUT/manifest/`, `OUT/plan/`, `OUT/issues/` and `OUT/embeddings/`; writes nothing. Counts are
+Reads `OUT/manifest/`, `OUT/plan/`, `OUT/issues/` and `OUT/embeddings/`; writes nothing in OUT. Counts are
 split -> class -> samples:
 
 - before: every scanned image that is not `removed`, by the split it came with (none = train,
