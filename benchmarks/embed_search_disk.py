@@ -3,7 +3,7 @@ Parquet parts, its time and peak memory, and its recall.
 
     .venv/bin/python benchmarks/embed_search_disk.py --rows 1000000 [--part-rows 100000] [--similarity 0.78]
         [--sample 500] [--work /tmp/embed_search_disk] [--cell-dims 256] [--cells N] [--two-level-cells N]
-        [--group-probes N] [--nprobe 48] [--keep] [--quantizer [--quantizer-rows 100000] [--cell-sample 2000]]
+        [--group-probes N] [--nprobe 48] [--train-rows 200000] [--keep] [--quantizer [--quantizer-rows 100000] [--cell-sample 2000]]
         [--cluster-workers 4 [--memory-limit 1.5GiB]]
 
 Data: benchmarks/embed_search.py's `clustered` rows (1280 dimensions, float16, unit; N/20 cluster
@@ -227,6 +227,8 @@ def main() -> None:
     parser.add_argument("--two-level-cells", type=int, default=default.two_level_cells)
     parser.add_argument("--group-probes", type=int, default=default.group_probes)
     parser.add_argument("--nprobe", type=int, default=IVF().nprobe, help="cells each row probes (IVF.nprobe)")
+    parser.add_argument("--train-rows", type=int, default=IVF().train_rows,
+                        help="rows the PCA and the k-means cells are fitted on (IVF.train_rows)")
     parser.add_argument("--cluster-workers", type=int, default=0, help="run the search's tasks on a LocalCluster of this many workers")
     parser.add_argument("--memory-limit", default="1.5GiB", help="--cluster-workers: each worker's memory limit")
     parser.add_argument("--keep", action="store_true", help="keep WORK's data; reuse it if it matches")
@@ -238,7 +240,7 @@ def main() -> None:
     disk = OutOfCore(cell_dims=args.cell_dims, cells=args.cells, two_level_cells=args.two_level_cells,
                      group_probes=args.group_probes)
     if args.search:
-        ivf = IVF(nprobe=args.nprobe)
+        ivf = IVF(nprobe=args.nprobe, train_rows=args.train_rows)
         (quantizer(args.work, ivf, disk, args.cell_sample, args.quantizer_rows) if args.quantizer
          else search(args.work, args.similarity, ivf, disk, args.cluster_workers, args.memory_limit))
         return
