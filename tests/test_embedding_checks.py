@@ -107,3 +107,18 @@ def test_label_suspect_on_samples_above_its_caps_still_finds_flipped_labels():
     assert (classes[best[flipped]] == digits.target[flipped].astype(str)).mean() >= 0.8
     whole, _ = out_of_fold_scores(vectors, labels, classes)
     assert not np.array_equal(whole, mine)  # the caps did sample
+
+
+def test_label_suspect_trains_on_fewer_images_where_there_are_more_classes():
+    """The images x classes budget caps the probe's sample as a row cap would: 10 classes and
+    4,000 cells is 400 images, the same folds, the same sample, the same scores."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    vectors = (digits.data / np.linalg.norm(digits.data, axis=1, keepdims=True)).astype(np.float32)
+    labels = digits.target.astype(str)
+    classes = np.unique(labels)
+    by_cells, _ = out_of_fold_scores(vectors, labels, classes, pca_rows=300, probe_cells=4_000)
+    by_rows, _ = out_of_fold_scores(vectors, labels, classes, pca_rows=300, train_rows=400)
+    whole, _ = out_of_fold_scores(vectors, labels, classes, pca_rows=300)
+    assert np.array_equal(by_cells, by_rows) and not np.array_equal(by_cells, whole)

@@ -26,10 +26,12 @@ TRAIN_ROWS images of the other folds: every class keeps all its images up to an 
 image is weighted by its class's images over those kept, so the probe fits the same class
 priors, and the same loss in expectation, as on every image. Below both caps nothing is sampled
 and the scores are those of the whole fit, on which the default threshold was calibrated.
-TRAIN_ROWS (200k) keeps a fit's memory small (the features are 128 floats a row, 100-200 MB, and
-lbfgs holds a few arrays of rows x classes) and its time to minutes, while a class keeps
-thousands of images up to a hundred classes (2,000 each at 100), and a 1280-d PCA of 128
-components is well determined by PCA_ROWS (200k) images.
+TRAIN_ROWS (200k) keeps a fit's memory small (the features are 128 floats a row, 100-200 MB) and
+its time to minutes, while a class keeps thousands of images up to a hundred classes (2,000 each
+at 100), and a 1280-d PCA of 128 components is well determined by PCA_ROWS (200k) images. lbfgs
+also holds a few float64 arrays of rows x classes, and its time grows with them, so the sample is
+smaller still where there are many classes: at most PROBE_CELLS (2^25) training images x classes,
+TRAIN_ROWS up to 167 classes, 33 images a class at 1,000 (each array 268 MB, not 1.6 GB).
 
 label_suspect's default (0.1) was calibrated: chosen on half of a real labelled set (handwritten
 digits) with 5% of its labels flipped at random, and measured on the other half
@@ -62,6 +64,7 @@ FOLDS = 5
 PROBE_DIMS = 128
 PCA_ROWS = 200_000  # label_suspect's PCA is fitted on at most this many images (seeded sample)
 TRAIN_ROWS = 200_000  # each fold's probe is trained on at most this many images (stratified sample)
+PROBE_CELLS = 2**25  # ... and on at most this many images x classes (lbfgs's float64 arrays)
 SCORE_CELLS = 2**22  # probabilities (images x classes) computed at a time
 
 
@@ -95,7 +98,7 @@ def closeness(vectors: np.ndarray, exact_max: int = EXACT_MAX) -> tuple[np.ndarr
 
 
 def out_of_fold_scores(vectors: np.ndarray, labels: np.ndarray, classes: np.ndarray, seed: int = 0,
-                       pca_rows: int = PCA_ROWS, train_rows: int = TRAIN_ROWS,
+                       pca_rows: int = PCA_ROWS, train_rows: int = TRAIN_ROWS, probe_cells: int = PROBE_CELLS,
                        release: Callable[[], None] = lambda: None) -> tuple[np.ndarray, np.ndarray]:
     """Per image, from a probe that never saw it: the probability of its label and the position in
     `classes` of the most likely other one (bounded memory: see module doc; `release` is called
@@ -110,11 +113,12 @@ def out_of_fold_scores(vectors: np.ndarray, labels: np.ndarray, classes: np.ndar
         at = rng.permutation(at)
         fold[at] = np.arange(len(at)) % FOLDS
     mine, best = np.zeros(len(labels)), np.zeros(len(labels), np.int64)
+    cap = min(train_rows, max(len(classes), probe_cells // len(classes)))  # at least one image a class
     for f in range(FOLDS):
         test = np.flatnonzero(fold == f)
         if not len(test):
             continue
-        train, weight = _stratified(np.flatnonzero(fold != f), given, train_rows, rng)
+        train, weight = _stratified(np.flatnonzero(fold != f), given, cap, rng)
         probe = LogisticRegression(C=10.0, max_iter=500)
         probe.fit(features(train), labels[train], sample_weight=weight)
         columns = np.searchsorted(classes, probe.classes_)
