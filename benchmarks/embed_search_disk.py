@@ -3,7 +3,8 @@ Parquet parts, its time and peak memory, and its recall.
 
     .venv/bin/python benchmarks/embed_search_disk.py --rows 1000000 [--part-rows 100000] [--similarity 0.78]
         [--sample 500] [--work /tmp/embed_search_disk] [--cell-dims 256] [--cells N] [--two-level-cells N]
-        [--group-probes N] [--nprobe 48] [--train-rows 200000] [--keep] [--quantizer [--quantizer-rows 100000] [--cell-sample 2000]]
+        [--group-probes N] [--nprobe 48] [--tables 2] [--train-rows 200000] [--keep]
+        [--quantizer [--quantizer-rows 100000] [--cell-sample 2000] [--curve 24,32,48]]
         [--cluster-workers 4 [--memory-limit 1.5GiB]]
 
 Data: benchmarks/embed_search.py's `clustered` rows (1280 dimensions, float16, unit; N/20 cluster
@@ -22,7 +23,10 @@ nearest-cells search, and search (cells of a fixed size) x 10M / N.
 (`--cells`: 10M's count, 39,062, on 1M rows) - the k-means time (a fixed sample: the same at 10M
 for the same cells), the nearest-cells time per row (x 10M: the rest of the projection) and the
 share of each of `--cell-sample` random rows' true `nprobe` nearest cells (brute force over the
-centroids) the search finds.
+centroids) the search finds (in the first table), and the share of the planted pairs among those
+rows that are candidates (one row's nearest cell among the other's probed, in some table), at the
+default and at each number of probes a table in `--curve`: how recall follows the probes and the
+tables, without the search.
 `--cluster-workers N`: the copy, assign and search tasks run on a Dask LocalCluster of N worker
 processes (one thread and `--memory-limit` each; the partitioned form of the search), and the
 peak RSS of each worker is sampled (`hash_cluster.Sampler`); CPU is then the driver's and the
@@ -164,13 +168,17 @@ def search(work: Path, similarity: float, ivf: IVF, disk: OutOfCore, workers: in
                       "worker_peak_gib": [sampler.peak.get(pid, 0) / 2**30 for pid in pids]}))
 
 
-def quantizer(work: Path, ivf: IVF, disk: OutOfCore, sample: int, limit: int) -> None:
+def quantizer(work: Path, ivf: IVF, disk: OutOfCore, sample: int, limit: int, curve: list[int]) -> None:
     """The child, `--quantizer`: the search's copy, PCA and cells, then the nearest cells of the
     first `limit` rows; the k-means and nearest-cells times, the share of their true nearest cells
     `sample` random rows find, and the share of the planted pairs among those rows (WORK/planted.npy)
     that are candidates (one's nearest cell among the other's cells found: what the search compares)
-    with these cells and with the true ones, as JSON on stdout."""
+    with these cells and with the true ones (the first table), and that share with the first 1, 2,
+    ... tables at each number of probes a table in `curve` (how recall would follow the tables and
+    the probes), as JSON on stdout."""
     logged()
+    per_table = max(1, ivf.nprobe // disk.tables)  # what the search probes in each table
+    probes = max([per_table, *curve])
     planted = np.load(work / "planted.npy")
     with tempfile.TemporaryDirectory(prefix="quantizer-", dir=work) as tmp:
         vectors = Path(tmp) / "vectors.f16"
@@ -178,40 +186,48 @@ def quantizer(work: Path, ivf: IVF, disk: OutOfCore, sample: int, limit: int) ->
         n = len(ids)
         pca, train = _fit_pca(vectors, n, dim, ivf)
         started = time.perf_counter()
-        cells, nlist = _fit_cells(train, n, ivf, disk)
-        index = cells.index()
+        tables, nlist = _fit_cells(train, n, ivf, disk)
+        indexes = [cells.index() for cells in tables]
+        index = indexes[0]
         kmeans = time.perf_counter() - started
         del train
         searched = min(n, limit)
         pairs = planted[planted.max(axis=1) < searched]
         random = np.random.default_rng(2).choice(searched, min(searched, sample), replace=False)
         picked = np.unique(np.concatenate([random, pairs.ravel()]))
-        nearest, rows, cells = 0.0, [], []
+        nearest, rows, found_cells = 0.0, [], []
         for lo, batch in _batches(vectors, dim, 0, searched, disk.batch_rows):
             leading = _leading(_projected(pca, batch), disk)
             started = time.perf_counter()
-            found = index.search(leading, ivf.nprobe)[1]
+            found = [each.search(leading, probes)[1] for each in indexes]
             nearest += time.perf_counter() - started
             mine = picked[(picked >= lo) & (picked < lo + len(batch))] - lo
             rows.append(leading[mine])
-            cells.append(found[mine])
-    got = np.concatenate(cells)
-    truth = (index.flat if isinstance(index, TwoLevel) else index).search(np.concatenate(rows), ivf.nprobe)[1]
-    at = np.searchsorted(picked, random)
+            found_cells.append(np.stack([cells[mine] for cells in found]))
+    every = np.concatenate(found_cells, axis=1)  # (tables, rows, probes)
+    got = every[0]
+    truth = (index.flat if isinstance(index, TwoLevel) else index).search(np.concatenate(rows), probes)[1]
+    at, pair_rows = np.searchsorted(picked, random), np.searchsorted(picked, pairs)
+    by_probes = {f"{t} x {p}": candidates(pair_rows, every[:t, :, :p]) for t in range(1, len(tables) + 1) for p in curve}
+    got, truth = got[:, :per_table], truth[:, :per_table]
     kept = [len(set(a) & set(b)) / len(a) for a, b in zip(got[at].tolist(), truth[at].tolist())]
-    print(json.dumps({"rows": n, "searched": searched, "cells": nlist, "nprobe": ivf.nprobe,
+    print(json.dumps({"rows": n, "searched": searched, "cells": nlist, "tables": len(tables), "nprobe": per_table,
                       "two_level": isinstance(index, TwoLevel),
                       "kmeans": kmeans, "nearest": nearest, "true_cells_kept": float(np.mean(kept)),
                       "nearest_kept": float(np.mean(got[at, 0] == truth[at, 0])), "pairs": len(pairs),
-                      "pairs_candidates": candidates(np.searchsorted(picked, pairs), got),
-                      "pairs_candidates_true_cells": candidates(np.searchsorted(picked, pairs), truth),
+                      "pairs_candidates": candidates(pair_rows, every[:, :, :per_table]),
+                      "pairs_candidates_true_cells": candidates(pair_rows, truth), "by_probes": by_probes,
                       "peak_gib": peak_rss()}))
 
 
 def candidates(pairs: np.ndarray, cells: np.ndarray) -> float:
-    """The share of `pairs` (rows of `cells`) where one row's first cell is among the other's."""
-    a, b = cells[pairs[:, 0]], cells[pairs[:, 1]]
-    return float(np.mean((a == b[:, :1]).any(axis=1) | (b == a[:, :1]).any(axis=1)))
+    """The share of `pairs` (rows of `cells`: (rows, probes), or (tables, rows, probes)) where in
+    some table one row's first cell is among the other's."""
+    met = np.zeros(len(pairs), bool)
+    for table in cells.reshape(-1, *cells.shape[-2:]):
+        a, b = table[pairs[:, 0]], table[pairs[:, 1]]
+        met |= (a == b[:, :1]).any(axis=1) | (b == a[:, :1]).any(axis=1)
+    return float(met.mean())
 
 
 def main() -> None:
@@ -226,7 +242,9 @@ def main() -> None:
     parser.add_argument("--cells", type=int, default=default.cells)
     parser.add_argument("--two-level-cells", type=int, default=default.two_level_cells)
     parser.add_argument("--group-probes", type=int, default=default.group_probes)
-    parser.add_argument("--nprobe", type=int, default=IVF().nprobe, help="cells each row probes (IVF.nprobe)")
+    parser.add_argument("--nprobe", type=int, default=IVF().nprobe, help="cells each row probes (IVF.nprobe), "
+                                                                         "split over the tables")
+    parser.add_argument("--tables", type=int, default=default.tables, help="independent sets of cells")
     parser.add_argument("--train-rows", type=int, default=IVF().train_rows,
                         help="rows the PCA and the k-means cells are fitted on (IVF.train_rows)")
     parser.add_argument("--cluster-workers", type=int, default=0, help="run the search's tasks on a LocalCluster of this many workers")
@@ -235,13 +253,16 @@ def main() -> None:
     parser.add_argument("--quantizer", action="store_true", help="only the cells and nearest cells")
     parser.add_argument("--quantizer-rows", type=int, default=100_000, help="--quantizer: rows searched")
     parser.add_argument("--cell-sample", type=int, default=2_000, help="--quantizer: rows whose true cells are checked")
+    parser.add_argument("--curve", default="", help="--quantizer: numbers of probes in each table (24,48,...) at "
+                                                    "which to count the planted pairs that are candidates")
     parser.add_argument("--search", action="store_true", help="(the child) search WORK/out")
     args = parser.parse_args()
     disk = OutOfCore(cell_dims=args.cell_dims, cells=args.cells, two_level_cells=args.two_level_cells,
-                     group_probes=args.group_probes)
+                     group_probes=args.group_probes, tables=args.tables)
     if args.search:
         ivf = IVF(nprobe=args.nprobe, train_rows=args.train_rows)
-        (quantizer(args.work, ivf, disk, args.cell_sample, args.quantizer_rows) if args.quantizer
+        (quantizer(args.work, ivf, disk, args.cell_sample, args.quantizer_rows,
+                   [int(p) for p in args.curve.split(",") if p]) if args.quantizer
          else search(args.work, args.similarity, ivf, disk, args.cluster_workers, args.memory_limit))
         return
     planted, query_vectors, queries, generated = prepared(args)
@@ -282,13 +303,14 @@ def prepared(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, np.ndarr
 def report_quantizer(figures: dict) -> None:
     """Print `--quantizer`'s figures, per row, and their share of a 10M run at this cell count."""
     per_row = figures["nearest"] / figures["searched"]
-    print(f"{figures['rows']:,} rows, {figures['cells']:,} cells, two-level {figures['two_level']}: "
+    print(f"{figures['rows']:,} rows, {figures['tables']} x {figures['cells']:,} cells, two-level {figures['two_level']}: "
           f"k-means {figures['kmeans']:.1f} s, nearest cells of {figures['searched']:,} rows {figures['nearest']:.1f} s "
           f"({per_row * 1e6:.1f} us a row), true {figures['nprobe']} nearest cells found {figures['true_cells_kept']:.3f} "
-          f"(the nearest {figures['nearest_kept']:.3f}), planted pairs that are candidates "
-          f"{figures['pairs_candidates']:.4f} ({figures['pairs']:,}; with the true cells "
+          f"(the nearest {figures['nearest_kept']:.3f}; first table), planted pairs that are candidates "
+          f"{figures['pairs_candidates']:.4f} ({figures['pairs']:,}; the first table's true cells alone "
           f"{figures['pairs_candidates_true_cells']:.4f}), "
-          f"peak RSS {figures['peak_gib']:.2f} GiB; at 10M rows: k-means (the same fixed sample) + "
+          + "".join(f"{key} probes {share:.4f}, " for key, share in figures["by_probes"].items())
+          + f"peak RSS {figures['peak_gib']:.2f} GiB; at 10M rows: k-means (the same fixed sample) + "
           f"nearest x 10M = {figures['kmeans'] + per_row * 1e7:.0f} s")
 
 

@@ -10,10 +10,14 @@ vectors), but run as passes over files in a scratch folder:
    an embedding to a file of its own; the files are joined, in part order (read_embeddings' rows,
    in its order), into `vectors.f16`, a row-ordered float16 matrix;
 2. pca, cells: `IVF.train_rows` rows sampled from it fit the PCA projection, then the k-means
-   cells in its first `OutOfCore.cell_dims` components. Up to `OutOfCore.two_level_cells` cells
+   cells in its first `OutOfCore.cell_dims` components: `OutOfCore.tables` independent sets of
+   them (k-means seeds), a pair being a candidate when it meets in any: a near pair that
+   straddles the cells of one set seldom straddles those of the other, and as the cells multiply
+   that buys far more recall than more probes in one set (RESULTS.md, "Embeddings: search out of
+   core", "Tables of cells"). Up to `OutOfCore.two_level_cells` cells
    (1M rows), one k-means, and a row's nearest cells are found by brute force (a matrix product
    with the centroids: faster here than an HNSW graph, see RESULTS.md "Embeddings: search out of
-   core"). Above (10M rows: 39,062 cells), the k-means would grow with cells x sample, so the
+   core"). Above (10M rows: 19,531 cells, `cell_count`), the k-means would grow with cells x sample, so the
    cells come from two k-means levels (~sqrt(cells) groups, then each group's rows into its share
    of cells); the nearest cells stay brute force (rows x cells) unless `OutOfCore.group_probes`
    is set: then a row's nearest cells are the nearest among the cells listed under its nearest
@@ -21,9 +25,10 @@ vectors), but run as passes over files in a scratch folder:
    RESULTS.md);
 3. assign: one task a range of `OutOfCore.assign_rows` rows of `vectors.f16` (run as the search's
    below), read a batch at a time: each row's projection goes to its place in `proj.f16`
-   (float16, `IVF.dims` each), and one (cell, row) entry per cell of its `nprobe` nearest to the
-   task's `entries-<task>.u64`, sorted by bucket (a range of cells): a shuffle to disk, each
-   bucket a slice of every task's file;
+   (float16, `IVF.dims` each), and one (cell, row) entry per cell of its `nprobe` / tables nearest
+   in each table (a table's cells numbered after the previous table's) to the task's
+   `entries-<task>.u64`, sorted by bucket (a range of cells): a shuffle to disk, each bucket a
+   slice of every task's file;
 4. search: one task a bucket (in this process, or on a Dask cluster's workers, which must see
    the scratch folder), each cell's probing rows times the rows it holds (one
    matrix product in the projection), pairs above threshold - margin kept; then re-scored
@@ -31,12 +36,12 @@ vectors), but run as passes over files in a scratch folder:
 
 Memory: one batch (`OutOfCore.batch_rows` rows; but a Parquet row group is decoded whole), an
 assign task's entries (8 x nprobe bytes for each of its rows, and their sort), one bucket
-(`OutOfCore.bucket_entries` entries: their rows' projections, float16), the index (PCA,
-centroids: twice in `TwoLevel`, 80 MB at 10M) and the projected training sample (float32); per row, only the
-sample ids (`sample_ids`, their bytes + 4) and the pairs found. Files are read through windows of
-`WINDOW_BYTES` mapped at a time, so the page cache of the scratch files never counts as this
-process's memory. Scratch: 2 x dim + 2 x dims + 8 x nprobe bytes per row (10M x 1280, dims 256,
-nprobe 48: 34 GB), deleted when the search ends.
+(`OutOfCore.bucket_entries` entries: their rows' projections, float16), the index (PCA, each
+table's centroids: 40 MB a table at 10M, twice in `TwoLevel`) and the projected training sample
+(float32); per row, only the sample ids (`sample_ids`, their bytes + 4) and the pairs found.
+Files are read through windows of `WINDOW_BYTES` mapped at a time, so the page cache of the
+scratch files never counts as this process's memory. Scratch: 2 x dim + 2 x dims + 8 x nprobe
+bytes per row (10M x 1280, dims 256, nprobe 48: 34 GB), deleted when the search ends.
 """
 from __future__ import annotations
 
@@ -64,6 +69,7 @@ PCA_ROWS = 16_384  # training rows summed into the covariance at a time
 RESCORE_PAIRS = 16_384  # candidate pairs scored on the full vectors at a time
 COPY_BYTES = 2**24  # of a part's file appended to the matrix at a time
 PRIMARY = np.uint64(1 << 31)  # an entry's bit: the row's nearest cell (the rows a cell holds)
+TABLES = 2  # OutOfCore.tables' default
 DEFAULT_IVF = IVF()
 log = logging.getLogger(__name__)
 
@@ -76,9 +82,11 @@ class OutOfCore:
     assign_rows: int = 131_072  # rows an assign task projects and assigns (its entries: 8 x nprobe bytes a row)
     bucket_entries: int = 1_000_000  # (cell, row) entries searched at a time: sets the number of buckets
     cell_dims: int = 256  # cells: k-means over the projection's leading components (cost in proportion; see RESULTS)
-    cells: int = 0  # the number of cells; 0: rows x IVF.cells_per_row
+    cells: int = 0  # the number of cells in a table; 0: `cell_count(rows)`
+    larger_cells_above: int = 2_500_000  # rows: above, cells of sqrt(rows / this) x 1 / IVF.cells_per_row rows
     two_level_cells: int = 4_096  # above this many cells: two-level k-means (cost ~sqrt(cells), not cells)
     group_probes: int = 0  # above two_level_cells: groups probed by `TwoLevel`; 0: brute force (see RESULTS)
+    tables: int = TABLES  # independent sets of cells; each row probes IVF.nprobe // tables cells in each
 
 
 @dataclass
@@ -125,10 +133,10 @@ def similar_pairs_on_disk(ws: Workspace, threshold: float, scratch: str | None =
             return DiskPairs(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32), sample_ids)
         pca, sample = _fit_pca(folder / "vectors.f16", n, dim, ivf)
         started = _logged("pca", f"{len(sample):,} rows", started)
-        cells, nlist = _fit_cells(sample, n, ivf, disk)
+        tables, nlist = _fit_cells(sample, n, ivf, disk)
         del sample
-        started = _logged("cells", f"{nlist:,} cells", started)
-        buckets = _assign(folder, n, dim, pca, cells, nlist, ivf, disk, run)
+        started = _logged("cells", f"{len(tables)} x {nlist:,} cells", started)
+        buckets = _assign(folder, n, dim, pca, tables, nlist, ivf, disk, run)
         started = _logged("assign", f"{len(buckets):,} buckets", started)
         found = run(_bucket_pairs, buckets, label="semantic search: buckets", folder=folder, n=n, dim=dim,
                     threshold=threshold, ivf=ivf)
@@ -241,16 +249,27 @@ class Cells:
         return _flat(self.centroids)
 
 
-def _fit_cells(projected: np.ndarray, n: int, ivf: IVF, disk: OutOfCore) -> tuple[Cells, int]:
-    """The k-means cells of `projected`'s leading components (`disk.cells`, or n * `ivf.cells_per_row`
-    of them) and their number: up to `disk.two_level_cells` cells, one k-means; above, two k-means
-    levels (`_two_level_kmeans`), searched by `TwoLevel` when `disk.group_probes` is set."""
+def _fit_cells(projected: np.ndarray, n: int, ivf: IVF, disk: OutOfCore) -> tuple[list[Cells], int]:
+    """`disk.tables` sets of k-means cells of `projected`'s leading components (k-means seeds 1, 2,
+    ...; `disk.cells`, or `cell_count(n)` of them in each) and that number: up to
+    `disk.two_level_cells` cells, one k-means; above, two k-means levels (`_two_level_kmeans`),
+    searched by `TwoLevel` when `disk.group_probes` is set."""
     leading = _leading(projected, disk)
-    nlist = max(1, min(len(projected), disk.cells or int(n * ivf.cells_per_row)))
+    nlist = max(1, min(len(projected), disk.cells or cell_count(n, ivf, disk)))
+    seeds = range(1, max(1, disk.tables) + 1)
     if nlist <= disk.two_level_cells:
-        return Cells(_kmeans(leading, nlist)), nlist
-    groups, centroids = _two_level_kmeans(leading, nlist)
-    return Cells(centroids, groups, disk.group_probes), nlist
+        return [Cells(_kmeans(leading, nlist, seed)) for seed in seeds], nlist
+    return [Cells(centroids, groups, disk.group_probes)
+            for groups, centroids in (_two_level_kmeans(leading, nlist, seed) for seed in seeds)], nlist
+
+
+def cell_count(n: int, ivf: IVF, disk: OutOfCore) -> int:
+    """The cells of a table for n rows: n x `ivf.cells_per_row` (cells of 256 rows) up to
+    `disk.larger_cells_above` rows; above, cells of sqrt(n / larger_cells_above) times as many rows
+    (512 at 10M). The nearest-cells search costs rows x cells, and the search rows x rows a cell, so
+    larger cells hold the first to rows^1.5 at the cost of the second; with two tables, recall on
+    the benchmark's planted pairs stays above 0.99 at 10M (RESULTS.md, "Tables of cells")."""
+    return max(1, int(n * ivf.cells_per_row / max(1.0, (n / disk.larger_cells_above) ** 0.5)))
 
 
 def _flat(centroids: np.ndarray) -> Any:
@@ -262,11 +281,11 @@ def _flat(centroids: np.ndarray) -> Any:
     return index
 
 
-def _kmeans(rows: np.ndarray, k: int) -> np.ndarray:
+def _kmeans(rows: np.ndarray, k: int, seed: int = 1) -> np.ndarray:
     """k spherical k-means centroids of unit `rows` (float32, seeded; any number of rows per centroid)."""
     import faiss
 
-    kmeans = faiss.Kmeans(rows.shape[1], k, niter=10, spherical=True, seed=1, verbose=False,
+    kmeans = faiss.Kmeans(rows.shape[1], k, niter=10, spherical=True, seed=seed, verbose=False,
                           min_points_per_centroid=1)
     kmeans.train(rows)
     return np.asarray(kmeans.centroids, np.float32)
@@ -298,14 +317,14 @@ class TwoLevel:
         return sims, cells
 
 
-def _two_level_kmeans(leading: np.ndarray, nlist: int) -> tuple[np.ndarray, np.ndarray]:
+def _two_level_kmeans(leading: np.ndarray, nlist: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """(groups, cells): nlist cells in two k-means levels, so the cost grows as sqrt(nlist), not
     nlist: the rows into ~sqrt(nlist) groups, then each group's rows into its share of the cells (in
     proportion to its rows). The groups can serve as the first level of the nearest-cells search."""
-    groups = _kmeans(leading, max(1, round(nlist ** 0.5)))
+    groups = _kmeans(leading, max(1, round(nlist ** 0.5)), seed)
     nearest = _flat(groups).search(leading, 1)[1][:, 0]
     shares = _shares(np.bincount(nearest, minlength=len(groups)), nlist)
-    centroids = [_kmeans(leading[nearest == g], int(k)) for g, k in enumerate(shares) if k]
+    centroids = [_kmeans(leading[nearest == g], int(k), seed) for g, k in enumerate(shares) if k]
     return groups, np.concatenate(centroids)
 
 
@@ -318,32 +337,33 @@ def _shares(rows: np.ndarray, total: int) -> np.ndarray:
     return shares
 
 
-def _assign(folder: Path, n: int, dim: int, pca: Projection, cells: Cells, nlist: int, ivf: IVF,
+def _assign(folder: Path, n: int, dim: int, pca: Projection, tables: list[Cells], nlist: int, ivf: IVF,
             disk: OutOfCore, run: Runner) -> list[Bucket]:
     """Run the assign tasks (`_assign_rows`) over every row; return the search tasks: the buckets
-    (ranges of cells) that hold entries, in cell order."""
-    probes = min(ivf.nprobe, nlist)
-    count = max(1, min(nlist, -(-n * probes // disk.bucket_entries)))
+    (ranges of cells, the tables' numbered one after another) that hold entries, in cell order."""
+    probes = max(1, min(ivf.nprobe // len(tables), nlist))
+    count = max(1, min(nlist * len(tables), -(-n * probes * len(tables) // disk.bucket_entries)))
     with open(folder / "proj.f16", "wb") as proj:
         proj.truncate(n * pca.components.shape[1] * np.dtype(np.float16).itemsize)
     tasks = row_ranges(n, disk.assign_rows)
-    done = run(_assign_rows, tasks, label="semantic search: assign", folder=folder, dim=dim, pca=pca, cells=cells,
-               probes=probes, buckets=count, nlist=nlist, disk=disk)
-    log.info("search_disk nearest: the nearest cells of %s rows among %s, %.1f s", f"{n:,}", f"{nlist:,}",
-             sum(seconds for _bounds, seconds in done))
+    done = run(_assign_rows, tasks, label="semantic search: assign", folder=folder, dim=dim, pca=pca,
+               tables=tables, probes=probes, buckets=count, nlist=nlist, disk=disk)
+    log.info("search_disk nearest: the nearest %d cells of %s rows among %s x %s, %.1f s", probes, f"{n:,}",
+             len(tables), f"{nlist:,}", sum(seconds for _bounds, seconds in done))
     buckets = [Bucket(k, tuple((_entries_file(folder, task), int(bounds[k]), int(bounds[k + 1]))
                                for task, (bounds, _seconds) in zip(tasks, done) if bounds[k + 1] > bounds[k]))
                for k in range(count)]
     return [b for b in buckets if b.slices]
 
 
-def _assign_rows(task: RowRange, folder: Path, dim: int, pca: Projection, cells: Cells, probes: int, buckets: int,
-                 nlist: int, disk: OutOfCore) -> tuple[np.ndarray, float]:
+def _assign_rows(task: RowRange, folder: Path, dim: int, pca: Projection, tables: list[Cells], probes: int,
+                 buckets: int, nlist: int, disk: OutOfCore) -> tuple[np.ndarray, float]:
     """Write the projections of rows task.lo:task.hi to their place in `proj.f16` and one entry per
-    (row, cell) of each row's `probes` nearest cells (nearest first) to the task's entries file,
-    sorted by bucket: cell << 32 | PRIMARY for the nearest | row. Returns the first entry of each
-    of the `buckets` (and the end), and the seconds spent finding the nearest cells."""
-    index = cells.index()
+    (row, cell) of each row's `probes` nearest cells in each table (nearest first; table t's cells
+    numbered from t x nlist) to the task's entries file, sorted by bucket: cell << 32 | PRIMARY for
+    a table's nearest | row. Returns the first entry of each of the `buckets` (and the end), and
+    the seconds spent finding the nearest cells."""
+    indexes = [cells.index() for cells in tables]
     row_bytes = pca.components.shape[1] * np.dtype(np.float16).itemsize
     entries, nearest = [], 0.0
     with open(folder / "proj.f16", "r+b") as proj:
@@ -351,14 +371,16 @@ def _assign_rows(task: RowRange, folder: Path, dim: int, pca: Projection, cells:
         for lo, rows in _batches(folder / "vectors.f16", dim, task.lo, task.hi, disk.batch_rows):
             projected = _projected(pca, rows)
             proj.write(projected.astype(np.float16).tobytes())
-            started = time.perf_counter()
-            _d, found = index.search(_leading(projected, disk), probes)
-            nearest += time.perf_counter() - started
-            row = np.arange(lo, lo + len(found), dtype=np.uint64)[:, None].repeat(found.shape[1], axis=1)
+            leading = _leading(projected, disk)
+            row = np.arange(lo, lo + len(rows), dtype=np.uint64)[:, None].repeat(probes, axis=1)
             row[:, 0] |= PRIMARY
-            entries.append((found.astype(np.uint64) << np.uint64(32)) | row)
+            for t, index in enumerate(indexes):
+                started = time.perf_counter()
+                _d, found = index.search(leading, probes)
+                nearest += time.perf_counter() - started
+                entries.append(((found + t * nlist).astype(np.uint64) << np.uint64(32)) | row)
     flat = np.concatenate(entries).ravel() if entries else np.zeros(0, np.uint64)
-    bucket = ((flat >> np.uint64(32)) * np.uint64(buckets) // np.uint64(nlist)).astype(np.int64)
+    bucket = ((flat >> np.uint64(32)) * np.uint64(buckets) // np.uint64(nlist * len(tables))).astype(np.int64)
     order = np.argsort(bucket, kind="stable")
     flat[order].tofile(_entries_file(folder, task))
     return np.searchsorted(bucket[order], np.arange(buckets + 1)), nearest

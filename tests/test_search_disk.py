@@ -12,15 +12,15 @@ import pytest
 from curate.engine import run_tasks
 from curate.schema import embeddings_schema
 from curate.search import IVF, similar_pairs
-from curate.search_disk import OutOfCore, TwoLevel, _two_level_kmeans, similar_pairs_on_disk
+from curate.search_disk import OutOfCore, TwoLevel, _two_level_kmeans, cell_count, similar_pairs_on_disk
 from curate.tables import read_embeddings
 from curate.workspace import Workspace
 
 DIM = 64
 THRESHOLD = 0.78
-# 3,000 rows: 30 cells (k-means over 24 of the 32 projected dimensions), each row probing its 10
-# nearest; 3 copy tasks (the parts), 3 assign tasks of up to 1,200 rows, each in batches of 500; 10
-# buckets, each a slice of every assign task's entries
+# 3,000 rows: two tables of 30 cells (k-means over 24 of the 32 projected dimensions), each row
+# probing its 5 nearest in each; 3 copy tasks (the parts), 3 assign tasks of up to 1,200 rows,
+# each in batches of 500; 10 buckets, each a slice of every assign task's entries
 SMALL = IVF(dims=32, cells_per_row=1 / 100, nprobe=10, margin=0.1, train_rows=2000)
 TINY = OutOfCore(batch_rows=500, bucket_entries=3000, cell_dims=24, assign_rows=1200)
 
@@ -104,6 +104,27 @@ def test_one_probe_loses_pairs(out, tmp_path):
               train_rows=SMALL.train_rows)
     got = similar_pairs_on_disk(out, THRESHOLD, scratch=str(tmp_path), ivf=one, disk=TINY)
     assert set(zip(got.i.tolist(), got.j.tolist())) < truth
+
+
+def test_a_second_table_of_cells_finds_pairs_the_first_misses(out, tmp_path):
+    """One probe a table: the second table (another k-means seed) finds near pairs that straddle
+    the first table's cells, and loses none the first finds (its cells are the same)."""
+    _ids, truth, _sims = exact(out)
+    found = []
+    for tables in (1, 2):
+        ivf = IVF(dims=SMALL.dims, cells_per_row=SMALL.cells_per_row, nprobe=tables, margin=SMALL.margin,
+                  train_rows=SMALL.train_rows)
+        disk = OutOfCore(batch_rows=500, bucket_entries=3000, cell_dims=24, assign_rows=1200, tables=tables)
+        got = similar_pairs_on_disk(out, THRESHOLD, scratch=str(tmp_path), ivf=ivf, disk=disk)
+        found.append(set(zip(got.i.tolist(), got.j.tolist())))
+    assert found[0] < found[1] <= truth
+
+
+def test_cells_grow_above_a_size_so_the_nearest_cells_search_grows_slower():
+    ivf, disk = IVF(), OutOfCore()
+    assert cell_count(1_000_000, ivf, disk) == 3_906  # cells of 256 rows
+    assert cell_count(disk.larger_cells_above, ivf, disk) == int(disk.larger_cells_above / 256)
+    assert cell_count(10_000_000, ivf, disk) == 19_531  # of 512 rows: sqrt(10M / 2.5M) = 2 times larger
 
 
 def test_many_buckets_one_cell_each(out, tmp_path):
