@@ -328,7 +328,8 @@ def report(args: argparse.Namespace, stderr: str, figures: dict, planted: np.nda
     print(f"generated {args.rows:,} rows in {generated:.0f} s (0: reused); phases (s): {phases}")
     print(f"10M projection, without the k-means and the nearest-cells search: pca (a fixed sample) + "
           f"(copy + assign - nearest + search) x {scale:g} = {phases['pca'] + linear * scale:.0f} s "
-          f"(add --quantizer --cells 39062's 10M figure)")
+          f"(cells of the same size: add the nearest-cells search, rows x cells, and the search's growth "
+          f"with the rows a cell above OutOfCore.larger_cells_above)")
     print(f"| {args.rows:,} | {len(found):,} | {figures['wall']:.0f} s | {figures['cpu']:.0f} s | "
           f"{figures['peak_gib']:.2f} GiB | {recall_planted:.4f} ({len(planted):,}) | "
           f"{recall_sample:.4f} ({len(truth):,}) | "
