@@ -73,6 +73,7 @@ from curate.search_disk import (  # noqa: E402
     _fit_pca,
     _leading,
     _projected,
+    probes_a_table,
     similar_pairs_on_disk,
 )
 from curate.tasks import in_process  # noqa: E402
@@ -177,8 +178,6 @@ def quantizer(work: Path, ivf: IVF, disk: OutOfCore, sample: int, limit: int, cu
     ... tables at each number of probes a table in `curve` (how recall would follow the tables and
     the probes), as JSON on stdout."""
     logged()
-    per_table = max(1, ivf.nprobe // disk.tables)  # what the search probes in each table
-    probes = max([per_table, *curve])
     planted = np.load(work / "planted.npy")
     with tempfile.TemporaryDirectory(prefix="quantizer-", dir=work) as tmp:
         vectors = Path(tmp) / "vectors.f16"
@@ -187,6 +186,8 @@ def quantizer(work: Path, ivf: IVF, disk: OutOfCore, sample: int, limit: int, cu
         pca, train = _fit_pca(vectors, n, dim, ivf)
         started = time.perf_counter()
         tables, nlist = _fit_cells(train, n, ivf, disk)
+        per_table = probes_a_table(ivf, len(tables), nlist)  # what the search probes in each table
+        probes = max([per_table, *curve])
         indexes = [cells.index() for cells in tables]
         index = indexes[0]
         kmeans = time.perf_counter() - started

@@ -69,7 +69,6 @@ PCA_ROWS = 16_384  # training rows summed into the covariance at a time
 RESCORE_PAIRS = 16_384  # candidate pairs scored on the full vectors at a time
 COPY_BYTES = 2**24  # of a part's file appended to the matrix at a time
 PRIMARY = np.uint64(1 << 31)  # an entry's bit: the row's nearest cell (the rows a cell holds)
-TABLES = 2  # OutOfCore.tables' default
 DEFAULT_IVF = IVF()
 log = logging.getLogger(__name__)
 
@@ -86,7 +85,7 @@ class OutOfCore:
     larger_cells_above: int = 2_500_000  # rows: above, cells of sqrt(rows / this) x 1 / IVF.cells_per_row rows
     two_level_cells: int = 4_096  # above this many cells: two-level k-means (cost ~sqrt(cells), not cells)
     group_probes: int = 0  # above two_level_cells: groups probed by `TwoLevel`; 0: brute force (see RESULTS)
-    tables: int = TABLES  # independent sets of cells; each row probes IVF.nprobe // tables cells in each
+    tables: int = 2  # independent sets of cells; each row probes `probes_a_table` cells in each
 
 
 @dataclass
@@ -341,7 +340,7 @@ def _assign(folder: Path, n: int, dim: int, pca: Projection, tables: list[Cells]
             disk: OutOfCore, run: Runner) -> list[Bucket]:
     """Run the assign tasks (`_assign_rows`) over every row; return the search tasks: the buckets
     (ranges of cells, the tables' numbered one after another) that hold entries, in cell order."""
-    probes = max(1, min(ivf.nprobe // len(tables), nlist))
+    probes = probes_a_table(ivf, len(tables), nlist)
     count = max(1, min(nlist * len(tables), -(-n * probes * len(tables) // disk.bucket_entries)))
     with open(folder / "proj.f16", "wb") as proj:
         proj.truncate(n * pca.components.shape[1] * np.dtype(np.float16).itemsize)
@@ -354,6 +353,12 @@ def _assign(folder: Path, n: int, dim: int, pca: Projection, tables: list[Cells]
                                for task, (bounds, _seconds) in zip(tasks, done) if bounds[k + 1] > bounds[k]))
                for k in range(count)]
     return [b for b in buckets if b.slices]
+
+
+def probes_a_table(ivf: IVF, tables: int, nlist: int) -> int:
+    """The cells a row probes in each of `tables` tables of `nlist` cells: `ivf.nprobe` split over
+    the tables (at least one, at most every cell)."""
+    return max(1, min(ivf.nprobe // tables, nlist))
 
 
 def _assign_rows(task: RowRange, folder: Path, dim: int, pca: Projection, tables: list[Cells], probes: int,
