@@ -41,6 +41,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -163,24 +164,28 @@ def outlier_quality(images: Labelled, found: tuple[dict[str, np.ndarray], np.nda
     return "; ".join(parts)
 
 
-def sampled_search(images: Labelled, planted: np.ndarray, sample: int, nprobes: list[int]) -> tuple[float, float, str]:
-    """(projected seconds of a full pass, peak GiB, quality) of stage `search` (module doc)."""
+def sampled_search(images: Labelled, planted: np.ndarray, sample: int, nprobes: list[int], ivf: IVF
+                   ) -> tuple[float, float, str]:
+    """(projected seconds of a full pass, peak GiB, quality) of stage `search` (module doc), with
+    `ivf`'s tables and re-scoring, at each of `nprobes` (cells probed, over all the tables)."""
     rng = np.random.default_rng(1)
     build, peak, per_row, parts = 0.0, 0.0, {p: 0.0 for p in nprobes}, []
     for label in np.unique(images.labels):
         at = np.flatnonzero(images.labels == label)
         x = images.vectors[at]
-        (index, pca), took, used = measured(_index, x, IVF())
+        (tables, pca), took, used = measured(_index, x, ivf)
         build, peak = build + took, max(peak, used)
         print(f"{label}: index over {len(at):,} rows in {took:.1f} s, {used / 2**30:.2f} GiB", flush=True)
         queries = {"sampled": np.sort(rng.choice(len(at), min(sample, len(at)), replace=False)),
                    "planted": np.searchsorted(at, np.intersect1d(planted, at))[:sample]}
         exact = {name: nearest(x, rows, K) for name, rows in queries.items()}
         for nprobe in nprobes:
-            index.nprobe = nprobe
+            probing = replace(ivf, nprobe=nprobe)
+            for index in tables:
+                index.nprobe = probing.probes_a_table(index.nlist)
             found = {}
             for name, rows in queries.items():
-                found[name], took, used = measured(searched, x, index, pca, rows, K, IVF(nprobe=nprobe))
+                found[name], took, used = measured(searched, x, tables, pca, rows, K, probing)
                 per_row[nprobe] += took / len(rows) * len(at) if name == "sampled" else 0.0
                 peak = max(peak, used)
             median = {how: np.median(sims[1].mean(axis=1)) for how, sims in
@@ -216,7 +221,8 @@ def run_stage(stage: str, images: Labelled, true: np.ndarray, planted: np.ndarra
               ) -> tuple[float, float, str]:
     """(seconds, peak GiB above the data, quality) of one stage (the first two printed at once)."""
     if stage == "search":
-        return sampled_search(images, planted, args.sample, [int(p) for p in args.nprobe.split(",")])
+        return sampled_search(images, planted, args.sample, [int(p) for p in args.nprobe.split(",")],
+                              IVF(tables=args.tables, rescore=args.rescore))
     if stage == "diversity":
         _, elapsed, peak = measured(diversity, images)
         return elapsed, peak / 2**30, "-"
@@ -237,7 +243,9 @@ def write(rows: dict[tuple[int, int, int, str], str]) -> None:
             f"Machine: {cpu_model()}, {os.cpu_count()} cores, {ram_gib():.0f} GiB, shared with three other sessions' "
             "jobs (times are upper bounds). Data and measures: `benchmarks/embed_checks_scale.py`'s docstring. "
             f"Search: exact up to {EXACT_MAX:,} rows in a class, above it IVF over a {IVF().dims}-d PCA, nprobe "
-            f"{IVF().nprobe}, {IVF().rescore} x (k + 1) candidates re-scored exactly. Memory is the stage's peak RSS "
+            f"{IVF().nprobe} over {IVF().tables} tables of cells (8-bit codes), {IVF().rescore} x (k + 1) candidates "
+            "a table re-scored exactly (the rows of stage `search` without a number of tables: one table, float32 codes, the code "
+            "before 2026-12-07 23:00 UTC). Memory is the stage's peak RSS "
             "above the process's before it (the float32 data: 5 KB a row at 1280-d, is not counted).", "",
             *HEADER, *(rows[key] for key in order), ""]
     write_section(SECTION, "\n".join(body) + "\n", keep_notes=True)
@@ -266,21 +274,25 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=1000)
     parser.add_argument("--exact-flags", action="store_true")
     parser.add_argument("--nprobe", default=str(IVF().nprobe), help="stage search: comma-separated, the first timed")
+    parser.add_argument("--tables", type=int, default=IVF().tables, help="stage search: independent sets of cells")
+    parser.add_argument("--rescore", type=int, default=IVF().rescore,
+                        help="stage search: candidates re-scored exactly per neighbour wanted (x (k + 1))")
     args = parser.parse_args()
     vectors, labels, true, planted = generate(args.rows, args.classes, args.dim)
     images = Labelled(labels, vectors)
     rows = existing_rows()
     command = (f"`embed_checks_scale.py --rows {args.rows} --classes {args.classes} --dim {args.dim} --stages "
                f"{args.stages} --sample {args.sample}{' --exact-flags' if args.exact_flags else ''}"
-               f"{' --nprobe ' + args.nprobe if 'search' in args.stages else ''}`")
+               f"{f' --nprobe {args.nprobe} --tables {args.tables} --rescore {args.rescore}' if 'search' in args.stages else ''}`")
     for stage in args.stages.split(","):
         elapsed, peak, quality = run_stage(stage, images, true, planted, args)
         per_million = 1e6 / args.rows
         cost = f"{elapsed * per_million:.0f} s, {peak * 2**30 / args.rows:.0f} B/row" if elapsed == elapsed else "-"
-        line = (f"| {args.rows:,} | {args.classes} | {args.dim} | {stage} | {elapsed:.1f} s | {peak:.2f} GiB | "
+        name = f"{stage}, {args.tables} table{'s' * (args.tables > 1)}" if stage == "search" else stage
+        line = (f"| {args.rows:,} | {args.classes} | {args.dim} | {name} | {elapsed:.1f} s | {peak:.2f} GiB | "
                 f"{cost} | {quality} | {command} |")
         print(line, flush=True)
-        rows[(args.rows, args.classes, args.dim, stage)] = line
+        rows[(args.rows, args.classes, args.dim, name)] = line
         write(rows)
 
 

@@ -83,7 +83,8 @@ def main() -> None:
     recall_planted = sum(p in found for p in planted_above) / max(1, len(planted_above))
     recall_sample = sum(p in found for p in truth) / max(1, len(truth))
     method = "exact (blocked matrix products)" if args.rows <= 60_000 else (
-        f"IVF over a {IVF().dims}-dimension PCA, nprobe {IVF().nprobe}, candidates re-scored exactly")
+        f"IVF over a {IVF().dims}-dimension PCA, nprobe {IVF().nprobe} over {IVF().tables} tables of cells (8-bit "
+        "codes), candidates re-scored exactly")
     lines = [SECTION, "",
              f"Command: `.venv/bin/python benchmarks/embed_search.py --rows {args.rows} --similarity {args.similarity} "
              f"--sample {args.sample}`  ",

@@ -73,7 +73,6 @@ from curate.search_disk import (  # noqa: E402
     _fit_pca,
     _leading,
     _projected,
-    probes_a_table,
     similar_pairs_on_disk,
 )
 from curate.tasks import in_process  # noqa: E402
@@ -186,7 +185,7 @@ def quantizer(work: Path, ivf: IVF, disk: OutOfCore, sample: int, limit: int, cu
         pca, train = _fit_pca(vectors, n, dim, ivf)
         started = time.perf_counter()
         tables, nlist = _fit_cells(train, n, ivf, disk)
-        per_table = probes_a_table(ivf, len(tables), nlist)  # what the search probes in each table
+        per_table = ivf.probes_a_table(nlist)  # what the search probes in each table
         probes = max([per_table, *curve])
         indexes = [cells.index() for cells in tables]
         index = indexes[0]
@@ -245,7 +244,7 @@ def main() -> None:
     parser.add_argument("--group-probes", type=int, default=default.group_probes)
     parser.add_argument("--nprobe", type=int, default=IVF().nprobe, help="cells each row probes (IVF.nprobe), "
                                                                          "split over the tables")
-    parser.add_argument("--tables", type=int, default=default.tables, help="independent sets of cells")
+    parser.add_argument("--tables", type=int, default=IVF().tables, help="independent sets of cells (IVF.tables)")
     parser.add_argument("--train-rows", type=int, default=IVF().train_rows,
                         help="rows the PCA and the k-means cells are fitted on (IVF.train_rows)")
     parser.add_argument("--cluster-workers", type=int, default=0, help="run the search's tasks on a LocalCluster of this many workers")
@@ -259,9 +258,9 @@ def main() -> None:
     parser.add_argument("--search", action="store_true", help="(the child) search WORK/out")
     args = parser.parse_args()
     disk = OutOfCore(cell_dims=args.cell_dims, cells=args.cells, two_level_cells=args.two_level_cells,
-                     group_probes=args.group_probes, tables=args.tables)
+                     group_probes=args.group_probes)
     if args.search:
-        ivf = IVF(nprobe=args.nprobe, train_rows=args.train_rows)
+        ivf = IVF(nprobe=args.nprobe, train_rows=args.train_rows, tables=args.tables)
         (quantizer(args.work, ivf, disk, args.cell_sample, args.quantizer_rows,
                    [int(p) for p in args.curve.split(",") if p]) if args.quantizer
          else search(args.work, args.similarity, ivf, disk, args.cluster_workers, args.memory_limit))

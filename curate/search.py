@@ -2,18 +2,26 @@
 nearest neighbours. Pure functions over arrays (no I/O).
 
 Up to EXACT_MAX rows both searches are exact: blocked matrix products, every pair and every
-nearest neighbour found. Above it, an inverted-file index (faiss IVF) over a PCA projection finds
-candidates in the `nprobe` cells nearest each query, and every candidate is then scored again on
-the full embeddings, so the reported similarities are exact and only recall is approximate:
+nearest neighbour found. Above it, inverted-file indexes (faiss IVF) over a PCA projection find
+candidates in the cells nearest each query, and every candidate is then scored again on the full
+embeddings, so the reported similarities are exact and only recall is approximate. There are
+`IVF.tables` indexes, each with its own k-means cells (another seed), and a query probes
+`nprobe` / tables cells in each: a near row that sits across a cell border in one table seldom
+does in the other, which finds more of them than as many probes in one table (RESULTS.md,
+"Embedding checks at scale" and "Embeddings: search out of core"):
 - similar_pairs: the candidates are the rows above a slightly lower similarity in the projection;
-  a pair is a candidate when either member's probes reach the other (recall measured by
-  `benchmarks/embed_search.py` against the exact search);
-- neighbours: the candidates are each row's `rescore` x (k + 1) nearest in the projection; the k
-  best of them on the full embeddings are kept (recall@k measured by
+  a pair is a candidate when either member's probes reach the other in any table (recall
+  measured by `benchmarks/embed_search.py` against the exact search);
+- neighbours: the candidates are each row's `rescore` x (k + 1) nearest in the projection in each
+  table; the k best of them on the full embeddings are kept (recall@k measured by
   `benchmarks/embed_checks_scale.py`). A row whose probes reach fewer than k other rows is
   searched exactly.
-Queries go a block at a time, projected on the fly, so memory beyond the inputs and outputs is
-the index (the projection of every row, `IVF.dims` float32 each) and one block's candidates.
+The indexes hold every row's projection in 8-bit codes (faiss's scalar quantizer: `IVF.dims`
+bytes a row a table, against 4 x dims in float32), which rank the candidates as well as float32
+did at 1M rows (RESULTS.md, "Embedding checks at scale"); the similarities reported are re-scored
+on the full embeddings either way. Queries go a block at a time, projected on the fly, so memory
+beyond the inputs and outputs is the indexes (~(dims + 8) x tables bytes a row) and one block's
+candidates.
 """
 from __future__ import annotations
 
@@ -38,6 +46,12 @@ class IVF:
     margin: float = 0.1  # candidates down to threshold - margin in the projection
     train_rows: int = 200_000
     rescore: int = 8  # neighbours: candidates re-scored exactly per neighbour wanted (x (k + 1))
+    tables: int = 2  # independent sets of cells (k-means seeds); a query probes `probes_a_table` in each
+
+    def probes_a_table(self, nlist: int) -> int:
+        """The cells a query probes in each of the `tables` tables of `nlist` cells: `nprobe` split
+        over the tables (at least one, at most every cell)."""
+        return max(1, min(self.nprobe // max(1, self.tables), nlist))
 
 
 def _unit(vectors: np.ndarray) -> np.ndarray:
@@ -64,10 +78,10 @@ def _joined(i: list[np.ndarray], j: list[np.ndarray], s: list[np.ndarray]) -> tu
             np.concatenate(s).astype(np.float32))
 
 
-def _index(x: np.ndarray, ivf: IVF) -> tuple[Any, Any]:
-    """A trained IVF index filled with the PCA projection of every row of x, and the projection
-    (`_project` applies it; x may be float16: it is projected a block at a time, never copied
-    whole as float32)."""
+def _index(x: np.ndarray, ivf: IVF) -> tuple[list[Any], Any]:
+    """`ivf.tables` trained IVF indexes (k-means seeds 1, 2, ...; 8-bit codes), each filled with the
+    PCA projection of every row of x, and the projection (`_project` applies it; x may be float16: it
+    is projected a block at a time, never copied whole as float32)."""
     import faiss
 
     rng = np.random.default_rng(0)
@@ -75,14 +89,23 @@ def _index(x: np.ndarray, ivf: IVF) -> tuple[Any, Any]:
     dims = min(ivf.dims, x.shape[1])
     pca = faiss.PCAMatrix(x.shape[1], dims)
     pca.train(sample)
-    nlist = max(64, int(len(x) * ivf.cells_per_row))
-    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dims), dims, nlist, faiss.METRIC_INNER_PRODUCT)
-    index.train(_project(pca, sample))
+    projected = _project(pca, sample)
     del sample
+    nlist = max(64, int(len(x) * ivf.cells_per_row))
+    tables = []
+    for seed in range(1, max(1, ivf.tables) + 1):
+        index = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(dims), dims, nlist, faiss.ScalarQuantizer.QT_8bit,
+                                              faiss.METRIC_INNER_PRODUCT)
+        index.cp.seed = seed
+        index.train(projected)
+        index.nprobe = ivf.probes_a_table(nlist)
+        tables.append(index)
+    del projected
     for lo in range(0, len(x), PROJECT_BLOCK):
-        index.add(_project(pca, x[lo:lo + PROJECT_BLOCK]))
-    index.nprobe = ivf.nprobe
-    return index, pca
+        block = _project(pca, x[lo:lo + PROJECT_BLOCK])
+        for index in tables:
+            index.add(block)
+    return tables, pca
 
 
 def _project(pca: Any, rows: np.ndarray) -> np.ndarray:
@@ -95,21 +118,23 @@ def _project(pca: Any, rows: np.ndarray) -> np.ndarray:
 
 
 def _pairs_ivf(x: np.ndarray, threshold: float, ivf: IVF) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    index, pca = _index(x, ivf)
+    tables, pca = _index(x, ivf)
     found_i, found_j, found_s = [], [], []
     for lo in range(0, len(x), BLOCK * 8):
-        lims, _d, ids = index.range_search(_project(pca, x[lo:lo + BLOCK * 8]), threshold - ivf.margin)
-        q = lo + np.repeat(np.arange(len(lims) - 1), np.diff(lims).astype(np.int64))
-        keep = q != ids  # a pair counts when either member's probes reach the other's cell
-        q, j = q[keep], ids[keep].astype(np.int64)
-        q, j = np.minimum(q, j), np.maximum(q, j)
-        sims = np.einsum("ij,ij->i", _unit(x[q]), _unit(x[j]))  # exact, on the full embeddings
-        hit = sims >= threshold
-        found_i.append(q[hit])
-        found_j.append(j[hit])
-        found_s.append(sims[hit])
+        projected = _project(pca, x[lo:lo + BLOCK * 8])
+        for index in tables:
+            lims, _d, ids = index.range_search(projected, threshold - ivf.margin)
+            q = lo + np.repeat(np.arange(len(lims) - 1), np.diff(lims).astype(np.int64))
+            keep = q != ids  # a pair counts when either member's probes reach the other's cell
+            q, j = q[keep], ids[keep].astype(np.int64)
+            q, j = np.minimum(q, j), np.maximum(q, j)
+            sims = np.einsum("ij,ij->i", _unit(x[q]), _unit(x[j]))  # exact, on the full embeddings
+            hit = sims >= threshold
+            found_i.append(q[hit])
+            found_j.append(j[hit])
+            found_s.append(sims[hit])
     i, j, s = _joined(found_i, found_j, found_s)
-    _, first = np.unique(i * len(x) + j, return_index=True)  # found from both ends: once, in (i, j) order
+    _, first = np.unique(i * len(x) + j, return_index=True)  # found from both ends, or in both tables: once
     return i[first], j[first], s[first]
 
 
@@ -169,24 +194,26 @@ def _best_first(ids: np.ndarray, sims: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 def _neighbours_ivf(x: np.ndarray, k: int, ivf: IVF) -> tuple[np.ndarray, np.ndarray]:
     """neighbours() above exact_max: the index over every row, then every row searched."""
-    index, pca = _index(x, ivf)
-    return searched(x, index, pca, np.arange(len(x)), k, ivf)
+    tables, pca = _index(x, ivf)
+    return searched(x, tables, pca, np.arange(len(x)), k, ivf)
 
 
-def searched(x: np.ndarray, index: Any, pca: Any, queries: np.ndarray, k: int, ivf: IVF
+def searched(x: np.ndarray, tables: list[Any], pca: Any, queries: np.ndarray, k: int, ivf: IVF
              ) -> tuple[np.ndarray, np.ndarray]:
-    """The k nearest other rows of x for each row numbered in `queries`, from `_index`'s index
-    and projection: the row's `ivf.rescore` x (k + 1) nearest in the projection, scored again on
-    x, the k best kept; a row with fewer than k candidates is searched exactly. Queries go
-    CANDIDATE_FLOATS / (candidates x dims) at a time (the block's candidates, in float32)."""
+    """The k nearest other rows of x for each row numbered in `queries`, from `_index`'s indexes
+    and projection: the row's `ivf.rescore` x (k + 1) nearest in the projection in each table (a
+    row found in several, once), scored again on x, the k best kept; a row with fewer than k
+    candidates is searched exactly. Queries go CANDIDATE_FLOATS / (candidates x dims) at a time
+    (the block's candidates, in float32)."""
     want = min(len(x), ivf.rescore * (k + 1))
-    step = max(64, CANDIDATE_FLOATS // (want * x.shape[1]))
+    step = max(64, CANDIDATE_FLOATS // (want * len(tables) * x.shape[1]))
     ids = np.zeros((len(queries), k), np.int64)
     sims = np.zeros((len(queries), k), np.float32)
     for lo in range(0, len(queries), step):
         rows = queries[lo:lo + step]
-        _d, found = index.search(_project(pca, x[rows]), want)
-        found = found.astype(np.int64)
+        projected = _project(pca, x[rows])
+        found = np.sort(np.hstack([index.search(projected, want)[1] for index in tables]).astype(np.int64), axis=1)
+        found[:, 1:][found[:, 1:] == found[:, :-1]] = -1  # found in several tables: once
         exact = np.matmul(_unit(x[np.maximum(found, 0)]), _unit(x[rows])[:, :, None])[:, :, 0]  # full embeddings
         exact[(found < 0) | (found == rows[:, None])] = -np.inf  # no candidate; itself
         top = np.argsort(-exact, axis=1, kind="stable")[:, :k]

@@ -10,7 +10,7 @@ vectors), but run as passes over files in a scratch folder:
    an embedding to a file of its own; the files are joined, in part order (read_embeddings' rows,
    in its order), into `vectors.f16`, a row-ordered float16 matrix;
 2. pca, cells: `IVF.train_rows` rows sampled from it fit the PCA projection, then the k-means
-   cells in its first `OutOfCore.cell_dims` components: `OutOfCore.tables` independent sets of
+   cells in its first `OutOfCore.cell_dims` components: `IVF.tables` independent sets of
    them (k-means seeds), a pair being a candidate when it meets in any: a near pair that
    straddles the cells of one set seldom straddles those of the other, and as the cells multiply
    that buys far more recall than more probes in one set (RESULTS.md, "Embeddings: search out of
@@ -85,7 +85,6 @@ class OutOfCore:
     larger_cells_above: int = 2_500_000  # rows: above, cells of sqrt(rows / this) x 1 / IVF.cells_per_row rows
     two_level_cells: int = 4_096  # above this many cells: two-level k-means (cost ~sqrt(cells), not cells)
     group_probes: int = 0  # above two_level_cells: groups probed by `TwoLevel`; 0: brute force (see RESULTS)
-    tables: int = 2  # independent sets of cells; each row probes `probes_a_table` cells in each
 
 
 @dataclass
@@ -249,13 +248,13 @@ class Cells:
 
 
 def _fit_cells(projected: np.ndarray, n: int, ivf: IVF, disk: OutOfCore) -> tuple[list[Cells], int]:
-    """`disk.tables` sets of k-means cells of `projected`'s leading components (k-means seeds 1, 2,
+    """`ivf.tables` sets of k-means cells of `projected`'s leading components (k-means seeds 1, 2,
     ...; `disk.cells`, or `cell_count(n)` of them in each) and that number: up to
     `disk.two_level_cells` cells, one k-means; above, two k-means levels (`_two_level_kmeans`),
     searched by `TwoLevel` when `disk.group_probes` is set."""
     leading = _leading(projected, disk)
     nlist = max(1, min(len(projected), disk.cells or cell_count(n, ivf, disk)))
-    seeds = range(1, max(1, disk.tables) + 1)
+    seeds = range(1, max(1, ivf.tables) + 1)
     if nlist <= disk.two_level_cells:
         return [Cells(_kmeans(leading, nlist, seed)) for seed in seeds], nlist
     return [Cells(centroids, groups, disk.group_probes)
@@ -340,7 +339,7 @@ def _assign(folder: Path, n: int, dim: int, pca: Projection, tables: list[Cells]
             disk: OutOfCore, run: Runner) -> list[Bucket]:
     """Run the assign tasks (`_assign_rows`) over every row; return the search tasks: the buckets
     (ranges of cells, the tables' numbered one after another) that hold entries, in cell order."""
-    probes = probes_a_table(ivf, len(tables), nlist)
+    probes = ivf.probes_a_table(nlist)
     count = max(1, min(nlist * len(tables), -(-n * probes * len(tables) // disk.bucket_entries)))
     with open(folder / "proj.f16", "wb") as proj:
         proj.truncate(n * pca.components.shape[1] * np.dtype(np.float16).itemsize)
@@ -353,12 +352,6 @@ def _assign(folder: Path, n: int, dim: int, pca: Projection, tables: list[Cells]
                                for task, (bounds, _seconds) in zip(tasks, done) if bounds[k + 1] > bounds[k]))
                for k in range(count)]
     return [b for b in buckets if b.slices]
-
-
-def probes_a_table(ivf: IVF, tables: int, nlist: int) -> int:
-    """The cells a row probes in each of `tables` tables of `nlist` cells: `ivf.nprobe` split over
-    the tables (at least one, at most every cell)."""
-    return max(1, min(ivf.nprobe // tables, nlist))
 
 
 def _assign_rows(task: RowRange, folder: Path, dim: int, pca: Projection, tables: list[Cells], probes: int,

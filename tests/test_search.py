@@ -67,3 +67,22 @@ def test_neighbours_above_exact_max_find_the_planted_nearest_with_exact_similari
     assert (np.diff(sims, axis=1) <= 0).all() and (ids != np.arange(3000)[:, None]).all()
     exact_ids, exact_sims = neighbours(xf, 5)  # the exact search: the i-th found is never better than the i-th
     assert (exact_ids[:, 0] == planted).all() and (sims <= exact_sims + 1e-6).all()
+
+
+def test_a_second_table_of_cells_finds_nearer_neighbours_than_the_first_alone():
+    """One probe a table: the second table (another k-means seed) adds candidates to the first's
+    (its cells are the same), so no row's i-th neighbour gets worse and some rows' get better."""
+    rng = np.random.default_rng(1)
+    centres = rng.normal(size=(150, 48))
+    x = (centres[rng.integers(0, 150, 3000)] + 0.8 * rng.normal(size=(3000, 48))).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    found = [neighbours(x, 5, IVF(dims=16, cells_per_row=1 / 50, nprobe=tables, tables=tables, rescore=2),
+                        exact_max=1000) for tables in (1, 2)]
+    (one_ids, one), (two_ids, two) = found
+    exact_ids, _exact = neighbours(x, 5)
+    assert (two >= one - 1e-6).all() and (two > one + 1e-6).any()
+
+    def recall(ids: np.ndarray) -> float:
+        return float(np.mean([len(set(a) & set(b)) / 5 for a, b in zip(ids.tolist(), exact_ids.tolist())]))
+
+    assert recall(one_ids) < recall(two_ids)

@@ -113,8 +113,8 @@ def test_a_second_table_of_cells_finds_pairs_the_first_misses(out, tmp_path):
     found = []
     for tables in (1, 2):
         ivf = IVF(dims=SMALL.dims, cells_per_row=SMALL.cells_per_row, nprobe=tables, margin=SMALL.margin,
-                  train_rows=SMALL.train_rows)
-        disk = OutOfCore(batch_rows=500, bucket_entries=3000, cell_dims=24, assign_rows=1200, tables=tables)
+                  train_rows=SMALL.train_rows, tables=tables)
+        disk = OutOfCore(batch_rows=500, bucket_entries=3000, cell_dims=24, assign_rows=1200)
         got = similar_pairs_on_disk(out, THRESHOLD, scratch=str(tmp_path), ivf=ivf, disk=disk)
         found.append(set(zip(got.i.tolist(), got.j.tolist())))
     assert found[0] < found[1] <= truth

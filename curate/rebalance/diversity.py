@@ -8,7 +8,7 @@ until one is left; the order of removal, reversed, is the key. Two near-identica
 removed is one of them, after which the other is no longer redundant. Ties go to the seeded order.
 Images without an embedding get no key here: the mark pass gives them 0, first (nothing says they
 are redundant). The K nearest are `curate.search.neighbours`': exact up to its EXACT_MAX images in
-a class; above it from the IVF index (exact similarities, a neighbour now and then missed:
+a class; above it from the IVF indexes (exact similarities, a neighbour now and then missed:
 benchmarks/RESULTS.md, "Embedding checks at scale"), so a class of millions costs the index's time,
 not a quadratic one.
 """

@@ -17,8 +17,8 @@ to look at, they do not remove them.
 Memory stays bounded at any size: validate hands the checks the vectors as a memory map of a
 class-ordered scratch file (`curate.labelled`), each class a slice, and the map's pages
 are let go after each class and each block of rows read. outlier's neighbours are
-`curate.search.neighbours`: exact up to its EXACT_MAX images in a class, above it the IVF index
-(exact similarities, approximate recall).
+`curate.search.neighbours`: exact up to its EXACT_MAX images in a class, above it the IVF
+indexes, two tables of cells (exact similarities, approximate recall).
 label_suspect fits the PCA on at most PCA_ROWS images (a seeded sample above it, in float32) and
 projects the rest a block at a time, when it scores them; each fold's probe is trained on at most
 TRAIN_ROWS images of the other folds: every class keeps all its images up to an equal share
