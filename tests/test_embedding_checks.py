@@ -122,3 +122,26 @@ def test_label_suspect_trains_on_fewer_images_where_there_are_more_classes():
     by_rows, _ = out_of_fold_scores(vectors, labels, classes, pca_rows=300, train_rows=400)
     whole, _ = out_of_fold_scores(vectors, labels, classes, pca_rows=300)
     assert np.array_equal(by_cells, by_rows) and not np.array_equal(by_cells, whole)
+
+
+def test_label_suspect_with_too_many_classes_for_the_probe_scores_by_class_means():
+    """Where a probe's sample would keep fewer than PROBE_MIN_IMAGES images a class (the cells
+    budget lowered to 1,000: 10 a class), each image is scored against the other folds' class
+    means: real digits (their 64 pixels as the vectors), 5% of labels flipped, still found."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    rng = np.random.default_rng(0)
+    vectors = (digits.data / np.linalg.norm(digits.data, axis=1, keepdims=True)).astype(np.float32)
+    labels = digits.target.astype(str)
+    flipped = rng.choice(len(labels), 90, replace=False)
+    labels[flipped] = ((digits.target[flipped] + rng.integers(1, 10, 90)) % 10).astype(str)
+    classes = np.unique(labels)
+    mine, best = out_of_fold_scores(vectors, labels, classes, pca_rows=300, probe_cells=1_000)
+    fired = np.flatnonzero(mine < 0.1)
+    hits = np.intersect1d(fired, flipped)
+    assert len(hits) >= 0.8 * len(flipped) and len(hits) >= 0.5 * len(fired), (len(hits), len(fired))
+    assert (classes[best[flipped]] == digits.target[flipped].astype(str)).mean() >= 0.8
+    assert ((mine > 0) & (mine < 1)).all()  # probabilities, from a fitted temperature
+    probe, _ = out_of_fold_scores(vectors, labels, classes, pca_rows=300, probe_cells=2_000)  # 20 a class
+    assert not np.allclose(probe, mine)  # 20 a class is the logistic probe's
