@@ -35,8 +35,8 @@ TRAIN_ROWS up to 167 classes, 33 images a class at 1,000 (each array 268 MB, not
 that would leave fewer than PROBE_MIN_IMAGES (20) images a class (above ~1,300 classes) a probe
 learns nothing, so each image is scored against its classes' means instead: the mean feature of
 each class's images in the other folds, the probabilities a softmax of the cosines times a
-temperature fitted to the other folds' images by maximum likelihood (time and memory linear in
-images x classes, no fit). On the synthetic set of benchmarks/embed_checks_scale.py at 3,000
+temperature fitted to the other folds' images by maximum likelihood (no model to train: time
+linear in images x classes, memory in classes). On the synthetic set of benchmarks/embed_checks_scale.py at 3,000
 classes the probe fired on a quarter of the images (precision 0.08), the class means 0.94; on
 real digits forced onto this path it is the weaker of the two (RESULTS.md, "Embedding checks at
 scale", note "Many classes").
