@@ -68,13 +68,16 @@ print(f"listed {listing.files} files in {listing.parts} parts, {listing.rounds} 
 
 
 def seed_photos(n: int = 2000) -> list[Path]:
-    """`n` real photos as 160x120 JPEGs (made once)."""
+    """`n` real photos as 160x120 JPEGs (made once, from benchmarks/scan.py's 500x375 set, which
+    is made first where it is missing)."""
     from PIL import Image
+    from scan import ensure_data
 
     SEED.mkdir(parents=True, exist_ok=True)
     made = sorted(SEED.glob("*.jpg"))
     if len(made) >= n:
         return made[:n]
+    ensure_data("small", 5000, os.cpu_count() or 2)  # PHOTOS
     for src in sorted(PHOTOS.glob("*.jpg"))[:n]:
         with Image.open(src) as im:
             im.convert("RGB").resize((160, 120), Image.Resampling.LANCZOS).save(SEED / src.name, quality=90)
@@ -188,6 +191,7 @@ def synthetic_manifest(n: int, work: Path) -> Path:
     shutil.rmtree(out, ignore_errors=True)
     real = work / "seed-scan"
     if not (real / "manifest").exists():
+        seed_photos()
         subprocess.run([str(CURATE), "scan", str(SEED), "-o", str(real), "--workers", "2"], check=True,
                        capture_output=True)
     seed = Workspace(str(real)).read("manifest", MANIFEST)
