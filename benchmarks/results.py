@@ -6,10 +6,11 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
 
-def write_section(heading: str, body: str, keep_notes: bool = False) -> None:
+def write_section(heading: str, body: str, keep_notes: bool = False, notes: str = "### Notes") -> None:
     """Replace the section that starts with `heading` (a `## ` line; `body` starts with it too) by
-    `body`, or append it. With `keep_notes`, a hand-written `### Notes` part of the old section
-    stays below the new body."""
+    `body`, or append it. With `keep_notes`, the old section's hand-written part, from its first
+    line starting with `notes` (a `### Notes` heading; "### " for every subsection of a script
+    that writes none) to its end, stays below the new body."""
     text = RESULTS.read_text()
     start = text.find(heading + "\n")
     if start < 0:
@@ -18,6 +19,7 @@ def write_section(heading: str, body: str, keep_notes: bool = False) -> None:
     end = text.find("\n## ", start + len(heading))
     end = len(text) if end < 0 else end + 1
     old = text[start:end]
-    notes = old[old.find("### Notes"):].rstrip("\n") + "\n" if keep_notes and "\n### Notes" in old else ""
-    parts = [body.rstrip("\n") + "\n"] + (["\n" + notes] if notes else [])
+    at = old.find("\n" + notes)
+    kept = old[at + 1:].rstrip("\n") + "\n" if keep_notes and at >= 0 else ""
+    parts = [body.rstrip("\n") + "\n"] + (["\n" + kept] if kept else [])
     RESULTS.write_text(text[:start] + "".join(parts) + ("\n" if end < len(text) else "") + text[end:])

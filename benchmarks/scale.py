@@ -336,7 +336,9 @@ def main() -> None:
             f"{table(rows)}\n")
     print(body)
     if not args.no_write:
-        write_section(f"{HEADING} ({args.mode})", body.replace(HEADING, f"{HEADING} ({args.mode})", 1))
+        # the section's hand-written subsections (later runs, their notes) stay below the new table
+        write_section(f"{HEADING} ({args.mode})", body.replace(HEADING, f"{HEADING} ({args.mode})", 1),
+                      keep_notes=True, notes="### ")
 
 
 if __name__ == "__main__":
