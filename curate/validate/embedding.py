@@ -162,10 +162,10 @@ def _class_mean_scores(features: Callable[[np.ndarray], np.ndarray], given: np.n
             sums = np.zeros((FOLDS, classes, block.shape[1]))
         np.add.at(sums, (fold[rows], given[rows]), block)
     assert sums is not None
+    total = sums.sum(axis=0)
     mine, best = np.zeros(n), np.zeros(n, np.int64)
     for f in range(FOLDS):
-        means = sums.sum(axis=0) - sums[f]
-        means = (means / np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+        means = _unit_rows(total - sums[f]).astype(np.float32)
         others = np.flatnonzero(fold != f)
         sample = np.sort(rng.choice(others, min(len(others), max(1, TEMPERATURE_CELLS // classes)), replace=False))
         temperature = _temperature(features(sample) @ means.T, given[sample])
@@ -182,10 +182,10 @@ def _class_mean_scores(features: Callable[[np.ndarray], np.ndarray], given: np.n
 
 def _log_softmax_of(cosines: np.ndarray, given: np.ndarray, temperature: float) -> np.ndarray:
     """log softmax(temperature x cosines) of each row's `given` column."""
+    from scipy.special import logsumexp
+
     scaled = temperature * cosines.astype(np.float64)
-    top = scaled.max(axis=1)
-    total = np.log(np.exp(scaled - top[:, None]).sum(axis=1)) + top
-    return scaled[np.arange(len(given)), given] - total
+    return scaled[np.arange(len(given)), given] - logsumexp(scaled, axis=1)
 
 
 def _temperature(cosines: np.ndarray, given: np.ndarray) -> float:
@@ -206,17 +206,19 @@ def _projection(vectors: np.ndarray, seed: int, pca_rows: int, release: Callable
     batch at a time, `release` called after each (`curate.labelled.gathered`)."""
     from sklearn.decomposition import PCA
 
-    def unit(features: np.ndarray) -> np.ndarray:
-        return features / (np.linalg.norm(features, axis=1, keepdims=True) + 1e-12)
-
     # copy=False: centred in place, in the float32 copy made here (not a second copy in sklearn)
     pca = PCA(min(PROBE_DIMS, vectors.shape[1], len(vectors), pca_rows), random_state=seed, copy=False)
     if len(vectors) <= pca_rows:
-        every = unit(pca.fit_transform(gathered(vectors, np.arange(len(vectors)), release)))
+        every = _unit_rows(pca.fit_transform(gathered(vectors, np.arange(len(vectors)), release)))
         return lambda rows: every[rows]
     pca.fit(gathered(vectors, np.sort(np.random.default_rng(seed).choice(len(vectors), pca_rows, replace=False)),
                      release))
-    return lambda rows: unit(pca.transform(gathered(vectors, rows, release)))
+    return lambda rows: _unit_rows(pca.transform(gathered(vectors, rows, release)))
+
+
+def _unit_rows(features: np.ndarray) -> np.ndarray:
+    """Each row over its L2 norm (a zero row stays zero)."""
+    return features / (np.linalg.norm(features, axis=1, keepdims=True) + 1e-12)
 
 
 def _stratified(rows: np.ndarray, given: np.ndarray, cap: int, rng: np.random.Generator
