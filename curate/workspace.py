@@ -140,12 +140,14 @@ class Workspace:
         with self.fs.open(self.path(rel), "rb") as f:
             return json.loads(f.read())
 
-    def write_table(self, rel: str, table: pa.Table, schema: pa.Schema, row_group_size: int | None = None,
-                    uncompressed: Iterable[str] = ()) -> str:
+    def write_table(self, rel: str, table: pa.Table | Iterable[pa.Table], schema: pa.Schema,
+                    row_group_size: int | None = None, uncompressed: Iterable[str] = ()) -> str:
         """Write `table` as one Parquet file at `rel`, cast to `schema`, atomically; zstd for every
-        column but `uncompressed` (e.g. already-compressed image bytes). An empty table is a file
-        with the schema and no row group (readers such as Hugging Face `datasets` fail on a row
-        group of 0 rows). Returns the file's sha256, computed while writing."""
+        column but `uncompressed` (e.g. already-compressed image bytes). `table` may be an iterable
+        of tables, written as they come (only one is held at a time: a shard of image bytes is
+        never whole in memory). Empty tables write no row group, so no rows at all is a file with
+        the schema and no row group (readers such as Hugging Face `datasets` fail on a row group of
+        0 rows). Returns the file's sha256, computed while writing."""
         final = self.path(rel)
         codecs: Any = "zstd"
         if uncompressed:
@@ -154,8 +156,9 @@ class Workspace:
         def write(f: Any) -> str:
             hashing = _HashingWriter(f)
             with pq.ParquetWriter(hashing, schema, compression=codecs) as writer:
-                if table.num_rows:
-                    writer.write_table(table.select(schema.names).cast(schema), row_group_size=row_group_size)
+                for chunk in [table] if isinstance(table, pa.Table) else table:
+                    if chunk.num_rows:
+                        writer.write_table(chunk.select(schema.names).cast(schema), row_group_size=row_group_size)
             return hashing.hexdigest()
 
         if self.object_store:  # written in full on local disk first, then uploaded whole

@@ -61,7 +61,7 @@ def add_variants(out: Path) -> list[str]:
                            ("source_sample_id", row.sample_id), ("augment_ops", json.dumps([{"name": "hflip"}])),
                            ("augment_seed", i)]:
             columns[key].append(value)
-    write_rows(str(out), "augmented/train/shard-00000.parquet", columns, 16, {})
+    write_rows(str(out), "augmented/train/shard-00000.parquet", [columns], 16, {})
     return list(sources["sample_id"])
 
 

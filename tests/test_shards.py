@@ -10,6 +10,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
@@ -20,7 +21,7 @@ from curate.data import ShardDataset, ShardIterableDataset
 from curate.pipeline import run_stage
 from curate.schema import PLAN
 from curate.shards.index import read_shard_stats
-from curate.shards.writer import SHARD_FORMAT, sidecar
+from curate.shards.writer import SHARD_FORMAT, sidecar, write_rows
 from curate.workspace import TMP_MARK, Workspace
 
 from conftest import SAMPLE
@@ -157,3 +158,29 @@ def test_a_shard_written_under_another_schema_is_rewritten(sharded, tmp_path):
     ws.write_json(sidecar(rel), {**stats, "format": "an older curate's"})
     summary = run_stage("shard", str(SAMPLE), str(out), from_dict(CFG))
     assert summary.written == 1 and ws.read_json(sidecar(rel))["format"] == SHARD_FORMAT
+
+
+def test_a_shard_is_written_a_row_group_at_a_time(tmp_path):
+    """`write_rows` takes the shard's rows a chunk at a time and holds one chunk's image bytes in
+    Arrow, not the shard's (a shard of several GB would otherwise be in memory 3x over)."""
+    chunk_rows, image_bytes, chunks = 4, 2**18, 8
+    allocated = []
+
+    def chunked():
+        for c in range(chunks):
+            allocated.append(pa.total_allocated_bytes())
+            rows = range(c * chunk_rows, (c + 1) * chunk_rows)
+            yield {"image": [{"bytes": bytes([i]) * image_bytes, "path": f"c{i % 2}/{i}.jpg"} for i in rows],
+                   "label": [i % 2 for i in rows], "label_name": [f"c{i % 2}" for i in rows],
+                   "sample_id": [f"{i:016x}" for i in rows], "source_path": [f"c{i % 2}/{i}.jpg" for i in rows],
+                   "width": [8] * chunk_rows, "height": [8] * chunk_rows, "copy_index": [0] * chunk_rows,
+                   "source_sample_id": [None] * chunk_rows, "augment_ops": [None] * chunk_rows,
+                   "augment_seed": [None] * chunk_rows}
+
+    stats = write_rows(str(tmp_path), "shards/train/shard-00000.parquet", chunked(), chunk_rows, {})
+    shard = pq.ParquetFile(tmp_path / "shards/train/shard-00000.parquet")
+    assert shard.metadata.num_row_groups == chunks and shard.metadata.num_rows == chunks * chunk_rows
+    images = shard.read(columns=["image"]).column("image").combine_chunks().field("bytes").to_pylist()
+    assert images == [bytes([i]) * image_bytes for i in range(chunks * chunk_rows)]
+    assert stats["count"] == chunks * chunk_rows and stats["histogram"] == {"c0": 16, "c1": 16}
+    assert max(allocated) - allocated[0] < 2 * chunk_rows * image_bytes  # the whole shard: 8 chunks' worth

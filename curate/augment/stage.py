@@ -156,7 +156,7 @@ def _make(out: str, src: str, todo: list[ShardJob], pipeline: Pipeline, cfg: Con
         def write(s: int) -> None:
             job = todo[s]
             columns = _columns(job.variants, outputs[s], a.size, formats.suffix(a.format))
-            writes.append(writer.submit(write_rows, out, job.rel, columns, job.row_group_size, metadata, job.layout))
+            writes.append(writer.submit(write_rows, out, job.rel, [columns], job.row_group_size, metadata, job.layout))
             outputs[s] = []
 
         for s in range(len(todo)):

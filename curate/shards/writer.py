@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,19 +48,25 @@ def sidecar(rel: str) -> str:
     return f"{head}/_stats/{name.rsplit('.', 1)[0]}.json"
 
 
-def write_rows(out: str, rel: str, columns: dict[str, list], row_group_size: int,
+def write_rows(out: str, rel: str, chunks: Iterable[dict[str, list]], row_group_size: int,
                schema_metadata: dict[bytes, bytes], layout: str = "",
                left_out: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Write `columns` (the SHARD schema's columns) as the shard `rel` under OUT, atomically,
-    then its stats sidecar (count, bytes, sha256, class histogram, layout and schema fingerprints,
-    and the samples `left_out` of it with their reasons), which marks it complete."""
+    """Write `chunks` of rows (each a dict of the SHARD schema's columns) as the shard `rel` under
+    OUT, atomically, a chunk at a time as they come, then its stats sidecar (count, bytes, sha256,
+    class histogram, layout and schema fingerprints, and the samples `left_out` of it with their
+    reasons, read after the last chunk: a generator of chunks may add to it), which marks it complete."""
     schema = SHARD.with_metadata(schema_metadata)
-    table = pa.table(columns, schema=schema)
+    histogram: Counter[str] = Counter()
+
+    def tables() -> Iterator[pa.Table]:
+        for columns in chunks:
+            histogram.update(columns["label_name"])
+            yield pa.table(columns, schema=schema)
+
     ws = Workspace(out)
-    digest = ws.write_table(rel, table, schema, row_group_size=row_group_size, uncompressed=["image.bytes"])
-    stats = {"shard": rel, "count": table.num_rows, "bytes": ws.fs.size(ws.path(rel)), "sha256": digest,
-             "histogram": dict(sorted(Counter(columns["label_name"]).items())), "layout": layout,
-             "format": SHARD_FORMAT}
+    digest = ws.write_table(rel, tables(), schema, row_group_size=row_group_size, uncompressed=["image.bytes"])
+    stats = {"shard": rel, "count": histogram.total(), "bytes": ws.fs.size(ws.path(rel)), "sha256": digest,
+             "histogram": dict(sorted(histogram.items())), "layout": layout, "format": SHARD_FORMAT}
     if left_out:
         stats["left_out"] = left_out
     ws.write_bytes(sidecar(rel), json.dumps(stats, sort_keys=True).encode())
@@ -93,12 +100,20 @@ def left_out_examples(ws: Workspace, stats: list[dict[str, Any]], limit: int) ->
 
 
 def write_shard(task: ShardTask) -> dict[str, Any]:
-    """Read the task's samples from SRC, each exactly as the scan saw it, and write them as one shard;
-    return its stats (`counted`). A sample whose file changed since the scan, now leads out of SRC through a
-    link, is gone or unreadable is left out, with its reason in the stats."""
+    """Read the task's samples from SRC, each exactly as the scan saw it, and write them as one shard,
+    a row group at a time (a task holds one row group's bytes, not the shard's); return its stats
+    (`counted`). A sample whose file changed since the scan, now leads out of SRC through a link, is
+    gone or unreadable is left out, with its reason in the stats."""
+    left_out: list[dict[str, Any]] = []
+    return counted(write_rows(task.out, task.rel, _row_groups(task, left_out), task.row_group_size,
+                              dict(task.schema_metadata), task.layout, left_out))
+
+
+def _row_groups(task: ShardTask, left_out: list[dict[str, Any]]) -> Iterator[dict[str, list]]:
+    """The task's samples read from SRC as SHARD columns, `task.row_group_size` rows at a time; the
+    samples that cannot be read are added to `left_out` instead."""
     source = Source(task.src)
     columns: dict[str, list] = {name: [] for name in SHARD.names}
-    left_out = []
     for s in read_part(Workspace(task.out), task.samples, task.index).to_pylist():
         try:
             data = source.read_scanned(s["path"], s["sample_id"])
@@ -119,8 +134,11 @@ def write_shard(task: ShardTask) -> dict[str, Any]:
         columns["copy_index"].append(s["copy_index"])
         for name in ("source_sample_id", "augment_ops", "augment_seed"):
             columns[name].append(s.get(name))
-    return counted(write_rows(task.out, task.rel, columns, task.row_group_size, dict(task.schema_metadata),
-                              task.layout, left_out))
+        if len(columns["label"]) == task.row_group_size:
+            yield columns
+            columns = {name: [] for name in SHARD.names}
+    if columns["label"]:
+        yield columns
 
 
 def is_complete(ws: Workspace, rel: str, layout: str) -> bool:
