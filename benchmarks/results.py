@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hostinfo import cpu_model, ram_gib
+
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
 
@@ -23,3 +25,14 @@ def write_section(heading: str, body: str, keep_notes: bool = False, notes: str 
     kept = old[at + 1:].rstrip("\n") + "\n" if keep_notes and at >= 0 else ""
     parts = [body.rstrip("\n") + "\n"] + (["\n" + kept] if kept else [])
     RESULTS.write_text(text[:start] + "".join(parts) + ("\n" if end < len(text) else "") + text[end:])
+
+
+def write_table(heading: str, command: str, columns: str, align: str, rows: list[str], write: bool) -> None:
+    """Print a section of one table: `heading`, the `command` that made it on this machine, the
+    table's `columns` and `align` lines and its rows; and with `write`, make it the section of
+    RESULTS.md (its "### Notes" kept)."""
+    body = "\n".join([heading, "", f"`{command}` on {cpu_model()}, {ram_gib():.0f} GiB (data and measures: the "
+                      "script's docstring).", "", columns, align, *rows])
+    print(body)
+    if write:
+        write_section(heading, body, keep_notes=True)

@@ -30,8 +30,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from hostinfo import cpu_model, ram_gib  # noqa: E402
-from results import write_section  # noqa: E402
+from results import write_table  # noqa: E402
 from scale import CURATE, run_sampled  # noqa: E402
 from scan import ensure_data  # noqa: E402
 
@@ -82,18 +81,11 @@ def main() -> None:
         for size in args.shard_sizes:
             rows.append(sharded(out, size))
             print(rows[-1], flush=True)
-    body = "\n".join([
-        SECTION, "",
-        f"`benchmarks/shard_memory.py --photos {' '.join(map(str, args.photos))} --shard-sizes "
-        f"{' '.join(args.shard_sizes)}` on {cpu_model()}, {ram_gib():.0f} GiB (data and measures: the script's docstring).",
-        "",
-        "| photos in the set | samples kept | shard size | shards | MiB written | wall s | CPU s | driver peak RSS MiB "
-        "| largest other process MiB |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |", *rows])
-    print(body)
-    if not args.no_write:
-        write_section(SECTION, body, keep_notes=True)
-
+    write_table(SECTION, f"benchmarks/shard_memory.py --photos {' '.join(map(str, args.photos))} --shard-sizes "
+                f"{' '.join(args.shard_sizes)}",
+                "| photos in the set | samples kept | shard size | shards | MiB written | wall s | CPU s "
+                "| driver peak RSS MiB | largest other process MiB |",
+                "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |", rows, not args.no_write)
 
 if __name__ == "__main__":
     main()

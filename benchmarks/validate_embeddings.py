@@ -43,8 +43,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from commits import environment, export  # noqa: E402
-from hostinfo import cpu_model, ram_gib  # noqa: E402
-from results import write_section  # noqa: E402
+from results import write_table  # noqa: E402
 from scale import CURATE, run_sampled  # noqa: E402
 
 from curate.schema import MANIFEST, embeddings_schema  # noqa: E402
@@ -207,17 +206,10 @@ def main() -> None:
         for tree in trees.values():
             if tree:
                 shutil.rmtree(tree, ignore_errors=True)
-    body = "\n".join([
-        SECTION, "",
-        f"`benchmarks/validate_embeddings.py {' '.join(map(str, args.sizes))} --class-rows {args.class_rows} "
-        f"--dim {args.dim}" + (f" --base {args.base} --base-max {args.base_max}" if args.base else "") + "` on "
-        f"{cpu_model()}, {ram_gib():.0f} GiB (data and measures: the script's docstring).", "",
-        "| images | classes | command | code | wall s | CPU s | driver peak RSS MiB | largest worker MiB | found |",
-        "| ---: | ---: | --- | --- | ---: | ---: | ---: | ---: | --- |", *lines])
-    print(body)
-    if not args.no_write:
-        write_section(SECTION, body, keep_notes=True)
-
+    write_table(SECTION, f"benchmarks/validate_embeddings.py {' '.join(map(str, args.sizes))} --class-rows "
+                f"{args.class_rows} --dim {args.dim}" + (f" --base {args.base} --base-max {args.base_max}" if args.base else ""),
+                "| images | classes | command | code | wall s | CPU s | driver peak RSS MiB | largest worker MiB | found |",
+                "| ---: | ---: | --- | --- | ---: | ---: | ---: | ---: | --- |", lines, not args.no_write)
 
 if __name__ == "__main__":
     main()
