@@ -178,6 +178,9 @@ class Workspace:
         except OSError as exc:
             _cleanup(self.fs, tmp)
             raise _disk_error(exc, final) from exc
+        except BaseException:  # raised by an iterable of tables while it was written: no part stays
+            _cleanup(self.fs, tmp)
+            raise
 
     def write_dataset(self, name: str, table: pa.Table, schema: pa.Schema, rows_per_file: int = 1_000_000) -> None:
         """Replace the Parquet dataset `name/` with `table` (part files written atomically)."""

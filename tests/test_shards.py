@@ -177,6 +177,10 @@ def test_a_shard_is_written_a_row_group_at_a_time(tmp_path):
                    "source_sample_id": [None] * chunk_rows, "augment_ops": [None] * chunk_rows,
                    "augment_seed": [None] * chunk_rows}
 
+    def failing(chunks):
+        yield next(chunks)
+        raise ValueError("a sample that cannot be made")
+
     stats = write_rows(str(tmp_path), "shards/train/shard-00000.parquet", chunked(), chunk_rows, {})
     shard = pq.ParquetFile(tmp_path / "shards/train/shard-00000.parquet")
     assert shard.metadata.num_row_groups == chunks and shard.metadata.num_rows == chunks * chunk_rows
@@ -184,3 +188,6 @@ def test_a_shard_is_written_a_row_group_at_a_time(tmp_path):
     assert images == [bytes([i]) * image_bytes for i in range(chunks * chunk_rows)]
     assert stats["count"] == chunks * chunk_rows and stats["histogram"] == {"c0": 16, "c1": 16}
     assert max(allocated) - allocated[0] < 2 * chunk_rows * image_bytes  # the whole shard: 8 chunks' worth
+    with pytest.raises(ValueError, match="a sample that cannot be made"):  # the rows fail midway: no file stays
+        write_rows(str(tmp_path), "shards/train/shard-00001.parquet", failing(chunked()), chunk_rows, {})
+    assert sorted(p.name for p in (tmp_path / "shards/train").iterdir()) == ["_stats", "shard-00000.parquet"]
