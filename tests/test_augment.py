@@ -14,6 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
+from curate.augment import stage as augment_stage
 from curate.augment.ops import OPS, resolve_ops
 from curate.augment.pipeline import Pipeline, Sampler
 from curate.augment.stage import augment, resolve
@@ -23,7 +24,7 @@ from curate.config import default_toml, from_dict, load_config
 from curate.errors import ConfigError
 from curate.pipeline import run_stage
 from curate.schema import PLAN
-from curate.workspace import Workspace
+from curate.workspace import TMP_MARK, Workspace
 
 from conftest import SAMPLE
 
@@ -304,3 +305,33 @@ def test_cli_on_a_folder_that_was_never_scanned(tmp_path, runner):
     result = runner.invoke(CurateGroup("curate", commands={"augment": augment_command}), ["augment", str(tmp_path)])
     assert result.exit_code == 2 and result.output.startswith("error: ") and "curate scan" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_a_run_stopped_midway_leaves_only_complete_shards(planned, tmp_path, monkeypatch):
+    """Each shard is written as its batches come: a run that stops leaves the shards it finished,
+    each with its sidecar, and no part of the one it was writing; a rerun makes the rest."""
+    out = fresh(planned, tmp_path)
+    cfg = from_dict({**config(batch_size=1), "shard": {"shard_size": "12KB"}})  # shards of several batches
+    real = augment_stage.run_batches
+
+    def stopping(*args, **kwargs):
+        for i, batch in enumerate(real(*args, **kwargs)):
+            if i == 8:  # shard 0 holds 7 variants, shard 1 two: this stops in shard 1
+                raise RuntimeError("stopped")
+            yield batch
+
+    monkeypatch.setattr(augment_stage, "run_batches", stopping)
+    with pytest.raises(RuntimeError, match="stopped"):
+        augment(str(SAMPLE), str(out), cfg)
+    files = sorted(p.relative_to(out) for p in (out / "augmented").rglob("*.parquet"))
+    sidecars = sorted(p.parent.parent.relative_to(out) / f"{p.stem}.parquet"
+                      for p in (out / "augmented").rglob("_stats/*.json"))
+    assert files == sidecars and not [p for p in out.rglob(f"{TMP_MARK}*")]
+    monkeypatch.undo()
+    summary = augment(str(SAMPLE), str(out), cfg)
+    assert 0 < len(files) < summary.shards and summary.made > 0
+    reference = fresh(planned, tmp_path, "reference")  # one run that was never stopped
+    augment(str(SAMPLE), str(reference), cfg)
+    shards = sorted(p.relative_to(reference) for p in (reference / "augmented").rglob("shard-*.parquet"))
+    assert len(shards) == summary.shards
+    assert all((out / p).read_bytes() == (reference / p).read_bytes() for p in shards)

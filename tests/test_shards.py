@@ -161,8 +161,9 @@ def test_a_shard_written_under_another_schema_is_rewritten(sharded, tmp_path):
 
 
 def test_a_shard_is_written_a_row_group_at_a_time(tmp_path):
-    """`write_rows` takes the shard's rows a chunk at a time and holds one chunk's image bytes in
-    Arrow, not the shard's (a shard of several GB would otherwise be in memory 3x over)."""
+    """`write_rows` takes the shard's rows a chunk at a time and holds one row group's image bytes in
+    Arrow, not the shard's (a shard of several GB would otherwise be in memory 3x over); the row
+    groups have the size asked for whatever the chunks'; rows that fail midway leave no file."""
     chunk_rows, image_bytes, chunks = 4, 2**18, 8
     allocated = []
 
@@ -181,13 +182,13 @@ def test_a_shard_is_written_a_row_group_at_a_time(tmp_path):
         yield next(chunks)
         raise ValueError("a sample that cannot be made")
 
-    stats = write_rows(str(tmp_path), "shards/train/shard-00000.parquet", chunked(), chunk_rows, {})
-    shard = pq.ParquetFile(tmp_path / "shards/train/shard-00000.parquet")
-    assert shard.metadata.num_row_groups == chunks and shard.metadata.num_rows == chunks * chunk_rows
+    stats = write_rows(str(tmp_path), "shards/train/shard-00000.parquet", chunked(), 6, {})
+    shard = pq.ParquetFile(tmp_path / "shards/train/shard-00000.parquet")  # row groups of 6 rows, however handed over
+    assert [shard.metadata.row_group(i).num_rows for i in range(shard.metadata.num_row_groups)] == [6] * 5 + [2]
     images = shard.read(columns=["image"]).column("image").combine_chunks().field("bytes").to_pylist()
     assert images == [bytes([i]) * image_bytes for i in range(chunks * chunk_rows)]
     assert stats["count"] == chunks * chunk_rows and stats["histogram"] == {"c0": 16, "c1": 16}
     assert max(allocated) - allocated[0] < 2 * chunk_rows * image_bytes  # the whole shard: 8 chunks' worth
     with pytest.raises(ValueError, match="a sample that cannot be made"):  # the rows fail midway: no file stays
-        write_rows(str(tmp_path), "shards/train/shard-00001.parquet", failing(chunked()), chunk_rows, {})
+        write_rows(str(tmp_path), "shards/train/shard-00001.parquet", failing(chunked()), 6, {})
     assert sorted(p.name for p in (tmp_path / "shards/train").iterdir()) == ["_stats", "shard-00000.parquet"]

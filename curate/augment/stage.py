@@ -12,7 +12,9 @@ plan) and can never leak across splits. A source that no longer decodes is repor
 
 Work: worker processes (`engine.workers`, else one per core but one) decode sources and draw
 parameters, the device (`cuda` when a GPU is present, else the CPU) transforms batches of
-`augment.batch_size`, threads encode (`curate.augment.runner`).
+`augment.batch_size`, threads encode (`curate.augment.runner`), and one thread writes each shard a
+row group at a time as its batches come (`curate.shards.writer.write_rows`), so a shard's variants
+are never all in memory.
 
 Determinism: each variant's parameters are drawn from its own seed alone, on the CPU, so they
 are the same on every machine and device. Pixels come from the device's float32 kernels: the
@@ -26,7 +28,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import queue
 import time
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -135,42 +139,67 @@ def _batches(todo: list[ShardJob], size: int) -> tuple[list[list[Job]], list[tup
     return batches, owner
 
 
+_END, _ABANDON = object(), object()  # put on a shard's rows: its last batch came; the run stopped
+
+
+class _Abandoned(Exception):
+    """A shard's writer stops: the run stopped before its last batch (the run's own error is raised)."""
+
+
+def _taken(rows: queue.SimpleQueue[Any]) -> Iterator[dict[str, list]]:
+    """The chunks of SHARD columns put on `rows`, until _END; _ABANDON raises _Abandoned."""
+    while (chunk := rows.get()) is not _END:
+        if chunk is _ABANDON:
+            raise _Abandoned
+        yield chunk
+
+
 def _make(out: str, src: str, todo: list[ShardJob], pipeline: Pipeline, cfg: Config,
           metadata: dict[bytes, bytes]) -> tuple[int, dict[str, str]]:
     """Make and write the variants of the shards in `todo`; return (variants made, failed sources)."""
     a = cfg.augment
     batches, owner = _batches(todo, a.batch_size)
-    outputs: list[list[Output | None]] = [[None] * len(job.variants) for job in todo]
     remaining = [sum(o[0] == s for o in owner) for s in range(len(todo))]  # batches still to come, per shard
     made, failed = 0, {}
     scanned = {path: sid for job in todo for path, sid in zip(job.variants["path"], job.variants["source_sample_id"])}
     load = SourceReader(src, a.size, cfg.scan.background, scanned)
+    ext = formats.suffix(a.format)
 
     def encode(pixels: Any) -> bytes:
         return formats.encode(Image.fromarray(pixels, "RGB"), a.format, a.quality)
 
     writes: list[Future] = []
+    open_shards: dict[int, queue.SimpleQueue[Any]] = {}  # shard -> the rows its writer takes as its batches come
     total = sum(len(j.variants) for j in todo)
     with progress.task("augment", total) as advance, ThreadPoolExecutor(1, "augment-write") as writer:
 
-        def write(s: int) -> None:
+        def begin(s: int) -> None:
             job = todo[s]
-            columns = _columns(job.variants, outputs[s], a.size, formats.suffix(a.format))
-            writes.append(writer.submit(write_rows, out, job.rel, [columns], job.row_group_size, metadata, job.layout))
-            outputs[s] = []
+            rows: queue.SimpleQueue[Any] = queue.SimpleQueue()
+            open_shards[s] = rows
+            writes.append(writer.submit(write_rows, out, job.rel, _taken(rows), job.row_group_size, metadata,
+                                        job.layout))
 
         for s in range(len(todo)):
             if not remaining[s]:  # a shard with no variants (more shards than variants)
-                write(s)
+                begin(s)
+                open_shards.pop(s).put(_END)
         stream = run_batches(batches, pipeline, load, encode, _workers(cfg, src), os.cpu_count() or 1)
-        for (s, lo), (results, errors) in zip(owner, stream):
-            outputs[s][lo:lo + len(results)] = results
-            made += sum(r is not None for r in results)
-            failed.update(errors)
-            advance(len(results))
-            remaining[s] -= 1
-            if not remaining[s]:
-                write(s)
+        try:
+            for (s, lo), (results, errors) in zip(owner, stream):
+                if s not in open_shards:
+                    begin(s)
+                open_shards[s].put(_columns(todo[s].variants.iloc[lo:lo + len(results)], results, a.size, ext))
+                made += sum(r is not None for r in results)
+                failed.update(errors)
+                advance(len(results))
+                remaining[s] -= 1
+                if not remaining[s]:
+                    open_shards.pop(s).put(_END)
+        except BaseException:
+            for rows in open_shards.values():  # their writers stop and leave no file
+                rows.put(_ABANDON)
+            raise
         for f in writes:
             f.result()
     return made, failed

@@ -51,15 +51,16 @@ def sidecar(rel: str) -> str:
 def write_rows(out: str, rel: str, chunks: Iterable[dict[str, list]], row_group_size: int,
                schema_metadata: dict[bytes, bytes], layout: str = "",
                left_out: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Write `chunks` of rows (each a dict of the SHARD schema's columns) as the shard `rel` under
-    OUT, atomically, a chunk at a time as they come, then its stats sidecar (count, bytes, sha256,
-    class histogram, layout and schema fingerprints, and the samples `left_out` of it with their
-    reasons, read after the last chunk: a generator of chunks may add to it), which marks it complete."""
+    """Write `chunks` of rows (each a dict of the SHARD schema's columns, of any length) as the shard
+    `rel` under OUT, atomically, a row group of `row_group_size` rows at a time as they come, then
+    its stats sidecar (count, bytes, sha256, class histogram, layout and schema fingerprints, and the
+    samples `left_out` of it with their reasons, read after the last chunk: a generator of chunks
+    may add to it), which marks it complete."""
     schema = SHARD.with_metadata(schema_metadata)
     histogram: Counter[str] = Counter()
 
     def tables() -> Iterator[pa.Table]:
-        for columns in chunks:
+        for columns in _regrouped(chunks, row_group_size):
             histogram.update(columns["label_name"])
             yield pa.table(columns, schema=schema)
 
@@ -71,6 +72,19 @@ def write_rows(out: str, rel: str, chunks: Iterable[dict[str, list]], row_group_
         stats["left_out"] = left_out
     ws.write_bytes(sidecar(rel), json.dumps(stats, sort_keys=True).encode())
     return stats
+
+
+def _regrouped(chunks: Iterable[dict[str, list]], rows: int) -> Iterator[dict[str, list]]:
+    """The rows of `chunks` again, in chunks of exactly `rows` rows but the last (so a shard's row
+    groups do not depend on how its rows were handed over)."""
+    pending: dict[str, list] = {}
+    for columns in chunks:
+        pending = {name: pending.get(name, []) + values for name, values in columns.items()} if pending else columns
+        while len(pending["label"]) >= rows:
+            yield {name: values[:rows] for name, values in pending.items()}
+            pending = {name: values[rows:] for name, values in pending.items()}
+    if pending and pending["label"]:
+        yield pending
 
 
 def counted(stats: dict[str, Any]) -> dict[str, Any]:
