@@ -87,5 +87,6 @@ def main() -> None:
                 "| driver peak RSS MiB | largest other process MiB |",
                 "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |", rows, not args.no_write)
 
+
 if __name__ == "__main__":
     main()

@@ -211,5 +211,6 @@ def main() -> None:
                 "| images | classes | command | code | wall s | CPU s | driver peak RSS MiB | largest worker MiB | found |",
                 "| ---: | ---: | --- | --- | ---: | ---: | ---: | ---: | --- |", lines, not args.no_write)
 
+
 if __name__ == "__main__":
     main()

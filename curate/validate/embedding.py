@@ -39,7 +39,7 @@ temperature fitted to the other folds' images by maximum likelihood (no model to
 linear in images x classes, memory in classes). On the synthetic set of benchmarks/embed_checks_scale.py at 3,000
 classes the probe fired on a quarter of the images (precision 0.08), the class means 0.94; on
 real digits forced onto this path it is the weaker of the two (RESULTS.md, "Embedding checks at
-scale", note "Many classes").
+scale", note "More classes still").
 
 label_suspect's default (0.1) was calibrated: chosen on half of a real labelled set (handwritten
 digits) with 5% of its labels flipped at random, and measured on the other half
